@@ -1,0 +1,58 @@
+#define _GNU_SOURCE
+#include "cshim.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+int cshim_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+int cshim_set_parent_death_signal(int signo) { return prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0); }
+
+int cshim_sigrtmin(void) { return SIGRTMIN; }
+
+int cshim_sigrtmax(void) { return SIGRTMAX; }
+
+pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
+                  int new_process_group, int foreground_fd, int *exec_errno) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid == 0) {
+        close(report[0]);
+        if (new_process_group) {
+            setpgid(0, 0);
+            // SIGTTOU is still blocked here, so a background group may take the terminal.
+            if (foreground_fd >= 0) tcsetpgrp(foreground_fd, getpid());
+        }
+        sigprocmask(SIG_SETMASK, child_mask, NULL);
+        execvp(file, argv);
+        int failure = errno;
+        ssize_t ignored = write(report[1], &failure, sizeof failure);
+        (void)ignored;
+        _exit(failure == ENOENT ? 127 : 126);
+    }
+    close(report[1]);
+    int failure = 0;
+    ssize_t n;
+    do {
+        n = read(report[0], &failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    *exec_errno = (n == (ssize_t)sizeof failure) ? failure : 0;
+    return pid;
+}

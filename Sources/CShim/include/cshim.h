@@ -1,0 +1,23 @@
+#ifndef GRPC_INIT_CSHIM_H
+#define GRPC_INIT_CSHIM_H
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <termios.h>
+
+// Each returns -1 with errno set on failure, like the call it wraps.
+int cshim_set_nonblocking(int fd);
+int cshim_set_child_subreaper(void);
+int cshim_set_parent_death_signal(int signo);
+int cshim_sigrtmin(void);
+int cshim_sigrtmax(void);
+
+// fork + exec in C: between fork and exec only async-signal-safe calls are allowed, which Swift
+// cannot promise. The child gets its own process group when new_process_group is set, takes the
+// terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file.
+// Returns the child's pid, or -1 with errno set when fork failed. When exec fails, *exec_errno
+// receives its errno (0 when exec succeeded); the failed child has exited and must be reaped.
+pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
+                  int new_process_group, int foreground_fd, int *exec_errno);
+#endif

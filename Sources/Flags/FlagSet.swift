@@ -1,0 +1,190 @@
+/// Command-line flags parsed the way Go's `flag` package parses them: `-name` and `--name` alike,
+/// `-name=value` or `-name value`, booleans only as `-name` or `-name=BOOL`, parsing stops at
+/// the first non-flag argument or after `--`.
+public struct FlagSet: Sendable {
+    public enum Kind: Sendable {
+        case bool
+        case string
+        case duration
+        /// Repeatable; `validate` returns Go's error text for a bad value, or nil.
+        case list(validate: @Sendable (String) -> String?)
+    }
+
+    public enum Value: Equatable, Sendable {
+        case bool(Bool)
+        case string(String)
+        case duration(GoDuration)
+        case list([String])
+    }
+
+    public struct Flag: Sendable {
+        public let name: String
+        public let kind: Kind
+        public let defaultValue: Value
+        public let usage: String
+        /// Shown after the name in the usage, e.g. "string", "duration", "CODE".
+        public let placeholder: String?
+
+        public init(_ name: String, _ kind: Kind, default defaultValue: Value? = nil, placeholder: String? = nil, usage: String) {
+            self.name = name
+            self.kind = kind
+            self.usage = usage
+            self.placeholder = placeholder
+            switch kind {
+            case .bool: self.defaultValue = defaultValue ?? .bool(false)
+            case .string: self.defaultValue = defaultValue ?? .string("")
+            case .duration: self.defaultValue = defaultValue ?? .duration(GoDuration(nanoseconds: 0))
+            case .list: self.defaultValue = defaultValue ?? .list([])
+            }
+        }
+    }
+
+    public enum ParseError: Error, Equatable {
+        /// -h or -help was asked for and is not a defined flag.
+        case help
+        /// Go's message for the failure (the usage follows it).
+        case invalid(String)
+    }
+
+    public struct Parsed: Sendable {
+        public var values: [String: Value]
+        /// Arguments after the flags (after `--` when it ended them).
+        public var remaining: [String]
+        /// Names given on the command line, in order.
+        public var given: [String]
+
+        public func bool(_ name: String) -> Bool {
+            if case .bool(let b)? = values[name] { return b }
+            return false
+        }
+        public func string(_ name: String) -> String {
+            if case .string(let s)? = values[name] { return s }
+            return ""
+        }
+        public func duration(_ name: String) -> GoDuration {
+            if case .duration(let d)? = values[name] { return d }
+            return GoDuration(nanoseconds: 0)
+        }
+        public func list(_ name: String) -> [String] {
+            if case .list(let l)? = values[name] { return l }
+            return []
+        }
+    }
+
+    public let flags: [Flag]
+
+    public init(_ flags: [Flag]) { self.flags = flags }
+
+    public func flag(named name: String) -> Flag? { flags.first { $0.name == name } }
+
+    /// Go's strconv.ParseBool.
+    public static func parseBool(_ text: String) -> Bool? {
+        switch text {
+        case "1", "t", "T", "true", "TRUE", "True": return true
+        case "0", "f", "F", "false", "FALSE", "False": return false
+        default: return nil
+        }
+    }
+
+    /// Sets `flag` from `text` in `values`; returns Go's error text on failure.
+    public static func assign(_ flag: Flag, _ text: String, into values: inout [String: Value]) -> String? {
+        switch flag.kind {
+        case .bool:
+            guard let b = parseBool(text) else { return "parse error" }
+            values[flag.name] = .bool(b)
+        case .string:
+            values[flag.name] = .string(text)
+        case .duration:
+            guard let d = try? GoDuration.parse(text) else { return "parse error" }
+            values[flag.name] = .duration(d)
+        case .list(let validate):
+            if let problem = validate(text) { return problem }
+            var current: [String] = []
+            if case .list(let l)? = values[flag.name] { current = l }
+            values[flag.name] = .list(current + [text])
+        }
+        return nil
+    }
+
+    public func defaults() -> [String: Value] {
+        var values: [String: Value] = [:]
+        for f in flags { values[f.name] = f.defaultValue }
+        return values
+    }
+
+    public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil) throws(ParseError) -> Parsed
+    where C.Element == String {
+        var values = initial ?? defaults()
+        var given: [String] = []
+        var args = ArraySlice(arguments)
+        while let s = args.first {
+            let chars = Array(s.utf8)
+            if chars.count < 2 || chars[0] != UInt8(ascii: "-") { break }
+            var dashes = 1
+            if chars[1] == UInt8(ascii: "-") {
+                dashes = 2
+                if chars.count == 2 { args = args.dropFirst(); break }
+            }
+            var name = String(decoding: chars[dashes...], as: UTF8.self)
+            if name.isEmpty || name.hasPrefix("-") || name.hasPrefix("=") {
+                throw .invalid("bad flag syntax: \(s)")
+            }
+            args = args.dropFirst()
+            var value: String? = nil
+            if let eq = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            }
+            guard let flag = flag(named: name) else {
+                if name == "help" || name == "h" { throw .help }
+                throw .invalid("flag provided but not defined: -\(name)")
+            }
+            if case .bool = flag.kind {
+                if let value {
+                    if FlagSet.assign(flag, value, into: &values) != nil {
+                        throw .invalid("invalid boolean value \(goQuote(value)) for -\(name): parse error")
+                    }
+                } else {
+                    values[name] = .bool(true)
+                }
+            } else {
+                if value == nil, let next = args.first {
+                    value = next
+                    args = args.dropFirst()
+                }
+                guard let value else { throw .invalid("flag needs an argument: -\(name)") }
+                if let problem = FlagSet.assign(flag, value, into: &values) {
+                    throw .invalid("invalid value \(goQuote(value)) for flag -\(name): \(problem)")
+                }
+            }
+            given.append(name)
+        }
+        return Parsed(values: values, remaining: Array(args), given: given)
+    }
+
+    /// Go's FlagSet.PrintDefaults layout, flags sorted by name.
+    public func usage() -> String {
+        var out = ""
+        for f in flags.sorted(by: { $0.name < $1.name }) {
+            var line = "  -" + f.name
+            let placeholder: String
+            switch f.kind {
+            case .bool: placeholder = f.placeholder ?? ""
+            case .string: placeholder = f.placeholder ?? "string"
+            case .duration: placeholder = f.placeholder ?? "duration"
+            case .list: placeholder = f.placeholder ?? "value"
+            }
+            if !placeholder.isEmpty { line += " " + placeholder }
+            line += line.utf8.count <= 4 ? "\t" : "\n    \t"
+            line += f.usage.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n    \t")
+            switch f.defaultValue {
+            case .string(let s) where !s.isEmpty: line += " (default \(goQuote(s)))"
+            case .duration(let d) where d.nanoseconds != 0: line += " (default \(d))"
+            case .bool(true): line += " (default true)"
+            default: break
+            }
+            out += line + "\n"
+        }
+        return out
+    }
+}

@@ -1,0 +1,78 @@
+import Glibc
+import SystemCalls
+import Transport
+import Wire
+
+/// Drives a GRPCClient over a connected socket until a condition holds, a deadline passes, a
+/// cancelling signal arrives or the connection ends. One poll(2) covers the socket and the
+/// signalfd, so a signal interrupts the wait at once.
+final class ClientSession {
+    enum Outcome: Equatable {
+        case done
+        case timedOut
+        case cancelled(signal: Int32)
+        case closed(String)
+    }
+
+    let socket: Socket
+    let client: GRPCClient
+    private var unsent: [UInt8] = []
+    private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
+    /// The first bytes the server sent, kept to explain a failed HTTP/2 handshake.
+    private(set) var firstBytes: [UInt8] = []
+
+    init(socket: Socket, client: GRPCClient) {
+        self.socket = socket
+        self.client = client
+    }
+
+    func run(until finished: () -> Bool, deadline: Int64, signals: SignalFD?) -> Outcome {
+        while true {
+            if client.connection.hasOutbound { unsent.append(contentsOf: client.connection.takeOutbound()) }
+            if !unsent.isEmpty {
+                let written: Result<Int, SystemError> = unsent.withUnsafeBytes { raw in Result { () throws(SystemError) in try socket.write(raw) } }
+                switch written {
+                case .success(let n):
+                    unsent.removeFirst(n)
+                case .failure(let error):
+                    client.transportClosed("connection error: \(error.operation): \(goErrnoText(error.code))")
+                    return .closed(goErrnoText(error.code))
+                }
+            }
+            if finished() { return .done }
+            var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
+            if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
+            let n = poll(&fds, nfds_t(fds.count), MonotonicClock.pollTimeout(until: deadline))
+            if n < 0 && errno != EINTR { return .closed("poll: \(goErrnoText(errno))") }
+            if fds.count > 1 && fds[1].revents != 0, let info = signals?.next() {
+                return .cancelled(signal: Int32(info.ssi_signo))
+            }
+            if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+                if let ended = readAvailable() { return ended }
+            }
+            if n == 0 && MonotonicClock.now() >= deadline { return .timedOut }
+        }
+    }
+
+    /// Reads until the socket would block; returns an outcome only when the connection ended.
+    private func readAvailable() -> Outcome? {
+        while true {
+            let result = readBuffer.withUnsafeMutableBytes { socket.read(into: $0) }
+            switch result {
+            case .bytes(let n):
+                let chunk = Array(readBuffer[0..<n])
+                if firstBytes.count < 64 { firstBytes.append(contentsOf: chunk.prefix(64 - firstBytes.count)) }
+                client.receive(chunk)
+                if client.connectionFailure != nil { return nil }
+            case .wouldBlock:
+                return nil
+            case .endOfStream:
+                client.transportClosed("error reading from server: EOF")
+                return .closed("EOF")
+            case .failed(let code):
+                client.transportClosed("error reading from server: \(goErrnoText(code))")
+                return .closed(goErrnoText(code))
+            }
+        }
+    }
+}

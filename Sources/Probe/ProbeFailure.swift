@@ -1,0 +1,63 @@
+import Flags
+import Wire
+
+/// The probe's exit codes (the reference tool's, so exec probes keep their meaning).
+public enum ProbeExit: Int32, Sendable {
+    case serving = 0
+    case invalidArguments = 1
+    case connectionFailure = 2
+    case rpcFailure = 3
+    case unhealthy = 4
+    case spiffeFailure = 20
+}
+
+/// Every way a probe can end other than SERVING: the exit code and the lines printed for it,
+/// decided here and nowhere else.
+public struct ProbeFailure: Error, Equatable {
+    public let exit: ProbeExit
+    public let lines: [String]
+
+    init(_ exit: ProbeExit, _ lines: String...) {
+        self.exit = exit
+        self.lines = lines
+    }
+
+    /// A flag-parsing problem: Go's message, then the usage.
+    static func flags(_ message: String?, usage: String) -> ProbeFailure {
+        ProbeFailure(.invalidArguments, lines: (message.map { [$0] } ?? []) + [usage])
+    }
+
+    private init(_ exit: ProbeExit, lines: [String]) {
+        self.exit = exit
+        self.lines = lines
+    }
+
+    static func argument(_ text: String) -> ProbeFailure { ProbeFailure(.invalidArguments, "error: " + text) }
+
+    static func connectTimeout(_ addr: String, _ timeout: GoDuration) -> ProbeFailure {
+        ProbeFailure(.connectionFailure, "timeout: failed to connect service \(goQuote(addr)) within \(timeout)")
+    }
+
+    static func connectFailed(_ addr: String, _ cause: String) -> ProbeFailure {
+        ProbeFailure(.connectionFailure, "error: failed to connect service at \(goQuote(addr)): \(cause)")
+    }
+
+    static func rpc(_ status: GRPCStatus, timeout: GoDuration) -> ProbeFailure {
+        switch status.code {
+        case .unimplemented:
+            return ProbeFailure(.rpcFailure, "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): \(status.message)")
+        case .deadlineExceeded:
+            return ProbeFailure(.rpcFailure, "timeout: health rpc did not complete within \(timeout)")
+        default:
+            return ProbeFailure(.rpcFailure, "error: health rpc failed: \(status)")
+        }
+    }
+
+    static func unhealthy(_ status: Health.ServingStatus) -> ProbeFailure {
+        ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status.description)))")
+    }
+
+    /// Context cancellation, as the reference reports it in each phase.
+    static func cancelledWhileConnecting(_ addr: String) -> ProbeFailure { connectFailed(addr, "context canceled") }
+    static let cancelledDuringRPC = ProbeFailure(.rpcFailure, "error: health rpc failed: rpc error: code = Canceled desc = context canceled")
+}

@@ -1,0 +1,154 @@
+import Flags
+import Glibc
+import HPACK
+import SystemCalls
+import Transport
+import Wire
+
+/// grpc_health_probe: parse flags, connect, call grpc.health.v1.Health/Check once, and exit
+/// with the reference tool's code and message.
+public enum ProbeRunner {
+    /// Runs the probe with `arguments` (without argv[0]) and returns the exit status.
+    public static func main(_ arguments: [String]) -> Int32 {
+        let options: ProbeOptions
+        do {
+            switch try ProbeOptions.parse(arguments) {
+            case .version:
+                Output.line("grpc_health_probe (grpc-init) \(BuildInfo.version)", to: STDOUT_FILENO)
+                return 0
+            case .run(let o): options = o
+            }
+        } catch {
+            return report(error)
+        }
+        if options.verbose { options.verboseLines.forEach { Output.line($0) } }
+        // SIGINT and SIGTERM cancel the probe: they arrive through the same poll as the socket.
+        let signals = try? SignalFD(signals: [SIGINT, SIGTERM])
+        do {
+            let status = try Probe(options: options, signals: signals).run()
+            Output.line("status: \(status)")
+            return ProbeExit.serving.rawValue
+        } catch {
+            return report(error)
+        }
+    }
+
+    private static func report(_ failure: ProbeFailure) -> Int32 {
+        failure.lines.forEach { Output.line($0) }
+        return failure.exit.rawValue
+    }
+}
+
+/// One probe's connect-then-check flow.
+struct Probe {
+    let options: ProbeOptions
+    let signals: SignalFD?
+
+    func run() throws(ProbeFailure) -> Health.ServingStatus {
+        if options.tls || options.spiffe {
+            throw ProbeFailure.argument("\(options.tls ? "-tls" : "-spiffe") is not available in this build")
+        }
+        if options.verbose { Output.line("establishing connection") }
+        let connectStart = MonotonicClock.now()
+        let session = try connect(deadline: connectStart + options.connectTimeout.nanoseconds)
+        let connectTook = GoDuration(nanoseconds: MonotonicClock.now() - connectStart)
+        if options.verbose { Output.line("connection established (took \(connectTook))") }
+
+        let rpcStart = MonotonicClock.now()
+        let deadline = rpcStart + options.rpcTimeout.nanoseconds
+        let call = session.client.startCall(
+            path: Health.checkPath,
+            metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
+            timeoutNanoseconds: options.rpcTimeout.nanoseconds,
+            compress: options.gzip,
+            request: Health.request(service: options.service))
+        switch session.run(until: { call.status != nil }, deadline: deadline, signals: signals) {
+        case .done, .closed:
+            break
+        case .timedOut:
+            throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout)
+        case .cancelled(let signo):
+            Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+            throw ProbeFailure.cancelledDuringRPC
+        }
+        let status = call.status ?? GRPCStatus(.unavailable, "connection closed before the call completed")
+        guard status.code == .ok else { throw ProbeFailure.rpc(status, timeout: options.rpcTimeout) }
+        guard let message = call.nextMessage() else {
+            throw ProbeFailure.rpc(GRPCStatus(.internalError, "server sent no response message"), timeout: options.rpcTimeout)
+        }
+        let serving: Health.ServingStatus
+        do { serving = try Health.decodeResponse(message) } catch {
+            throw ProbeFailure.rpc(GRPCStatus(.internalError, "grpc: failed to unmarshal the received message: \(error)"), timeout: options.rpcTimeout)
+        }
+        let rpcTook = GoDuration(nanoseconds: MonotonicClock.now() - rpcStart)
+        guard serving == .serving else { throw ProbeFailure.unhealthy(serving) }
+        if options.verbose { Output.line("time elapsed: connect=\(connectTook) rpc=\(rpcTook)") }
+        return serving
+    }
+
+    /// Resolves, connects (each address in turn) and completes the HTTP/2 handshake: the
+    /// connection counts as established once the server's SETTINGS arrive.
+    private func connect(deadline: Int64) throws(ProbeFailure) -> ClientSession {
+        let addr = options.addr
+        let target: Target
+        do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
+        let addresses: [SocketAddress]
+        do { addresses = try Resolver().resolve(target, deadline: deadline, cancelFD: signals?.fd) } catch {
+            if MonotonicClock.now() >= deadline { throw ProbeFailure.connectTimeout(addr, options.connectTimeout) }
+            throw ProbeFailure.connectFailed(addr, error.description)
+        }
+        var lastFailure = "no addresses"
+        for address in addresses {
+            let socket: Socket
+            do {
+                socket = try Socket.connect(to: address, deadline: deadline, cancelFD: signals?.fd)
+            } catch {
+                switch error {
+                case .failed(let text):
+                    lastFailure = text
+                    continue
+                case .timedOut:
+                    throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
+                case .cancelled:
+                    cancelled()
+                    throw ProbeFailure.cancelledWhileConnecting(addr)
+                }
+            }
+            let client = GRPCClient(GRPCClient.Settings(
+                authority: target.authority, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
+            let session = ClientSession(socket: socket, client: client)
+            switch session.run(until: { client.isReady || client.connectionFailure != nil }, deadline: deadline, signals: signals) {
+            case .done, .closed:
+                if client.isReady { return session }
+                throw ProbeFailure.connectFailed(addr, handshakeFailure(session, address))
+            case .timedOut:
+                throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
+            case .cancelled(let signo):
+                Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+                throw ProbeFailure.cancelledWhileConnecting(addr)
+            }
+        }
+        throw ProbeFailure.connectFailed(addr, lastFailure)
+    }
+
+    private func cancelled() {
+        if let info = signals?.next() {
+            Output.line("cancellation received (signal: \(Signals.goDescription(Int32(info.ssi_signo))))")
+        }
+    }
+
+    /// Names what the server did instead of completing the HTTP/2 handshake.
+    private func handshakeFailure(_ session: ClientSession, _ address: SocketAddress) -> String {
+        let first = session.firstBytes
+        if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
+            return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
+        }
+        if first.starts(with: Array("HTTP/".utf8)) {
+            let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
+            return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
+        }
+        let reason = session.client.connectionFailure?.message ?? "connection closed"
+        if first.isEmpty { return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))" }
+        return "HTTP/2 handshake with \(address) failed: \(reason)"
+    }
+}

@@ -1,0 +1,3 @@
+public enum SupervisorMain {
+    public static func main(_ arguments: [String]) -> Int32 { 1 }
+}

@@ -1,0 +1,20 @@
+import Glibc
+
+/// Monotonic time in nanoseconds; deadlines throughout are absolute values of this clock.
+public enum MonotonicClock {
+    @inline(__always)
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Milliseconds from now until `deadline`, rounded up and clamped for poll(2); -1 waits forever.
+    public static func pollTimeout(until deadline: Int64?) -> Int32 {
+        guard let deadline else { return -1 }
+        let remaining = deadline - now()
+        if remaining <= 0 { return 0 }
+        let ms = (remaining + 999_999) / 1_000_000
+        return Int32(min(ms, Int64(Int32.max)))
+    }
+}

@@ -1,0 +1,91 @@
+import Glibc
+import SystemCalls
+
+/// Name resolution without glibc's NSS, which a static binary cannot load: IP literals,
+/// /etc/hosts, "localhost" even where /etc/hosts is missing, then DNS over UDP to the servers
+/// in /etc/resolv.conf with its search list and ndots.
+public struct Resolver {
+    public struct Failure: Error, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    public var hostsPath = "/etc/hosts"
+    public var resolvConfPath = "/etc/resolv.conf"
+
+    public init() {}
+
+    /// Every address `target` names, in the order they should be tried.
+    public func resolve(_ target: Target, deadline: Int64, cancelFD: Int32? = nil) throws(Failure) -> [SocketAddress] {
+        switch target {
+        case .unix(let path):
+            guard let a = SocketAddress.unix(path, abstract: false) else { throw Failure(description: "unix socket path too long: \(path)") }
+            return [a]
+        case .unixAbstract(let name):
+            guard let a = SocketAddress.unix(name, abstract: true) else { throw Failure(description: "abstract socket name too long: \(name)") }
+            return [a]
+        case .tcp(let host, let port):
+            if let literal = SocketAddress.literal(host, port: port) { return [literal] }
+            let fromHosts = HostsFile.lookup(host, text: Files.text(hostsPath) ?? "", port: port)
+            if !fromHosts.isEmpty { return fromHosts }
+            let lower = host.lowercased()
+            if lower == "localhost" || lower.hasSuffix(".localhost") || lower == "localhost." {
+                return [.ipv4([127, 0, 0, 1], port: port), .ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port)]
+            }
+            let config = ResolvConf(Files.text(resolvConfPath) ?? "")
+            return try DNSClient(config: config).lookup(host, port: port, deadline: deadline, cancelFD: cancelFD)
+        }
+    }
+}
+
+enum HostsFile {
+    static func lookup(_ host: String, text: String, port: UInt16) -> [SocketAddress] {
+        let wanted = host.lowercased().hasSuffix(".") ? String(host.lowercased().dropLast()) : host.lowercased()
+        var found: [SocketAddress] = []
+        for line in text.split(separator: "\n") {
+            let content = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let words = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            guard words.count >= 2, words.dropFirst().contains(where: { $0.lowercased() == wanted }) else { continue }
+            if let address = SocketAddress.literal(String(words[0]), port: port), !found.contains(address) {
+                found.append(address)
+            }
+        }
+        return found
+    }
+}
+
+public struct ResolvConf: Equatable {
+    public var nameservers: [String] = []
+    public var search: [String] = []
+    public var ndots = 1
+    public var timeoutSeconds = 5
+    public var attempts = 2
+
+    public init(_ text: String) {
+        for line in text.split(separator: "\n") {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            guard let keyword = words.first, !keyword.hasPrefix("#"), !keyword.hasPrefix(";") else { continue }
+            switch keyword {
+            case "nameserver" where words.count > 1:
+                if nameservers.count < 3 { nameservers.append(String(words[1])) }
+            case "search", "domain":
+                search = words.dropFirst().map { String($0) }
+            case "options":
+                for option in words.dropFirst() {
+                    if option.hasPrefix("ndots:"), let n = Int(option.dropFirst(6)) { ndots = min(max(n, 0), 15) }
+                    if option.hasPrefix("timeout:"), let n = Int(option.dropFirst(8)) { timeoutSeconds = min(max(n, 1), 30) }
+                    if option.hasPrefix("attempts:"), let n = Int(option.dropFirst(9)) { attempts = min(max(n, 1), 5) }
+                }
+            default: break
+            }
+        }
+        if nameservers.isEmpty { nameservers = ["127.0.0.1", "::1"] }
+    }
+
+    /// The fully qualified names to try for `name`, in order (resolv.conf(5)).
+    public func candidates(for name: String) -> [String] {
+        if name.hasSuffix(".") { return [name] }
+        let dots = name.filter { $0 == "." }.count
+        let searched = search.map { "\(name).\($0.hasSuffix(".") ? $0 : $0 + ".")" }
+        return dots >= ndots ? [name + "."] + searched : searched + [name + "."]
+    }
+}

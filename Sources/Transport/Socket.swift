@@ -1,0 +1,92 @@
+import CShim
+import Glibc
+import SystemCalls
+
+/// Why a connection could not be made, in Go's "dial tcp ADDR: connect: REASON" form.
+public enum ConnectFailure: Error, Equatable, CustomStringConvertible {
+    case failed(String)
+    case timedOut
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .failed(let text): return text
+        case .timedOut: return "i/o timeout"
+        case .cancelled: return "context canceled"
+        }
+    }
+}
+
+/// Go writes errno texts in lower case ("connection refused"); so do we.
+public func goErrnoText(_ code: Int32) -> String {
+    let text = SystemError.describe(code)
+    guard let first = text.first else { return text }
+    return first.lowercased() + text.dropFirst()
+}
+
+/// A connected, non-blocking stream socket.
+public final class Socket {
+    public let fd: Int32
+    public let peer: SocketAddress
+
+    private init(fd: Int32, peer: SocketAddress) {
+        self.fd = fd
+        self.peer = peer
+    }
+
+    deinit { close(fd) }
+
+    /// Connects without blocking past `deadline`; a refusal is reported as soon as the kernel
+    /// knows it, not when the deadline passes.
+    public static func connect(to address: SocketAddress, deadline: Int64, cancelFD: Int32?) throws(ConnectFailure) -> Socket {
+        let network = address.family == AF_UNIX ? "unix" : "tcp"
+        func failure(_ step: String, _ code: Int32) -> ConnectFailure {
+            .failed("dial \(network) \(address): \(step): \(goErrnoText(code))")
+        }
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw failure("socket", errno) }
+        let sock = Socket(fd: fd, peer: address)
+        if address.family != AF_UNIX {
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let result = address.bytes.withUnsafeBytes { raw in
+            Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+        if result == 0 { return sock }
+        let code = errno
+        guard code == EINPROGRESS || code == EINTR || code == EAGAIN else { throw failure("connect", code) }
+        switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline, cancelFD: cancelFD) {
+        case .timedOut: throw .timedOut
+        case .cancelled: throw .cancelled
+        case .ready: break
+        }
+        var soError: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) < 0 { throw failure("getsockopt", errno) }
+        if soError != 0 { throw failure("connect", soError) }
+        return sock
+    }
+
+    public enum ReadResult: Equatable {
+        case bytes(Int)
+        case wouldBlock
+        case endOfStream
+        case failed(Int32)
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
+        let n = retryingOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) }
+        if n > 0 { return .bytes(n) }
+        if n == 0 { return .endOfStream }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed(errno)
+    }
+
+    /// Writes as much as the socket takes now; returns the count, 0 when it would block.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+        let n = retryingOnInterrupt { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+        if n >= 0 { return n }
+        if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
+        throw SystemError("write")
+    }
+}

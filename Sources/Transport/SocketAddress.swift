@@ -1,0 +1,65 @@
+import Glibc
+
+/// A resolved address in sockaddr form, ready for connect(2).
+public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
+    public let family: Int32
+    public let bytes: [UInt8]
+    public let description: String
+
+    public static func ipv4(_ octets: [UInt8], port: UInt16) -> SocketAddress {
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = port.bigEndian
+        withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: octets) }
+        let text = octets.map(String.init).joined(separator: ".")
+        return SocketAddress(family: AF_INET, bytes: withUnsafeBytes(of: sa) { Array($0) }, description: "\(text):\(port)")
+    }
+
+    public static func ipv6(_ octets: [UInt8], port: UInt16, scope: UInt32 = 0) -> SocketAddress {
+        var sa = sockaddr_in6()
+        sa.sin6_family = sa_family_t(AF_INET6)
+        sa.sin6_port = port.bigEndian
+        sa.sin6_scope_id = scope
+        withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: octets) }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        var addr = sa.sin6_addr
+        inet_ntop(AF_INET6, &addr, &text, socklen_t(text.count))
+        let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return SocketAddress(family: AF_INET6, bytes: withUnsafeBytes(of: sa) { Array($0) }, description: "[\(host)]:\(port)")
+    }
+
+    /// A unix socket; `abstract` names live in the abstract namespace (a leading NUL).
+    public static func unix(_ path: String, abstract: Bool) -> SocketAddress? {
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        var raw = Array(path.utf8)
+        if abstract { raw.insert(0, at: 0) }
+        let capacity = MemoryLayout.size(ofValue: sa.sun_path)
+        guard raw.count < capacity || (abstract && raw.count <= capacity) else { return nil }
+        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: raw) }
+        // Abstract names are length-delimited: the address ends right after the name.
+        let length = MemoryLayout<sa_family_t>.size + raw.count + (abstract ? 0 : 1)
+        let bytes = withUnsafeBytes(of: sa) { Array($0.prefix(length)) }
+        return SocketAddress(family: AF_UNIX, bytes: bytes, description: abstract ? "@\(path)" : path)
+    }
+
+    /// Parses an IPv4 or IPv6 literal (no brackets; an IPv6 zone as "%N" or "%ifname").
+    public static func literal(_ host: String, port: UInt16) -> SocketAddress? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            return .ipv4(withUnsafeBytes(of: v4) { Array($0) }, port: port)
+        }
+        var address = host
+        var scope: UInt32 = 0
+        if let percent = host.firstIndex(of: "%") {
+            address = String(host[..<percent])
+            let zone = String(host[host.index(after: percent)...])
+            scope = UInt32(zone) ?? if_nametoindex(zone)
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, address, &v6) == 1 {
+            return .ipv6(withUnsafeBytes(of: v6) { Array($0) }, port: port, scope: scope)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,120 @@
+/// gRPC status codes with the names grpc-go prints (codes.Code.String()).
+public enum GRPCStatusCode: Int, Sendable, CaseIterable {
+    case ok = 0, canceled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
+    case permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange
+    case unimplemented, internalError, unavailable, dataLoss, unauthenticated
+
+    public var goName: String {
+        switch self {
+        case .ok: return "OK"
+        case .canceled: return "Canceled"
+        case .unknown: return "Unknown"
+        case .invalidArgument: return "InvalidArgument"
+        case .deadlineExceeded: return "DeadlineExceeded"
+        case .notFound: return "NotFound"
+        case .alreadyExists: return "AlreadyExists"
+        case .permissionDenied: return "PermissionDenied"
+        case .resourceExhausted: return "ResourceExhausted"
+        case .failedPrecondition: return "FailedPrecondition"
+        case .aborted: return "Aborted"
+        case .outOfRange: return "OutOfRange"
+        case .unimplemented: return "Unimplemented"
+        case .internalError: return "Internal"
+        case .unavailable: return "Unavailable"
+        case .dataLoss: return "DataLoss"
+        case .unauthenticated: return "Unauthenticated"
+        }
+    }
+}
+
+/// A call's outcome: the code and the (already percent-decoded) message.
+public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: GRPCStatusCode
+    /// Set when the server sent a code outside 0...16; printed as grpc-go prints it.
+    public var rawCode: Int
+    public var message: String
+
+    public init(_ code: GRPCStatusCode, _ message: String = "") {
+        self.code = code
+        self.rawCode = code.rawValue
+        self.message = message
+    }
+
+    public init(rawCode: Int, message: String) {
+        self.code = GRPCStatusCode(rawValue: rawCode) ?? .unknown
+        self.rawCode = rawCode
+        self.message = message
+    }
+
+    /// grpc-go's status error text: "rpc error: code = NotFound desc = unknown service".
+    public var description: String {
+        let name = GRPCStatusCode(rawValue: rawCode)?.goName ?? "Code(\(rawCode))"
+        return "rpc error: code = \(name) desc = \(message)"
+    }
+
+    /// The status for a stream reset with an HTTP/2 error code (PROTOCOL-HTTP2.md's mapping).
+    public static func fromReset(_ code: HTTP2ErrorCode) -> GRPCStatus {
+        let mapped: GRPCStatusCode
+        switch code {
+        case .refusedStream: mapped = .unavailable
+        case .cancel: mapped = .canceled
+        case .enhanceYourCalm: mapped = .resourceExhausted
+        case .inadequateSecurity: mapped = .permissionDenied
+        case .flowControlError: mapped = .resourceExhausted
+        default: mapped = .internalError
+        }
+        return GRPCStatus(mapped, "stream terminated by RST_STREAM with error code: \(code)")
+    }
+
+    /// The status for a response whose HTTP status is not 200 (gRPC's HTTP-to-gRPC mapping).
+    public static func fromHTTPStatus(_ status: String) -> GRPCStatus {
+        let mapped: GRPCStatusCode
+        switch status {
+        case "400": mapped = .internalError
+        case "401": mapped = .unauthenticated
+        case "403": mapped = .permissionDenied
+        case "404": mapped = .unimplemented
+        case "429", "502", "503", "504": mapped = .unavailable
+        default: mapped = .unknown
+        }
+        return GRPCStatus(mapped, "unexpected HTTP status code received from server: \(status)")
+    }
+}
+
+/// grpc-message is percent-encoded (PROTOCOL-HTTP2.md); malformed escapes are kept as they are.
+public func percentDecode(_ text: String) -> String {
+    let bytes = Array(text.utf8)
+    guard bytes.contains(UInt8(ascii: "%")) else { return text }
+    func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: return c - 48
+        case 65...70: return c - 55
+        case 97...102: return c - 87
+        default: return nil
+        }
+    }
+    var out: [UInt8] = []
+    var i = 0
+    while i < bytes.count {
+        if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+            out.append(hi << 4 | lo)
+            i += 3
+        } else {
+            out.append(bytes[i])
+            i += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// grpc-timeout (PROTOCOL-HTTP2.md): at most 8 digits and a unit, rounded up to the unit.
+public func encodeGRPCTimeout(nanoseconds: Int64) -> String {
+    if nanoseconds <= 0 { return "0n" }
+    let limit: Int64 = 99_999_999
+    let units: [(Int64, String)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
+    for (size, unit) in units {
+        let value = (nanoseconds + size - 1) / size
+        if value <= limit { return "\(value)\(unit)" }
+    }
+    return "\(limit)H"
+}

@@ -1,0 +1,48 @@
+/// grpc.health.v1 (health.proto): the request and response messages and the method paths.
+public enum Health {
+    public static let checkPath = "/grpc.health.v1.Health/Check"
+    public static let watchPath = "/grpc.health.v1.Health/Watch"
+
+    public enum ServingStatus: Equatable, Sendable, CustomStringConvertible {
+        case unknown, serving, notServing, serviceUnknown
+        case other(UInt64)
+
+        init(_ raw: UInt64) {
+            switch raw {
+            case 0: self = .unknown
+            case 1: self = .serving
+            case 2: self = .notServing
+            case 3: self = .serviceUnknown
+            default: self = .other(raw)
+            }
+        }
+
+        /// The enum value's name, as protobuf-go's String() prints it (the number when unknown).
+        public var description: String {
+            switch self {
+            case .unknown: return "UNKNOWN"
+            case .serving: return "SERVING"
+            case .notServing: return "NOT_SERVING"
+            case .serviceUnknown: return "SERVICE_UNKNOWN"
+            case .other(let n): return "\(n)"
+            }
+        }
+    }
+
+    /// HealthCheckRequest { string service = 1; }
+    public static func request(service: String) -> [UInt8] {
+        var w = ProtobufWriter()
+        w.string(1, service)
+        return w.bytes
+    }
+
+    /// HealthCheckResponse { ServingStatus status = 1; }
+    public static func decodeResponse(_ bytes: [UInt8]) throws(ProtobufError) -> ServingStatus {
+        var reader = ProtobufReader(bytes)
+        var status: UInt64 = 0
+        while let field = try reader.next() {
+            if field.number == 1 && field.wireType == .varint { status = field.scalar & 0xFFFF_FFFF }
+        }
+        return ServingStatus(status)
+    }
+}

@@ -1,0 +1,20 @@
+import Glibc
+import Probe
+import Supervisor
+import SystemCalls
+
+// Dispatch on how we were invoked, busybox style; everything else lives in the modules.
+let arguments = CommandLine.arguments
+let probeNames: Set<String> = ["grpc_health_probe", "grpc-health-probe"]
+let invokedAs = arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
+
+if probeNames.contains(invokedAs) {
+    exit(ProbeRunner.main(Array(arguments.dropFirst())))
+}
+if arguments.count > 1 && probeNames.contains(arguments[1]) {
+    exit(ProbeRunner.main(Array(arguments.dropFirst(2))))
+}
+if arguments.count > 1 && (arguments[1] == "--install" || arguments[1] == "-install") {
+    exit(Installer.install(into: arguments.count > 2 ? arguments[2] : nil, names: probeNames.sorted()))
+}
+exit(SupervisorMain.main(Array(arguments.dropFirst())))

@@ -1,0 +1,98 @@
+// Command goserver is a grpc-go health server used as a real peer by the integration tests.
+// It prints "READY <address>" on stdout once it listens, and one "HEADER name=value" line per
+// request header it receives when -echo-headers is set.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+type healthServer struct {
+	healthpb.UnimplementedHealthServer
+	statuses    map[string]healthpb.HealthCheckResponse_ServingStatus
+	delay       time.Duration
+	echoHeaders bool
+}
+
+func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if h.echoHeaders {
+		md, _ := metadata.FromIncomingContext(ctx)
+		for k, vs := range md {
+			for _, v := range vs {
+				fmt.Printf("HEADER %s=%s\n", k, v)
+			}
+		}
+		fmt.Printf("SERVICE %q\n", req.Service)
+	}
+	if h.delay > 0 {
+		select {
+		case <-time.After(h.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	st, ok := h.statuses[req.Service]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "unknown service")
+	}
+	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
+
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	st, ok := h.statuses[req.Service]
+	if !ok {
+		st = healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+	}
+	if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func main() {
+	network := flag.String("network", "tcp", "tcp, tcp4, tcp6 or unix")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	serving := flag.String("status", "SERVING", "status of the empty service name")
+	services := flag.String("services", "", "comma-separated name=STATUS pairs")
+	delay := flag.Duration("delay", 0, "delay before answering Check")
+	noHealth := flag.Bool("no-health", false, "do not register the health service")
+	echo := flag.Bool("echo-headers", false, "print received headers")
+	flag.Parse()
+
+	lis, err := net.Listen(*network, *addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := grpc.NewServer()
+	if !*noHealth {
+		h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo}
+		h.statuses[""] = healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[*serving])
+		for _, pair := range strings.Split(*services, ",") {
+			if kv := strings.SplitN(pair, "=", 2); len(kv) == 2 {
+				h.statuses[kv[0]] = healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[kv[1]])
+			}
+		}
+		healthpb.RegisterHealthServer(srv, h)
+	}
+	fmt.Printf("READY %s\n", lis.Addr().String())
+	os.Stdout.Sync()
+	if err := srv.Serve(lis); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
