@@ -3,6 +3,12 @@ import PackageDescription
 
 // One module per concern; dependencies point one way:
 //   grpc-init -> Probe, Supervisor -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib
+// Concrete generic types get direct metadata accessors instead of mangled names that the
+// runtime demangles on first use: that demangling was most of a probe's instructions.
+let fastMetadata: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]),
+]
+
 let package = Package(
     name: "grpc-init",
     products: [
@@ -12,17 +18,26 @@ let package = Package(
         // C for what Swift cannot call directly: variadic prctl/fcntl/ioctl, fork+exec.
         .target(name: "CShim"),
         .systemLibrary(name: "CZlib"),
-        .target(name: "SystemCalls", dependencies: ["CShim"]),
-        .target(name: "Flags"),
-        .target(name: "HPACK"),
-        .target(name: "Wire", dependencies: ["HPACK", "CZlib"]),
-        .target(name: "Transport", dependencies: ["SystemCalls"]),
-        .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SystemCalls"]),
-        .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"]),
+        .target(name: "SystemCalls", dependencies: ["CShim"], swiftSettings: fastMetadata),
+        .target(name: "Flags", swiftSettings: fastMetadata),
+        .target(name: "HPACK", swiftSettings: fastMetadata),
+        .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
+        .target(name: "Transport", dependencies: ["SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
             dependencies: ["Probe", "Supervisor", "SystemCalls"],
-            linkerSettings: [.unsafeFlags(["-static-executable"])]
+            exclude: ["link-order.txt"],
+            swiftSettings: fastMetadata,
+            linkerSettings: [.unsafeFlags([
+                "-static-executable",
+                // lld places the functions a probe runs side by side (scripts/link-order.sh
+                // lists them), so a probe faults in a few hundred KiB of code, not megabytes.
+                "-use-ld=lld",
+                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/grpc-init/link-order.txt",
+                "-Xlinker", "--no-warn-symbol-ordering",
+            ])]
         ),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),

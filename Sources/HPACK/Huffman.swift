@@ -34,23 +34,30 @@ enum Huffman {
     }
 
     static let tables: Tables = {
+        // Counting sort by length keeps symbol order within a length: the canonical order.
         var t = Tables()
-        t.sortedSymbols = (0..<257).map { UInt16($0) }.sorted {
-            (codeLengths[Int($0)], $0) < (codeLengths[Int($1)], $1)
+        for length in codeLengths { t.count[Int(length)] += 1 }
+        var next = 0
+        for length in 0..<t.count.count {
+            t.offset[length] = next
+            next += Int(t.count[length])
         }
+        var fill = t.offset
+        t.sortedSymbols = [UInt16](repeating: 0, count: 257)
+        for symbol in 0..<257 {
+            let length = Int(codeLengths[symbol])
+            t.sortedSymbols[fill[length]] = UInt16(symbol)
+            fill[length] += 1
+        }
+        // Canonical codes: each length's first code follows the previous length's last code.
         t.codes = [UInt32](repeating: 0, count: 257)
         var code: UInt32 = 0
-        var previousLength = Int(codeLengths[Int(t.sortedSymbols[0])])
-        for (i, symbol) in t.sortedSymbols.enumerated() {
-            let length = Int(codeLengths[Int(symbol)])
-            if i > 0 { code = (code + 1) << UInt32(length - previousLength) }
-            if t.count[length] == 0 {
-                t.firstCode[length] = code
-                t.offset[length] = i
+        for length in 1..<t.count.count {
+            t.firstCode[length] = code
+            for k in 0..<Int(t.count[length]) {
+                t.codes[Int(t.sortedSymbols[t.offset[length] + k])] = code + UInt32(k)
             }
-            t.count[length] += 1
-            t.codes[Int(symbol)] = code
-            previousLength = length
+            code = (code + t.count[length]) << 1
         }
         return t
     }()

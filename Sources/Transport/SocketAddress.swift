@@ -4,15 +4,35 @@ import Glibc
 public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
     public let family: Int32
     public let bytes: [UInt8]
-    public let description: String
+
+    /// "127.0.0.1:80", "[::1]:80", "/run/app.sock", "@abstract": built only when printed.
+    public var description: String {
+        bytes.withUnsafeBytes { raw -> String in
+            switch family {
+            case AF_INET:
+                let sa = raw.loadUnaligned(as: sockaddr_in.self)
+                let octets = withUnsafeBytes(of: sa.sin_addr) { Array($0) }
+                return "\(octets[0]).\(octets[1]).\(octets[2]).\(octets[3]):\(UInt16(bigEndian: sa.sin_port))"
+            case AF_INET6:
+                var sa = raw.loadUnaligned(as: sockaddr_in6.self)
+                var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                inet_ntop(AF_INET6, &sa.sin6_addr, &text, socklen_t(text.count))
+                let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                return "[\(host)]:\(UInt16(bigEndian: sa.sin6_port))"
+            default:
+                let path = raw.dropFirst(MemoryLayout<sa_family_t>.size)
+                if path.first == 0 { return "@" + String(decoding: path.dropFirst(), as: UTF8.self) }
+                return String(decoding: path.prefix { $0 != 0 }, as: UTF8.self)
+            }
+        }
+    }
 
     public static func ipv4(_ octets: [UInt8], port: UInt16) -> SocketAddress {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)
         sa.sin_port = port.bigEndian
         withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: octets) }
-        let text = octets.map(String.init).joined(separator: ".")
-        return SocketAddress(family: AF_INET, bytes: withUnsafeBytes(of: sa) { Array($0) }, description: "\(text):\(port)")
+        return SocketAddress(family: AF_INET, bytes: withUnsafeBytes(of: sa) { Array($0) })
     }
 
     public static func ipv6(_ octets: [UInt8], port: UInt16, scope: UInt32 = 0) -> SocketAddress {
@@ -21,11 +41,7 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         sa.sin6_port = port.bigEndian
         sa.sin6_scope_id = scope
         withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: octets) }
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        var addr = sa.sin6_addr
-        inet_ntop(AF_INET6, &addr, &text, socklen_t(text.count))
-        let host = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return SocketAddress(family: AF_INET6, bytes: withUnsafeBytes(of: sa) { Array($0) }, description: "[\(host)]:\(port)")
+        return SocketAddress(family: AF_INET6, bytes: withUnsafeBytes(of: sa) { Array($0) })
     }
 
     /// A unix socket; `abstract` names live in the abstract namespace (a leading NUL).
@@ -40,7 +56,7 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         // Abstract names are length-delimited: the address ends right after the name.
         let length = MemoryLayout<sa_family_t>.size + raw.count + (abstract ? 0 : 1)
         let bytes = withUnsafeBytes(of: sa) { Array($0.prefix(length)) }
-        return SocketAddress(family: AF_UNIX, bytes: bytes, description: abstract ? "@\(path)" : path)
+        return SocketAddress(family: AF_UNIX, bytes: bytes)
     }
 
     /// Parses an IPv4 or IPv6 literal (no brackets; an IPv6 zone as "%N" or "%ifname").
