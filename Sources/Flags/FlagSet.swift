@@ -24,9 +24,13 @@ public struct FlagSet: Sendable {
         public let usage: String
         /// Shown after the name in the usage, e.g. "string", "duration", "CODE".
         public let placeholder: String?
+        /// Other names for the same flag (tini's one-letter flags).
+        public let aliases: [String]
 
-        public init(_ name: String, _ kind: Kind, default defaultValue: Value? = nil, placeholder: String? = nil, usage: String) {
+        public init(_ name: String, _ kind: Kind, default defaultValue: Value? = nil, placeholder: String? = nil,
+                    aliases: [String] = [], usage: String) {
             self.name = name
+            self.aliases = aliases
             self.kind = kind
             self.usage = usage
             self.placeholder = placeholder
@@ -75,7 +79,7 @@ public struct FlagSet: Sendable {
 
     public init(_ flags: [Flag]) { self.flags = flags }
 
-    public func flag(named name: String) -> Flag? { flags.first { $0.name == name } }
+    public func flag(named name: String) -> Flag? { flags.first { $0.name == name || $0.aliases.contains(name) } }
 
     /// Go's strconv.ParseBool.
     public static func parseBool(_ text: String) -> Bool? {
@@ -145,7 +149,7 @@ public struct FlagSet: Sendable {
                         throw .invalid("invalid boolean value \(goQuote(value)) for -\(name): parse error")
                     }
                 } else {
-                    values[name] = .bool(true)
+                    values[flag.name] = .bool(true)
                 }
             } else {
                 if value == nil, let next = args.first {
@@ -157,7 +161,7 @@ public struct FlagSet: Sendable {
                     throw .invalid("invalid value \(goQuote(value)) for flag -\(name): \(problem)")
                 }
             }
-            given.append(name)
+            given.append(flag.name)
         }
         return Parsed(values: values, remaining: Array(args), given: given)
     }
@@ -166,7 +170,7 @@ public struct FlagSet: Sendable {
     public func usage() -> String {
         var out = ""
         for f in flags.sorted(by: { $0.name < $1.name }) {
-            var line = "  -" + f.name
+            var line = "  -" + ([f.name] + f.aliases).joined(separator: ", -")
             let placeholder: String
             switch f.kind {
             case .bool: placeholder = f.placeholder ?? ""

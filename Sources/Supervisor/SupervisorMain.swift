@@ -1,3 +1,25 @@
+import Flags
+import Glibc
+import SystemCalls
+
 public enum SupervisorMain {
-    public static func main(_ arguments: [String]) -> Int32 { 1 }
+    /// Runs the supervisor with `arguments` (without argv[0]); returns the exit status.
+    public static func main(_ arguments: [String]) -> Int32 {
+        do {
+            switch try SupervisorOptions.parse(arguments) {
+            case .version:
+                Output.line("grpc-init \(BuildInfo.version)", to: STDOUT_FILENO)
+                return 0
+            case .run(let options):
+                return Supervisor(options: options).run()
+            }
+        } catch {
+            switch error {
+            case .usage(let message):
+                if let message { Output.line("[grpc-init] error: " + message) }
+                Output.line(SupervisorOptions.usage)
+                return 1
+            }
+        }
+    }
 }

@@ -1,0 +1,161 @@
+import CShim
+import Glibc
+import SystemCalls
+
+/// PID 1 duty: one child, every signal forwarded to it, every zombie reaped, its exit status
+/// passed on. Everything happens in one poll(2) on a signalfd, so an idle supervisor sleeps
+/// until a signal arrives, with no timer ticking.
+final class Supervisor {
+    let options: SupervisorOptions
+    private let log: SupervisorLog
+    private var child: pid_t = 0
+    private var childStatus: Int32? = nil
+    /// When a forwarded SIGTERM/SIGINT escalates to SIGKILL (--grace).
+    private var graceDeadline: Int64? = nil
+    /// When processes left in the child's group get SIGKILL after the child exited.
+    private var leftoverDeadline: Int64? = nil
+
+    init(options: SupervisorOptions) {
+        self.options = options
+        self.log = SupervisorLog(verbose: options.verbose)
+    }
+
+    /// Runs the child to completion and returns grpc-init's exit status.
+    func run() -> Int32 {
+        if let signo = options.parentDeathSignal, cshim_set_parent_death_signal(signo) != 0 {
+            log.warning("cannot set the parent death signal: \(SystemError.describe(errno))")
+        }
+        if getpid() != 1 && cshim_set_child_subreaper() != 0 {
+            log.warning("cannot become a child subreaper, orphans will not be reaped: \(SystemError.describe(errno))")
+        }
+        // Every signal that can be blocked is blocked and read from the signalfd; the child gets
+        // the original mask back before exec.
+        let forwardable = (1...Signals.realTimeMax).filter { $0 != SIGKILL && $0 != SIGSTOP && ($0 < 32 || $0 >= Signals.realTimeMin) }
+        let signals: SignalFD
+        do { signals = try SignalFD(signals: forwardable) } catch {
+            log.error("cannot set up signal handling: \(error)")
+            return 1
+        }
+        if let failure = spawn(childMask: signals.previousMask) { return failure }
+        log.info("spawned \(options.command[0]) as pid \(child)")
+
+        var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let deadline = [graceDeadline, leftoverDeadline].compactMap { $0 }.min()
+            let n = poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
+            if n < 0 && errno != EINTR {
+                log.error("poll: \(SystemError.describe(errno))")
+                return 1
+            }
+            while let info = signals.next() { handle(info) }
+            let now = MonotonicClock.now()
+            if let d = graceDeadline, now >= d, childStatus == nil {
+                graceDeadline = nil
+                log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+                kill(-child, SIGKILL)
+            }
+            if let status = childStatus {
+                if let exit = finish(childStatus: status, now: now) { return exit }
+            }
+        }
+    }
+
+    private func spawn(childMask: sigset_t) -> Int32? {
+        var mask = childMask
+        var cArgs: [UnsafeMutablePointer<CChar>?] = options.command.map { strdup($0) }
+        cArgs.append(nil)
+        defer { cArgs.forEach { free($0) } }
+        let foreground: Int32 = isatty(STDIN_FILENO) == 1 ? STDIN_FILENO : -1
+        var execErrno: Int32 = 0
+        let pid = cshim_spawn(options.command[0], &cArgs, &mask, 1, foreground, &execErrno)
+        if pid < 0 {
+            log.error("cannot start \(options.command[0]): fork: \(SystemError.describe(errno))")
+            return 1
+        }
+        child = pid
+        guard execErrno != 0 else { return nil }
+        var status: Int32 = 0
+        _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
+        let code: Int32 = execErrno == ENOENT ? 127 : 126
+        log.error("cannot run \(options.command[0]): \(SystemError.describe(execErrno))")
+        return code
+    }
+
+    private func handle(_ info: signalfd_siginfo) {
+        let signo = Int32(info.ssi_signo)
+        if signo == SIGCHLD {
+            reap()
+            return
+        }
+        guard childStatus == nil else { return }
+        let target = options.processGroup ? -child : child
+        log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
+        if kill(target, signo) != 0 && errno != ESRCH {
+            log.warning("cannot forward \(Signals.name(signo)): \(SystemError.describe(errno))")
+        }
+        if (signo == SIGTERM || signo == SIGINT) && options.grace.nanoseconds > 0 && graceDeadline == nil {
+            graceDeadline = MonotonicClock.now() + options.grace.nanoseconds
+        }
+    }
+
+    /// Collects every exited process: the child's status is kept, others are just reaped.
+    private func reap() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid <= 0 { return }
+            if pid == child && childStatus == nil {
+                childStatus = status
+                log.info("child pid \(pid) \(describe(status))")
+            } else if options.warnReaped {
+                log.warning("reaped zombie pid \(pid) (\(describe(status)))")
+            } else {
+                log.info("reaped pid \(pid) (\(describe(status)))")
+            }
+        }
+    }
+
+    /// After the child exits: SIGTERM what is left of its group, SIGKILL after the leftover
+    /// grace, then exit with the child's status. Returns nil while waiting.
+    private func finish(childStatus status: Int32, now: Int64) -> Int32? {
+        let groupAlive = kill(-child, 0) == 0
+        if groupAlive {
+            if leftoverDeadline == nil {
+                log.info("sending SIGTERM to processes left in process group \(child)")
+                kill(-child, SIGTERM)
+                leftoverDeadline = now + SupervisorOptions.leftoverGrace.nanoseconds
+                return nil
+            }
+            if now < leftoverDeadline! { return nil }
+            log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
+            kill(-child, SIGKILL)
+            var s: Int32 = 0
+            while waitpid(-1, &s, WNOHANG) > 0 {}
+        }
+        var code: Int32
+        if exitStatusIsExited(status) {
+            code = (status >> 8) & 0xFF
+        } else {
+            code = 128 + (status & 0x7F)
+        }
+        if options.remapExit.contains(code) {
+            log.info("exit status \(code) remapped to 0")
+            code = 0
+        }
+        return code
+    }
+
+    private func exitStatusIsExited(_ status: Int32) -> Bool { status & 0x7F == 0 }
+
+    private func describe(_ status: Int32) -> String {
+        exitStatusIsExited(status) ? "exited with status \((status >> 8) & 0xFF)" : "killed by \(Signals.name(status & 0x7F))"
+    }
+}
+
+/// `[grpc-init]` lines on stderr: errors and warnings always, the rest with --verbose.
+struct SupervisorLog {
+    let verbose: Bool
+    func info(_ text: String) { if verbose { Output.line("[grpc-init] " + text) } }
+    func warning(_ text: String) { Output.line("[grpc-init] warning: " + text) }
+    func error(_ text: String) { Output.line("[grpc-init] error: " + text) }
+}
