@@ -1,4 +1,5 @@
-/// Encodes header lists (RFC 7541 §6). Strings are Huffman-coded when that is shorter.
+/// Encodes header lists (RFC 7541 §6). Strings are Huffman-coded when that is no longer, as in
+/// RFC 7541's examples.
 public struct HPACKEncoder: Sendable {
     public enum Indexing: Sendable {
         /// Literals are never added to the dynamic table: the encoder keeps no state, so the
@@ -40,7 +41,7 @@ public struct HPACKEncoder: Sendable {
     private func encodeString(_ text: String, into out: inout [UInt8]) {
         let bytes = text.utf8
         let coded = huffman ? Huffman.encodedLength(bytes) : Int.max
-        if coded < bytes.count {
+        if coded <= bytes.count {
             IntegerCoding.encode(coded, prefixBits: 7, flags: 0x80, into: &out)
             Huffman.encode(bytes, into: &out)
         } else {

@@ -1,0 +1,119 @@
+import XCTest
+@testable import Flags
+
+final class GoDurationTests: XCTestCase {
+    func testParsesLikeGo() throws {
+        let cases: [(String, Int64)] = [
+            ("0", 0), ("5s", 5_000_000_000), ("30s", 30_000_000_000), ("1478s", 1_478_000_000_000),
+            ("-5s", -5_000_000_000), ("+5s", 5_000_000_000), ("-0", 0), ("+0", 0),
+            ("5.0s", 5_000_000_000), ("5.6s", 5_600_000_000), ("5.s", 5_000_000_000), (".5s", 500_000_000),
+            ("1.004s", 1_004_000_000), ("1.0040s", 1_004_000_000), ("100.00100s", 100_001_000_000),
+            ("10ns", 10), ("11us", 11_000), ("12µs", 12_000), ("12μs", 12_000), ("13ms", 13_000_000),
+            ("14s", 14_000_000_000), ("15m", 900_000_000_000), ("16h", 57_600_000_000_000),
+            ("3h30m", 12_600_000_000_000), ("10.5s4m", 250_500_000_000), ("-2m3.4s", -123_400_000_000),
+            ("1h2m3s4ms5us6ns", 3_723_004_005_006), ("39h9m14.425s", 140_954_425_000_000),
+            ("52763797000ns", 52_763_797_000), ("0.3333333333333333333h", 1_200_000_000_000),
+            ("9007199254740993ns", 9_007_199_254_740_993), ("9223372036854775807ns", Int64.max),
+            ("9223372036854775.807us", Int64.max), ("-9223372036854775808ns", Int64.min),
+            ("0.100000000000000000000h", 360_000_000_000), ("0.830103483285477580700h", 2_988_372_539_827),
+        ]
+        for (text, nanos) in cases {
+            XCTAssertEqual(try GoDuration.parse(text).nanoseconds, nanos, text)
+        }
+    }
+
+    func testRejectsLikeGo() {
+        for bad in ["", "3", "-", "s", ".", "-.", ".s", "+.s", "1d", "\u{0}", "3000000h", "9223372036854775808ns",
+                    "9223372036854775.808us", "9223372036854ms775us808ns", "1.5", "abc", "1s1"] {
+            XCTAssertThrowsError(try GoDuration.parse(bad), bad)
+        }
+    }
+
+    func testPrintsLikeGo() {
+        let cases: [(Int64, String)] = [
+            (0, "0s"), (1, "1ns"), (1_100, "1.1µs"), (2_200_000, "2.2ms"), (3_300_000_000, "3.3s"),
+            (60_000_000_000, "1m0s"), (90_000_000_000, "1m30s"), (1_500_000_000, "1.5s"), (300_000_000, "300ms"),
+            (4 * 60_000_000_000 + 5_000_000_000, "4m5s"), (4 * 60_000_000_000 + 5_001_000_000, "4m5.001s"),
+            (5 * 3_600_000_000_000 + 6 * 60_000_000_000 + 7_001_000_000, "5h6m7.001s"),
+            (8 * 60_000_000_000 + 1, "8m0.000000001s"), (Int64.max, "2562047h47m16.854775807s"),
+            (Int64.min, "-2562047h47m16.854775808s"), (-1_000_000_000, "-1s"), (1_083_452, "1.083452ms"),
+        ]
+        for (nanos, text) in cases {
+            XCTAssertEqual(GoDuration(nanoseconds: nanos).description, text)
+        }
+    }
+}
+
+final class FlagSetTests: XCTestCase {
+    let set = FlagSet([
+        .init("addr", .string, usage: "address"),
+        .init("timeout", .duration, default: .duration(.second), usage: "timeout"),
+        .init("tls", .bool, usage: "tls"),
+        .init("header", .list(validate: { $0.contains(":") ? nil : "bad header" }), usage: "h"),
+        .init("process-group", .bool, aliases: ["g"], usage: "group"),
+    ])
+
+    func testDashesValuesAndTermination() throws {
+        let p = try set.parse(["--addr=x:1", "-timeout", "2s", "-tls", "--header", "a: b", "-header=c:d", "-g", "cmd", "-tls"])
+        XCTAssertEqual(p.string("addr"), "x:1")
+        XCTAssertEqual(p.duration("timeout").nanoseconds, 2_000_000_000)
+        XCTAssertTrue(p.bool("tls"))
+        XCTAssertTrue(p.bool("process-group"))
+        XCTAssertEqual(p.list("header"), ["a: b", "c:d"])
+        XCTAssertEqual(p.remaining, ["cmd", "-tls"])
+        XCTAssertEqual(try set.parse(["-tls", "--", "-addr"]).remaining, ["-addr"])
+        XCTAssertEqual(try set.parse(["-", "-tls"]).remaining, ["-", "-tls"])
+    }
+
+    func testBooleansTakeOnlyAttachedValues() throws {
+        for (text, value) in [("1", true), ("t", true), ("T", true), ("TRUE", true), ("true", true), ("True", true),
+                              ("0", false), ("f", false), ("F", false), ("FALSE", false), ("false", false), ("False", false)] {
+            XCTAssertEqual(try set.parse(["-tls=\(text)"]).bool("tls"), value, text)
+        }
+        let p = try set.parse(["-tls", "false"])
+        XCTAssertTrue(p.bool("tls"))
+        XCTAssertEqual(p.remaining, ["false"])
+    }
+
+    func testGoMessages() {
+        func message(_ args: [String]) -> FlagSet.ParseError? {
+            do { _ = try set.parse(args); return nil } catch { return error }
+        }
+        XCTAssertEqual(message(["-nosuchflag"]), .invalid("flag provided but not defined: -nosuchflag"))
+        XCTAssertEqual(message(["-timeout", "abc"]), .invalid("invalid value \"abc\" for flag -timeout: parse error"))
+        XCTAssertEqual(message(["-tls=maybe"]), .invalid("invalid boolean value \"maybe\" for -tls: parse error"))
+        XCTAssertEqual(message(["-header", "x"]), .invalid("invalid value \"x\" for flag -header: bad header"))
+        XCTAssertEqual(message(["-addr"]), .invalid("flag needs an argument: -addr"))
+        XCTAssertEqual(message(["---addr"]), .invalid("bad flag syntax: ---addr"))
+        XCTAssertEqual(message(["-=x"]), .invalid("bad flag syntax: -=x"))
+        XCTAssertEqual(message(["-h"]), .help)
+        XCTAssertEqual(message(["--help"]), .help)
+    }
+
+    func testUsageLayoutIsGos() {
+        let usage = FlagSet([
+            .init("v", .bool, usage: "verbose logs"),
+            .init("addr", .string, usage: "address"),
+            .init("user-agent", .string, default: .string("probe"), usage: "agent"),
+            .init("rpc-timeout", .duration, default: .duration(.second), usage: "rpc"),
+        ]).usage()
+        XCTAssertEqual(usage, """
+          -addr string
+            \taddress
+          -rpc-timeout duration
+            \trpc (default 1s)
+          -user-agent string
+            \tagent (default "probe")
+          -v\tverbose logs
+
+        """)
+    }
+
+    func testGoQuote() {
+        XCTAssertEqual(goQuote("abc"), "\"abc\"")
+        XCTAssertEqual(goQuote("a\"b\\c"), "\"a\\\"b\\\\c\"")
+        XCTAssertEqual(goQuote("tab\there\n"), "\"tab\\there\\n\"")
+        XCTAssertEqual(goQuote("\u{1}"), "\"\\x01\"")
+        XCTAssertEqual(goQuote("café"), "\"café\"")
+    }
+}

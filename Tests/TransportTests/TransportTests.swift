@@ -1,0 +1,82 @@
+import XCTest
+@testable import Transport
+
+final class TargetTests: XCTestCase {
+    func testForms() throws {
+        XCTAssertEqual(try Target.parse("example.com:443"), .tcp(host: "example.com", port: 443))
+        XCTAssertEqual(try Target.parse(":8080"), .tcp(host: "localhost", port: 8080))
+        XCTAssertEqual(try Target.parse("[::1]:50051"), .tcp(host: "::1", port: 50051))
+        XCTAssertEqual(try Target.parse("10.0.0.1:1"), .tcp(host: "10.0.0.1", port: 1))
+        XCTAssertEqual(try Target.parse("dns:///svc.local:80"), .tcp(host: "svc.local", port: 80))
+        XCTAssertEqual(try Target.parse("unix:///run/app.sock"), .unix(path: "/run/app.sock"))
+        XCTAssertEqual(try Target.parse("unix:/run/app.sock"), .unix(path: "/run/app.sock"))
+        XCTAssertEqual(try Target.parse("unix:relative.sock"), .unix(path: "relative.sock"))
+        XCTAssertEqual(try Target.parse("unix-abstract:grpc"), .unixAbstract(name: "grpc"))
+        XCTAssertEqual(Target.tcp(host: "::1", port: 5).authority, "[::1]:5")
+    }
+
+    func testErrors() {
+        XCTAssertThrowsError(try Target.parse("example.com")) { XCTAssertEqual($0 as? Target.ParseError, .missingPort("example.com")) }
+        XCTAssertThrowsError(try Target.parse("host:http")) { XCTAssertEqual($0 as? Target.ParseError, .invalidPort("host:http")) }
+        XCTAssertThrowsError(try Target.parse("host:70000"))
+        XCTAssertThrowsError(try Target.parse("::1:80"))
+        XCTAssertThrowsError(try Target.parse("[::1"))
+        XCTAssertThrowsError(try Target.parse("unix://relative"))
+        XCTAssertThrowsError(try Target.parse("unix:"))
+    }
+}
+
+final class ResolverTests: XCTestCase {
+    func testLiteralsAndDescriptions() throws {
+        XCTAssertEqual(SocketAddress.literal("127.0.0.1", port: 80)?.description, "127.0.0.1:80")
+        XCTAssertEqual(SocketAddress.literal("::1", port: 80)?.description, "[::1]:80")
+        XCTAssertEqual(SocketAddress.literal("fe80::1%1", port: 80)?.description, "[fe80::1]:80")
+        XCTAssertNil(SocketAddress.literal("localhost", port: 80))
+        XCTAssertEqual(SocketAddress.unix("/tmp/x.sock", abstract: false)?.description, "/tmp/x.sock")
+        XCTAssertEqual(SocketAddress.unix("name", abstract: true)?.description, "@name")
+    }
+
+    func testHostsFile() {
+        let text = "# comment\n127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.1.2.3 Db.Example db # trailing\nbad line\n"
+        XCTAssertEqual(HostsFile.lookup("localhost", text: text, port: 1).map(\.description), ["127.0.0.1:1", "[::1]:1"])
+        XCTAssertEqual(HostsFile.lookup("DB", text: text, port: 5).map(\.description), ["10.1.2.3:5"])
+        XCTAssertEqual(HostsFile.lookup("db.example.", text: text, port: 5).map(\.description), ["10.1.2.3:5"])
+        XCTAssertTrue(HostsFile.lookup("other", text: text, port: 5).isEmpty)
+    }
+
+    func testLocalhostWithoutHostsFile() throws {
+        var resolver = Resolver()
+        resolver.hostsPath = "/nonexistent/hosts"
+        let found = try resolver.resolve(.tcp(host: "localhost", port: 7), deadline: Int64.max)
+        XCTAssertEqual(found.map(\.description), ["127.0.0.1:7", "[::1]:7"])
+    }
+
+    func testResolvConfSearchAndNdots() {
+        let conf = ResolvConf("nameserver 10.0.0.10\nsearch ns.svc.cluster.local svc.cluster.local\noptions ndots:5 timeout:2 attempts:3\n")
+        XCTAssertEqual(conf.nameservers, ["10.0.0.10"])
+        XCTAssertEqual(conf.ndots, 5)
+        XCTAssertEqual(conf.timeoutSeconds, 2)
+        XCTAssertEqual(conf.attempts, 3)
+        XCTAssertEqual(conf.candidates(for: "api"), ["api.ns.svc.cluster.local.", "api.svc.cluster.local.", "api."])
+        XCTAssertEqual(conf.candidates(for: "api.example.com."), ["api.example.com."])
+        let plain = ResolvConf("")
+        XCTAssertEqual(plain.candidates(for: "a.b"), ["a.b."])
+        XCTAssertEqual(plain.nameservers, ["127.0.0.1", "::1"])
+    }
+
+    func testDNSMessages() throws {
+        let q = try XCTUnwrap(DNSMessage.query(id: 0x1234, name: "a.bc.", type: 1))
+        XCTAssertEqual(q, [0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0x61, 2, 0x62, 0x63, 0, 0, 1, 0, 1])
+        XCTAssertNil(DNSMessage.query(id: 1, name: String(repeating: "x", count: 64) + ".com", type: 1))
+        // Reply: the question, a CNAME, then an A record whose name is a compression pointer.
+        var reply: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0]
+        reply += Array(q[12...])
+        reply += [0xC0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 2, 0xC0, 12]
+        reply += [0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]
+        let parsed = try XCTUnwrap(DNSMessage.parseReply(reply, port: 443))
+        XCTAssertEqual(parsed.id, 0x1234)
+        XCTAssertEqual(parsed.rcode, 0)
+        XCTAssertEqual(parsed.addresses.map(\.description), ["192.0.2.7:443"])
+        XCTAssertNil(DNSMessage.parseReply(Array(reply.prefix(5)), port: 1))
+    }
+}

@@ -1,0 +1,162 @@
+import XCTest
+import HPACK
+@testable import Wire
+
+/// A scripted server side for one stream: HPACK-encoded header blocks and framed messages.
+struct ScriptedServer {
+    var encoder = HPACKEncoder()
+
+    mutating func headers(_ id: UInt32, _ fields: [(String, String)], end: Bool) -> [UInt8] {
+        let block = encoder.encode(fields.map { HeaderField($0.0, $0.1) })
+        return Frame(.headers, flags: FrameFlags.endHeaders | (end ? FrameFlags.endStream : 0), streamID: id, payload: block).serialized()
+    }
+
+    func message(_ id: UInt32, _ body: [UInt8], compressed: Bool = false, end: Bool = false) -> [UInt8] {
+        let n = UInt32(body.count)
+        let payload = [compressed ? 1 : 0, UInt8(n >> 24), UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)] + body
+        return Frame(.data, flags: end ? FrameFlags.endStream : 0, streamID: id, payload: payload).serialized()
+    }
+}
+
+final class GRPCClientTests: XCTestCase {
+    func readyClient() -> GRPCClient {
+        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: "grpc_health_probe grpc-init/test"))
+        client.receive(settingsFrame())
+        _ = client.connection.takeOutbound()
+        return client
+    }
+
+    func testRequestHeadersAndMessage() throws {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, metadata: [HeaderField("X-Token", "abc")], timeoutNanoseconds: 1_000_000_000,
+                                    request: Health.request(service: "foo"))
+        let sent = frames(client.connection.takeOutbound())
+        XCTAssertEqual(sent.map(\.type), [FrameType.headers.rawValue, FrameType.data.rawValue])
+        var decoder = HPACKDecoder()
+        let fields = try decoder.decode(sent[0].payload)
+        XCTAssertEqual(Array(fields.prefix(4)), [HeaderField(":method", "POST"), HeaderField(":scheme", "http"),
+                                                 HeaderField(":path", "/grpc.health.v1.Health/Check"), HeaderField(":authority", "example:50051")])
+        for expected in [HeaderField("content-type", "application/grpc"), HeaderField("te", "trailers"),
+                         HeaderField("user-agent", "grpc_health_probe grpc-init/test"), HeaderField("grpc-timeout", "1000000u"),
+                         HeaderField("x-token", "abc"), HeaderField("grpc-accept-encoding", "gzip")] {
+            XCTAssertTrue(fields.contains(expected), "missing \(expected)")
+        }
+        XCTAssertEqual(sent[1].payload, [0, 0, 0, 0, 5, 0x0A, 3, 0x66, 0x6F, 0x6F])
+        XCTAssertTrue(sent[1].has(FrameFlags.endStream))
+        XCTAssertNil(call.status)
+    }
+
+    func testUnaryResponseWithTrailers() throws {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: Health.request(service: ""))
+        var server = ScriptedServer()
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc")], end: false)
+                       + server.message(1, [0x08, 0x01])
+                       + server.headers(1, [("grpc-status", "0")], end: true))
+        XCTAssertEqual(call.status, GRPCStatus(.ok))
+        XCTAssertEqual(try Health.decodeResponse(try XCTUnwrap(call.nextMessage())), .serving)
+    }
+
+    func testTrailersOnlyWithPercentEncodedMessage() {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: [])
+        var server = ScriptedServer()
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "5"),
+                                          ("grpc-message", "unknown%20service%3A caf%C3%A9%")], end: true))
+        XCTAssertEqual(call.status?.description, "rpc error: code = NotFound desc = unknown service: café%")
+    }
+
+    func testGzipResponseIsInflated() throws {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: [])
+        var server = ScriptedServer()
+        let compressed = try Gzip.compress([0x08, 0x02])
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc+proto"), ("grpc-encoding", "gzip")], end: false)
+                       + server.message(1, compressed, compressed: true)
+                       + server.headers(1, [("grpc-status", "0")], end: true))
+        XCTAssertEqual(call.status, GRPCStatus(.ok))
+        XCTAssertEqual(try Health.decodeResponse(try XCTUnwrap(call.nextMessage())), .notServing)
+    }
+
+    func testHostileResponses() {
+        func status(_ build: (inout ScriptedServer) -> [UInt8]) -> GRPCStatus? {
+            let client = readyClient()
+            let call = client.startCall(path: Health.checkPath, request: [])
+            var server = ScriptedServer()
+            client.receive(build(&server))
+            return call.status
+        }
+        let ok = [(":status", "200"), ("content-type", "application/grpc")]
+        XCTAssertEqual(status { $0.headers(1, ok, end: false) + [0, 0, 5, 0, 0, 0, 0, 0, 1, 0, 0x7F, 0xFF, 0xFF, 0xFF] }?.code, .resourceExhausted)
+        XCTAssertEqual(status { $0.headers(1, [(":status", "404")], end: true) }?.code, .unimplemented)
+        XCTAssertEqual(status { $0.headers(1, [(":status", "200"), ("content-type", "text/html")], end: true) }?.code, .unknown)
+        XCTAssertEqual(status { $0.headers(1, ok, end: false) + $0.message(1, [8, 1], end: true) }?.code, .internalError)
+        XCTAssertEqual(status { $0.headers(1, ok + [("grpc-status", "x")], end: true) }?.code, .internalError)
+        XCTAssertEqual(status { $0.headers(1, ok, end: false) + $0.message(1, [1, 2], compressed: true) }?.code, .internalError)
+        XCTAssertEqual(status { _ in Frame(.rstStream, streamID: 1, payload: [0, 0, 0, 7]).serialized() }?.code, .unavailable)
+        XCTAssertEqual(status { _ in Frame(.goAway, streamID: 0, payload: [0, 0, 0, 0, 0, 0, 0, 0]).serialized() }?.code, .unavailable)
+        XCTAssertEqual(status { _ in Frame(.headers, flags: FrameFlags.endHeaders, streamID: 1, payload: [0xFF]).serialized() }?.code, .internalError)
+    }
+
+    func testCompressedRequestRoundTrips() throws {
+        let client = readyClient()
+        _ = client.startCall(path: Health.checkPath, compress: true, request: Health.request(service: "svc"))
+        let sent = frames(client.connection.takeOutbound())
+        XCTAssertEqual(sent[1].payload[0], 1)
+        XCTAssertEqual(try Gzip.decompress(Array(sent[1].payload.dropFirst(5)), limit: 100), Health.request(service: "svc"))
+    }
+
+    func testInvalidMetadataNameFailsTheCall() {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, metadata: [HeaderField("bad key", "v")], request: [])
+        XCTAssertEqual(call.status?.code, .internalError)
+        XCTAssertEqual(call.status?.message, "header key \"bad key\" contains illegal characters not in [0-9a-z-_.]")
+    }
+}
+
+final class WireFormatTests: XCTestCase {
+    func testProtobufVarintsAndStrings() throws {
+        var w = ProtobufWriter()
+        w.uint(1, 150)
+        XCTAssertEqual(w.bytes, [0x08, 0x96, 0x01])
+        XCTAssertEqual(Health.request(service: "testing"), [0x0A, 0x07] + Array("testing".utf8))
+        XCTAssertEqual(Health.request(service: ""), [])
+        var r = ProtobufReader([0x08, 0x96, 0x01, 0x12, 0x01, 0x41, 0x1D, 1, 2, 3, 4, 0x09, 1, 2, 3, 4, 5, 6, 7, 8])
+        XCTAssertEqual(try r.next()?.scalar, 150)
+        XCTAssertEqual(try r.next().map { Array($0.bytes) }, [0x41])
+        XCTAssertEqual(try r.next()?.scalar, 0x0403_0201)
+        XCTAssertEqual(try r.next()?.scalar, 0x0807_0605_0403_0201)
+        XCTAssertNil(try r.next())
+    }
+
+    func testProtobufRejectsMalformedInput() {
+        XCTAssertThrowsError(try Health.decodeResponse([0x08])) { XCTAssertEqual($0 as? ProtobufError, .truncated) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x12, 0x05, 0x41])) { XCTAssertEqual($0 as? ProtobufError, .truncated) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x0B])) { XCTAssertEqual($0 as? ProtobufError, .unsupportedWireType(3)) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x08] + [UInt8](repeating: 0xFF, count: 10) + [0x01])) { XCTAssertEqual($0 as? ProtobufError, .malformedVarint) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x00])) { XCTAssertEqual($0 as? ProtobufError, .invalidFieldNumber) }
+    }
+
+    func testHealthResponseSkipsUnknownFieldsAndNamesStatuses() throws {
+        XCTAssertEqual(try Health.decodeResponse([0x12, 0x02, 0x41, 0x42, 0x08, 0x02]), .notServing)
+        XCTAssertEqual(try Health.decodeResponse([]), .unknown)
+        XCTAssertEqual(Health.ServingStatus.serviceUnknown.description, "SERVICE_UNKNOWN")
+        XCTAssertEqual(try Health.decodeResponse([0x08, 0x07]).description, "7")
+    }
+
+    func testGRPCTimeoutAndPercentDecoding() {
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 1_000_000_000), "1000000u")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 50), "50n")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 3_600_000_000_000 * 30), "108000S")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 0), "0n")
+        XCTAssertEqual(percentDecode("a%20b%zz%4"), "a b%zz%4")
+    }
+
+    func testGzipBoundsDecompressedSize() throws {
+        let big = try Gzip.compress([UInt8](repeating: 0, count: 1 << 20))
+        XCTAssertLessThan(big.count, 2048)
+        XCTAssertThrowsError(try Gzip.decompress(big, limit: 4096)) { XCTAssertEqual($0 as? Gzip.Failure, .tooLarge(limit: 4096)) }
+        XCTAssertThrowsError(try Gzip.decompress([1, 2, 3], limit: 4096))
+        XCTAssertThrowsError(try Gzip.decompress(Array(big.prefix(10)), limit: 1 << 21))
+    }
+}

@@ -1,0 +1,142 @@
+"""A hand-written HTTP/2 peer for what no real gRPC server does: malformed frames, stalls,
+hostile sizes. Each connection gets the behaviour named by --mode. Prints "READY <port>".
+"""
+import argparse
+import socket
+import struct
+import threading
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_literal(name, value):
+    """Literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
+    def string(s):
+        data = s.encode()
+        out = bytearray()
+        n = len(data)
+        if n < 127:
+            out.append(n)
+        else:
+            out.append(127)
+            n -= 127
+            while n >= 128:
+                out.append((n & 0x7F) | 0x80)
+                n >>= 7
+            out.append(n)
+        return bytes(out) + data
+    return b"\x00" + string(name) + string(value)
+
+
+def read_until_request(conn):
+    """Reads the client preface and frames until a frame with END_STREAM (the request's DATA)."""
+    buf = b""
+    while len(buf) < len(PREFACE):
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        buf += chunk
+    buf = buf[len(PREFACE):]
+    while True:
+        while len(buf) < 9:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        length = int.from_bytes(buf[:3], "big")
+        while len(buf) < 9 + length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        ftype, flags = buf[3], buf[4]
+        buf = buf[9 + length:]
+        if ftype == 0 and flags & 1:
+            return True
+
+
+SETTINGS = frame(4, 0, 0)
+OK_HEADERS = hpack_literal(":status", "200") + hpack_literal("content-type", "application/grpc")
+
+
+def serve(conn, mode):
+    try:
+        if mode == "stall":  # accept, then never answer
+            conn.recv(65536)
+            threading.Event().wait(30)
+            return
+        if mode == "close":  # accept and close at once
+            return
+        if mode == "http1":
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return
+        if mode == "garbage-preface":  # not an HTTP/2 frame at all
+            conn.recv(65536)
+            conn.sendall(b"\x00\x00\x04\x07\x00\x00\x00\x00\x00\xff\xff\xff\xff")  # GOAWAY too short
+            threading.Event().wait(5)
+            return
+        conn.sendall(SETTINGS)
+        if not read_until_request(conn):
+            return
+        conn.sendall(frame(4, 1, 0))  # SETTINGS ACK
+        if mode == "stall-rpc":
+            threading.Event().wait(30)
+        elif mode == "huge-frame":  # frame larger than the client's SETTINGS_MAX_FRAME_SIZE
+            conn.sendall(struct.pack(">I", 1 << 20)[1:] + bytes([0, 0]) + struct.pack(">I", 1))
+            threading.Event().wait(5)
+        elif mode == "oversized-headers":  # one header far beyond the header list limit
+            block = OK_HEADERS + hpack_literal("x-big", "a" * 200_000)
+            conn.sendall(frame(1, 0, 1, block[:16384]))
+            rest = block[16384:]
+            while rest:
+                piece, rest = rest[:16384], rest[16384:]
+                conn.sendall(frame(9, 4 if not rest else 0, 1, piece))
+            threading.Event().wait(5)
+        elif mode == "huge-message":  # a length prefix of 2 GiB
+            conn.sendall(frame(1, 4, 1, OK_HEADERS))
+            conn.sendall(frame(0, 0, 1, b"\x00\x7f\xff\xff\xff" + b"\x00" * 100))
+            threading.Event().wait(5)
+        elif mode == "bad-hpack":
+            conn.sendall(frame(1, 4, 1, b"\xff\xff\xff\xff\xff\xff\x7f"))
+            threading.Event().wait(5)
+        elif mode == "rst":
+            conn.sendall(frame(3, 0, 1, struct.pack(">I", 2)))
+            threading.Event().wait(5)
+        elif mode == "goaway":
+            conn.sendall(frame(7, 0, 0, struct.pack(">II", 0, 0) + b"going away"))
+            threading.Event().wait(5)
+        elif mode == "eof-mid-rpc":
+            conn.sendall(frame(1, 4, 1, OK_HEADERS))
+            conn.shutdown(socket.SHUT_RDWR)
+        elif mode == "trailers-only-percent":
+            block = hpack_literal(":status", "200") + hpack_literal("content-type", "application/grpc") \
+                + hpack_literal("grpc-status", "14") + hpack_literal("grpc-message", "caf%C3%A9 down%21")
+            conn.sendall(frame(1, 5, 1, block))
+            threading.Event().wait(5)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mode", required=True)
+    args = p.parse_args()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    print(f"READY {listener.getsockname()[1]}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn, args.mode), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
