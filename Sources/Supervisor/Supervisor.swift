@@ -12,8 +12,17 @@ final class Supervisor {
     private var childStatus: Int32? = nil
     /// When a forwarded SIGTERM/SIGINT escalates to SIGKILL (--grace).
     private var graceDeadline: Int64? = nil
-    /// When processes left in the child's group get SIGKILL after the child exited.
-    private var leftoverDeadline: Int64? = nil
+    /// Processes left in the child's group after it exited: SIGTERM, then SIGKILL, each with a
+    /// deadline, and their exits reaped before grpc-init exits.
+    private enum Cleanup {
+        case none
+        case terminating(until: Int64)
+        case killing(until: Int64)
+    }
+    private var cleanup = Cleanup.none
+
+    /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
+    private static let killReapBound: Int64 = 1_000_000_000
 
     init(options: SupervisorOptions) {
         self.options = options
@@ -41,7 +50,7 @@ final class Supervisor {
 
         var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
         while true {
-            let deadline = [graceDeadline, leftoverDeadline].compactMap { $0 }.min()
+            let deadline = [graceDeadline, cleanupDeadline].compactMap { $0 }.min()
             let n = poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
@@ -115,22 +124,34 @@ final class Supervisor {
         }
     }
 
+    private var cleanupDeadline: Int64? {
+        switch cleanup {
+        case .none: return nil
+        case .terminating(let until), .killing(let until): return until
+        }
+    }
+
     /// After the child exits: SIGTERM what is left of its group, SIGKILL after the leftover
-    /// grace, then exit with the child's status. Returns nil while waiting.
+    /// grace, reap them, then exit with the child's status. Returns nil while waiting.
     private func finish(childStatus status: Int32, now: Int64) -> Int32? {
-        let groupAlive = kill(-child, 0) == 0
-        if groupAlive {
-            if leftoverDeadline == nil {
+        // kill(-pgid, 0) also counts zombies, and ours are reaped as SIGCHLD arrives.
+        if kill(-child, 0) == 0 {
+            switch cleanup {
+            case .none:
                 log.info("sending SIGTERM to processes left in process group \(child)")
                 kill(-child, SIGTERM)
-                leftoverDeadline = now + SupervisorOptions.leftoverGrace.nanoseconds
+                cleanup = .terminating(until: now + SupervisorOptions.leftoverGrace.nanoseconds)
                 return nil
+            case .terminating(let until):
+                if now < until { return nil }
+                log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
+                kill(-child, SIGKILL)
+                cleanup = .killing(until: now + Supervisor.killReapBound)
+                return nil
+            case .killing(let until):
+                if now < until { return nil }
+                log.warning("processes in group \(child) still present after SIGKILL; exiting without them")
             }
-            if now < leftoverDeadline! { return nil }
-            log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
-            kill(-child, SIGKILL)
-            var s: Int32 = 0
-            while waitpid(-1, &s, WNOHANG) > 0 {}
         }
         var code: Int32
         if exitStatusIsExited(status) {

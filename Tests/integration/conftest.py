@@ -1,0 +1,139 @@
+"""Shared helpers for the integration tests: the grpc-init binary, real gRPC peers, and
+bounded waits (every wait here has a deadline; nothing sleeps for a fixed time)."""
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "Tests" / "peers"
+BIN = Path(os.environ.get("GRPC_INIT_BIN", ROOT / ".build" / "release" / "grpc-init"))
+GO_SERVER = Path(os.environ.get("GRPC_INIT_GOSERVER", ROOT / ".build" / "peers" / "goserver"))
+
+
+@pytest.fixture(scope="session")
+def bindir(tmp_path_factory):
+    """A directory with grpc-init and its probe symlink, as `grpc-init --install` makes it."""
+    assert BIN.exists(), f"{BIN} is missing: build with `swift build -c release` first"
+    d = tmp_path_factory.mktemp("bin")
+    shutil.copy(BIN, d / "grpc-init")
+    out = subprocess.run([str(d / "grpc-init"), "--install", str(d)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert os.readlink(d / "grpc_health_probe") == str(d / "grpc-init")
+    return d
+
+
+class Result:
+    def __init__(self, code, stdout, stderr, elapsed):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.lines = stderr.splitlines()
+        self.elapsed = elapsed
+
+    def __repr__(self):
+        return f"Result(code={self.code}, elapsed={self.elapsed:.3f}, stderr={self.stderr!r})"
+
+
+@pytest.fixture(scope="session")
+def probe(bindir):
+    def run(*args, timeout=15, env=None):
+        start = time.monotonic()
+        out = subprocess.run([str(bindir / "grpc_health_probe"), *args], capture_output=True, text=True,
+                             timeout=timeout, env=env)
+        return Result(out.returncode, out.stdout, out.stderr, time.monotonic() - start)
+    return run
+
+
+class LineReader:
+    """Lines from a process's stdout with a deadline. Reads the raw descriptor: select() on a
+    buffered file object misses lines already pulled into its buffer."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+        self.buffer = b""
+
+    def next(self, deadline):
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no line in time")
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    raise EOFError(f"peer exited ({self.proc.poll()})")
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
+def read_line(proc, prefix, timeout=20.0):
+    """The first stdout line of `proc` starting with `prefix`, waiting at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = proc.lines.next(deadline)
+        if line.startswith(prefix):
+            return line
+
+
+@contextmanager
+def running(argv, ready_prefix="READY ", env=None):
+    # The peer's stderr goes to a file: a pipe nobody reads could fill and stall it.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env)
+    proc.lines = LineReader(proc)
+    try:
+        line = read_line(proc, ready_prefix)
+        yield proc, line[len(ready_prefix):]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@contextmanager
+def server(kind, listen="127.0.0.1:0", **opts):
+    """A real gRPC health server: kind is "python" (grpcio) or "go" (grpc-go); listen is
+    HOST:PORT or unix:PATH. Yields (proc, port) for TCP, (proc, listen) for unix sockets."""
+    if kind == "python":
+        argv = [sys.executable, str(PEERS / "pyserver.py"), "--listen", listen]
+        flag_prefix = "--"
+    else:
+        assert GO_SERVER.exists(), f"{GO_SERVER} is missing: the test command builds it"
+        if listen.startswith("unix:"):
+            argv = [str(GO_SERVER), "-network", "unix", "-addr", listen[len("unix:"):]]
+        else:
+            argv = [str(GO_SERVER), "-addr", listen]
+        flag_prefix = "-"
+    for key, value in opts.items():
+        flag = flag_prefix + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    with running(argv) as (proc, where):
+        yield proc, (listen if listen.startswith("unix:") else where.rsplit(":", 1)[-1])
+
+
+@contextmanager
+def raw_peer(mode):
+    with running([sys.executable, str(PEERS / "rawpeer.py"), "--mode", mode]) as (proc, port):
+        yield port
+
+
+def collect_lines(proc, prefix, until, timeout=10.0):
+    """Reads `proc`'s stdout lines starting with `prefix` until `until(lines)` holds."""
+    lines = []
+    deadline = time.monotonic() + timeout
+    while not until(lines):
+        line = proc.lines.next(deadline)
+        if line.startswith(prefix):
+            lines.append(line)
+    return lines

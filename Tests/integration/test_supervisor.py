@@ -1,0 +1,189 @@
+"""grpc-init as PID 1 (in a PID namespace) and as a plain parent (child subreaper)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import PEERS, LineReader
+
+MODES = ["subreaper", "pid1"]
+
+
+def argv(bindir, mode, args):
+    prefix = ["unshare", "--pid", "--fork", "--mount-proc"] if mode == "pid1" else []
+    return prefix + [str(bindir / "grpc-init"), *args]
+
+
+def run(bindir, mode, args, timeout=30, env=None):
+    start = time.monotonic()
+    out = subprocess.run(argv(bindir, mode, args), capture_output=True, text=True, timeout=timeout, env=env)
+    out.elapsed = time.monotonic() - start
+    return out
+
+
+def supervisor_pid(proc, mode):
+    """grpc-init's pid as seen from here: under unshare --fork it is unshare's only child."""
+    if mode == "subreaper":
+        return proc.pid
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.005)
+    raise TimeoutError("unshare started no child")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("code", [0, 1, 2, 32, 64, 127, 254, 255])
+def test_exit_status_passes_through(bindir, mode, code):
+    assert run(bindir, mode, ["--", "sh", "-c", f"exit {code}"]).returncode == code
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("sig", ["TERM", "HUP", "QUIT", "KILL", "USR1"])
+def test_killed_child_gives_128_plus_n(bindir, mode, sig):
+    signo = getattr(signal, "SIG" + sig)
+    assert run(bindir, mode, ["sh", "-c", f"kill -{sig} $$"]).returncode == 128 + signo
+
+
+def forwardable():
+    skip = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+    return [s for s in range(1, 32) if s not in skip] + [signal.SIGRTMIN + 1, signal.SIGRTMAX]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_forwardable_signal_reaches_the_child(bindir, mode):
+    proc = subprocess.Popen(argv(bindir, mode, ["--", sys.executable, str(PEERS / "signal_reporter.py")]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    lines = LineReader(proc)
+    try:
+        assert lines.next(time.monotonic() + 20).startswith("READY ")
+        target = supervisor_pid(proc, mode)
+        for signo in forwardable():
+            os.kill(target, signo)
+            assert lines.next(time.monotonic() + 10) == f"GOT {signo}", f"signal {signo}"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_burst_of_orphans_leaves_no_zombie(bindir, mode):
+    out = run(bindir, mode, ["--", sys.executable, str(PEERS / "orphans.py"), "200"])
+    assert (out.returncode, out.stdout) == (0, "ZOMBIES 0\n")
+
+
+def test_process_group_flag_takes_a_pipeline_down(bindir):
+    proc = subprocess.Popen([str(bindir / "grpc-init"), "-g", "-v", "--", "sh", "-c", "sleep 1000 | sleep 1000"],
+                            stderr=subprocess.PIPE, text=True)
+    # Wait until both sleeps run in the child's group.
+    deadline = time.monotonic() + 10
+    members = []
+    while time.monotonic() < deadline and len(members) < 3:
+        members = group_members(child_pid(proc.pid))
+        time.sleep(0.01)
+    assert len(members) == 3, members
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    assert "forwarding SIGTERM to process group" in proc.stderr.read()
+    assert group_members(members[0][1]) == []
+
+
+def child_pid(pid):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.005)
+    raise TimeoutError
+
+
+def group_members(pgid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append((int(entry), pgid))
+    return found
+
+
+def test_remap_exit_code(bindir):
+    assert run(bindir, "subreaper", ["-e", "143", "--", "sh", "-c", "kill -TERM $$"]).returncode == 0
+    assert run(bindir, "subreaper", ["-e", "143", "--", "sh", "-c", "exit 3"]).returncode == 3
+    env = dict(os.environ, GRPC_INIT_REMAP_EXIT="3,143")
+    assert run(bindir, "subreaper", ["sh", "-c", "exit 3"], env=env).returncode == 0
+
+
+def test_environment_values_are_checked(bindir):
+    env = dict(os.environ, GRPC_INIT_GRACE="soon")
+    out = run(bindir, "subreaper", ["true"], env=env)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[0] == '[grpc-init] error: invalid value "soon" for GRPC_INIT_GRACE: parse error'
+
+
+def test_missing_and_unexecutable_commands(bindir, tmp_path):
+    out = run(bindir, "subreaper", ["no-such-command-xyz"])
+    assert out.returncode == 127
+    assert out.stderr == "[grpc-init] error: cannot run no-such-command-xyz: No such file or directory\n"
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    out = run(bindir, "subreaper", [str(script)])
+    assert out.returncode == 126
+    assert "Permission denied" in out.stderr
+
+
+def test_no_command_prints_usage(bindir):
+    out = run(bindir, "subreaper", [])
+    assert out.returncode == 1
+    assert "Usage: grpc-init [flags] [--] COMMAND [ARGS...]" in out.stderr
+
+
+def test_grace_kills_a_child_that_ignores_sigterm(bindir):
+    proc = subprocess.Popen([str(bindir / "grpc-init"), "--grace", "500ms", "--", "sh", "-c",
+                             "trap '' TERM; echo READY; while :; do sleep 0.05; done"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert LineReader(proc).next(time.monotonic() + 10) == "READY"
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 128 + signal.SIGKILL
+    elapsed = time.monotonic() - start
+    assert 0.5 <= elapsed < 1.5, elapsed
+    assert b"sending SIGKILL" in proc.stderr.read()
+
+
+def test_leftovers_in_the_group_are_terminated(bindir):
+    out = run(bindir, "subreaper", ["-v", "--", "sh", "-c", "sleep 1000 & echo $!; exit 3"])
+    assert out.returncode == 3
+    assert out.elapsed < 2.0
+    assert "sending SIGTERM to processes left in process group" in out.stderr
+    assert not os.path.exists(f"/proc/{out.stdout.strip()}")
+
+
+def test_leftovers_ignoring_sigterm_are_killed_after_the_delay(bindir):
+    # The ignored SIGTERM is inherited by the background sleep before the shell exits.
+    out = run(bindir, "subreaper", ["--", "sh", "-c", "trap '' TERM; sleep 1000 & echo $!; exit 0"])
+    assert out.returncode == 0
+    assert 2.0 <= out.elapsed < 4.0, out.elapsed
+    assert "outlived 2s after SIGTERM; sending SIGKILL" in out.stderr
+    assert "still present" not in out.stderr
+    assert not os.path.exists(f"/proc/{out.stdout.strip()}"), "killed and reaped, not left a zombie"
+
+
+def test_child_gets_the_terminal_foreground(bindir):
+    check = f"{sys.executable} -c 'import os; print(\"FOREGROUND\", os.tcgetpgrp(0) == os.getpgrp() != os.getsid(0))'"
+    out = subprocess.run(["script", "-qfec", f"{bindir / 'grpc-init'} -- {check}", "/dev/null"],
+                         capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert "FOREGROUND True" in out.stdout, out
