@@ -56,3 +56,45 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
     *exec_errno = (n == (ssize_t)sizeof failure) ? failure : 0;
     return pid;
 }
+
+#include <stdio.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/mman.h>
+
+// Our executable's mappings that are never written: code (r-xp) and the read-only data at the
+// start of the file (r--p at offset 0). Written mappings (data, and RELRO, which start-up
+// fix-ups wrote) are left alone: MADV_DONTNEED would revert them to the file's contents.
+static struct { unsigned long start, end; } code_ranges[8];
+static int code_range_count = -1;
+
+static void find_code_ranges(void) {
+    code_range_count = 0;
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) return;
+    char line[512], path[256] = "";
+    while (fgets(line, sizeof line, maps) && code_range_count < 8) {
+        unsigned long start, end, offset;
+        char perms[8];
+        int consumed = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &start, &end, perms, &offset, &consumed) < 4) continue;
+        char *name = line + consumed;
+        name[strcspn(name, "\n")] = 0;
+        if (!path[0]) snprintf(path, sizeof path, "%s", name);  // the first mapping is the executable
+        if (strcmp(name, path) != 0) continue;
+        if (strcmp(perms, "r-xp") == 0 || (strcmp(perms, "r--p") == 0 && offset == 0)) {
+            code_ranges[code_range_count].start = start;
+            code_ranges[code_range_count].end = end;
+            code_range_count++;
+        }
+    }
+    fclose(maps);
+}
+
+int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
+    if (code_range_count < 0) find_code_ranges();
+    for (int i = 0; i < code_range_count; i++) {
+        madvise((void *)code_ranges[i].start, code_ranges[i].end - code_ranges[i].start, MADV_DONTNEED);
+    }
+    return poll(fds, count, timeout);
+}

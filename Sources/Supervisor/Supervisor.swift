@@ -51,7 +51,9 @@ final class Supervisor {
         var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
         while true {
             let deadline = [graceDeadline, cleanupDeadline].compactMap { $0 }.min()
-            let n = poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
+            // Start-up code (runtime initialisation, flags, spawning) is not needed while idle:
+            // the wait releases its pages, keeping an idle supervisor's resident set small.
+            let n = cshim_idle_poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
                 return 1

@@ -13,6 +13,12 @@ int cshim_set_parent_death_signal(int signo);
 int cshim_sigrtmin(void);
 int cshim_sigrtmax(void);
 
+// poll(2) for a process that expects to stay idle: first drops the pages of its own code and
+// read-only data from its resident set (they stay in the page cache and fault back in on
+// demand), so that only what runs after the wait is resident again.
+#include <poll.h>
+int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
+
 // fork + exec in C: between fork and exec only async-signal-safe calls are allowed, which Swift
 // cannot promise. The child gets its own process group when new_process_group is set, takes the
 // terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file.

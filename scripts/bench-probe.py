@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Per-probe cost on loopback: median wall time, CPU time (user+system) and peak RSS of one
+probe process, measured with wait4(2) over many runs against a local grpc-go server.
+
+Usage: scripts/bench-probe.py [RUNS]     (after scripts/install-deps.sh --bench and a release build)
+"""
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+
+
+def launcher():
+    """Builds the small C launcher that spawns and measures each probe (see spawn-measure.c)."""
+    out = ROOT / ".build" / "bench" / "spawn-measure"
+    source = ROOT / "scripts" / "spawn-measure.c"
+    if not out.exists() or source.stat().st_mtime > out.stat().st_mtime:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cc", "-O2", "-static", "-o", str(out), str(source)], check=True)
+    return out
+
+
+def measure(argv, runs):
+    warmup = 10  # the first runs warm the page cache
+    out = subprocess.run([str(launcher()), str(runs + warmup), *argv], capture_output=True, text=True, check=True)
+    rows = [list(map(int, line.split())) for line in out.stdout.splitlines()][warmup:]
+    if any(r[3] != 0 for r in rows):
+        raise SystemExit(f"{argv} failed in some runs")
+    return (statistics.median(r[0] for r in rows) / 1000, statistics.median(r[1] for r in rows) / 1000,
+            statistics.median(r[2] for r in rows) / 1024)
+
+
+def main():
+    binary = ROOT / ".build" / "release" / "grpc-init"
+    server = subprocess.Popen([str(ROOT / ".build/peers/goserver"), "-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    port = server.stdout.readline().split(":")[-1].strip()
+    work = Path(tempfile.mkdtemp())
+    (work / "grpc_health_probe").symlink_to(binary)
+    rows = [("grpc-init, plaintext", [str(work / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}"])]
+    goprobe = ROOT / ".build/peers/goprobe"
+    if goprobe.exists():
+        rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"]))
+    try:
+        print(f"{'probe':34} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
+        for name, argv in rows:
+            wall, cpu, rss = measure(argv, RUNS)
+            print(f"{name:34} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
+    finally:
+        server.kill()
+    stripped = work / "stripped"
+    subprocess.run(["strip", "-o", str(stripped), str(binary)], check=True)
+    size = stripped.stat().st_size
+    print(f"stripped binary: {size / 2**20:.2f} MiB ({size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

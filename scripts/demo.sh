@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The main job, end to end: grpc-init as PID 1 (in a fresh PID namespace) supervising a real
+# grpc-go server, the grpc_health_probe symlink answering against it, then a SIGTERM that
+# grpc-init forwards and whose exit status it passes on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec 2>&1  # one ordered stream: the probes print on stderr, as the reference tool does
+scripts/install-deps.sh >/dev/null
+swift build -c release 2>&1 | tail -n 1
+
+work=$(mktemp -d)
+trap 'kill "$supervisor" 2>/dev/null || true; rm -rf "$work"' EXIT
+cp .build/release/grpc-init "$work/grpc-init"
+"$work/grpc-init" --install "$work"
+cp .build/peers/goserver "$work/server"
+port=$((20000 + RANDOM % 20000))
+
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+say "grpc-init -v -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1)"
+unshare --pid --fork --mount-proc "$work/grpc-init" -v -- "$work/server" -addr "127.0.0.1:$port" \
+    -services ready=SERVING,db=NOT_SERVING >/dev/null &
+supervisor=$!
+
+# Await the server: probe until it answers (bounded), as a readiness probe would.
+for _ in $(seq 1 100); do
+    "$work/grpc_health_probe" -addr "127.0.0.1:$port" -connect-timeout 100ms 2>/dev/null && break
+done
+
+probe() { say "grpc_health_probe $*"; "$work/grpc_health_probe" "$@" && echo "(exit 0)" || echo "(exit $?)"; }
+probe -addr "localhost:$port"
+probe -addr "localhost:$port" -service db
+probe -addr "localhost:$port" -service nope
+probe -addr "localhost:$port" -v -gzip -rpc-header "x-request-id: demo"
+probe -addr "127.0.0.1:1"
+
+say "kill -TERM <grpc-init>   (forwarded to the server; grpc-init exits with its status)"
+kill -TERM "$(cat "/proc/$supervisor/task/$supervisor/children")"
+status=0
+wait "$supervisor" || status=$?
+echo "grpc-init exited with status $status"

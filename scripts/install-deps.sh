@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, only when missing, what building and testing grpc-init needs: Debian packages through
+# apt-get, Python peers into .venv, and the grpc-go test server into .build/peers.
+# Usage: scripts/install-deps.sh [--bench]     (--bench adds what the benchmarks compare against)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils)
+if [ "${1:-}" = "--bench" ]; then packages+=(tini hyperfine); fi
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv .venv
+    }
+fi
+.venv/bin/python -c "import grpc, grpc_health, pytest" 2>/dev/null \
+    || .venv/bin/pip install -q -r Tests/requirements.txt
+
+# The grpc-go peers, built from Debian's grpc-go in GOPATH mode: static, no module download.
+for peer in goserver goprobe; do
+    out=.build/peers/$peer
+    if [ ! -x "$out" ] || [ "Tests/peers/$peer/main.go" -nt "$out" ]; then
+        mkdir -p .build/peers .build/gopath
+        (cd "Tests/peers/$peer" &&
+            GO111MODULE=off GOPATH="$PWD/../../../.build/gopath:/usr/share/gocode" CGO_ENABLED=0 \
+            go build -o "../../../$out" .)
+    fi
+done
