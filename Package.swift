@@ -2,7 +2,7 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe, Supervisor -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib
+//   grpc-init -> Probe, Supervisor -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib, COpenSSL
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions.
 let fastMetadata: [SwiftSetting] = [
@@ -18,11 +18,12 @@ let package = Package(
         // C for what Swift cannot call directly: variadic prctl/fcntl/ioctl, fork+exec.
         .target(name: "CShim"),
         .systemLibrary(name: "CZlib"),
+        .systemLibrary(name: "COpenSSL"),
         .target(name: "SystemCalls", dependencies: ["CShim"], swiftSettings: fastMetadata),
         .target(name: "Flags", swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
         .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
-        .target(name: "Transport", dependencies: ["SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Transport", dependencies: ["SystemCalls", "COpenSSL"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(

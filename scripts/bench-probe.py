@@ -35,23 +35,34 @@ def measure(argv, runs):
             statistics.median(r[2] for r in rows) / 1024)
 
 
+def start_server(*args):
+    server = subprocess.Popen([str(ROOT / ".build/peers/goserver"), "-addr", "127.0.0.1:0", *args], stdout=subprocess.PIPE, text=True)
+    return server, server.stdout.readline().split(":")[-1].strip()
+
+
 def main():
     binary = ROOT / ".build" / "release" / "grpc-init"
-    server = subprocess.Popen([str(ROOT / ".build/peers/goserver"), "-addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
-    port = server.stdout.readline().split(":")[-1].strip()
     work = Path(tempfile.mkdtemp())
+    sys.path.insert(0, str(ROOT / "Tests" / "integration"))
+    from pki import PKI
+    pki = PKI(work / "pki")
+    server, port = start_server()
+    tls_server, tls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]))
     (work / "grpc_health_probe").symlink_to(binary)
-    rows = [("grpc-init, plaintext", [str(work / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}"])]
+    probe = str(work / "grpc_health_probe")
+    rows = [("grpc-init, plaintext", [probe, "-addr", f"127.0.0.1:{port}"]),
+            ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)])]
     goprobe = ROOT / ".build/peers/goprobe"
     if goprobe.exists():
         rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"]))
     try:
-        print(f"{'probe':34} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
+        print(f"{'probe':38} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
         for name, argv in rows:
             wall, cpu, rss = measure(argv, RUNS)
-            print(f"{name:34} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
+            print(f"{name:38} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
     finally:
         server.kill()
+        tls_server.kill()
     stripped = work / "stripped"
     subprocess.run(["strip", "-o", str(stripped), str(binary)], check=True)
     size = stripped.stat().st_size

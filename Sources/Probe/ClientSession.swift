@@ -3,7 +3,7 @@ import SystemCalls
 import Transport
 import Wire
 
-/// Drives a GRPCClient over a connected socket until a condition holds, a deadline passes, a
+/// Drives a GRPCClient over a connected byte stream (plain or TLS) until a condition holds, a deadline passes, a
 /// cancelling signal arrives or the connection ends. One poll(2) covers the socket and the
 /// signalfd, so a signal interrupts the wait at once.
 final class ClientSession {
@@ -14,15 +14,17 @@ final class ClientSession {
         case closed(String)
     }
 
-    let socket: Socket
+    let stream: ByteStream
     let client: GRPCClient
     private var unsent: [UInt8] = []
     private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
     /// The first bytes the server sent, kept to explain a failed HTTP/2 handshake.
     private(set) var firstBytes: [UInt8] = []
+    /// Why the transport failed, when it did ("remote error: tls: certificate required").
+    private(set) var transportFailure: String?
 
-    init(socket: Socket, client: GRPCClient) {
-        self.socket = socket
+    init(stream: ByteStream, client: GRPCClient) {
+        self.stream = stream
         self.client = client
     }
 
@@ -30,17 +32,17 @@ final class ClientSession {
         while true {
             if client.connection.hasOutbound { unsent.append(contentsOf: client.connection.takeOutbound()) }
             if !unsent.isEmpty {
-                let written: Result<Int, SystemError> = unsent.withUnsafeBytes { raw in Result { () throws(SystemError) in try socket.write(raw) } }
-                switch written {
-                case .success(let n):
+                switch unsent.withUnsafeBytes({ stream.write($0) }) {
+                case .wrote(let n):
                     unsent.removeFirst(n)
-                case .failure(let error):
-                    client.transportClosed("connection error: \(error.operation): \(goErrnoText(error.code))")
-                    return .closed(goErrnoText(error.code))
+                case .failed(let reason):
+                    transportFailure = reason
+                    client.transportClosed("connection error: \(reason)")
+                    return .closed(reason)
                 }
             }
             if finished() { return .done }
-            var fds = [pollfd(fd: socket.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
+            var fds = [pollfd(fd: stream.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR { return .closed("poll: \(goErrnoText(errno))") }
@@ -57,7 +59,7 @@ final class ClientSession {
     /// Reads until the socket would block; returns an outcome only when the connection ended.
     private func readAvailable() -> Outcome? {
         while true {
-            let result = readBuffer.withUnsafeMutableBytes { socket.read(into: $0) }
+            let result = readBuffer.withUnsafeMutableBytes { stream.read(into: $0) }
             switch result {
             case .bytes(let n):
                 let chunk = Array(readBuffer[0..<n])
@@ -69,9 +71,10 @@ final class ClientSession {
             case .endOfStream:
                 client.transportClosed("error reading from server: EOF")
                 return .closed("EOF")
-            case .failed(let code):
-                client.transportClosed("error reading from server: \(goErrnoText(code))")
-                return .closed(goErrnoText(code))
+            case .failed(let reason):
+                transportFailure = reason
+                client.transportClosed("error reading from server: \(reason)")
+                return .closed(reason)
             }
         }
     }

@@ -1,4 +1,5 @@
 import Flags
+import Transport
 import Wire
 
 /// The probe's exit codes (the reference tool's, so exec probes keep their meaning).
@@ -33,6 +34,14 @@ public struct ProbeFailure: Error, Equatable {
     }
 
     static func argument(_ text: String) -> ProbeFailure { ProbeFailure(.invalidArguments, "error: " + text) }
+
+    static func tlsSetup(_ error: TLSSetupError) -> ProbeFailure {
+        ProbeFailure(.invalidArguments, "failed to initialize tls credentials. error=\(error)")
+    }
+
+    static func spiffe(_ cause: String) -> ProbeFailure {
+        ProbeFailure(.spiffeFailure, "failed to initialize tls credentials with spiffe. error=\(cause)")
+    }
 
     static func connectTimeout(_ addr: String, _ timeout: GoDuration) -> ProbeFailure {
         ProbeFailure(.connectionFailure, "timeout: failed to connect service \(goQuote(addr)) within \(timeout)")

@@ -1,4 +1,5 @@
 import Flags
+import Transport
 
 /// The probe's flags: the reference tool's names, defaults and checks.
 public struct ProbeOptions: Equatable {
@@ -118,6 +119,16 @@ public struct ProbeOptions: Equatable {
         if tlsNoVerify && !tlsServerName.isEmpty { try fail("cannot specify -tls-server-name with -tls-no-verify (server name would not be used)") }
         if tls && spiffe { throw ProbeFailure(.invalidArguments, "-tls and -spiffe are mutually incompatible") }
         if alts { try fail("-alts is not supported: ALTS needs Google Cloud's ALTS handshaker; use -tls or -spiffe") }
+    }
+
+    var tlsConfiguration: TLSConfiguration {
+        var c = TLSConfiguration()
+        c.verify = !tlsNoVerify
+        c.caFile = tlsCACert
+        c.certificateFile = tlsClientCert
+        c.keyFile = tlsClientKey
+        c.serverName = tlsServerName
+        return c
     }
 
     /// The `-v` option lines, as the reference prints them.

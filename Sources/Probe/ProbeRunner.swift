@@ -45,23 +45,33 @@ struct Probe {
     let signals: SignalFD?
 
     func run() throws(ProbeFailure) -> Health.ServingStatus {
-        if options.tls || options.spiffe {
-            throw ProbeFailure.argument("\(options.tls ? "-tls" : "-spiffe") is not available in this build")
+        if options.spiffe {
+            throw ProbeFailure.spiffe("the SPIFFE Workload API client is not in this build")
+        }
+        // OpenSSL is touched only here, when -tls asks for it.
+        var tls: TLSContext? = nil
+        if options.tls {
+            do { tls = try TLSContext(options.tlsConfiguration) } catch { throw ProbeFailure.tlsSetup(error) }
         }
         if options.verbose { Output.line("establishing connection") }
         let connectStart = MonotonicClock.now()
-        let session = try connect(deadline: connectStart + options.connectTimeout.nanoseconds)
+        // The Check goes out right behind the connection preface (RFC 9113 §3.4 allows it), saving
+        // a round trip; the connection still counts as established only once SETTINGS arrive.
+        var pending: GRPCCall? = nil
+        let session = try connect(deadline: connectStart + options.connectTimeout.nanoseconds, tls: tls) { client in
+            pending = client.startCall(
+                path: Health.checkPath,
+                metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
+                timeoutNanoseconds: options.rpcTimeout.nanoseconds,
+                compress: options.gzip,
+                request: Health.request(service: options.service))
+        }
+        let call = pending!
         let connectTook = GoDuration(nanoseconds: MonotonicClock.now() - connectStart)
         if options.verbose { Output.line("connection established (took \(connectTook))") }
 
         let rpcStart = MonotonicClock.now()
         let deadline = rpcStart + options.rpcTimeout.nanoseconds
-        let call = session.client.startCall(
-            path: Health.checkPath,
-            metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
-            timeoutNanoseconds: options.rpcTimeout.nanoseconds,
-            compress: options.gzip,
-            request: Health.request(service: options.service))
         switch session.run(until: { call.status != nil }, deadline: deadline, signals: signals) {
         case .done, .closed:
             break
@@ -88,7 +98,7 @@ struct Probe {
 
     /// Resolves, connects (each address in turn) and completes the HTTP/2 handshake: the
     /// connection counts as established once the server's SETTINGS arrive.
-    private func connect(deadline: Int64) throws(ProbeFailure) -> ClientSession {
+    private func connect(deadline: Int64, tls: TLSContext?, prepare: (GRPCClient) -> Void) throws(ProbeFailure) -> ClientSession {
         let addr = options.addr
         let target: Target
         do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
@@ -114,12 +124,23 @@ struct Probe {
                     throw ProbeFailure.cancelledWhileConnecting(addr)
                 }
             }
+            var stream: ByteStream = socket
+            var tlsConnection: TLSConnection? = nil
+            if let tls {
+                tlsConnection = try handshake(socket, tls, target: target, deadline: deadline)
+                stream = tlsConnection!
+            }
             let client = GRPCClient(GRPCClient.Settings(
-                authority: target.authority, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
-            let session = ClientSession(socket: socket, client: client)
+                authority: target.authority, scheme: tls == nil ? "http" : "https",
+                userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
+            prepare(client)
+            let session = ClientSession(stream: stream, client: client)
             switch session.run(until: { client.isReady || client.connectionFailure != nil }, deadline: deadline, signals: signals) {
             case .done, .closed:
                 if client.isReady { return session }
+                if session.transportFailure == nil, let reason = tlsConnection?.explainEarlyClose(clientCertificate: options.tlsClientCert) {
+                    throw ProbeFailure.connectFailed(addr, reason)
+                }
                 throw ProbeFailure.connectFailed(addr, handshakeFailure(session, address))
             case .timedOut:
                 throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
@@ -131,6 +152,27 @@ struct Probe {
         throw ProbeFailure.connectFailed(addr, lastFailure)
     }
 
+    private func handshake(_ socket: Socket, _ tls: TLSContext, target: Target, deadline: Int64) throws(ProbeFailure) -> TLSConnection {
+        let host: String
+        if case .tcp(let h, _) = target { host = h } else { host = "localhost" }
+        do {
+            let connection = try TLSConnection.handshake(over: socket, context: tls, host: host, deadline: deadline, cancelFD: signals?.fd)
+            if options.verbose {
+                let verified = options.tlsNoVerify ? "server certificate NOT verified (-tls-no-verify)" : "server certificate verified"
+                Output.line("tls: \(connection.version) \(connection.cipher), ALPN \(connection.alpn ?? "none"), \(verified)")
+            }
+            return connection
+        } catch {
+            switch error {
+            case .failed(let cause): throw ProbeFailure.connectFailed(options.addr, cause)
+            case .timedOut: throw ProbeFailure.connectTimeout(options.addr, options.connectTimeout)
+            case .cancelled:
+                cancelled()
+                throw ProbeFailure.cancelledWhileConnecting(options.addr)
+            }
+        }
+    }
+
     private func cancelled() {
         if let info = signals?.next() {
             Output.line("cancellation received (signal: \(Signals.goDescription(Int32(info.ssi_signo))))")
@@ -139,6 +181,9 @@ struct Probe {
 
     /// Names what the server did instead of completing the HTTP/2 handshake.
     private func handshakeFailure(_ session: ClientSession, _ address: SocketAddress) -> String {
+        if let failure = session.transportFailure, failure.hasPrefix("remote error: ") || failure.hasPrefix("tls: ") {
+            return failure
+        }
         let first = session.firstBytes
         if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
             return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
@@ -147,7 +192,7 @@ struct Probe {
             let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
             return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
         }
-        let reason = session.client.connectionFailure?.message ?? "connection closed"
+        let reason = session.transportFailure ?? session.client.connectionFailure?.message ?? "connection closed"
         if first.isEmpty { return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))" }
         return "HTTP/2 handshake with \(address) failed: \(reason)"
     }

@@ -24,8 +24,31 @@ public func goErrnoText(_ code: Int32) -> String {
     return first.lowercased() + text.dropFirst()
 }
 
+public enum ReadResult: Equatable {
+    case bytes(Int)
+    case wouldBlock
+    case endOfStream
+    /// The connection failed; the text says why ("connection reset by peer",
+    /// "remote error: tls: certificate required").
+    case failed(String)
+}
+
+public enum WriteResult: Equatable {
+    /// How many bytes were taken; 0 when the stream would block.
+    case wrote(Int)
+    case failed(String)
+}
+
+/// What the HTTP/2 client reads from and writes to: a plain socket or a TLS connection over one.
+/// Both are non-blocking; `fd` is what to poll.
+public protocol ByteStream: AnyObject {
+    var fd: Int32 { get }
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult
+    func write(_ bytes: UnsafeRawBufferPointer) -> WriteResult
+}
+
 /// A connected, non-blocking stream socket.
-public final class Socket {
+public final class Socket: ByteStream {
     public let fd: Int32
     public let peer: SocketAddress
 
@@ -68,25 +91,18 @@ public final class Socket {
         return sock
     }
 
-    public enum ReadResult: Equatable {
-        case bytes(Int)
-        case wouldBlock
-        case endOfStream
-        case failed(Int32)
-    }
-
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
         let n = retryingOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         if n > 0 { return .bytes(n) }
         if n == 0 { return .endOfStream }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed(errno)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed("read: " + goErrnoText(errno))
     }
 
-    /// Writes as much as the socket takes now; returns the count, 0 when it would block.
-    public func write(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int {
+    /// Writes as much as the socket takes now.
+    public func write(_ bytes: UnsafeRawBufferPointer) -> WriteResult {
         let n = retryingOnInterrupt { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
-        if n >= 0 { return n }
-        if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
-        throw SystemError("write")
+        if n >= 0 { return .wrote(n) }
+        if errno == EAGAIN || errno == EWOULDBLOCK { return .wrote(0) }
+        return .failed("write: " + goErrnoText(errno))
     }
 }

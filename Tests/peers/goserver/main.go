@@ -5,15 +5,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"net"
+	"io/ioutil"
 	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -71,6 +75,9 @@ func main() {
 	delay := flag.Duration("delay", 0, "delay before answering Check")
 	noHealth := flag.Bool("no-health", false, "do not register the health service")
 	echo := flag.Bool("echo-headers", false, "print received headers")
+	tlsCert := flag.String("tls-cert", "", "serve TLS with this certificate chain (PEM)")
+	tlsKey := flag.String("tls-key", "", "private key of -tls-cert")
+	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA")
 	flag.Parse()
 
 	lis, err := net.Listen(*network, *addr)
@@ -78,7 +85,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if *tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+		if *clientCA != "" {
+			pem, err := ioutil.ReadFile(*clientCA)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			cfg.ClientCAs = pool
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	srv := grpc.NewServer(opts...)
 	if !*noHealth {
 		h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo}
 		h.statuses[""] = healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[*serving])

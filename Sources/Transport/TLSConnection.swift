@@ -1,0 +1,263 @@
+import COpenSSL
+import Glibc
+import SystemCalls
+
+/// The client side of TLS for one configuration: roots, client certificate, ALPN. Created only
+/// when -tls is given, so a plaintext probe never initialises OpenSSL.
+public final class TLSContext {
+    let context: OpaquePointer
+    public let configuration: TLSConfiguration
+    /// Where the trusted roots came from, to explain an unknown authority.
+    let rootsSource: String
+
+    public init(_ configuration: TLSConfiguration) throws(TLSSetupError) {
+        self.configuration = configuration
+        tls_shim_init()
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+            throw TLSSetupError(description: "cannot create a TLS context: \(OpenSSLError.last().description)")
+        }
+        context = ctx
+        // OpenSSL writes with write(2): a server that hangs up must not kill us with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        tls_shim_set_min_tls12(ctx)
+        tls_shim_track_certificate_request(ctx)
+        // ALPN offers h2 only: gRPC needs HTTP/2.
+        let alpn: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
+        SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count))
+
+        if !configuration.certificateFile.isEmpty {
+            try TLSContext.loadClientPair(ctx, configuration.certificateFile, configuration.keyFile)
+        }
+        if !configuration.verify {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
+            rootsSource = "none (-tls-no-verify)"
+            return
+        }
+        let store = SSL_CTX_get_cert_store(ctx)!
+        if !configuration.caFile.isEmpty {
+            let pem: [UInt8]
+            do { pem = try Files.read(configuration.caFile, limit: 16 << 20) } catch {
+                throw TLSSetupError(description: "failed to load root CA certificates from file (\(configuration.caFile)) error=open \(configuration.caFile): \(goErrnoText(error.code))")
+            }
+            if PEM.addCertificates(pem, to: store) == 0 {
+                throw TLSSetupError(description: "no root CA certs parsed from file \(configuration.caFile)")
+            }
+            rootsSource = configuration.caFile
+        } else {
+            let count = SystemRoots.load(into: store)
+            rootsSource = count > 0 ? "the system roots" : "no system roots (none found; set SSL_CERT_FILE or use -tls-ca-cert)"
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+    }
+
+    deinit { SSL_CTX_free(context) }
+
+    private static func loadClientPair(_ ctx: OpaquePointer, _ certFile: String, _ keyFile: String) throws(TLSSetupError) {
+        func fail(_ text: String) -> TLSSetupError { TLSSetupError(description: "failed to load tls client cert/key pair. error=\(text)") }
+        for file in [certFile, keyFile] where access(file, R_OK) != 0 {
+            throw fail("open \(file): \(goErrnoText(errno))")
+        }
+        if SSL_CTX_use_certificate_chain_file(ctx, certFile) != 1 {
+            ERR_clear_error()
+            throw fail("tls: failed to find any PEM data in certificate input")
+        }
+        if SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) != 1 {
+            // A key of another certificate is refused here already by OpenSSL.
+            if OpenSSLError.last().isKeyMismatch { throw fail("tls: private key does not match public key") }
+            throw fail("tls: failed to find any PEM data in key input")
+        }
+        if SSL_CTX_check_private_key(ctx) != 1 {
+            ERR_clear_error()
+            throw fail("tls: private key does not match public key")
+        }
+    }
+
+}
+
+/// TLS over a connected socket, non-blocking like the socket itself.
+public final class TLSConnection: ByteStream {
+    let socket: Socket
+    let ssl: OpaquePointer
+    public var fd: Int32 { socket.fd }
+
+    /// What the handshake settled, for -v: "TLSv1.3", "TLS_AES_128_GCM_SHA256", "h2" or nil.
+    public private(set) var version = ""
+    public private(set) var cipher = ""
+    public private(set) var alpn: String? = nil
+
+    private init(socket: Socket, ssl: OpaquePointer) {
+        self.socket = socket
+        self.ssl = ssl
+    }
+
+    deinit { SSL_free(ssl) }
+
+    /// Runs the handshake to completion, failing at once with the specific cause (unknown
+    /// authority, name mismatch, expiry, an alert, a plaintext server) or at the deadline.
+    public static func handshake(over socket: Socket, context: TLSContext, host: String, deadline: Int64, cancelFD: Int32?) throws(ConnectFailure) -> TLSConnection {
+        guard let ssl = SSL_new(context.context) else { throw .failed(OpenSSLError.last().description) }
+        let connection = TLSConnection(socket: socket, ssl: ssl)
+        SSL_set_fd(ssl, socket.fd)
+        let name = context.configuration.serverName.isEmpty ? host : context.configuration.serverName
+        let isAddress = SocketAddress.literal(name, port: 0) != nil
+        if !isAddress { tls_shim_set_sni(ssl, name) }
+        if context.configuration.verify {
+            if isAddress {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+            } else {
+                SSL_set1_host(ssl, name)
+            }
+        }
+        while true {
+            ERR_clear_error()
+            let result = SSL_connect(ssl)
+            if result == 1 { break }
+            let error = SSL_get_error(ssl, result)
+            let events: Int32
+            switch error {
+            case SSL_ERROR_WANT_READ: events = POLLIN
+            case SSL_ERROR_WANT_WRITE: events = POLLOUT
+            default: throw .failed(connection.handshakeFailure(error, context: context, name: name))
+            }
+            switch waitFor(socket.fd, events: Int16(events), deadline: deadline, cancelFD: cancelFD) {
+            case .ready: continue
+            case .timedOut: throw .timedOut
+            case .cancelled: throw .cancelled
+            }
+        }
+        connection.version = String(cString: SSL_get_version(ssl))
+        connection.cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
+        var selected: UnsafePointer<UInt8>? = nil
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &selected, &length)
+        if let selected, length > 0 {
+            let proto = String(decoding: UnsafeBufferPointer(start: selected, count: Int(length)), as: UTF8.self)
+            connection.alpn = proto
+            guard proto == "h2" else { throw .failed("tls: server selected ALPN protocol \"\(proto)\", not h2") }
+        }
+        return connection
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {
+        ERR_clear_error()
+        let n = SSL_read(ssl, buffer.baseAddress, Int32(min(buffer.count, Int(Int32.max))))
+        if n > 0 { return .bytes(Int(n)) }
+        switch SSL_get_error(ssl, n) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wouldBlock
+        case SSL_ERROR_ZERO_RETURN: return .endOfStream
+        case SSL_ERROR_SYSCALL where errno == 0 || errno == EAGAIN:
+            return .endOfStream
+        case SSL_ERROR_SYSCALL: return .failed("read: " + goErrnoText(errno))
+        default:
+            let error = OpenSSLError.last()
+            return error.isUnexpectedEOF ? .endOfStream : .failed(error.description)
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) -> WriteResult {
+        ERR_clear_error()
+        let n = SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
+        if n > 0 { return .wrote(Int(n)) }
+        switch SSL_get_error(ssl, n) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wrote(0)
+        case SSL_ERROR_SYSCALL: return .failed("write: " + goErrnoText(errno))
+        default: return .failed(OpenSSLError.last().description)
+        }
+    }
+
+    private func handshakeFailure(_ error: Int32, context: TLSContext, name: String) -> String {
+        let verify = SSL_get_verify_result(ssl)
+        if context.configuration.verify && verify != X509_V_OK {
+            return "tls: failed to verify certificate: " + verificationFailure(verify, context: context, name: name)
+        }
+        let failure = OpenSSLError.last()
+        let plaintextHint = " (is the server speaking plaintext? try without -tls)"
+        if failure.code == 0 || failure.isUnexpectedEOF {
+            return "tls: server closed the connection during the handshake" + plaintextHint
+        }
+        if failure.isNotTLS {
+            return "tls: first record does not look like a TLS handshake" + plaintextHint
+        }
+        return failure.description
+    }
+
+    /// Why the server closed a connection right after the handshake, when the handshake tells:
+    /// a server that asked for a client certificate and hung up rejected ours, or wanted one.
+    public func explainEarlyClose(clientCertificate: String) -> String? {
+        guard tls_shim_certificate_requested() != 0 else { return nil }
+        if clientCertificate.isEmpty {
+            return "tls: the server requires a client certificate and closed the connection; none was given (-tls-client-cert, -tls-client-key)"
+        }
+        return "tls: the server asked for a client certificate and closed the connection after receiving \(clientCertificate): it rejected it"
+    }
+
+    private func verificationFailure(_ code: Int, context: TLSContext, name: String) -> String {
+        let peer = tls_shim_peer_leaf(ssl)
+        switch Int32(code) {
+        case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
+            var names = [CChar](repeating: 0, count: 1024)
+            if let peer { tls_shim_certificate_names(peer, &names, names.count) }
+            let valid = String(decoding: names.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return "x509: certificate is valid for \(valid.isEmpty ? "no names" : valid), not \(name)"
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            return "x509: certificate has expired (not valid after \(peer.map { notAfter($0) } ?? "?"))"
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            return "x509: certificate is not yet valid"
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
+             X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
+             X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+            return "x509: certificate signed by unknown authority (trusted roots: \(context.rootsSource))"
+        default:
+            return "x509: " + String(cString: X509_verify_cert_error_string(code))
+        }
+    }
+
+    private func notAfter(_ cert: OpaquePointer) -> String {
+        guard let bio = BIO_new(BIO_s_mem()) else { return "?" }
+        defer { BIO_free(bio) }
+        ASN1_TIME_print(bio, X509_get0_notAfter(cert))
+        var data: UnsafeMutablePointer<CChar>? = nil
+        let n = tls_shim_mem_data(bio, &data)
+        guard let data, n > 0 else { return "?" }
+        return String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+    }
+}
+
+/// An OpenSSL error, described from its library and reason codes in the words Go's TLS stack
+/// uses. Codes, not OpenSSL's error texts: those tables cost every TLS probe time to load.
+struct OpenSSLError {
+    let code: UInt
+
+    static func last() -> OpenSSLError { OpenSSLError(code: tls_shim_last_error()) }
+
+    var library: Int32 { tls_shim_error_library(code) }
+    var reason: Int32 { tls_shim_error_reason(code) }
+
+    var isUnexpectedEOF: Bool { library == ERR_LIB_SSL && reason == SSL_R_UNEXPECTED_EOF_WHILE_READING }
+    var isKeyMismatch: Bool { library == ERR_LIB_X509 && reason == X509_R_KEY_VALUES_MISMATCH }
+    /// What a TLS client reads when the server speaks plaintext (HTTP/2 frames or HTTP/1).
+    var isNotTLS: Bool {
+        library == ERR_LIB_SSL && [SSL_R_WRONG_VERSION_NUMBER, SSL_R_PACKET_LENGTH_TOO_LONG, SSL_R_HTTP_REQUEST].contains(reason)
+    }
+
+    /// TLS alert descriptions as Go names them (crypto/tls), for "remote error: tls: ...".
+    private static let alerts: [Int32: String] = [
+        10: "unexpected message", 20: "bad record MAC", 22: "record overflow", 40: "handshake failure",
+        42: "bad certificate", 43: "unsupported certificate", 44: "revoked certificate", 45: "expired certificate",
+        46: "unknown certificate", 47: "illegal parameter", 48: "unknown certificate authority", 49: "access denied",
+        50: "error decoding message", 51: "error decrypting message", 70: "protocol version not supported",
+        71: "insufficient security level", 80: "internal error", 90: "user canceled", 109: "missing extension",
+        110: "unsupported extension", 112: "unrecognized name", 116: "certificate required", 120: "no application protocol",
+    ]
+
+    var description: String {
+        if code == 0 { return "tls: unknown error" }
+        // OpenSSL reports an alert received from the peer as reason 1000 + the alert number.
+        if library == ERR_LIB_SSL && reason >= 1000 && reason < 1256 {
+            let alert = reason - 1000
+            let text = OpenSSLError.alerts[alert] ?? String(cString: SSL_alert_desc_string_long(alert)).lowercased()
+            return "remote error: tls: " + text
+        }
+        return "tls: OpenSSL error \(String(code, radix: 16)) (see `openssl errstr \(String(code, radix: 16))`)"
+    }
+}

@@ -1,0 +1,93 @@
+"""Certificates for the TLS tests, made with the openssl command: a root CA, an intermediate, server
+leaves (RSA, ECDSA through the intermediate, IP-only, another name, expired), a second
+unrelated CA, and client certificates with RSA (PKCS#1 and PKCS#8), ECDSA (SEC1) and Ed25519 keys."""
+import subprocess
+from pathlib import Path
+
+CA_CONFIG = """
+[ca]
+default_ca = ca_default
+[ca_default]
+dir = {dir}
+database = {dir}/index.txt
+serial = {dir}/serial
+new_certs_dir = {dir}
+default_md = sha256
+policy = anything
+copy_extensions = copy
+unique_subject = no
+[anything]
+commonName = supplied
+"""
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+class PKI:
+    def __init__(self, d: Path):
+        self.dir = d
+        d.mkdir(parents=True, exist_ok=True)
+        self._ca("root", "grpc-init test root")
+        self._ca("other-root", "unrelated root")
+        self._ca("intermediate", "grpc-init test intermediate", issuer="root")
+        self.server_rsa = self._leaf("server-rsa", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="root", key="rsa")
+        self.server_ecdsa = self._leaf("server-ecdsa", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="intermediate", key="ec",
+                                       chain=True)
+        self.server_ip_only = self._leaf("server-ip", "127.0.0.1", "IP:127.0.0.1", issuer="root", key="ec")
+        self.server_other_name = self._leaf("server-other", "other.example", "DNS:other.example,DNS:*.other.example", issuer="root", key="ec")
+        self.server_expired = self._leaf("server-expired", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="root", key="ec",
+                                         dates=("20200101000000Z", "20200102000000Z"))
+        self.server_untrusted = self._leaf("server-untrusted", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="other-root", key="ec")
+        self.client_rsa_pkcs1 = self._leaf("client-rsa", "client", "DNS:client", issuer="root", key="rsa", client=True)
+        openssl("rsa", "-in", "client-rsa.key", "-out", "client-rsa-pkcs1.key", "-traditional", cwd=d)
+        self.client_rsa_pkcs1 = (self.client_rsa_pkcs1[0], d / "client-rsa-pkcs1.key")
+        self.client_rsa_pkcs8 = self._leaf("client-rsa8", "client", "DNS:client", issuer="root", key="rsa", client=True)
+        self.client_ec_sec1 = self._leaf("client-ec", "client", "DNS:client", issuer="root", key="ec-sec1", client=True)
+        self.client_ed25519 = self._leaf("client-ed", "client", "DNS:client", issuer="root", key="ed25519", client=True)
+        self.client_untrusted = self._leaf("client-untrusted", "client", "DNS:client", issuer="other-root", key="ec", client=True)
+        self.ca = d / "root.pem"
+
+    def _key(self, name, kind):
+        if kind == "rsa":
+            openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", f"{name}.key", cwd=self.dir)
+        elif kind == "ec":
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key", cwd=self.dir)
+        elif kind == "ec-sec1":
+            openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", f"{name}.key", cwd=self.dir)
+        elif kind == "ed25519":
+            openssl("genpkey", "-algorithm", "ed25519", "-out", f"{name}.key", cwd=self.dir)
+
+    def _ca(self, name, cn, issuer=None):
+        self._key(name, "ec")
+        if issuer is None:
+            openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN={cn}",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
+        else:
+            self._sign(name, cn, issuer, ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"])
+
+    def _sign(self, name, cn, issuer, extensions, dates=None):
+        d = self.dir
+        openssl("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
+                *sum((["-addext", e] for e in extensions), []), cwd=d)
+        ca_dir = d / f"ca-{issuer}"
+        if not ca_dir.exists():
+            ca_dir.mkdir()
+            (ca_dir / "index.txt").write_text("")
+            (ca_dir / "serial").write_text("1000\n")
+            (ca_dir / "ca.cnf").write_text(CA_CONFIG.format(dir=ca_dir))
+        start, end = dates or ("", "")
+        args = ["ca", "-batch", "-notext", "-config", str(ca_dir / "ca.cnf"), "-cert", f"{issuer}.pem", "-keyfile", f"{issuer}.key",
+                "-in", f"{name}.csr", "-out", f"{name}.pem"]
+        args += ["-startdate", start, "-enddate", end] if dates else ["-days", "30"]
+        openssl(*args, cwd=d)
+
+    def _leaf(self, name, cn, san, issuer, key, client=False, chain=False, dates=None):
+        self._key(name, key)
+        usage = "clientAuth" if client else "serverAuth"
+        self._sign(name, cn, issuer, [f"subjectAltName={san}", f"extendedKeyUsage={usage}"], dates)
+        cert = self.dir / f"{name}.pem"
+        if chain:  # the server presents leaf + intermediate
+            cert.write_text(cert.read_text() + (self.dir / f"{issuer}.pem").read_text())
+        return cert, self.dir / f"{name}.key"

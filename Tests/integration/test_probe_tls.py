@@ -1,0 +1,176 @@
+"""-tls against grpcio and grpc-go servers with certificates made at test time. Every failure
+must come back at once (well before the 5 s connect timeout), exit 2, naming its cause."""
+import os
+
+import pytest
+
+from conftest import server
+from pki import PKI
+
+KINDS = ["python", "go"]
+FAST = 1.0  # seconds: "at once", against a 5 s connect timeout
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+def tls_server(kind, pair, client_ca=None, **opts):
+    cert, key = pair
+    extra = {"tls_cert": cert, "tls_key": key}
+    if client_ca:
+        extra["tls_client_ca"] = client_ca
+    return server(kind, **extra, **opts)
+
+
+def check(probe, port, *args, host="localhost", env=None):
+    return probe("-addr", f"{host}:{port}", "-tls", "-connect-timeout", "5s", *args, env=env)
+
+
+def fails_fast(r, port, cause, host="localhost"):
+    assert r.code == 2, r
+    assert len(r.lines) == 1, r
+    assert r.lines[0].startswith(f'error: failed to connect service at "{host}:{port}": '), r
+    assert cause in r.lines[0], r
+    assert r.elapsed < FAST, r
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("leaf", ["rsa", "ecdsa-through-intermediate"])
+def test_verified_tls(probe, pki, kind, leaf):
+    pair = pki.server_rsa if leaf == "rsa" else pki.server_ecdsa
+    with tls_server(kind, pair) as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca))
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+        # An IP target is checked against the certificate's IP SANs.
+        assert check(probe, port, "-tls-ca-cert", str(pki.ca), host="127.0.0.1").code == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_system_roots_from_ssl_cert_file(probe, pki, kind):
+    with tls_server(kind, pki.server_ecdsa) as (_, port):
+        env = dict(os.environ, SSL_CERT_FILE=str(pki.ca), SSL_CERT_DIR="/nonexistent")
+        assert check(probe, port, env=env).lines == ["status: SERVING"]
+        # Without it, the system roots do not know the test CA.
+        fails_fast(check(probe, port), port, "x509: certificate signed by unknown authority")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unknown_authority(probe, pki, kind):
+    with tls_server(kind, pki.server_untrusted) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port,
+                   f"tls: failed to verify certificate: x509: certificate signed by unknown authority (trusted roots: {pki.ca})")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_expired_certificate(probe, pki, kind):
+    with tls_server(kind, pki.server_expired) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port,
+                   "tls: failed to verify certificate: x509: certificate has expired (not valid after Jan  2 00:00:00 2020 GMT)")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_name_mismatch_and_server_name_override(probe, pki, kind):
+    with tls_server(kind, pki.server_other_name) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port,
+                   "x509: certificate is valid for other.example, *.other.example, not localhost")
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-server-name", "api.other.example")
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ip_san_only_certificate(probe, pki, kind):
+    with tls_server(kind, pki.server_ip_only) as (_, port):
+        assert check(probe, port, "-tls-ca-cert", str(pki.ca), host="127.0.0.1").lines == ["status: SERVING"]
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "x509: certificate is valid for 127.0.0.1, not localhost")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_verify(probe, pki, kind):
+    with tls_server(kind, pki.server_untrusted) as (_, port):
+        r = check(probe, port, "-tls-no-verify", "-v")
+        assert r.code == 0, r
+        assert "  > no-verify=true " in r.lines
+        assert any(l.startswith("tls: TLSv1.") and ", ALPN h2, server certificate NOT verified (-tls-no-verify)" in l for l in r.lines), r
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tls_against_a_plaintext_server(probe, kind):
+    with server(kind) as (_, port):
+        r = check(probe, port, "-tls-no-verify")
+        fails_fast(r, port, "(is the server speaking plaintext? try without -tls)")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_plaintext_against_a_tls_server(probe, pki, kind):
+    with tls_server(kind, pki.server_rsa) as (_, port):
+        r = probe("-addr", f"localhost:{port}", "-connect-timeout", "5s")
+        assert r.code == 2 and r.elapsed < FAST, r
+        assert "expects a TLS connection (use -tls)" in r.lines[0] or "closed the connection before the HTTP/2 handshake" in r.lines[0], r
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("client", ["rsa_pkcs1", "rsa_pkcs8", "ec_sec1"])
+def test_mutual_tls(probe, pki, kind, client):
+    cert, key = getattr(pki, "client_" + client)
+    with tls_server(kind, pki.server_rsa, client_ca=pki.ca) as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-client-cert", str(cert), "-tls-client-key", str(key))
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+
+
+def test_mutual_tls_with_ed25519_key(probe, pki):
+    cert, key = pki.client_ed25519
+    with tls_server("go", pki.server_rsa, client_ca=pki.ca) as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-client-cert", str(cert), "-tls-client-key", str(key))
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+
+
+@pytest.mark.parametrize("kind,cause", [
+    ("python", "the server requires a client certificate and closed the connection; none was given"),
+    ("go", "remote error: tls: "),
+])
+def test_missing_client_certificate(probe, pki, kind, cause):
+    with tls_server(kind, pki.server_rsa, client_ca=pki.ca) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, cause)
+
+
+@pytest.mark.parametrize("kind,cause", [
+    ("python", "the server asked for a client certificate and closed the connection after receiving"),
+    ("go", "remote error: tls: "),
+])
+def test_rejected_client_certificate(probe, pki, kind, cause):
+    cert, key = pki.client_untrusted
+    with tls_server(kind, pki.server_rsa, client_ca=pki.ca) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-client-cert", str(cert), "-tls-client-key", str(key)),
+                   port, cause)
+
+
+def test_credential_files_are_checked_before_connecting(probe, pki, tmp_path):
+    def setup_error(*args):
+        r = probe("-addr", "localhost:1", "-tls", *args)
+        assert r.code == 1, r
+        assert len(r.lines) == 1, r
+        return r.lines[0]
+
+    missing = tmp_path / "missing.pem"
+    assert setup_error("-tls-ca-cert", str(missing)) == (
+        f"failed to initialize tls credentials. error=failed to load root CA certificates from file ({missing}) "
+        f"error=open {missing}: no such file or directory")
+    empty = tmp_path / "empty.pem"
+    empty.write_text("not a certificate\n")
+    assert setup_error("-tls-ca-cert", str(empty)) == f"failed to initialize tls credentials. error=no root CA certs parsed from file {empty}"
+    cert, _ = pki.client_rsa_pkcs8
+    _, other_key = pki.client_ec_sec1
+    assert setup_error("-tls-client-cert", str(cert), "-tls-client-key", str(other_key)) == (
+        "failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
+        "error=tls: private key does not match public key")
+    assert setup_error("-tls-client-cert", str(missing), "-tls-client-key", str(other_key)) == (
+        "failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
+        f"error=open {missing}: no such file or directory")
+
+
+def test_spiffe_without_workload_api_exits_20(probe):
+    r = probe("-addr", "localhost:1", "-spiffe")
+    assert r.code == 20
+    assert r.lines[0].startswith("failed to initialize tls credentials with spiffe. error=")
