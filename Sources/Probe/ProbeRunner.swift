@@ -138,7 +138,7 @@ struct Probe {
             switch session.run(until: { client.isReady || client.connectionFailure != nil }, deadline: deadline, signals: signals) {
             case .done, .closed:
                 if client.isReady { return session }
-                if session.transportFailure == nil, let reason = tlsConnection?.explainEarlyClose(clientCertificate: options.tlsClientCert) {
+                if let tlsConnection, let reason = tlsConnection.explainRejection(session.transportFailure, clientCertificate: options.tlsClientCert) {
                     throw ProbeFailure.connectFailed(addr, reason)
                 }
                 throw ProbeFailure.connectFailed(addr, handshakeFailure(session, address))
@@ -193,7 +193,11 @@ struct Probe {
             return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
         }
         let reason = session.transportFailure ?? session.client.connectionFailure?.message ?? "connection closed"
-        if first.isEmpty { return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))" }
+        if first.isEmpty {
+            // What a TLS-only server does to a plaintext client: the usual cause of this symptom.
+            let hint = options.tls ? "" : "; a TLS server does this to plaintext clients (try -tls)"
+            return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))\(hint)"
+        }
         return "HTTP/2 handshake with \(address) failed: \(reason)"
     }
 }

@@ -181,14 +181,17 @@ public final class TLSConnection: ByteStream {
         return failure.description
     }
 
-    /// Why the server closed a connection right after the handshake, when the handshake tells:
-    /// a server that asked for a client certificate and hung up rejected ours, or wanted one.
-    public func explainEarlyClose(clientCertificate: String) -> String? {
+    /// Why the server ended a connection right after the handshake, when the handshake tells: a
+    /// server that asked for a client certificate and then hung up (or sent an alert) rejected
+    /// ours, or wanted one. `failure` is what the read reported (nil for a plain close).
+    public func explainRejection(_ failure: String?, clientCertificate: String) -> String? {
         guard tls_shim_certificate_requested() != 0 else { return nil }
+        if let failure, !failure.hasPrefix("remote error: ") { return nil }
+        let alert = failure.map { " (\($0))" } ?? ""
         if clientCertificate.isEmpty {
-            return "tls: the server requires a client certificate and closed the connection; none was given (-tls-client-cert, -tls-client-key)"
+            return "tls: the server requires a client certificate and closed the connection\(alert); none was given (-tls-client-cert, -tls-client-key)"
         }
-        return "tls: the server asked for a client certificate and closed the connection after receiving \(clientCertificate): it rejected it"
+        return "tls: the server asked for a client certificate and closed the connection\(alert) after receiving \(clientCertificate): it rejected it"
     }
 
     private func verificationFailure(_ code: Int, context: TLSContext, name: String) -> String {

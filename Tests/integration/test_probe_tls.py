@@ -107,7 +107,7 @@ def test_plaintext_against_a_tls_server(probe, pki, kind):
     with tls_server(kind, pki.server_rsa) as (_, port):
         r = probe("-addr", f"localhost:{port}", "-connect-timeout", "5s")
         assert r.code == 2 and r.elapsed < FAST, r
-        assert "expects a TLS connection (use -tls)" in r.lines[0] or "closed the connection before the HTTP/2 handshake" in r.lines[0], r
+        assert "expects a TLS connection (use -tls)" in r.lines[0] or "a TLS server does this to plaintext clients (try -tls)" in r.lines[0], r
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -127,8 +127,8 @@ def test_mutual_tls_with_ed25519_key(probe, pki):
 
 
 @pytest.mark.parametrize("kind,cause", [
-    ("python", "the server requires a client certificate and closed the connection; none was given"),
-    ("go", "remote error: tls: "),
+    ("python", "tls: the server requires a client certificate and closed the connection; none was given"),
+    ("go", "tls: the server requires a client certificate and closed the connection (remote error: tls: bad certificate); none was given"),
 ])
 def test_missing_client_certificate(probe, pki, kind, cause):
     with tls_server(kind, pki.server_rsa, client_ca=pki.ca) as (_, port):
@@ -137,7 +137,7 @@ def test_missing_client_certificate(probe, pki, kind, cause):
 
 @pytest.mark.parametrize("kind,cause", [
     ("python", "the server asked for a client certificate and closed the connection after receiving"),
-    ("go", "remote error: tls: "),
+    ("go", "the server asked for a client certificate and closed the connection (remote error: tls: bad certificate) after receiving"),
 ])
 def test_rejected_client_certificate(probe, pki, kind, cause):
     cert, key = pki.client_untrusted
