@@ -15,8 +15,12 @@ public enum SupervisorMain {
             }
         } catch {
             switch error {
-            case .usage(let message):
-                if let message { Output.line("[grpc-init] error: " + message) }
+            case .usage(nil):
+                // Asked for with -h, as with tini: the usage on stdout, success.
+                Output.line(SupervisorOptions.usage, to: STDOUT_FILENO)
+                return 0
+            case .usage(let message?):
+                Output.line("[grpc-init] error: " + message)
                 Output.line(SupervisorOptions.usage)
                 return 1
             }

@@ -50,6 +50,7 @@ public struct SupervisorOptions: Equatable {
     }
 
     public enum Failure: Error, Equatable {
+        /// The usage is to be printed: after the message, or alone when it was asked for.
         case usage(String?)
     }
 
@@ -98,7 +99,7 @@ public struct SupervisorOptions: Equatable {
             o.parentDeathSignal = signo
         }
         o.command = parsed.remaining
-        if o.command.isEmpty { throw .usage("no command given") }
+        if o.command.isEmpty { throw .usage("no command given (usage: grpc-init [flags] [--] COMMAND [ARGS...])") }
         return .run(o)
     }
 }

@@ -187,3 +187,25 @@ def test_child_gets_the_terminal_foreground(bindir):
     out = subprocess.run(["script", "-qfec", f"{bindir / 'grpc-init'} -- {check}", "/dev/null"],
                          capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
     assert "FOREGROUND True" in out.stdout, out
+
+
+def test_help_is_not_an_error(bindir):
+    out = run(bindir, "subreaper", ["-h"])
+    assert out.returncode == 0
+    assert out.stdout.startswith("Usage: grpc-init [flags] [--] COMMAND [ARGS...]")
+
+
+def test_parent_death_signal_is_forwarded(bindir):
+    # The shell becomes `sleep` (exec), so grpc-init's parent is a process this test can kill.
+    parent = subprocess.Popen(["sh", "-c", f"{bindir / 'grpc-init'} -p SIGTERM -v -- sleep 1000 & echo $!; exec sleep 1000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    supervisor = int(LineReader(parent).next(time.monotonic() + 10))
+    child = child_pid(supervisor)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{supervisor}"), "grpc-init got SIGTERM when its parent died, and exited"
+    assert not os.path.exists(f"/proc/{child}"), "and forwarded it to its child"
+    assert b"forwarding SIGTERM" in parent.stderr.read()
