@@ -26,16 +26,7 @@ def run(bindir, mode, args, timeout=30, env=None):
 
 def supervisor_pid(proc, mode):
     """grpc-init's pid as seen from here: under unshare --fork it is unshare's only child."""
-    if mode == "subreaper":
-        return proc.pid
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
-            children = f.read().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.005)
-    raise TimeoutError("unshare started no child")
+    return proc.pid if mode == "subreaper" else child_pid(proc.pid)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -96,6 +87,7 @@ def test_process_group_flag_takes_a_pipeline_down(bindir):
 
 
 def child_pid(pid):
+    """The first child of `pid`, once it has one (bounded wait)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -103,7 +95,7 @@ def child_pid(pid):
         if children:
             return int(children[0])
         time.sleep(0.005)
-    raise TimeoutError
+    raise TimeoutError(f"process {pid} started no child")
 
 
 def group_members(pgid):
