@@ -123,9 +123,14 @@ def server(kind, listen="127.0.0.1:0", **opts):
 
 
 @contextmanager
-def raw_peer(mode):
-    with running([sys.executable, str(PEERS / "rawpeer.py"), "--mode", mode]) as (proc, port):
-        yield port
+def raw_peer(mode, tls=None):
+    """The hand-written peer; tls=(cert, key) serves TLS without ALPN. Yields its port, or with
+    TLS (proc, port) so that the SNI lines it prints can be read."""
+    argv = [sys.executable, str(PEERS / "rawpeer.py"), "--mode", mode]
+    if tls:
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    with running(argv) as (proc, port):
+        yield (proc, port) if tls else port
 
 
 def collect_lines(proc, prefix, until, timeout=10.0):

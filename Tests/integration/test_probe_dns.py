@@ -44,3 +44,8 @@ def test_unknown_name_fails_at_once_with_its_cause(results):
     assert code == 2
     assert message.startswith('error: failed to connect service at "missing:')
     assert message.endswith('": lookup missing: no such host')
+
+
+def test_every_address_is_tried_in_order(results):
+    found, queries = results
+    assert found["multi"] == (0, "status: SERVING")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import server
+from conftest import raw_peer, read_line, server
 from pki import PKI
 
 KINDS = ["python", "go"]
@@ -174,3 +174,16 @@ def test_spiffe_without_workload_api_exits_20(probe):
     r = probe("-addr", "localhost:1", "-spiffe")
     assert r.code == 20
     assert r.lines[0].startswith("failed to initialize tls credentials with spiffe. error=")
+
+
+def test_sni_is_the_host_name_never_an_ip_and_no_alpn_is_accepted(probe, pki):
+    with raw_peer("serving", tls=pki.server_other_name) as (proc, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-server-name", "api.other.example")
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), "a server selecting no ALPN protocol is accepted"
+        assert read_line(proc, "SNI ") == "SNI api.other.example"
+        r = check(probe, port, "-tls-no-verify", host="127.0.0.1")
+        assert r.code == 0, r
+        assert read_line(proc, "SNI ") == "SNI -", "no SNI for an IP address"
+    with raw_peer("serving", tls=pki.server_rsa) as (proc, port):
+        assert check(probe, port, "-tls-ca-cert", str(pki.ca), "-v").code == 0
+        assert read_line(proc, "SNI ") == "SNI localhost"

@@ -14,6 +14,7 @@ import threading
 probe, goserver = sys.argv[1], sys.argv[2]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 RECORDS = {"svc.prod.test.": ("A", "127.0.0.1"), "v6only.prod.test.": ("AAAA", "::1"),
+           "multi.prod.test.": ("A+AAAA", ("127.0.0.2", "::1")),
            "alias.prod.test.": ("CNAME", "svc.prod.test.")}
 queries = []
 
@@ -42,6 +43,13 @@ def answer(query):
             records.append(encode(name) + struct.pack(">HHIH", 5, 1, 60, len(encode(value))) + encode(value))
             name = value
             continue
+        if kind == "A+AAAA":
+            v4, v6 = value
+            if qtype == 1:
+                records.append(encode(name) + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_pton(socket.AF_INET, v4))
+            if qtype == 28:
+                records.append(encode(name) + struct.pack(">HHIH", 28, 1, 60, 16) + socket.inet_pton(socket.AF_INET6, v6))
+            break
         if (kind, qtype) == ("A", 1):
             records.append(encode(name) + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_pton(socket.AF_INET, value))
         if (kind, qtype) == ("AAAA", 28):
@@ -67,5 +75,11 @@ port = server.stdout.readline().strip().rsplit(":", 1)[1]
 for name in ["svc", "alias", "v6only", "svc.prod.test", "missing"]:
     out = subprocess.run([probe, "-addr", f"{name}:{port}", "-connect-timeout", "3s"], capture_output=True, text=True)
     print("RESULT", name, out.returncode, out.stderr.strip(), flush=True)
+# Every address is tried in order: 127.0.0.2 refuses (the server listens on ::1 only), ::1 answers.
+v6server = subprocess.Popen([goserver, "-network", "tcp6", "-addr", "[::1]:0"], stdout=subprocess.PIPE, text=True)
+v6port = v6server.stdout.readline().strip().rsplit(":", 1)[1]
+out = subprocess.run([probe, "-addr", f"multi:{v6port}", "-connect-timeout", "3s"], capture_output=True, text=True)
+print("RESULT", "multi", out.returncode, out.stderr.strip(), flush=True)
+v6server.kill()
 print("QUERIES", " ".join(f"{n}/{t}" for n, t in queries), flush=True)
 server.kill()

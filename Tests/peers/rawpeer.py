@@ -1,9 +1,12 @@
 """A hand-written HTTP/2 peer for what no real gRPC server does: malformed frames, stalls,
-hostile sizes. Each connection gets the behaviour named by --mode. Prints "READY <port>".
+hostile sizes, TLS without ALPN. Each connection gets the behaviour named by --mode. Prints
+"READY <port>", and with --tls-cert "SNI <name or ->" for each handshake.
 """
 import argparse
 import socket
+import ssl
 import struct
+import sys
 import threading
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -113,6 +116,10 @@ def serve(conn, mode):
         elif mode == "eof-mid-rpc":
             conn.sendall(frame(1, 4, 1, OK_HEADERS))
             conn.shutdown(socket.SHUT_RDWR)
+        elif mode == "serving":  # a well-formed SERVING answer
+            conn.sendall(frame(1, 4, 1, OK_HEADERS) + frame(0, 0, 1, b"\x00\x00\x00\x00\x02\x08\x01")
+                         + frame(1, 5, 1, hpack_literal("grpc-status", "0")))
+            threading.Event().wait(5)
         elif mode == "trailers-only-percent":
             block = hpack_literal(":status", "200") + hpack_literal("content-type", "application/grpc") \
                 + hpack_literal("grpc-status", "14") + hpack_literal("grpc-message", "caf%C3%A9 down%21")
@@ -127,7 +134,15 @@ def serve(conn, mode):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--mode", required=True)
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     args = p.parse_args()
+    context = None
+    if args.tls_cert:
+        # No ALPN configured: the handshake completes without a protocol being selected.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        context.sni_callback = lambda sock, name, ctx: print(f"SNI {name or '-'}", flush=True)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -135,6 +150,13 @@ def main():
     print(f"READY {listener.getsockname()[1]}", flush=True)
     while True:
         conn, _ = listener.accept()
+        if context:
+            try:
+                conn = context.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError) as e:
+                print(f"HANDSHAKE-FAILED {e}", file=sys.stderr, flush=True)
+                conn.close()
+                continue
         threading.Thread(target=serve, args=(conn, args.mode), daemon=True).start()
 
 
