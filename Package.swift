@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // One module per concern; dependencies point one way:
@@ -14,6 +14,12 @@ let package = Package(
     products: [
         .executable(name: "grpc-init", targets: ["grpc-init"]),
     ],
+    traits: [
+        // OpenSSL costs 5 MiB of binary. `swift build -c release --disable-default-traits` builds
+        // grpc-init without it: plaintext probes only, -tls refused with exit 1.
+        .trait(name: "TLS", description: "-tls and mTLS for the probe, through OpenSSL"),
+        .default(enabledTraits: ["TLS"]),
+    ],
     targets: [
         // C for what Swift cannot call directly: variadic prctl/fcntl/ioctl, fork+exec.
         .target(name: "CShim"),
@@ -23,7 +29,10 @@ let package = Package(
         .target(name: "Flags", swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
         .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
-        .target(name: "Transport", dependencies: ["SystemCalls", "COpenSSL"], swiftSettings: fastMetadata),
+        .target(
+            name: "Transport",
+            dependencies: ["SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"]))],
+            swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(

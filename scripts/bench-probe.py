@@ -63,10 +63,12 @@ def main():
     finally:
         server.kill()
         tls_server.kill()
-    stripped = work / "stripped"
-    subprocess.run(["strip", "-o", str(stripped), str(binary)], check=True)
-    size = stripped.stat().st_size
-    print(f"stripped binary: {size / 2**20:.2f} MiB ({size} bytes)")
+    for name, path in [("stripped binary", binary), ("stripped, built without TLS", ROOT / ".build-notls/release/grpc-init")]:
+        if path.exists():
+            stripped = work / "stripped"
+            subprocess.run(["strip", "-o", str(stripped), str(path)], check=True)
+            size = stripped.stat().st_size
+            print(f"{name}: {size / 2**20:.2f} MiB ({size} bytes)")
 
 
 if __name__ == "__main__":

@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build -c release
+# The build without OpenSSL (the TLS trait off), for the test of that variant.
+swift build -c release --disable-default-traits --scratch-path .build-notls
 swift test
 .venv/bin/python -m pytest Tests/integration -q

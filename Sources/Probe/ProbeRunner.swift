@@ -51,7 +51,11 @@ struct Probe {
         // OpenSSL is touched only here, when -tls asks for it.
         var tls: TLSContext? = nil
         if options.tls {
+            #if TLS
             do { tls = try TLSContext(options.tlsConfiguration) } catch { throw ProbeFailure.tlsSetup(error) }
+            #else
+            throw ProbeFailure.argument("-tls is not available: this grpc-init was built without TLS (the TLS package trait)")
+            #endif
         }
         if options.verbose { Output.line("establishing connection") }
         let connectStart = MonotonicClock.now()
@@ -126,10 +130,12 @@ struct Probe {
             }
             var stream: ByteStream = socket
             var tlsConnection: TLSConnection? = nil
+            #if TLS
             if let tls {
                 tlsConnection = try handshake(socket, tls, target: target, deadline: deadline)
                 stream = tlsConnection!
             }
+            #endif
             let client = GRPCClient(GRPCClient.Settings(
                 authority: target.authority, scheme: tls == nil ? "http" : "https",
                 userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
@@ -152,6 +158,7 @@ struct Probe {
         throw ProbeFailure.connectFailed(addr, lastFailure)
     }
 
+    #if TLS
     private func handshake(_ socket: Socket, _ tls: TLSContext, target: Target, deadline: Int64) throws(ProbeFailure) -> TLSConnection {
         let host: String
         if case .tcp(let h, _) = target { host = h } else { host = "localhost" }
@@ -172,6 +179,7 @@ struct Probe {
             }
         }
     }
+    #endif
 
     private func cancelled() {
         if let info = signals?.next() {

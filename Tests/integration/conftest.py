@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "Tests" / "peers"
 BIN = Path(os.environ.get("GRPC_INIT_BIN", ROOT / ".build" / "release" / "grpc-init"))
+PLAIN_BIN = Path(os.environ.get("GRPC_INIT_PLAIN_BIN", ROOT / ".build-notls" / "release" / "grpc-init"))
 GO_SERVER = Path(os.environ.get("GRPC_INIT_GOSERVER", ROOT / ".build" / "peers" / "goserver"))
 
 

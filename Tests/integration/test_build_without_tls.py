@@ -1,0 +1,31 @@
+"""The build with the TLS trait off (`swift build --disable-default-traits`): no OpenSSL inside,
+plaintext probes as usual, -tls refused with a clear message."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import PLAIN_BIN, server
+
+
+@pytest.fixture(scope="module")
+def plain_probe(tmp_path_factory):
+    assert PLAIN_BIN.exists(), f"{PLAIN_BIN} is missing: scripts/test.sh builds it"
+    d = tmp_path_factory.mktemp("plain")
+    os.symlink(PLAIN_BIN, d / "grpc_health_probe")
+    return d / "grpc_health_probe"
+
+
+def test_no_openssl_inside():
+    symbols = subprocess.run(["nm", str(PLAIN_BIN)], capture_output=True, text=True, timeout=60).stdout
+    assert " SSL_CTX_new" not in symbols
+    assert "grpc_init_main" in symbols
+
+
+def test_plaintext_probe_and_refused_tls(plain_probe):
+    with server("go") as (_, port):
+        out = subprocess.run([str(plain_probe), "-addr", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=10)
+        assert (out.returncode, out.stderr) == (0, "status: SERVING\n")
+        out = subprocess.run([str(plain_probe), "-addr", f"127.0.0.1:{port}", "-tls"], capture_output=True, text=True, timeout=10)
+        assert out.returncode == 1
+        assert out.stderr == "error: -tls is not available: this grpc-init was built without TLS (the TLS package trait)\n"
