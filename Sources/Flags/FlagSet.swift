@@ -54,8 +54,6 @@ public struct FlagSet: Sendable {
         public var values: [String: Value]
         /// Arguments after the flags (after `--` when it ended them).
         public var remaining: [String]
-        /// Names given on the command line, in order.
-        public var given: [String]
 
         public func bool(_ name: String) -> Bool {
             if case .bool(let b)? = values[name] { return b }
@@ -119,7 +117,6 @@ public struct FlagSet: Sendable {
     public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil) throws(ParseError) -> Parsed
     where C.Element == String {
         var values = initial ?? defaults()
-        var given: [String] = []
         var args = ArraySlice(arguments)
         while let s = args.first {
             let chars = Array(s.utf8)
@@ -161,9 +158,8 @@ public struct FlagSet: Sendable {
                     throw .invalid("invalid value \(goQuote(value)) for flag -\(name): \(problem)")
                 }
             }
-            given.append(flag.name)
         }
-        return Parsed(values: values, remaining: Array(args), given: given)
+        return Parsed(values: values, remaining: Array(args))
     }
 
     /// Go's FlagSet.PrintDefaults layout, flags sorted by name.

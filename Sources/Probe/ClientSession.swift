@@ -11,7 +11,8 @@ final class ClientSession {
         case done
         case timedOut
         case cancelled(signal: Int32)
-        case closed(String)
+        /// The connection ended; `transportFailure` or the client's status says why.
+        case closed
     }
 
     let stream: ByteStream
@@ -38,14 +39,17 @@ final class ClientSession {
                 case .failed(let reason):
                     transportFailure = reason
                     client.transportClosed("connection error: \(reason)")
-                    return .closed(reason)
+                    return .closed
                 }
             }
             if finished() { return .done }
             var fds = [pollfd(fd: stream.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), MonotonicClock.pollTimeout(until: deadline))
-            if n < 0 && errno != EINTR { return .closed("poll: \(goErrnoText(errno))") }
+            if n < 0 && errno != EINTR {
+                transportFailure = "poll: \(goErrnoText(errno))"
+                return .closed
+            }
             if fds.count > 1 && fds[1].revents != 0, let info = signals?.next() {
                 return .cancelled(signal: Int32(info.ssi_signo))
             }
@@ -70,11 +74,11 @@ final class ClientSession {
                 return nil
             case .endOfStream:
                 client.transportClosed("error reading from server: EOF")
-                return .closed("EOF")
+                return .closed
             case .failed(let reason):
                 transportFailure = reason
                 client.transportClosed("error reading from server: \(reason)")
-                return .closed(reason)
+                return .closed
             }
         }
     }

@@ -2,7 +2,7 @@ import Flags
 import Transport
 
 /// The probe's flags: the reference tool's names, defaults and checks.
-public struct ProbeOptions: Equatable {
+public struct ProbeOptions {
     public var addr = ""
     public var service = ""
     public var userAgent = "grpc_health_probe"
@@ -20,14 +20,6 @@ public struct ProbeOptions: Equatable {
     public var verbose = false
     public var gzip = false
     public var spiffe = false
-
-    public static func == (a: ProbeOptions, b: ProbeOptions) -> Bool {
-        a.addr == b.addr && a.service == b.service && a.userAgent == b.userAgent && a.connectTimeout == b.connectTimeout
-            && a.rpcTimeout == b.rpcTimeout && a.rpcHeaders.elementsEqual(b.rpcHeaders, by: ==) && a.tls == b.tls
-            && a.tlsNoVerify == b.tlsNoVerify && a.tlsCACert == b.tlsCACert && a.tlsClientCert == b.tlsClientCert
-            && a.tlsClientKey == b.tlsClientKey && a.tlsServerName == b.tlsServerName && a.alts == b.alts
-            && a.verbose == b.verbose && a.gzip == b.gzip && a.spiffe == b.spiffe
-    }
 
     static let flagSet = FlagSet([
         .init("addr", .string, usage: "(required) tcp host:port to connect (also [ipv6]:port, :port, unix:PATH, unix-abstract:NAME)"),

@@ -50,11 +50,9 @@ public protocol ByteStream: AnyObject {
 /// A connected, non-blocking stream socket.
 public final class Socket: ByteStream {
     public let fd: Int32
-    public let peer: SocketAddress
 
-    private init(fd: Int32, peer: SocketAddress) {
+    private init(fd: Int32) {
         self.fd = fd
-        self.peer = peer
     }
 
     deinit { close(fd) }
@@ -68,7 +66,7 @@ public final class Socket: ByteStream {
         }
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw failure("socket", errno) }
-        let sock = Socket(fd: fd, peer: address)
+        let sock = Socket(fd: fd)
         if address.family != AF_UNIX {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

@@ -154,8 +154,6 @@ public final class GRPCCall {
     public let streamID: UInt32
     public private(set) var status: GRPCStatus?
     public private(set) var messages: [[UInt8]] = []
-    /// Response header and trailer fields, in order of arrival.
-    public private(set) var responseFields: [HeaderField] = []
 
     private let maxMessageSize: Int
     private var headersSeen = false
@@ -185,7 +183,6 @@ public final class GRPCCall {
     }
 
     fileprivate func receiveHeaders(_ fields: [HeaderField], endStream: Bool) {
-        responseFields.append(contentsOf: fields)
         func value(_ name: String) -> String? { fields.first { $0.name == name }?.value }
         if !headersSeen {
             headersSeen = true

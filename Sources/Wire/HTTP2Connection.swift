@@ -28,7 +28,6 @@ public final class HTTP2Connection {
     public let limits: Limits
     public private(set) var outbound: [UInt8] = []
     public private(set) var isReady = false
-    public private(set) var goAwayReceived = false
 
     private var inbound: [UInt8] = []
     private var encoder = HPACKEncoder()
@@ -193,7 +192,6 @@ public final class HTTP2Connection {
             if !frame.has(FrameFlags.ack) { Frame(.ping, flags: FrameFlags.ack, streamID: 0, payload: frame.payload).serialize(into: &outbound) }
         case .goAway:
             guard frame.streamID == 0, frame.payload.count >= 8 else { throw .connection(.frameSizeError, "malformed GOAWAY frame") }
-            goAwayReceived = true
             let last = readUInt32(frame.payload, at: 0) & 0x7FFF_FFFF
             let code = HTTP2ErrorCode(rawValue: readUInt32(frame.payload, at: 4))
             events.append(.goAway(lastStreamID: last, code: code, debug: String(decoding: frame.payload[8...].prefix(256), as: UTF8.self)))
