@@ -57,3 +57,22 @@ def test_hostile_responses_fail_the_rpc(probe, mode, message):
         assert line.startswith("error: health rpc failed: rpc error: ")
         assert message in line
         assert r.elapsed < 1.0, r
+
+
+def test_signal_while_connecting_cancels_with_the_connection_error(bindir):
+    import signal
+    import subprocess
+    import time
+    with raw_peer("stall") as port:
+        p = subprocess.Popen([str(bindir / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}", "-connect-timeout", "10s", "-v"],
+                             stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and p.stderr.readline().strip() != "establishing connection":
+            pass
+        start = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        rest = p.stderr.read().splitlines()
+        assert p.wait(timeout=5) == 2
+        assert time.monotonic() - start < 1.0
+        assert rest == ["cancellation received (signal: terminated)",
+                        f'error: failed to connect service at "127.0.0.1:{port}": context canceled']
