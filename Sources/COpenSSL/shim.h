@@ -47,6 +47,153 @@ static inline int tls_shim_note_certificate_request(SSL *ssl, void *arg) {
 static inline void tls_shim_track_certificate_request(SSL_CTX *ctx) { SSL_CTX_set_cert_cb(ctx, tls_shim_note_certificate_request, NULL); }
 static inline int tls_shim_certificate_requested(void) { return tls_shim_certificate_was_requested; }
 
+// ---- Lazily decoded root bundles -------------------------------------------------------------
+// Decoding a certificate costs OpenSSL 3 about 1.5 M instructions (its public key goes through the
+// provider decoders), and a system bundle holds ~140. The bundle is instead indexed by subject
+// (base64 and a DER walk, no decoding) and a root is decoded only when the verifier asks for its
+// subject, through a lookup method of our own.
+typedef struct {
+    unsigned char *der;
+    long der_length;
+    const unsigned char *subject;  // points into der
+    long subject_length;
+} tls_shim_root;
+
+typedef struct {
+    tls_shim_root *roots;
+    int count, capacity;
+} tls_shim_root_index;
+
+// Reads one DER tag and length at *p (within end); returns the content start, or NULL.
+static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, const unsigned char *end, long *length) {
+    if (end - p < 2) return NULL;
+    p++;  // tag
+    long n = *p++;
+    if (n & 0x80) {
+        int bytes = n & 0x7f;
+        if (bytes < 1 || bytes > 4 || end - p < bytes) return NULL;
+        n = 0;
+        while (bytes--) n = (n << 8) | *p++;
+    }
+    if (n > end - p) return NULL;
+    *length = n;
+    return p;
+}
+
+// The subject Name inside a certificate's DER: Certificate { TBSCertificate { [0] version?,
+// serial, signature, issuer, validity, subject, ... } }.
+static inline int tls_shim_der_subject(const unsigned char *der, long length, const unsigned char **subject, long *subject_length) {
+    const unsigned char *end = der + length, *p;
+    long n;
+    if (!(p = tls_shim_der_enter(der, end, &n))) return 0;           // Certificate
+    if (!(p = tls_shim_der_enter(p, p + n, &n))) return 0;           // TBSCertificate
+    const unsigned char *tbs_end = p + n;
+    if (*p == 0xa0) {                                                // [0] version
+        const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);
+        if (!q) return 0;
+        p = q + n;
+    }
+    for (int skip = 0; skip < 4; skip++) {                           // serial, signature, issuer, validity
+        const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);
+        if (!q) return 0;
+        p = q + n;
+    }
+    const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);     // subject
+    if (!q) return 0;
+    *subject = p;
+    *subject_length = (q + n) - p;
+    return 1;
+}
+
+static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *result) {
+    if (type != X509_LU_X509) return 0;
+    tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
+    unsigned char *wanted = NULL;
+    int wanted_length = i2d_X509_NAME(name, &wanted);
+    if (!index || wanted_length <= 0) return 0;
+    int found = 0;
+    for (int i = 0; i < index->count; i++) {
+        tls_shim_root *root = &index->roots[i];
+        if (!root->der || root->subject_length != wanted_length || memcmp(root->subject, wanted, (size_t)wanted_length) != 0) continue;
+        const unsigned char *p = root->der;
+        X509 *cert = d2i_X509(NULL, &p, root->der_length);
+        // Decoded once: it now lives in the store, where later look-ups find it.
+        OPENSSL_free(root->der);
+        root->der = NULL;
+        if (!cert) continue;
+        X509_STORE_add_cert(X509_LOOKUP_get_store(lookup), cert);
+        if (!found) found = X509_OBJECT_set1_X509(result, cert);
+        X509_free(cert);
+    }
+    OPENSSL_free(wanted);
+    return found;
+}
+
+static inline void tls_shim_lazy_free(X509_LOOKUP *lookup) {
+    tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
+    if (!index) return;
+    for (int i = 0; i < index->count; i++) OPENSSL_free(index->roots[i].der);
+    OPENSSL_free(index->roots);
+    OPENSSL_free(index);
+}
+
+// Adds every certificate of a PEM bundle to the store's lazy index; returns how many.
+static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
+    static X509_LOOKUP_METHOD *method = NULL;
+    if (!method) {
+        method = X509_LOOKUP_meth_new("grpc-init lazy roots");
+        X509_LOOKUP_meth_set_get_by_subject(method, tls_shim_lazy_get_by_subject);
+        X509_LOOKUP_meth_set_free(method, tls_shim_lazy_free);
+    }
+    X509_LOOKUP *lookup = X509_STORE_add_lookup(store, method);  // the store's existing one, if any
+    if (!lookup) return 0;
+    tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
+    if (!index) {
+        index = (tls_shim_root_index *)OPENSSL_zalloc(sizeof *index);
+        if (!index) return 0;
+        X509_LOOKUP_set_method_data(lookup, (char *)index);
+    }
+    BIO *bio = BIO_new_mem_buf(pem, length);
+    if (!bio) return 0;
+    int added = 0;
+    char *name = NULL, *header = NULL;
+    unsigned char *der = NULL;
+    long der_length = 0;
+    while (PEM_read_bio(bio, &name, &header, &der, &der_length) == 1) {
+        const unsigned char *subject;
+        long subject_length;
+        int usable = strcmp(name, "CERTIFICATE") == 0 && tls_shim_der_subject(der, der_length, &subject, &subject_length);
+        if (usable && index->count == index->capacity) {
+            int capacity = index->capacity ? index->capacity * 2 : 256;
+            tls_shim_root *grown = (tls_shim_root *)OPENSSL_realloc(index->roots, sizeof(tls_shim_root) * (size_t)capacity);
+            if (grown) {
+                index->roots = grown;
+                index->capacity = capacity;
+            } else {
+                usable = 0;
+            }
+        }
+        if (usable) {
+            index->roots[index->count++] = (tls_shim_root){der, der_length, subject, subject_length};
+            added++;
+        } else {
+            OPENSSL_free(der);
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+    }
+    ERR_clear_error();  // the loop ends on an expected "no start line"
+    BIO_free(bio);
+    return added;
+}
+
+// Directories are searched lazily by OpenSSL itself, by subject-hash file names (the layout
+// update-ca-certificates and c_rehash make).
+static inline int tls_shim_add_hashed_directory(X509_STORE *store, const char *dir) {
+    X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir());
+    return lookup && X509_LOOKUP_add_dir(lookup, dir, X509_FILETYPE_PEM) == 1;
+}
+
 // The names a certificate is valid for (DNS and IP SANs, else its common name), comma
 // separated into buf, for "certificate is valid for A, B, not C".
 static inline void tls_shim_certificate_names(X509 *cert, char *buf, size_t size) {

@@ -40,7 +40,7 @@ public final class TLSContext {
             do { pem = try Files.read(configuration.caFile, limit: 16 << 20) } catch {
                 throw TLSSetupError(description: "failed to load root CA certificates from file (\(configuration.caFile)) error=open \(configuration.caFile): \(goErrnoText(error.code))")
             }
-            if PEM.addCertificates(pem, to: store) == 0 {
+            if RootIndex.add(pem, to: store) == 0 {
                 throw TLSSetupError(description: "no root CA certs parsed from file \(configuration.caFile)")
             }
             rootsSource = configuration.caFile
@@ -267,7 +267,9 @@ struct OpenSSLError {
 }
 
 /// Where Go's crypto/x509 looks for the system roots on Linux: SSL_CERT_FILE or the first bundle
-/// that exists, plus SSL_CERT_DIR or the well-known directories.
+/// that exists, plus SSL_CERT_DIR or the well-known directories. Nothing is decoded here: the
+/// bundle is indexed by subject and directories are searched by subject hash, so a probe decodes
+/// only the roots its server's chain names.
 enum SystemRoots {
     static let bundles = [
         "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo, Arch
@@ -279,46 +281,29 @@ enum SystemRoots {
     ]
     static let directories = ["/etc/ssl/certs", "/etc/pki/tls/certs"]
 
-    /// Loads the roots into `store`; returns how many certificates were added.
+    /// Registers the roots with `store`; returns how many bundle certificates were indexed plus
+    /// how many directories were added.
     static func load(into store: OpaquePointer) -> Int {
-        var added = 0
+        var found = 0
         let files = Environment.value("SSL_CERT_FILE").map { [$0] } ?? bundles
         for file in files {
             guard let pem = try? Files.read(file, limit: 16 << 20) else { continue }
-            added += PEM.addCertificates(pem, to: store)
-            if added > 0 { break }
+            found += RootIndex.add(pem, to: store)
+            if found > 0 { break }
         }
         let dirs = Environment.value("SSL_CERT_DIR").map { $0.split(separator: ":").map(String.init) } ?? directories
-        for dir in dirs {
-            guard let handle = opendir(dir) else { continue }
-            defer { closedir(handle) }
-            while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name.hasPrefix(".") { continue }
-                if let pem = try? Files.read(dir + "/" + name, limit: 1 << 20) { added += PEM.addCertificates(pem, to: store) }
-            }
+        for dir in dirs where access(dir, R_OK | X_OK) == 0 {
+            found += Int(tls_shim_add_hashed_directory(store, dir))
         }
-        return added
+        return found
     }
 }
 
-enum PEM {
-    /// Adds every certificate in `pem` to the store; returns how many were parsed.
-    static func addCertificates(_ pem: [UInt8], to store: OpaquePointer) -> Int {
-        pem.withUnsafeBytes { raw -> Int in
-            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return 0 }
-            defer { BIO_free(bio) }
-            var count = 0
-            while let cert = PEM_read_bio_X509(bio, nil, nil, nil) {
-                _ = X509_STORE_add_cert(store, cert)  // a duplicate fails to add but was still parsed
-                count += 1
-                X509_free(cert)
-            }
-            ERR_clear_error()  // the loop ends on an expected "no start line"
-            return count
-        }
+enum RootIndex {
+    /// Indexes every certificate of a PEM bundle in the store, to be decoded when the verifier
+    /// asks for its subject; returns how many certificates were found.
+    static func add(_ pem: [UInt8], to store: OpaquePointer) -> Int {
+        Int(pem.withUnsafeBytes { tls_shim_add_lazy_bundle(store, $0.baseAddress, Int32($0.count)) })
     }
 }
 #endif

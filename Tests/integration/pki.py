@@ -35,6 +35,9 @@ class PKI:
         self.server_rsa = self._leaf("server-rsa", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="root", key="rsa")
         self.server_ecdsa = self._leaf("server-ecdsa", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="intermediate", key="ec",
                                        chain=True)
+        leaf_only = d / "server-ecdsa-leaf.pem"
+        openssl("x509", "-in", "server-ecdsa.pem", "-out", str(leaf_only), cwd=d)
+        self.server_ecdsa_leaf_only = (leaf_only, d / "server-ecdsa.key")
         self.server_ip_only = self._leaf("server-ip", "127.0.0.1", "IP:127.0.0.1", issuer="root", key="ec")
         self.server_other_name = self._leaf("server-other", "other.example", "DNS:other.example,DNS:*.other.example", issuer="root", key="ec")
         self.server_expired = self._leaf("server-expired", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="root", key="ec",

@@ -1,6 +1,8 @@
 """-tls against grpcio and grpc-go servers with certificates made at test time. Every failure
 must come back at once (well before the 5 s connect timeout), exit 2, naming its cause."""
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,30 @@ def test_system_roots_from_ssl_cert_file(probe, pki, kind):
         assert check(probe, port, env=env).lines == ["status: SERVING"]
         # Without it, the system roots do not know the test CA.
         fails_fast(check(probe, port), port, "x509: certificate signed by unknown authority")
+
+
+def test_roots_are_found_among_many(probe, pki, tmp_path):
+    """A system-sized bundle with the test CA in it, and a server that sends only its leaf: the
+    intermediate and the root are both looked up by subject in the bundle."""
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text((system.read_text() if system.exists() else "") + (pki.dir / "intermediate.pem").read_text()
+                      + pki.ca.read_text())
+    with tls_server("go", pki.server_ecdsa_leaf_only) as (_, port):
+        env = dict(os.environ, SSL_CERT_FILE=str(bundle), SSL_CERT_DIR="/nonexistent")
+        assert check(probe, port, env=env).lines == ["status: SERVING"]
+        assert check(probe, port, "-tls-ca-cert", str(bundle)).lines == ["status: SERVING"]
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "x509: certificate signed by unknown authority")
+
+
+def test_roots_from_a_hashed_ssl_cert_dir(probe, pki, tmp_path):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "test-root.pem").write_text(pki.ca.read_text())
+    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True, timeout=30)
+    with tls_server("python", pki.server_rsa) as (_, port):
+        env = dict(os.environ, SSL_CERT_FILE="/nonexistent", SSL_CERT_DIR=f"/nonexistent:{certs}")
+        assert check(probe, port, env=env).lines == ["status: SERVING"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
