@@ -98,6 +98,39 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertEqual(status { _ in Frame(.headers, flags: FrameFlags.endHeaders, streamID: 1, payload: [0xFF]).serialized() }?.code, .internalError)
     }
 
+    func testServerStreamingDeliversEachMessageAsItArrives() throws {
+        let client = readyClient()
+        let call = client.startCall(path: Health.watchPath, request: Health.request(service: ""))
+        var server = ScriptedServer()
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc")], end: false))
+        // One message split across two DATA frames, then two in one frame.
+        let first = server.message(1, [0x08, 0x02])
+        client.receive(Array(first.prefix(12)))
+        XCTAssertTrue(call.messages.isEmpty, "a partial message is not delivered")
+        client.receive(Array(first.dropFirst(12)))
+        XCTAssertEqual(try Health.decodeResponse(try XCTUnwrap(call.nextMessage())), .notServing)
+        client.receive(server.message(1, [0x08, 0x01]) + server.message(1, [0x08, 0x03]))
+        XCTAssertEqual(try call.messages.map { try Health.decodeResponse($0) }, [.serving, .serviceUnknown])
+        XCTAssertNil(call.status, "the stream stays open until trailers")
+        client.receive(server.headers(1, [("grpc-status", "0")], end: true))
+        XCTAssertEqual(call.status, GRPCStatus(.ok))
+    }
+
+    func testLongStreamsKeepTheReceiveWindowOpen() throws {
+        let client = readyClient()
+        _ = client.startCall(path: Health.watchPath, request: [])
+        _ = client.connection.takeOutbound()
+        var server = ScriptedServer()
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc")], end: false))
+        let window = client.settings.limits.receiveWindow
+        // Past half the window, the client returns what it consumed, for the stream and the connection.
+        for _ in 0..<(window / 2 / 16_000 + 1) {
+            client.receive(server.message(1, [UInt8](repeating: 0, count: 16_000 - 5)))
+        }
+        let updates = frames(client.connection.takeOutbound()).filter { $0.type == FrameType.windowUpdate.rawValue }
+        XCTAssertEqual(Set(updates.map(\.streamID)), [0, 1])
+    }
+
     func testCompressedRequestRoundTrips() throws {
         let client = readyClient()
         _ = client.startCall(path: Health.checkPath, compress: true, request: Health.request(service: "svc"))
