@@ -62,7 +62,7 @@ struct Probe {
         // The Check goes out right behind the connection preface (RFC 9113 §3.4 allows it), saving
         // a round trip; the connection still counts as established only once SETTINGS arrive.
         var pending: GRPCCall? = nil
-        let session = try connect(deadline: connectStart + options.connectTimeout.nanoseconds, tls: tls) { client in
+        let session = try connect(deadline: MonotonicClock.deadline(after: options.connectTimeout.nanoseconds), tls: tls) { client in
             pending = client.startCall(
                 path: Health.checkPath,
                 metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
@@ -75,7 +75,7 @@ struct Probe {
         if options.verbose { Output.line("connection established (took \(connectTook))") }
 
         let rpcStart = MonotonicClock.now()
-        let deadline = rpcStart + options.rpcTimeout.nanoseconds
+        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds)
         switch session.run(until: { call.status != nil }, deadline: deadline, signals: signals) {
         case .done, .closed:
             break

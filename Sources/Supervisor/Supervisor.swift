@@ -105,7 +105,7 @@ final class Supervisor {
             log.warning("cannot forward \(Signals.name(signo)): \(SystemError.describe(errno))")
         }
         if (signo == SIGTERM || signo == SIGINT) && options.grace.nanoseconds > 0 && graceDeadline == nil {
-            graceDeadline = MonotonicClock.now() + options.grace.nanoseconds
+            graceDeadline = MonotonicClock.deadline(after: options.grace.nanoseconds)
         }
     }
 
@@ -142,13 +142,13 @@ final class Supervisor {
             case .none:
                 log.info("sending SIGTERM to processes left in process group \(child)")
                 kill(-child, SIGTERM)
-                cleanup = .terminating(until: now + SupervisorOptions.leftoverGrace.nanoseconds)
+                cleanup = .terminating(until: MonotonicClock.deadline(after: SupervisorOptions.leftoverGrace.nanoseconds))
                 return nil
             case .terminating(let until):
                 if now < until { return nil }
                 log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
                 kill(-child, SIGKILL)
-                cleanup = .killing(until: now + Supervisor.killReapBound)
+                cleanup = .killing(until: MonotonicClock.deadline(after: Supervisor.killReapBound))
                 return nil
             case .killing(let until):
                 if now < until { return nil }

@@ -9,6 +9,13 @@ public enum MonotonicClock {
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
+    /// The deadline `nanoseconds` from now. Saturates: a timeout of hours upon hours (Go durations
+    /// reach 292 years) must mean "a long time", not an arithmetic trap.
+    public static func deadline(after nanoseconds: Int64) -> Int64 {
+        let (sum, overflow) = now().addingReportingOverflow(max(0, nanoseconds))
+        return overflow ? Int64.max : sum
+    }
+
     /// Milliseconds from now until `deadline`, rounded up and clamped for poll(2); -1 waits forever.
     public static func pollTimeout(until deadline: Int64?) -> Int32 {
         guard let deadline else { return -1 }

@@ -16,7 +16,7 @@ struct DNSClient {
             attempts: for _ in 0..<config.attempts {
                 for server in servers {
                     lastServer = server
-                    let perTry = MonotonicClock.now() + Int64(config.timeoutSeconds) * 1_000_000_000
+                    let perTry = MonotonicClock.deadline(after: Int64(config.timeoutSeconds) * 1_000_000_000)
                     switch query(name, server: server, port: port, deadline: min(perTry, deadline), cancelFD: cancelFD) {
                     case .addresses(let found):
                         if !found.isEmpty { return found }

@@ -113,7 +113,8 @@ public func encodeGRPCTimeout(nanoseconds: Int64) -> String {
     let limit: Int64 = 99_999_999
     let units: [(Int64, String)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
     for (size, unit) in units {
-        let value = (nanoseconds + size - 1) / size
+        // Rounded up without adding first: timeouts reach Int64.max.
+        let value = nanoseconds / size + (nanoseconds % size == 0 ? 0 : 1)
         if value <= limit { return "\(value)\(unit)" }
     }
     return "\(limit)H"

@@ -182,6 +182,8 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 50), "50n")
         XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 3_600_000_000_000 * 30), "108000S")
         XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 0), "0n")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: Int64.max), "2562048H")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 100_000_001), "100001u")
         XCTAssertEqual(percentDecode("a%20b%zz%4"), "a b%zz%4")
     }
 

@@ -183,3 +183,9 @@ def test_signal_cancels_a_running_probe(bindir, signo, name):
         assert p.wait(timeout=5) == 3
         assert rest == [f"cancellation received (signal: {name})",
                         "error: health rpc failed: rpc error: code = Canceled desc = context canceled"]
+
+
+def test_largest_go_durations_are_accepted(probe):
+    with server("go") as (_, port):
+        r = probe("-addr", f"127.0.0.1:{port}", "-connect-timeout", "2562047h47m16.854775807s", "-rpc-timeout", "2562047h")
+        assert (r.code, r.lines) == (0, ["status: SERVING"])

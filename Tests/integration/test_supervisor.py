@@ -201,3 +201,10 @@ def test_parent_death_signal_is_forwarded(bindir):
     assert not os.path.exists(f"/proc/{supervisor}"), "grpc-init got SIGTERM when its parent died, and exited"
     assert not os.path.exists(f"/proc/{child}"), "and forwarded it to its child"
     assert b"forwarding SIGTERM" in parent.stderr.read()
+
+
+def test_warn_reaped_names_each_adopted_zombie(bindir):
+    out = run(bindir, "subreaper", ["-w", "--", sys.executable, str(PEERS / "orphans.py"), "3"])
+    assert (out.returncode, out.stdout) == (0, "ZOMBIES 0\n")
+    warnings = [l for l in out.stderr.splitlines() if l.startswith("[grpc-init] warning: reaped zombie pid ")]
+    assert len(warnings) >= 3, out.stderr
