@@ -108,6 +108,10 @@ struct Probe {
         do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
         let addresses: [SocketAddress]
         do { addresses = try Resolver().resolve(target, deadline: deadline, cancelFD: signals?.fd) } catch {
+            if error.cancelled {
+                cancelled()
+                throw ProbeFailure.cancelledWhileConnecting(addr)
+            }
             if MonotonicClock.now() >= deadline { throw ProbeFailure.connectTimeout(addr, options.connectTimeout) }
             throw ProbeFailure.connectFailed(addr, error.description)
         }

@@ -28,7 +28,7 @@ struct DNSClient {
                     case .failed(let why):
                         lastProblem = why
                     case .cancelled:
-                        throw Resolver.Failure(description: "lookup \(host): operation was canceled")
+                        throw Resolver.Failure(description: "lookup \(host): operation was canceled", cancelled: true)
                     }
                     if MonotonicClock.now() >= deadline {
                         throw Resolver.Failure(description: "lookup \(host) on \(server): i/o timeout")

@@ -7,6 +7,8 @@ import SystemCalls
 public struct Resolver {
     public struct Failure: Error, Equatable, CustomStringConvertible {
         public let description: String
+        /// The cancel descriptor (a signal) ended the lookup.
+        public var cancelled = false
     }
 
     public var hostsPath = "/etc/hosts"
