@@ -137,22 +137,29 @@ static inline void tls_shim_lazy_free(X509_LOOKUP *lookup) {
     OPENSSL_free(index);
 }
 
-// Adds every certificate of a PEM bundle to the store's lazy index; returns how many.
-static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
+// The store's lazy index, created on first use (X509_STORE_add_lookup returns the store's
+// existing lookup for a method it already has).
+static inline tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
     static X509_LOOKUP_METHOD *method = NULL;
     if (!method) {
         method = X509_LOOKUP_meth_new("grpc-init lazy roots");
         X509_LOOKUP_meth_set_get_by_subject(method, tls_shim_lazy_get_by_subject);
         X509_LOOKUP_meth_set_free(method, tls_shim_lazy_free);
     }
-    X509_LOOKUP *lookup = X509_STORE_add_lookup(store, method);  // the store's existing one, if any
-    if (!lookup) return 0;
+    X509_LOOKUP *lookup = method ? X509_STORE_add_lookup(store, method) : NULL;
+    if (!lookup) return NULL;
     tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
     if (!index) {
         index = (tls_shim_root_index *)OPENSSL_zalloc(sizeof *index);
-        if (!index) return 0;
-        X509_LOOKUP_set_method_data(lookup, (char *)index);
+        if (index) X509_LOOKUP_set_method_data(lookup, (char *)index);
     }
+    return index;
+}
+
+// Adds every certificate of a PEM bundle to the store's lazy index; returns how many.
+static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
+    tls_shim_root_index *index = tls_shim_lazy_index(store);
+    if (!index) return 0;
     BIO *bio = BIO_new_mem_buf(pem, length);
     if (!bio) return 0;
     int added = 0;
@@ -185,6 +192,26 @@ static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, i
     ERR_clear_error();  // the loop ends on an expected "no start line"
     BIO_free(bio);
     return added;
+}
+
+// Decodes every indexed root now, when there are at most `limit` of them (a -tls-ca-cert file,
+// not a system bundle): called while the client waits for the server's first flight, it takes
+// the decoding (and OpenSSL's decoder set-up) off the critical path.
+static inline void tls_shim_decode_small_index(X509_STORE *store, int limit) {
+    tls_shim_root_index *index = tls_shim_lazy_index(store);
+    if (!index || index->count > limit) return;
+    for (int i = 0; i < index->count; i++) {
+        tls_shim_root *root = &index->roots[i];
+        if (!root->der) continue;
+        const unsigned char *p = root->der;
+        X509 *cert = d2i_X509(NULL, &p, root->der_length);
+        OPENSSL_free(root->der);
+        root->der = NULL;
+        if (cert) {
+            X509_STORE_add_cert(store, cert);
+            X509_free(cert);
+        }
+    }
 }
 
 // Directories are searched lazily by OpenSSL itself, by subject-hash file names (the layout

@@ -109,6 +109,7 @@ public final class TLSConnection: ByteStream {
                 SSL_set1_host(ssl, name)
             }
         }
+        var warmed = false
         while true {
             ERR_clear_error()
             let result = SSL_connect(ssl)
@@ -116,7 +117,14 @@ public final class TLSConnection: ByteStream {
             let error = SSL_get_error(ssl, result)
             let events: Int32
             switch error {
-            case SSL_ERROR_WANT_READ: events = POLLIN
+            case SSL_ERROR_WANT_READ:
+                events = POLLIN
+                if !warmed {
+                    // The ClientHello is out: until the server answers, decode the few roots of a
+                    // -tls-ca-cert file, which verification would otherwise wait for.
+                    warmed = true
+                    tls_shim_decode_small_index(SSL_CTX_get_cert_store(context.context), 8)
+                }
             case SSL_ERROR_WANT_WRITE: events = POLLOUT
             default: throw .failed(connection.handshakeFailure(error, context: context, name: name))
             }
