@@ -14,13 +14,17 @@ ln -s "$PWD/.build/release/grpc-init" "$work/grpc_health_probe"
 .build/peers/goserver -addr 127.0.0.1:0 -services svc=NOT_SERVING > "$work/server.out" &
 server=$!
 tls_server=
-until grep -q READY "$work/server.out"; do sleep 0.01; done
+await_ready() {  # a server's READY line, within 20 s
+    for _ in $(seq 1 2000); do grep -q READY "$1" && return 0; sleep 0.01; done
+    echo "server did not start: $1" >&2; exit 1
+}
+await_ready "$work/server.out"
 port=$(sed -n 's/READY .*://p' "$work/server.out")
 .venv/bin/python -c "import sys; sys.path.insert(0, 'Tests/integration'); from pathlib import Path; from pki import PKI; PKI(Path('$work/pki'))"
 pki=$work/pki
 .build/peers/goserver -addr 127.0.0.1:0 -tls-cert "$pki/server-ecdsa.pem" -tls-key "$pki/server-ecdsa.key" > "$work/tls.out" &
 tls_server=$!
-until grep -q READY "$work/tls.out"; do sleep 0.01; done
+await_ready "$work/tls.out"
 tls_port=$(sed -n 's/READY .*://p' "$work/tls.out")
 runs=(
     "$work/grpc_health_probe -addr 127.0.0.1:$port"

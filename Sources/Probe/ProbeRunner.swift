@@ -121,16 +121,12 @@ struct Probe {
             do {
                 socket = try Socket.connect(to: address, deadline: deadline, cancelFD: signals?.fd)
             } catch {
-                switch error {
-                case .failed(let text):
+                // A refused address is not the end: the next one may answer.
+                if case .failed(let text) = error {
                     lastFailure = text
                     continue
-                case .timedOut:
-                    throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
-                case .cancelled:
-                    cancelled()
-                    throw ProbeFailure.cancelledWhileConnecting(addr)
                 }
+                throw connectFailure(error)
             }
             var stream: ByteStream = socket
             var tlsConnection: TLSConnection? = nil
@@ -174,16 +170,21 @@ struct Probe {
             }
             return connection
         } catch {
-            switch error {
-            case .failed(let cause): throw ProbeFailure.connectFailed(options.addr, cause)
-            case .timedOut: throw ProbeFailure.connectTimeout(options.addr, options.connectTimeout)
-            case .cancelled:
-                cancelled()
-                throw ProbeFailure.cancelledWhileConnecting(options.addr)
-            }
+            throw connectFailure(error)
         }
     }
     #endif
+
+    /// What a failure while connecting (TCP or TLS) ends the probe with.
+    private func connectFailure(_ error: ConnectFailure) -> ProbeFailure {
+        switch error {
+        case .failed(let cause): return ProbeFailure.connectFailed(options.addr, cause)
+        case .timedOut: return ProbeFailure.connectTimeout(options.addr, options.connectTimeout)
+        case .cancelled:
+            cancelled()
+            return ProbeFailure.cancelledWhileConnecting(options.addr)
+        }
+    }
 
     private func cancelled() {
         if let info = signals?.next() {

@@ -76,14 +76,6 @@ public final class GRPCClient {
         return call
     }
 
-    /// Cancels a call still in progress: RST_STREAM(CANCEL) and status Canceled.
-    public func cancel(_ call: GRPCCall, status: GRPCStatus) {
-        guard call.status == nil else { return }
-        connection.reset(streamID: call.streamID, code: .cancel)
-        calls[call.streamID] = nil
-        call.finish(status)
-    }
-
     /// Feeds bytes read from the transport.
     public func receive(_ bytes: [UInt8]) {
         let events: [HTTP2Connection.Event]

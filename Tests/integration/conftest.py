@@ -32,6 +32,16 @@ def bindir(tmp_path_factory):
     return d
 
 
+def assert_one_line_failure(r, code, starts, cause, within=1.0):
+    """The probe ended with `code` and a single line starting `starts` and naming `cause`,
+    `within` seconds of starting: at once, for the failures that can be known at once."""
+    assert r.code == code, r
+    assert len(r.lines) == 1, r
+    assert r.lines[0].startswith(starts), r
+    assert cause in r.lines[0], r
+    assert r.elapsed < within, r
+
+
 class Result:
     def __init__(self, code, stdout, stderr, elapsed):
         self.code = code

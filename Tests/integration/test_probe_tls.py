@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import raw_peer, read_line, server
+from conftest import assert_one_line_failure, raw_peer, read_line, server
 from pki import PKI
 
 KINDS = ["python", "go"]
@@ -31,11 +31,7 @@ def check(probe, port, *args, host="localhost", env=None):
 
 
 def fails_fast(r, port, cause, host="localhost"):
-    assert r.code == 2, r
-    assert len(r.lines) == 1, r
-    assert r.lines[0].startswith(f'error: failed to connect service at "{host}:{port}": '), r
-    assert cause in r.lines[0], r
-    assert r.elapsed < FAST, r
+    assert_one_line_failure(r, 2, f'error: failed to connect service at "{host}:{port}": ', cause, within=FAST)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,5 +1,6 @@
 """grpc-init as PID 1 (in a PID namespace) and as a plain parent (child subreaper)."""
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -193,12 +194,12 @@ def test_parent_death_signal_is_forwarded(bindir):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     supervisor = int(LineReader(parent).next(time.monotonic() + 10))
     child = child_pid(supervisor)
+    exited = os.pidfd_open(supervisor)
     parent.kill()
     parent.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not os.path.exists(f"/proc/{supervisor}"), "grpc-init got SIGTERM when its parent died, and exited"
+    ready, _, _ = select.select([exited], [], [], 10)
+    os.close(exited)
+    assert ready, "grpc-init got SIGTERM when its parent died, and exited"
     assert not os.path.exists(f"/proc/{child}"), "and forwarded it to its child"
     assert b"forwarding SIGTERM" in parent.stderr.read()
 

@@ -8,12 +8,17 @@ import time
 count = int(sys.argv[1])
 supervisor = os.getppid()
 for _ in range(count):
+    parent_alive, parent_holds = os.pipe()
     pid = os.fork()
     if pid == 0:
         if os.fork() == 0:
-            time.sleep(0.02)  # outlive the intermediate process, so that this one is orphaned
+            # Exit only once orphaned: EOF comes when the intermediate process has exited.
+            os.close(parent_holds)
+            os.read(parent_alive, 1)
             os._exit(0)
         os._exit(0)
+    os.close(parent_alive)
+    os.close(parent_holds)
     os.waitpid(pid, 0)
 
 
