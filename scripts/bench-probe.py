@@ -48,21 +48,29 @@ def main():
     pki = PKI(work / "pki")
     server, port = start_server()
     tls_server, tls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]))
+    rsa_server, rsa_port = start_server("-tls-cert", str(pki.server_rsa[0]), "-tls-key", str(pki.server_rsa[1]))
+    mtls_server, mtls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]),
+                                          "-tls-client-ca", str(pki.ca))
     (work / "grpc_health_probe").symlink_to(binary)
     probe = str(work / "grpc_health_probe")
     rows = [("grpc-init, plaintext", [probe, "-addr", f"127.0.0.1:{port}"]),
-            ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)])]
+            ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)]),
+            ("grpc-init, TLS (RSA 2048 server)", [probe, "-addr", f"localhost:{rsa_port}", "-tls", "-tls-ca-cert", str(pki.ca)]),
+            ("grpc-init, mTLS (ECDSA both sides)", [probe, "-addr", f"localhost:{mtls_port}", "-tls", "-tls-ca-cert", str(pki.ca),
+                                                    "-tls-client-cert", str(pki.client_ec_sec1[0]),
+                                                    "-tls-client-key", str(pki.client_ec_sec1[1])])]
     goprobe = ROOT / ".build/peers/goprobe"
     if goprobe.exists():
         rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"]))
+        rows.append(("grpc-go client, TLS (ECDSA P-256)", [str(goprobe), "-addr", f"localhost:{tls_port}", "-tls-ca-cert", str(pki.ca)]))
     try:
         print(f"{'probe':38} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
         for name, argv in rows:
             wall, cpu, rss = measure(argv, RUNS)
             print(f"{name:38} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
     finally:
-        server.kill()
-        tls_server.kill()
+        for process in (server, tls_server, rsa_server, mtls_server):
+            process.kill()
     for name, path in [("stripped binary", binary), ("stripped, built without TLS", ROOT / ".build-notls/release/grpc-init")]:
         if path.exists():
             stripped = work / "stripped"

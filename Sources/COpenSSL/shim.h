@@ -6,11 +6,25 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <string.h>
+#include "provider.h"
 
 // Initialises OpenSSL without reading the system's openssl.cnf (grpc-init is config-free, and
-// its TLS settings are explicit) and without loading error texts, which only a failure needs.
+// its TLS settings are explicit), without loading error texts, which only a failure needs, and
+// without an exit handler freeing what the exiting process gives back anyway; then installs the
+// TLS-only provider (provider.h).
+//
+// Nor does it register OpenSSL's ~230 legacy cipher and digest objects by name: the first use of
+// the algorithm name map copies every registered name into it (with its OID as text), a quarter
+// of a TLS probe's instructions. Ciphers are only fetched from providers; certificate signature
+// checks still look digests up by name, so the digests X.509 signatures use are registered.
 static inline int tls_shim_init(void) {
-    return OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_LOAD_SSL_STRINGS | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
+    if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_LOAD_SSL_STRINGS
+                          | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT
+                          | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL)) return 0;
+    const EVP_MD *digests[] = {EVP_sha1(), EVP_sha224(), EVP_sha256(), EVP_sha384(), EVP_sha512(), EVP_md5_sha1()};
+    for (size_t i = 0; i < sizeof digests / sizeof *digests; i++) EVP_add_digest(digests[i]);
+    tls_provider_install();
+    return 1;
 }
 
 // The most recent error in the queue (0 when none), emptying it; and its library and reason.
@@ -46,6 +60,14 @@ static inline int tls_shim_note_certificate_request(SSL *ssl, void *arg) {
 }
 static inline void tls_shim_track_certificate_request(SSL_CTX *ctx) { SSL_CTX_set_cert_cb(ctx, tls_shim_note_certificate_request, NULL); }
 static inline int tls_shim_certificate_requested(void) { return tls_shim_certificate_was_requested; }
+
+// Without a passphrase callback OpenSSL asks for an encrypted key's passphrase on the terminal,
+// and a probe must never wait for input: this one has no passphrase to give.
+static int tls_shim_no_passphrase(char *buffer, int size, int writing, void *user) {
+    (void)buffer; (void)size; (void)writing; (void)user;
+    return 0;
+}
+static inline void tls_shim_refuse_passphrases(SSL_CTX *ctx) { SSL_CTX_set_default_passwd_cb(ctx, tls_shim_no_passphrase); }
 
 // ---- Lazily decoded root bundles -------------------------------------------------------------
 // Decoding a certificate costs OpenSSL 3 about 1.5 M instructions (its public key goes through the

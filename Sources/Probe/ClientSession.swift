@@ -37,8 +37,12 @@ final class ClientSession {
                 case .wrote(let n):
                     unsent.removeFirst(n)
                 case .failed(let reason):
-                    transportFailure = reason
-                    client.transportClosed("connection error: \(reason)")
+                    // A server that rejects us (a TLS client certificate, say) sends an alert and
+                    // closes; its reset can fail this write before the alert is read. The alert
+                    // is still queued, and says more than the reset.
+                    _ = readAvailable()
+                    if !(transportFailure?.hasPrefix("remote error: ") ?? false) { transportFailure = reason }
+                    client.transportClosed("connection error: \(transportFailure ?? reason)")
                     return .closed
                 }
             }

@@ -58,14 +58,16 @@ public final class TLSContext {
         for file in [certFile, keyFile] where access(file, R_OK) != 0 {
             throw fail("open \(file): \(goErrnoText(errno))")
         }
+        tls_shim_refuse_passphrases(ctx)
         if SSL_CTX_use_certificate_chain_file(ctx, certFile) != 1 {
             ERR_clear_error()
-            throw fail("tls: failed to find any PEM data in certificate input")
+            throw fail(PEMInput.certificateFailure(PEMInput.blockTypes(contents(certFile))))
         }
         if SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) != 1 {
             // A key of another certificate is refused here already by OpenSSL.
             if OpenSSLError.last().isKeyMismatch { throw fail("tls: private key does not match public key") }
-            throw fail("tls: failed to find any PEM data in key input")
+            let text = contents(keyFile)
+            throw fail(PEMInput.keyFailure(PEMInput.blockTypes(text), encrypted: PEMInput.hasEncryptedHeader(text)))
         }
         if SSL_CTX_check_private_key(ctx) != 1 {
             ERR_clear_error()
@@ -73,6 +75,7 @@ public final class TLSContext {
         }
     }
 
+    private static func contents(_ file: String) -> [UInt8] { (try? Files.read(file, limit: 1 << 20)) ?? [] }
 }
 
 /// TLS over a connected socket, non-blocking like the socket itself.

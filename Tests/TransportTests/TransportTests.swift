@@ -80,3 +80,34 @@ final class ResolverTests: XCTestCase {
         XCTAssertNil(DNSMessage.parseReply(Array(reply.prefix(5)), port: 1))
     }
 }
+
+final class PEMInputTests: XCTestCase {
+    func testBlockTypes() {
+        let text = Array("junk\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN EC PRIVATE KEY-----\nBB\n-----END EC PRIVATE KEY-----\n-----BEGIN broken\n".utf8)
+        XCTAssertEqual(PEMInput.blockTypes(text), ["CERTIFICATE", "EC PRIVATE KEY"])
+        XCTAssertEqual(PEMInput.blockTypes([]), [])
+    }
+
+    func testCertificateFailuresInGoWords() {
+        XCTAssertEqual(PEMInput.certificateFailure([]), "tls: failed to find any PEM data in certificate input")
+        XCTAssertEqual(PEMInput.certificateFailure(["RSA PRIVATE KEY"]),
+                       "tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched")
+        XCTAssertEqual(PEMInput.certificateFailure(["PUBLIC KEY", "X509 CRL"]),
+                       "tls: failed to find \"CERTIFICATE\" PEM block in certificate input after skipping PEM blocks of the following types: [PUBLIC KEY X509 CRL]")
+        XCTAssertEqual(PEMInput.certificateFailure(["CERTIFICATE"]), "x509: malformed certificate")
+    }
+
+    func testKeyFailuresInGoWords() {
+        XCTAssertEqual(PEMInput.keyFailure([], encrypted: false), "tls: failed to find any PEM data in key input")
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE"], encrypted: false),
+                       "tls: found a certificate rather than a key in the PEM for the private key")
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PUBLIC KEY"], encrypted: false),
+                       "tls: failed to find PEM block with type ending in \"PRIVATE KEY\" in key input after skipping PEM blocks of the following types: [CERTIFICATE PUBLIC KEY]")
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PRIVATE KEY"], encrypted: false), "tls: failed to parse private key")
+        XCTAssertEqual(PEMInput.keyFailure(["ENCRYPTED PRIVATE KEY"], encrypted: false),
+                       "tls: failed to parse private key: it is encrypted; use an unencrypted key")
+        XCTAssertEqual(PEMInput.keyFailure(["RSA PRIVATE KEY"], encrypted: true),
+                       "tls: failed to parse private key: it is encrypted; use an unencrypted key")
+        XCTAssertTrue(PEMInput.hasEncryptedHeader(Array("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n".utf8)))
+    }
+}

@@ -1,6 +1,8 @@
 """Certificates for the TLS tests, made with the openssl command: a root CA, an intermediate, server
-leaves (RSA, ECDSA through the intermediate, IP-only, another name, expired), a second
-unrelated CA, and client certificates with RSA (PKCS#1 and PKCS#8), ECDSA (SEC1) and Ed25519 keys."""
+leaves (RSA, ECDSA through the intermediate, IP-only, another name, expired), leaves of other key
+types and signature algorithms (P-384 signed with SHA-384, Ed25519, RSA through an RSA intermediate
+that signs with RSA-PSS and SHA-512), a second unrelated CA, and client certificates with RSA
+(PKCS#1 and PKCS#8), ECDSA (SEC1) and Ed25519 keys."""
 import subprocess
 from pathlib import Path
 
@@ -43,6 +45,12 @@ class PKI:
         self.server_expired = self._leaf("server-expired", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="root", key="ec",
                                          dates=("20200101000000Z", "20200102000000Z"))
         self.server_untrusted = self._leaf("server-untrusted", "localhost", "DNS:localhost,IP:127.0.0.1", issuer="other-root", key="ec")
+        localhost = "DNS:localhost,IP:127.0.0.1"
+        self.server_p384_sha384 = self._leaf("server-p384", "localhost", localhost, issuer="root", key="ec-p384", md="sha384")
+        self.server_ed25519 = self._leaf("server-ed25519", "localhost", localhost, issuer="root", key="ed25519")
+        self._ca("rsa-intermediate", "grpc-init test RSA intermediate", issuer="root", key="rsa")
+        self.server_rsa_pss_sha512 = self._leaf("server-rsa-pss", "localhost", localhost, issuer="rsa-intermediate", key="rsa",
+                                                chain=True, md="sha512", sigopts=["rsa_padding_mode:pss", "rsa_pss_saltlen:64"])
         self.client_rsa_pkcs1 = self._leaf("client-rsa", "client", "DNS:client", issuer="root", key="rsa", client=True)
         openssl("rsa", "-in", "client-rsa.key", "-out", "client-rsa-pkcs1.key", "-traditional", cwd=d)
         self.client_rsa_pkcs1 = (self.client_rsa_pkcs1[0], d / "client-rsa-pkcs1.key")
@@ -57,20 +65,22 @@ class PKI:
             openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", f"{name}.key", cwd=self.dir)
         elif kind == "ec":
             openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key", cwd=self.dir)
+        elif kind == "ec-p384":
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", f"{name}.key", cwd=self.dir)
         elif kind == "ec-sec1":
             openssl("ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", f"{name}.key", cwd=self.dir)
         elif kind == "ed25519":
             openssl("genpkey", "-algorithm", "ed25519", "-out", f"{name}.key", cwd=self.dir)
 
-    def _ca(self, name, cn, issuer=None):
-        self._key(name, "ec")
+    def _ca(self, name, cn, issuer=None, key="ec"):
+        self._key(name, key)
         if issuer is None:
             openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN={cn}",
                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
         else:
             self._sign(name, cn, issuer, ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"])
 
-    def _sign(self, name, cn, issuer, extensions, dates=None):
+    def _sign(self, name, cn, issuer, extensions, dates=None, md=None, sigopts=()):
         d = self.dir
         openssl("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
                 *sum((["-addext", e] for e in extensions), []), cwd=d)
@@ -84,12 +94,14 @@ class PKI:
         args = ["ca", "-batch", "-notext", "-config", str(ca_dir / "ca.cnf"), "-cert", f"{issuer}.pem", "-keyfile", f"{issuer}.key",
                 "-in", f"{name}.csr", "-out", f"{name}.pem"]
         args += ["-startdate", start, "-enddate", end] if dates else ["-days", "30"]
+        args += ["-md", md] if md else []
+        args += sum((["-sigopt", o] for o in sigopts), [])
         openssl(*args, cwd=d)
 
-    def _leaf(self, name, cn, san, issuer, key, client=False, chain=False, dates=None):
+    def _leaf(self, name, cn, san, issuer, key, client=False, chain=False, dates=None, md=None, sigopts=()):
         self._key(name, key)
         usage = "clientAuth" if client else "serverAuth"
-        self._sign(name, cn, issuer, [f"subjectAltName={san}", f"extendedKeyUsage={usage}"], dates)
+        self._sign(name, cn, issuer, [f"subjectAltName={san}", f"extendedKeyUsage={usage}"], dates, md, sigopts)
         cert = self.dir / f"{name}.pem"
         if chain:  # the server presents leaf + intermediate
             cert.write_text(cert.read_text() + (self.dir / f"{issuer}.pem").read_text())

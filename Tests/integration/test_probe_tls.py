@@ -1,7 +1,12 @@
 """-tls against grpcio and grpc-go servers with certificates made at test time. Every failure
 must come back at once (well before the 5 s connect timeout), exit 2, naming its cause."""
+import fcntl
 import os
+import pty
+import select
 import subprocess
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +48,42 @@ def test_verified_tls(probe, pki, kind, leaf):
         assert (r.code, r.lines) == (0, ["status: SERVING"])
         # An IP target is checked against the certificate's IP SANs.
         assert check(probe, port, "-tls-ca-cert", str(pki.ca), host="127.0.0.1").code == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("leaf", ["p384_sha384", "ed25519", "rsa_pss_sha512"])
+def test_other_key_types_and_signature_algorithms(probe, pki, kind, leaf):
+    with tls_server(kind, getattr(pki, "server_" + leaf)) as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca))
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+
+
+# TLS 1.2, one suite at a time: AEADs, CBC with HMAC, and RSA key exchange; -v names the suite.
+TLS12_SUITES = [
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ecdsa", "ECDHE-ECDSA-AES128-GCM-SHA256"),
+    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ecdsa", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "rsa", "ECDHE-RSA-AES256-GCM-SHA384"),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ecdsa", "ECDHE-ECDSA-AES128-SHA"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "rsa", "ECDHE-RSA-AES256-SHA"),
+    ("TLS_RSA_WITH_AES_128_GCM_SHA256", "rsa", "AES128-GCM-SHA256"),
+]
+
+
+@pytest.mark.parametrize("suite,leaf,openssl_name", TLS12_SUITES)
+def test_tls12_cipher_suites(probe, pki, suite, leaf, openssl_name):
+    with tls_server("go", getattr(pki, "server_" + leaf), tls_max_version="1.2", tls_ciphers=suite) as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-v")
+        assert r.code == 0, r
+        assert f"tls: TLSv1.2 {openssl_name}, ALPN h2, server certificate verified" in r.lines
+        assert r.lines[-1] == "status: SERVING"
+
+
+@pytest.mark.parametrize("client", ["rsa_pkcs1", "ec_sec1", "ed25519"])
+def test_tls12_mutual_tls(probe, pki, client):
+    cert, key = getattr(pki, "client_" + client)
+    with tls_server("go", pki.server_ecdsa, client_ca=pki.ca, tls_max_version="1.2") as (_, port):
+        r = check(probe, port, "-tls-ca-cert", str(pki.ca), "-tls-client-cert", str(cert), "-tls-client-key", str(key))
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -190,6 +231,61 @@ def test_credential_files_are_checked_before_connecting(probe, pki, tmp_path):
     assert setup_error("-tls-client-cert", str(missing), "-tls-client-key", str(other_key)) == (
         "failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
         f"error=open {missing}: no such file or directory")
+
+
+def run_on_a_terminal(argv, timeout=10):
+    """Runs argv as a session leader whose controlling terminal is a new pty (what an operator's
+    shell gives): returns (exit code, everything written to the terminal)."""
+    main, secondary = pty.openpty()
+
+    def take_terminal():
+        os.setsid()
+        fcntl.ioctl(secondary, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(argv, stdin=secondary, stdout=secondary, stderr=secondary, preexec_fn=take_terminal)
+    os.close(secondary)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: every holder of the terminal's other end closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+        return proc.wait(timeout=max(0.1, deadline - time.monotonic())), output.decode(errors="replace")
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(main)
+
+
+def test_unreadable_client_keys(probe, pki, tmp_path, bindir):
+    cert, key = pki.client_ec_sec1
+    prefix = "failed to initialize tls credentials. error=failed to load tls client cert/key pair. error="
+    junk = tmp_path / "junk.key"
+    junk.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    encrypted = tmp_path / "encrypted.key"
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", str(key), "-out", str(encrypted), "-passout", "pass:secret"],
+                   check=True, capture_output=True, timeout=60)
+    cases = [(cert, cert, "tls: found a certificate rather than a key in the PEM for the private key"),
+             (key, key, "tls: failed to find certificate PEM data in certificate input, but did find a private key; "
+                        "PEM inputs may have been switched"),
+             (cert, junk, "tls: failed to parse private key"),
+             (cert, encrypted, "tls: failed to parse private key: it is encrypted; use an unencrypted key")]
+    for bad_cert, bad_key, cause in cases:
+        r = probe("-addr", "localhost:1", "-tls", "-tls-client-cert", str(bad_cert), "-tls-client-key", str(bad_key))
+        assert (r.code, r.lines) == (1, [prefix + cause]), r
+    # A terminal must not get a passphrase prompt: the probe never waits for input.
+    code, output = run_on_a_terminal([str(bindir / "grpc_health_probe"), "-addr", "localhost:1", "-tls",
+                                      "-tls-client-cert", str(cert), "-tls-client-key", str(encrypted)])
+    assert code == 1, output
+    assert "pass phrase" not in output and "it is encrypted" in output, output
 
 
 def test_spiffe_without_workload_api_exits_20(probe):

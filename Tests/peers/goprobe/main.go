@@ -10,16 +10,27 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func main() {
 	addr := flag.String("addr", "", "host:port")
+	caCert := flag.String("tls-ca-cert", "", "use TLS, trusting these roots")
 	flag.Parse()
 	log.SetFlags(0)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	conn, err := grpc.DialContext(ctx, *addr, grpc.WithInsecure(), grpc.WithBlock(), grpc.WithUserAgent("grpc_health_probe"))
+	security := grpc.WithInsecure()
+	if *caCert != "" {
+		creds, err := credentials.NewClientTLSFromFile(*caCert, "")
+		if err != nil {
+			log.Printf("error: %v", err)
+			os.Exit(1)
+		}
+		security = grpc.WithTransportCredentials(creds)
+	}
+	conn, err := grpc.DialContext(ctx, *addr, security, grpc.WithBlock(), grpc.WithUserAgent("grpc_health_probe"))
 	if err != nil {
 		log.Printf("error: %v", err)
 		os.Exit(2)

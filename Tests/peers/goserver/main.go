@@ -78,6 +78,8 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve TLS with this certificate chain (PEM)")
 	tlsKey := flag.String("tls-key", "", "private key of -tls-cert")
 	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA")
+	maxVersion := flag.String("tls-max-version", "1.3", "highest TLS version: 1.2 or 1.3")
+	ciphers := flag.String("tls-ciphers", "", "comma-separated TLS 1.2 cipher suites (Go names); empty: Go's defaults")
 	flag.Parse()
 
 	lis, err := net.Listen(*network, *addr)
@@ -93,6 +95,23 @@ func main() {
 			os.Exit(1)
 		}
 		cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+		if *maxVersion == "1.2" {
+			cfg.MaxVersion = tls.VersionTLS12
+		}
+		if *ciphers != "" {
+			known := map[string]uint16{}
+			for _, suite := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+				known[suite.Name] = suite.ID
+			}
+			for _, name := range strings.Split(*ciphers, ",") {
+				id, ok := known[name]
+				if !ok {
+					fmt.Fprintln(os.Stderr, "unknown cipher suite", name)
+					os.Exit(1)
+				}
+				cfg.CipherSuites = append(cfg.CipherSuites, id)
+			}
+		}
 		if *clientCA != "" {
 			pem, err := ioutil.ReadFile(*clientCA)
 			if err != nil {
