@@ -3,6 +3,9 @@
 # in the order they first run, recorded with callgrind. lld lays them out side by side
 # (--symbol-ordering-file), so a probe faults in a few hundred KiB of code instead of pages
 # scattered over megabytes. Run after changes to the probe's path; a stale list only costs memory.
+# lld places whole input sections, and some hot functions share a section with cold code, so a new
+# list is not always better: compare peak RSS before and after with scripts/bench-probe.py as root
+# (it drops the page cache first, as a fresh image would have it) and keep the better list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }

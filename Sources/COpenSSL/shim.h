@@ -70,24 +70,78 @@ static int tls_shim_no_passphrase(char *buffer, int size, int writing, void *use
 static inline void tls_shim_refuse_passphrases(SSL_CTX *ctx) { SSL_CTX_set_default_passwd_cb(ctx, tls_shim_no_passphrase); }
 
 // ---- Lazily decoded root bundles -------------------------------------------------------------
-// Decoding a certificate costs OpenSSL 3 about 1.5 M instructions (its public key goes through the
-// provider decoders), and a system bundle holds ~140. The bundle is instead indexed by subject
-// (base64 and a DER walk, no decoding) and a root is decoded only when the verifier asks for its
-// subject, through a lookup method of our own.
+// Decoding a certificate costs OpenSSL 3 about 0.8 M instructions (its public key goes through the
+// provider decoders), and a system bundle holds ~140. The bundle is instead indexed by subject,
+// from the first bytes of each certificate's DER (no parsing by OpenSSL), and a root is decoded
+// whole only when the verifier asks for its subject, through a lookup method of our own.
 typedef struct {
-    unsigned char *der;
-    long der_length;
-    const unsigned char *subject;  // points into der
+    const unsigned char *base64;  // the PEM body, in the index's copy of the bundle text
+    long base64_length;
+    unsigned char *subject;       // the DER of the subject Name; NULL once decoded (or unusable)
     long subject_length;
 } tls_shim_root;
 
 typedef struct {
     tls_shim_root *roots;
     int count, capacity;
+    unsigned char **texts;        // copies of the bundles the roots point into
+    int text_count;
 } tls_shim_root_index;
 
-// Reads one DER tag and length at *p (within end); returns the content start, or NULL.
-static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, const unsigned char *end, long *length) {
+// Base64 digit values; 64: a blank or line break, 65: '=', 255: anything else.
+static inline const unsigned char *tls_shim_base64_table(void) {
+    static unsigned char table[256] = {0};
+    static int ready = 0;
+    if (!ready) {
+        memset(table, 255, sizeof table);
+        const char *digits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int i = 0; i < 64; i++) table[(unsigned char)digits[i]] = (unsigned char)i;
+        table['\n'] = table['\r'] = table[' '] = table['\t'] = 64;
+        table['='] = 65;
+        ready = 1;
+    }
+    return table;
+}
+
+// Decodes the base64 text in [p, end) into out, ignoring line breaks and blanks, stopping once
+// `limit` bytes are out (out needs room for limit + 2); returns the decoded length, or -1 for
+// anything else in the text (or data after '='). Four digits at a time where it can.
+static inline long tls_shim_base64_decode(const unsigned char *p, const unsigned char *end, unsigned char *out, long limit) {
+    const unsigned char *table = tls_shim_base64_table();
+    unsigned int bits = 0, pending = 0;
+    long n = 0;
+    int padded = 0;
+    while (p < end && n < limit) {
+        if (pending == 0 && !padded) {
+            while (end - p >= 4 && n < limit) {
+                unsigned int a = table[p[0]], b = table[p[1]], c = table[p[2]], d = table[p[3]];
+                if ((a | b | c | d) >= 64) break;
+                unsigned int v = a << 18 | b << 12 | c << 6 | d;
+                out[n] = (unsigned char)(v >> 16);
+                out[n + 1] = (unsigned char)(v >> 8);
+                out[n + 2] = (unsigned char)v;
+                n += 3;
+                p += 4;
+            }
+            if (p == end || n >= limit) break;
+        }
+        unsigned int value = table[*p++];
+        if (value == 64) continue;
+        if (value == 65) { padded = 1; continue; }
+        if (value > 65 || padded) return -1;
+        bits = (bits << 6) | value;
+        pending += 6;
+        if (pending >= 8) {
+            pending -= 8;
+            out[n++] = (unsigned char)(bits >> pending);
+        }
+    }
+    return n;
+}
+
+// Reads one DER tag and length at *p (within end); returns the content start, or NULL. With
+// `truncated`, the content may run past end (a container whose start is all we have).
+static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, const unsigned char *end, long *length, int truncated) {
     if (end - p < 2) return NULL;
     p++;  // tag
     long n = *p++;
@@ -97,34 +151,50 @@ static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, co
         n = 0;
         while (bytes--) n = (n << 8) | *p++;
     }
-    if (n > end - p) return NULL;
+    if (n > end - p && !truncated) return NULL;
     *length = n;
     return p;
 }
 
-// The subject Name inside a certificate's DER: Certificate { TBSCertificate { [0] version?,
-// serial, signature, issuer, validity, subject, ... } }.
+// The subject Name in the first `length` bytes of a certificate's DER: Certificate {
+// TBSCertificate { [0] version?, serial, signature, issuer, validity, subject, ... } }.
 static inline int tls_shim_der_subject(const unsigned char *der, long length, const unsigned char **subject, long *subject_length) {
     const unsigned char *end = der + length, *p;
     long n;
-    if (!(p = tls_shim_der_enter(der, end, &n))) return 0;           // Certificate
-    if (!(p = tls_shim_der_enter(p, p + n, &n))) return 0;           // TBSCertificate
-    const unsigned char *tbs_end = p + n;
-    if (*p == 0xa0) {                                                // [0] version
-        const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);
+    if (!(p = tls_shim_der_enter(der, end, &n, 1))) return 0;        // Certificate
+    if (!(p = tls_shim_der_enter(p, end, &n, 1))) return 0;          // TBSCertificate
+    if (p < end && *p == 0xa0) {                                     // [0] version
+        const unsigned char *q = tls_shim_der_enter(p, end, &n, 0);
         if (!q) return 0;
         p = q + n;
     }
     for (int skip = 0; skip < 4; skip++) {                           // serial, signature, issuer, validity
-        const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);
+        const unsigned char *q = tls_shim_der_enter(p, end, &n, 0);
         if (!q) return 0;
         p = q + n;
     }
-    const unsigned char *q = tls_shim_der_enter(p, tbs_end, &n);     // subject
+    const unsigned char *q = tls_shim_der_enter(p, end, &n, 0);      // subject
     if (!q) return 0;
     *subject = p;
     *subject_length = (q + n) - p;
     return 1;
+}
+
+// Decodes an indexed root into the store (once: it then lives there, where later look-ups find
+// it); returns the certificate, not owned by the caller, or NULL.
+static inline X509 *tls_shim_decode_root(X509_STORE *store, tls_shim_root *root) {
+    OPENSSL_free(root->subject);
+    root->subject = NULL;
+    unsigned char *der = (unsigned char *)OPENSSL_malloc((size_t)root->base64_length / 4 * 3 + 3);
+    if (!der) return NULL;
+    long der_length = tls_shim_base64_decode(root->base64, root->base64 + root->base64_length, der, root->base64_length);
+    const unsigned char *p = der;
+    X509 *cert = der_length > 0 ? d2i_X509(NULL, &p, der_length) : NULL;
+    OPENSSL_free(der);
+    if (!cert) return NULL;
+    int added = X509_STORE_add_cert(store, cert);
+    X509_free(cert);  // the store holds its own reference
+    return added ? cert : NULL;
 }
 
 static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *result) {
@@ -136,16 +206,9 @@ static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_
     int found = 0;
     for (int i = 0; i < index->count; i++) {
         tls_shim_root *root = &index->roots[i];
-        if (!root->der || root->subject_length != wanted_length || memcmp(root->subject, wanted, (size_t)wanted_length) != 0) continue;
-        const unsigned char *p = root->der;
-        X509 *cert = d2i_X509(NULL, &p, root->der_length);
-        // Decoded once: it now lives in the store, where later look-ups find it.
-        OPENSSL_free(root->der);
-        root->der = NULL;
-        if (!cert) continue;
-        X509_STORE_add_cert(X509_LOOKUP_get_store(lookup), cert);
-        if (!found) found = X509_OBJECT_set1_X509(result, cert);
-        X509_free(cert);
+        if (!root->subject || root->subject_length != wanted_length || memcmp(root->subject, wanted, (size_t)wanted_length) != 0) continue;
+        X509 *cert = tls_shim_decode_root(X509_LOOKUP_get_store(lookup), root);
+        if (cert && !found) found = X509_OBJECT_set1_X509(result, cert);
     }
     OPENSSL_free(wanted);
     return found;
@@ -154,8 +217,10 @@ static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_
 static inline void tls_shim_lazy_free(X509_LOOKUP *lookup) {
     tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
     if (!index) return;
-    for (int i = 0; i < index->count; i++) OPENSSL_free(index->roots[i].der);
+    for (int i = 0; i < index->count; i++) OPENSSL_free(index->roots[i].subject);
+    for (int i = 0; i < index->text_count; i++) OPENSSL_free(index->texts[i]);
     OPENSSL_free(index->roots);
+    OPENSSL_free(index->texts);
     OPENSSL_free(index);
 }
 
@@ -178,41 +243,65 @@ static inline tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
     return index;
 }
 
-// Adds every certificate of a PEM bundle to the store's lazy index; returns how many.
+// The first occurrence of `needle` in [p, end), or NULL.
+static inline const unsigned char *tls_shim_find(const unsigned char *p, const unsigned char *end, const char *needle) {
+    size_t length = strlen(needle);
+    while (p && (size_t)(end - p) >= length) {
+        p = (const unsigned char *)memchr(p, needle[0], (size_t)(end - p) - length + 1);
+        if (!p || memcmp(p, needle, length) == 0) return p;
+        p++;
+    }
+    return NULL;
+}
+
+// Adds every CERTIFICATE block of a PEM bundle to the store's lazy index; returns how many.
+// Only the start of each block is decoded here (enough DER to reach the subject): OpenSSL's PEM
+// reader, line by line through a BIO and decoding all, was most of a system-roots probe.
 static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
+    static const char begin[] = "-----BEGIN CERTIFICATE-----", finish[] = "-----END CERTIFICATE-----";
+    enum { prefix_limit = 4096 };  // subjects end well before this
     tls_shim_root_index *index = tls_shim_lazy_index(store);
-    if (!index) return 0;
-    BIO *bio = BIO_new_mem_buf(pem, length);
-    if (!bio) return 0;
+    if (!index || length <= 0) return 0;
+    unsigned char **texts = (unsigned char **)OPENSSL_realloc(index->texts, sizeof(unsigned char *) * (size_t)(index->text_count + 1));
+    if (!texts) return 0;
+    index->texts = texts;
+    unsigned char *text = (unsigned char *)OPENSSL_malloc((size_t)length);
+    if (!text) return 0;
+    memcpy(text, pem, (size_t)length);
+    index->texts[index->text_count++] = text;
+
+    const unsigned char *p = text, *end = text + length;
+    unsigned char *prefix = (unsigned char *)OPENSSL_malloc(prefix_limit + 2);
+    if (!prefix) return 0;
     int added = 0;
-    char *name = NULL, *header = NULL;
-    unsigned char *der = NULL;
-    long der_length = 0;
-    while (PEM_read_bio(bio, &name, &header, &der, &der_length) == 1) {
-        const unsigned char *subject;
-        long subject_length;
-        int usable = strcmp(name, "CERTIFICATE") == 0 && tls_shim_der_subject(der, der_length, &subject, &subject_length);
-        if (usable && index->count == index->capacity) {
+    while ((p = tls_shim_find(p, end, begin)) != NULL) {
+        const unsigned char *body = p + sizeof begin - 1;
+        const unsigned char *stop = tls_shim_find(body, end, finish);
+        if (!stop) break;
+        p = stop + sizeof finish - 1;
+        const unsigned char *subject = NULL;
+        long subject_length = 0;
+        // Most subjects end within the first 512 bytes; the rest need more of the certificate.
+        long decoded = tls_shim_base64_decode(body, stop, prefix, 512);
+        if (decoded <= 0) continue;
+        if (!tls_shim_der_subject(prefix, decoded, &subject, &subject_length)) {
+            decoded = tls_shim_base64_decode(body, stop, prefix, prefix_limit);
+            if (decoded <= 0 || !tls_shim_der_subject(prefix, decoded, &subject, &subject_length)) continue;
+        }
+        if (index->count == index->capacity) {
             int capacity = index->capacity ? index->capacity * 2 : 256;
             tls_shim_root *grown = (tls_shim_root *)OPENSSL_realloc(index->roots, sizeof(tls_shim_root) * (size_t)capacity);
-            if (grown) {
-                index->roots = grown;
-                index->capacity = capacity;
-            } else {
-                usable = 0;
-            }
+            if (!grown) break;
+            index->roots = grown;
+            index->capacity = capacity;
         }
-        if (usable) {
-            index->roots[index->count++] = (tls_shim_root){der, der_length, subject, subject_length};
-            added++;
-        } else {
-            OPENSSL_free(der);
-        }
-        OPENSSL_free(name);
-        OPENSSL_free(header);
+        unsigned char *copy = (unsigned char *)OPENSSL_malloc((size_t)subject_length);
+        if (!copy) break;
+        memcpy(copy, subject, (size_t)subject_length);
+        index->roots[index->count++] = (tls_shim_root){body, stop - body, copy, subject_length};
+        added++;
     }
-    ERR_clear_error();  // the loop ends on an expected "no start line"
-    BIO_free(bio);
+    OPENSSL_free(prefix);
     return added;
 }
 
@@ -223,16 +312,7 @@ static inline void tls_shim_decode_small_index(X509_STORE *store, int limit) {
     tls_shim_root_index *index = tls_shim_lazy_index(store);
     if (!index || index->count > limit) return;
     for (int i = 0; i < index->count; i++) {
-        tls_shim_root *root = &index->roots[i];
-        if (!root->der) continue;
-        const unsigned char *p = root->der;
-        X509 *cert = d2i_X509(NULL, &p, root->der_length);
-        OPENSSL_free(root->der);
-        root->der = NULL;
-        if (cert) {
-            X509_STORE_add_cert(store, cert);
-            X509_free(cert);
-        }
+        if (index->roots[i].subject) tls_shim_decode_root(store, &index->roots[i]);
     }
 }
 

@@ -51,6 +51,13 @@ class PKI:
         self._ca("rsa-intermediate", "grpc-init test RSA intermediate", issuer="root", key="rsa")
         self.server_rsa_pss_sha512 = self._leaf("server-rsa-pss", "localhost", localhost, issuer="rsa-intermediate", key="rsa",
                                                 chain=True, md="sha512", sigopts=["rsa_padding_mode:pss", "rsa_pss_saltlen:64"])
+        # A root whose subject (and issuer) are long enough that its subject ends past the first
+        # 512 bytes of the certificate.
+        units = "".join(f"/OU=grpc-init test organisational unit number {i:02} of many" for i in range(8))
+        self._ca("long-name-root", "grpc-init test root with a long name", subject_prefix=f"/O=grpc-init tests{units}")
+        self.server_under_long_name_root = self._leaf("server-long-name-root", "localhost", localhost, issuer="long-name-root",
+                                                      key="ec")
+        self.long_name_root = d / "long-name-root.pem"
         self.client_rsa_pkcs1 = self._leaf("client-rsa", "client", "DNS:client", issuer="root", key="rsa", client=True)
         openssl("rsa", "-in", "client-rsa.key", "-out", "client-rsa-pkcs1.key", "-traditional", cwd=d)
         self.client_rsa_pkcs1 = (self.client_rsa_pkcs1[0], d / "client-rsa-pkcs1.key")
@@ -72,10 +79,10 @@ class PKI:
         elif kind == "ed25519":
             openssl("genpkey", "-algorithm", "ed25519", "-out", f"{name}.key", cwd=self.dir)
 
-    def _ca(self, name, cn, issuer=None, key="ec"):
+    def _ca(self, name, cn, issuer=None, key="ec", subject_prefix=""):
         self._key(name, key)
         if issuer is None:
-            openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN={cn}",
+            openssl("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", "30", "-subj", f"{subject_prefix}/CN={cn}",
                     "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=self.dir)
         else:
             self._sign(name, cn, issuer, ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"])

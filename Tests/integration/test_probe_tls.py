@@ -3,6 +3,7 @@ must come back at once (well before the 5 s connect timeout), exit 2, naming its
 import fcntl
 import os
 import pty
+import re
 import select
 import subprocess
 import termios
@@ -106,6 +107,24 @@ def test_roots_are_found_among_many(probe, pki, tmp_path):
         env = dict(os.environ, SSL_CERT_FILE=str(bundle), SSL_CERT_DIR="/nonexistent")
         assert check(probe, port, env=env).lines == ["status: SERVING"]
         assert check(probe, port, "-tls-ca-cert", str(bundle)).lines == ["status: SERVING"]
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "x509: certificate signed by unknown authority")
+
+
+def test_bundle_index_reads_long_subjects_and_crlf(probe, pki, tmp_path):
+    """The bundle index finds a root whose subject ends deep in its certificate, in a bundle with
+    CRLF line endings and text between the blocks."""
+    # asn1parse lists TBSCertificate's fields at depth 2: version, serial, signature, issuer,
+    # validity, subject; "off:d=2 hl=H l=L" gives where the subject ends.
+    parsed = subprocess.run(["openssl", "asn1parse", "-in", str(pki.long_name_root)], capture_output=True, text=True,
+                            check=True, timeout=30).stdout
+    fields = re.findall(r"(\d+):d=2\s+hl=(\d+)\s+l=\s*(\d+)", parsed)
+    assert sum(map(int, fields[5])) > 512
+    bundle = tmp_path / "bundle.pem"
+    text = "a comment line\n" + pki.ca.read_text() + "# Long name root\n" + pki.long_name_root.read_text()
+    bundle.write_bytes(text.replace("\n", "\r\n").encode())
+    with tls_server("go", pki.server_under_long_name_root) as (_, port):
+        env = dict(os.environ, SSL_CERT_FILE=str(bundle), SSL_CERT_DIR="/nonexistent")
+        assert check(probe, port, env=env).lines == ["status: SERVING"]
         fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "x509: certificate signed by unknown authority")
 
 
