@@ -37,9 +37,10 @@ def drop_page_cache():
         print("(page cache not dropped: not root; peak RSS reflects a fully cached binary)")
 
 
-def measure(argv, runs):
+def measure(argv, runs, env=None):
     warmup = 10  # the first runs warm the page cache
-    out = subprocess.run([str(launcher()), str(runs + warmup), *argv], capture_output=True, text=True, check=True)
+    out = subprocess.run([str(launcher()), str(runs + warmup), *argv], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **(env or {})))
     rows = [list(map(int, line.split())) for line in out.stdout.splitlines()][warmup:]
     if any(r[3] != 0 for r in rows):
         raise SystemExit(f"{argv} failed in some runs")
@@ -61,35 +62,53 @@ def main():
     server, port = start_server()
     tls_server, tls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]))
     rsa_server, rsa_port = start_server("-tls-cert", str(pki.server_rsa[0]), "-tls-key", str(pki.server_rsa[1]))
+    leaf_server, leaf_port = start_server("-tls-cert", str(pki.server_ecdsa_leaf_only[0]), "-tls-key",
+                                          str(pki.server_ecdsa_leaf_only[1]))
+    # The system roots as a Debian image has them, with the test root and intermediate added to
+    # the bundle; the server sends only its leaf, so both are looked up among ~140 roots.
+    system_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    bundle = work / "bundle.pem"
+    bundle.write_text((system_bundle.read_text() if system_bundle.exists() else "")
+                      + (pki.dir / "intermediate.pem").read_text() + pki.ca.read_text())
     mtls_server, mtls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]),
                                           "-tls-client-ca", str(pki.ca))
     (work / "grpc_health_probe").symlink_to(binary)
     probe = str(work / "grpc_health_probe")
-    rows = [("grpc-init, plaintext", [probe, "-addr", f"127.0.0.1:{port}"])]
+    rows = [("grpc-init, plaintext", [probe, "-addr", f"127.0.0.1:{port}"], None)]
     notls = ROOT / ".build-notls" / "release" / "grpc-init"
     if notls.exists():
         (work / "notls").mkdir()
         (work / "notls" / "grpc_health_probe").symlink_to(notls)
-        rows.append(("  the same, built without TLS", [str(work / "notls" / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}"]))
+        rows.append(("  the same, built without TLS", [str(work / "notls" / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}"], None))
     rows += [
-        ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)]),
-        ("grpc-init, TLS (RSA 2048 server)", [probe, "-addr", f"localhost:{rsa_port}", "-tls", "-tls-ca-cert", str(pki.ca)]),
+        ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)], None),
+        ("grpc-init, TLS (RSA 2048 server)", [probe, "-addr", f"localhost:{rsa_port}", "-tls", "-tls-ca-cert", str(pki.ca)], None),
         ("grpc-init, mTLS (ECDSA both sides)", [probe, "-addr", f"localhost:{mtls_port}", "-tls", "-tls-ca-cert", str(pki.ca),
                                                 "-tls-client-cert", str(pki.client_ec_sec1[0]),
-                                                "-tls-client-key", str(pki.client_ec_sec1[1])]),
+                                                "-tls-client-key", str(pki.client_ec_sec1[1])], None),
+        ("grpc-init, TLS, system roots", [probe, "-addr", f"localhost:{leaf_port}", "-tls"],
+         {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/nonexistent"}),
+        # The bundle is not update-ca-certificates' own here, so every file of the directory is read.
+        ("  plus every file of /etc/ssl/certs", [probe, "-addr", f"localhost:{leaf_port}", "-tls"],
+         {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/etc/ssl/certs"}),
     ]
     goprobe = ROOT / ".build/peers/goprobe"
     if goprobe.exists():
-        rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"]))
-        rows.append(("grpc-go client, TLS (ECDSA P-256)", [str(goprobe), "-addr", f"localhost:{tls_port}", "-tls-ca-cert", str(pki.ca)]))
+        rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"], None))
+        rows.append(("grpc-go client, TLS (ECDSA P-256)", [str(goprobe), "-addr", f"localhost:{tls_port}", "-tls-ca-cert", str(pki.ca)],
+                     None))
+        rows.append(("grpc-go client, TLS, system roots", [str(goprobe), "-addr", f"localhost:{leaf_port}", "-tls"],
+                     {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/nonexistent"}))
+        rows.append(("  plus every file of /etc/ssl/certs", [str(goprobe), "-addr", f"localhost:{leaf_port}", "-tls"],
+                     {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/etc/ssl/certs"}))
     drop_page_cache()
     try:
         print(f"{'probe':38} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
-        for name, argv in rows:
-            wall, cpu, rss = measure(argv, RUNS)
+        for name, argv, env in rows:
+            wall, cpu, rss = measure(argv, RUNS, env)
             print(f"{name:38} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
     finally:
-        for process in (server, tls_server, rsa_server, mtls_server):
+        for process in (server, tls_server, rsa_server, leaf_server, mtls_server):
             process.kill()
     for name, path in [("stripped binary", binary), ("stripped, built without TLS", ROOT / ".build-notls/release/grpc-init")]:
         if path.exists():

@@ -207,6 +207,16 @@ static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_
     for (int i = 0; i < index->count; i++) {
         tls_shim_root *root = &index->roots[i];
         if (!root->subject || root->subject_length != wanted_length || memcmp(root->subject, wanted, (size_t)wanted_length) != 0) continue;
+        // The same certificate is often indexed twice (a bundle and a directory's file): its
+        // later copies are retired undecoded.
+        for (int j = i + 1; j < index->count; j++) {
+            tls_shim_root *copy = &index->roots[j];
+            if (copy->subject && copy->base64_length == root->base64_length &&
+                memcmp(copy->base64, root->base64, (size_t)root->base64_length) == 0) {
+                OPENSSL_free(copy->subject);
+                copy->subject = NULL;
+            }
+        }
         X509 *cert = tls_shim_decode_root(X509_LOOKUP_get_store(lookup), root);
         if (cert && !found) found = X509_OBJECT_set1_X509(result, cert);
     }
@@ -314,13 +324,6 @@ static inline void tls_shim_decode_small_index(X509_STORE *store, int limit) {
     for (int i = 0; i < index->count; i++) {
         if (index->roots[i].subject) tls_shim_decode_root(store, &index->roots[i]);
     }
-}
-
-// Directories are searched lazily by OpenSSL itself, by subject-hash file names (the layout
-// update-ca-certificates and c_rehash make).
-static inline int tls_shim_add_hashed_directory(X509_STORE *store, const char *dir) {
-    X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_hash_dir());
-    return lookup && X509_LOOKUP_add_dir(lookup, dir, X509_FILETYPE_PEM) == 1;
 }
 
 // The names a certificate is valid for (DNS and IP SANs, else its common name), comma

@@ -277,10 +277,16 @@ struct OpenSSLError {
     }
 }
 
-/// Where Go's crypto/x509 looks for the system roots on Linux: SSL_CERT_FILE or the first bundle
-/// that exists, plus SSL_CERT_DIR or the well-known directories. Nothing is decoded here: the
-/// bundle is indexed by subject and directories are searched by subject hash, so a probe decodes
-/// only the roots its server's chain names.
+/// The system roots, found as Go's crypto/x509 finds them on Linux: SSL_CERT_FILE or the first
+/// bundle that can be read, plus every file in SSL_CERT_DIR's directories or the well-known ones
+/// (but symbolic links to a name in the same directory, such as the subject-hash links of
+/// `openssl rehash`, whose targets are read anyway). Nothing is decoded here: every certificate is
+/// indexed by subject, so a probe decodes only the roots its server's chain names.
+///
+/// One shortcut: where the bundle is /etc/ssl/certs/ca-certificates.crt as update-ca-certificates
+/// writes it (a regular file; Debian, Ubuntu, Alpine), the symbolic links beside it are the ones
+/// that tool made, to certificates it put in that bundle, and are not followed; the regular files
+/// there are read. Reading ~140 links again would add 1 to 2.5 ms to a probe.
 enum SystemRoots {
     static let bundles = [
         "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo, Arch
@@ -291,20 +297,38 @@ enum SystemRoots {
         "/etc/ssl/cert.pem",                                 // Alpine
     ]
     static let directories = ["/etc/ssl/certs", "/etc/pki/tls/certs"]
+    static let fileLimit = 16 << 20
+    static let managedDirectory = "/etc/ssl/certs"
+    static let managedBundle = "/etc/ssl/certs/ca-certificates.crt"
 
-    /// Registers the roots with `store`; returns how many bundle certificates were indexed plus
-    /// how many directories were added.
+    /// Indexes the roots in `store`; returns how many certificates were found.
     static func load(into store: OpaquePointer) -> Int {
         var found = 0
-        let files = Environment.value("SSL_CERT_FILE").map { [$0] } ?? bundles
-        for file in files {
-            guard let pem = try? Files.read(file, limit: 16 << 20) else { continue }
+        // A file reached twice (the bundle inside a directory, a directory linked to another) is
+        // read once.
+        var read: Set<Files.Identity> = []
+        func add(_ path: String) -> Bool {
+            guard let identity = Files.identity(path) else { return false }
+            guard read.insert(identity).inserted else { return true }
+            guard let pem = try? Files.read(path, limit: fileLimit) else { return false }
             found += RootIndex.add(pem, to: store)
-            if found > 0 { break }
+            return true
         }
-        let dirs = Environment.value("SSL_CERT_DIR").map { $0.split(separator: ":").map(String.init) } ?? directories
-        for dir in dirs where access(dir, R_OK | X_OK) == 0 {
-            found += Int(tls_shim_add_hashed_directory(store, dir))
+        let files = Environment.nonEmpty("SSL_CERT_FILE").map { [$0] } ?? bundles
+        for file in files where add(file) { break }  // the first bundle that can be read
+        let managed = Files.isRegularFile(managedBundle) && Files.identity(managedBundle).map(read.contains) == true
+        let managedIdentity = managed ? Files.identity(managedDirectory) : nil
+        let dirs = Environment.nonEmpty("SSL_CERT_DIR").map { $0.split(separator: ":").map(String.init) } ?? directories
+        for dir in dirs {
+            let skipLinks = managedIdentity != nil && Files.identity(dir) == managedIdentity
+            for entry in Files.entries(of: dir) ?? [] where !entry.isDirectory {
+                let path = dir + "/" + entry.name
+                if entry.isSymbolicLink {
+                    if skipLinks { continue }
+                    if let target = Files.linkTarget(path), !target.utf8.contains(UInt8(ascii: "/")) { continue }
+                }
+                _ = add(path)
+            }
         }
         return found
     }

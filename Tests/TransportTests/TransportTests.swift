@@ -1,5 +1,8 @@
+import Foundation
 import XCTest
 @testable import Transport
+import SystemCalls
+import Glibc
 
 final class TargetTests: XCTestCase {
     func testForms() throws {
@@ -109,5 +112,56 @@ final class PEMInputTests: XCTestCase {
         XCTAssertEqual(PEMInput.keyFailure(["RSA PRIVATE KEY"], encrypted: true),
                        "tls: failed to parse private key: it is encrypted; use an unencrypted key")
         XCTAssertTrue(PEMInput.hasEncryptedHeader(Array("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n".utf8)))
+    }
+}
+
+final class FilesTests: XCTestCase {
+    private func temporaryDirectory() throws -> String {
+        var template = Array("/tmp/grpc-init-files-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        XCTAssertNotNil(made)
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    private func write(_ path: String, _ bytes: [UInt8]) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }, bytes.count)
+        close(fd)
+    }
+
+    func testReadsWholeFilesOfEverySizeUpToTheLimit() throws {
+        let dir = try temporaryDirectory()
+        for size in [0, 1, 4095, 4096, 4097, 70_000] {
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+            write(dir + "/f", bytes)
+            XCTAssertEqual(try Files.read(dir + "/f", limit: 70_000), bytes, "size \(size)")
+        }
+        XCTAssertThrowsError(try Files.read(dir + "/f", limit: 69_999))
+        XCTAssertThrowsError(try Files.read(dir, limit: 1000))      // a directory is not a file
+        XCTAssertThrowsError(try Files.read(dir + "/missing"))
+        // Files whose size stat does not tell (procfs) are read to their end.
+        XCTAssertTrue(String(decoding: try Files.read("/proc/self/status"), as: UTF8.self).contains("Name:"))
+    }
+
+    func testDirectoryEntriesIdentitiesAndLinks() throws {
+        let dir = try temporaryDirectory()
+        write(dir + "/a.pem", [1])
+        mkdir(dir + "/sub", 0o755)
+        symlink("a.pem", dir + "/12345678.0")
+        symlink("sub/../a.pem", dir + "/via-sub")
+        let entries = try XCTUnwrap(Files.entries(of: dir)).sorted { $0.name < $1.name }
+        XCTAssertEqual(entries.map(\.name), ["12345678.0", "a.pem", "sub", "via-sub"])
+        XCTAssertEqual(entries.map(\.isDirectory), [false, false, true, false])
+        XCTAssertEqual(entries.map(\.isSymbolicLink), [true, false, false, true])
+        XCTAssertEqual(Files.linkTarget(dir + "/12345678.0"), "a.pem")
+        XCTAssertNil(Files.linkTarget(dir + "/a.pem"))
+        XCTAssertEqual(Files.identity(dir + "/via-sub"), Files.identity(dir + "/a.pem"))
+        XCTAssertNotEqual(Files.identity(dir + "/sub"), Files.identity(dir + "/a.pem"))
+        XCTAssertTrue(Files.isRegularFile(dir + "/a.pem"))
+        XCTAssertFalse(Files.isRegularFile(dir + "/12345678.0"))
+        XCTAssertNil(Files.entries(of: dir + "/missing"))
     }
 }

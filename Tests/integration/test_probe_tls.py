@@ -5,6 +5,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import termios
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_failure, raw_peer, read_line, server
+from conftest import BIN, assert_one_line_failure, raw_peer, read_line, server
 from pki import PKI
 
 KINDS = ["python", "go"]
@@ -128,14 +129,77 @@ def test_bundle_index_reads_long_subjects_and_crlf(probe, pki, tmp_path):
         fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "x509: certificate signed by unknown authority")
 
 
-def test_roots_from_a_hashed_ssl_cert_dir(probe, pki, tmp_path):
+@pytest.mark.parametrize("rehashed", [True, False])
+def test_roots_from_every_file_of_ssl_cert_dir(probe, pki, tmp_path, rehashed):
+    """As Go: every file of the directories is read, whether or not `openssl rehash` ran."""
     certs = tmp_path / "certs"
     certs.mkdir()
     (certs / "test-root.pem").write_text(pki.ca.read_text())
-    subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True, timeout=30)
+    (certs / "not-a-certificate.txt").write_text("some text\n")
+    (certs / "subdirectory").mkdir()
+    if rehashed:
+        subprocess.run(["openssl", "rehash", str(certs)], check=True, capture_output=True, timeout=30)
     with tls_server("python", pki.server_rsa) as (_, port):
         env = dict(os.environ, SSL_CERT_FILE="/nonexistent", SSL_CERT_DIR=f"/nonexistent:{certs}")
         assert check(probe, port, env=env).lines == ["status: SERVING"]
+        env["SSL_CERT_DIR"] = "/nonexistent"
+        fails_fast(check(probe, port, env=env), port, "(trusted roots: no system roots (none found; set SSL_CERT_FILE")
+
+
+def no_ssl_environment():
+    return {k: v for k, v in os.environ.items() if not k.startswith("SSL_CERT_")}
+
+
+def probe_in_scratch_image(root, port, env):
+    """The shipped binary alone in `root` (with its /etc), as a scratch image with certificates."""
+    (root / "proc").mkdir(parents=True, exist_ok=True)
+    shutil.copy(BIN, root / "grpc-init")
+    start = time.monotonic()
+    out = subprocess.run(["unshare", "--mount", "--pid", "--fork", f"--root={root}", "--mount-proc=/proc",
+                          "/grpc-init", "grpc_health_probe", "-addr", f"localhost:{port}", "-tls", "-connect-timeout", "5s"],
+                         capture_output=True, text=True, timeout=30, env=env)
+    return out.returncode, out.stderr, time.monotonic() - start
+
+
+def kubernetes_volume(directory, files):
+    """The layout kubelet gives a ConfigMap or Secret volume: each name a link into ..data."""
+    stamp = directory / "..2026_11_25_00_00_00.000000000"
+    stamp.mkdir(parents=True)
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+        (directory / name).symlink_to(f"..data/{name}")
+    (directory / "..data").symlink_to(stamp.name)
+
+
+@pytest.mark.parametrize("layout", ["copied file", "kubernetes volume", "beside a managed bundle", "alpine bundle, empty SSL_CERT_FILE"])
+def test_roots_in_a_scratch_image(pki, tmp_path, layout):
+    """Where images put a private CA, with no environment to point at it."""
+    root = tmp_path / "root"
+    certs = root / "etc" / "ssl" / "certs"
+    certs.mkdir(parents=True)
+    env = no_ssl_environment()
+    if layout == "copied file":  # COPY ca.pem /etc/ssl/certs/
+        (certs / "private-ca.pem").write_text(pki.ca.read_text())
+    elif layout == "kubernetes volume":  # a ConfigMap mounted at /etc/ssl/certs
+        kubernetes_volume(certs, {"private-ca.pem": pki.ca.read_text()})
+    elif layout == "beside a managed bundle":  # update-ca-certificates' bundle, and a file copied later
+        system = Path("/etc/ssl/certs/ca-certificates.crt")
+        (certs / "ca-certificates.crt").write_text(system.read_text() if system.exists() else "")
+        (certs / "private-ca.pem").write_text(pki.ca.read_text())
+    else:  # Alpine's bundle location; an empty variable counts as unset, as in Go
+        (root / "etc" / "ssl" / "cert.pem").write_text(pki.ca.read_text())
+        env["SSL_CERT_FILE"] = ""
+    with tls_server("go", pki.server_ecdsa) as (_, port):
+        code, stderr, _ = probe_in_scratch_image(root, port, env)
+        assert (code, stderr) == (0, "status: SERVING\n")
+    # Without the private CA, the same image does not trust the server, and says so at once.
+    for path in sorted(root.rglob("*private-ca.pem"), reverse=True) + [root / "etc" / "ssl" / "cert.pem"]:
+        if path.is_symlink() or path.exists():
+            path.unlink()
+    with tls_server("go", pki.server_ecdsa) as (_, port):
+        code, stderr, elapsed = probe_in_scratch_image(root, port, env)
+        assert code == 2 and "x509: certificate signed by unknown authority" in stderr, stderr
+        assert elapsed < FAST + 1.0  # unshare's own start included
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"log"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "", "host:port")
+	useTLS := flag.Bool("tls", false, "use TLS, trusting the system roots")
 	caCert := flag.String("tls-ca-cert", "", "use TLS, trusting these roots")
 	flag.Parse()
 	log.SetFlags(0)
@@ -29,6 +31,8 @@ func main() {
 			os.Exit(1)
 		}
 		security = grpc.WithTransportCredentials(creds)
+	} else if *useTLS {
+		security = grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{}))
 	}
 	conn, err := grpc.DialContext(ctx, *addr, security, grpc.WithBlock(), grpc.WithUserAgent("grpc_health_probe"))
 	if err != nil {
