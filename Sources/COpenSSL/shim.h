@@ -27,12 +27,33 @@ static inline int tls_shim_init(void) {
     return 1;
 }
 
-// The most recent error in the queue (0 when none), emptying it; and its library and reason.
-static inline unsigned long tls_shim_last_error(void) {
+// The most recent error in the queue (0 when none), emptying it, and the OpenSSL function that
+// raised it (for the few failures only that tells apart); and its library and reason.
+static inline unsigned long tls_shim_last_error(const char **function) {
     unsigned long code, last = 0;
-    while ((code = ERR_get_error()) != 0) last = code;
+    const char *name = NULL;
+    *function = "";
+    while ((code = ERR_get_error_all(NULL, NULL, &name, NULL, NULL)) != 0) {
+        last = code;
+        *function = name ? name : "";
+    }
     return last;
 }
+
+// OpenSSL's text for an error's reason. Error texts are not loaded at start-up (that costs every
+// TLS probe); they are loaded here, on the way out of a failure that has no message of our own.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static inline const char *tls_shim_reason_text(unsigned long code) {
+    ERR_load_SSL_strings();
+    ERR_load_X509_strings();
+    ERR_load_EVP_strings();
+    ERR_load_ASN1_strings();
+    ERR_load_PEM_strings();
+    const char *text = ERR_reason_error_string(code);
+    return text ? text : "";
+}
+#pragma GCC diagnostic pop
 static inline int tls_shim_error_library(unsigned long code) { return ERR_GET_LIB(code); }
 static inline int tls_shim_error_reason(unsigned long code) { return ERR_GET_REASON(code); }
 

@@ -242,8 +242,14 @@ public final class TLSConnection: ByteStream {
 /// uses. Codes, not OpenSSL's error texts: those tables cost every TLS probe time to load.
 struct OpenSSLError {
     let code: UInt
+    /// The OpenSSL function that raised it ("" when unknown).
+    let function: String
 
-    static func last() -> OpenSSLError { OpenSSLError(code: tls_shim_last_error()) }
+    static func last() -> OpenSSLError {
+        var function: UnsafePointer<CChar>? = nil
+        let code = tls_shim_last_error(&function)
+        return OpenSSLError(code: code, function: function.map { String(cString: $0) } ?? "")
+    }
 
     var library: Int32 { tls_shim_error_library(code) }
     var reason: Int32 { tls_shim_error_reason(code) }
@@ -273,7 +279,14 @@ struct OpenSSLError {
             let text = OpenSSLError.alerts[alert] ?? String(cString: SSL_alert_desc_string_long(alert)).lowercased()
             return "remote error: tls: " + text
         }
-        return "tls: OpenSSL error \(String(code, radix: 16)) (see `openssl errstr \(String(code, radix: 16))`)"
+        // The client checks the server's ALPN choice itself, so that failure arrives as this one.
+        if library == ERR_LIB_SSL && reason == SSL_R_BAD_EXTENSION && function == "tls_parse_stoc_alpn" {
+            return "tls: server selected unadvertised ALPN protocol (offered: h2)"
+        }
+        let hex = String(code, radix: 16)
+        let text = String(cString: tls_shim_reason_text(code))
+        let origin = function.isEmpty ? "" : " in \(function)"
+        return "tls: \(text.isEmpty ? "error" : text) (OpenSSL error \(hex)\(origin))"
     }
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, assert_one_line_failure, raw_peer, read_line, server
+from conftest import BIN, PEERS, assert_one_line_failure, raw_peer, read_line, running, server
 from pki import PKI
 
 KINDS = ["python", "go"]
@@ -388,3 +388,28 @@ def test_sni_is_the_host_name_never_an_ip_and_no_alpn_is_accepted(probe, pki):
     with raw_peer("serving", tls=pki.server_rsa) as (proc, port):
         assert check(probe, port, "-tls-ca-cert", str(pki.ca), "-v").code == 0
         assert read_line(proc, "SNI ") == "SNI localhost"
+
+
+@pytest.fixture(scope="session")
+def alpn_peer_binary(tmp_path_factory):
+    """The C peer that selects an ALPN protocol the client did not offer, built with Debian's
+    libssl-dev."""
+    out = tmp_path_factory.mktemp("alpnpeer") / "alpnpeer"
+    subprocess.run(["cc", "-O2", "-o", str(out), str(PEERS / "alpnpeer" / "alpnpeer.c"), "-lssl", "-lcrypto"],
+                   check=True, capture_output=True, timeout=120)
+    return out
+
+
+def test_a_server_selecting_another_alpn_protocol_is_refused(probe, pki, alpn_peer_binary):
+    cert, key = pki.server_ecdsa
+    with running([str(alpn_peer_binary), str(cert), str(key), "http/1.1"]) as (_, address):
+        port = address.rsplit(":", 1)[1]
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port,
+                   "tls: server selected unadvertised ALPN protocol (offered: h2)")
+
+
+def test_a_malformed_server_handshake_is_named(probe):
+    """A failure with no message of its own is given OpenSSL's reason text and where it arose."""
+    with raw_peer("malformed-server-hello") as port:
+        fails_fast(check(probe, port, "-tls-no-verify"), port,
+                   "tls: length mismatch (OpenSSL error a00009f in tls_process_server_hello)")

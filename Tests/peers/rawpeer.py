@@ -1,5 +1,5 @@
 """A hand-written HTTP/2 peer for what no real gRPC server does: malformed frames, stalls,
-hostile sizes, TLS without ALPN. Each connection gets the behaviour named by --mode. Prints
+hostile sizes, TLS without ALPN, a malformed TLS handshake. Each connection gets the behaviour named by --mode. Prints
 "READY <port>", and with --tls-cert "SNI <name or ->" for each handshake.
 """
 import argparse
@@ -77,6 +77,11 @@ def serve(conn, mode):
         if mode == "http1":
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            return
+        if mode == "malformed-server-hello":  # a TLS record whose ServerHello is one byte long
+            conn.recv(65536)
+            conn.sendall(b"\x16\x03\x03\x00\x05" + b"\x02\x00\x00\x01\x00")
+            threading.Event().wait(5)
             return
         if mode == "garbage-preface":  # not an HTTP/2 frame at all
             conn.recv(65536)
