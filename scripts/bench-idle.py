@@ -47,9 +47,15 @@ def main():
             rss = int(status(p.pid)["VmRSS"].split()[0]) / 1024
             print(f"{name:14} {rss:8.2f} {switches(p.pid) - before[name]:16d}")
     finally:
+        # SIGTERM, which each supervisor forwards to its sleep; SIGKILL would orphan the sleep.
         for _, p in procs:
-            p.kill()
-            p.wait()
+            p.terminate()
+        for _, p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 if __name__ == "__main__":

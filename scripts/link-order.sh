@@ -5,7 +5,9 @@
 # scattered over megabytes. Run after changes to the probe's path; a stale list only costs memory.
 # lld places whole input sections, and some hot functions share a section with cold code, so a new
 # list is not always better: compare peak RSS before and after with scripts/bench-probe.py as root
-# (it drops the page cache first, as a fresh image would have it) and keep the better list.
+# (it drops the page cache first, as a fresh image would have it) and keep the better list, or
+# the old list with the new list's functions appended (the current list was made that way: it
+# kept a plaintext probe at 3.00 MiB, where the new list alone gave 3.12, and a TLS one at 5.33).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
