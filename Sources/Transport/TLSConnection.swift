@@ -38,7 +38,8 @@ public final class TLSContext {
         if !configuration.caFile.isEmpty {
             let pem: [UInt8]
             do { pem = try Files.read(configuration.caFile, limit: 16 << 20) } catch {
-                throw TLSSetupError(description: "failed to load root CA certificates from file (\(configuration.caFile)) error=open \(configuration.caFile): \(goErrnoText(error.code))")
+                // "open PATH: ..." or "read PATH: ...", as Go's os.ReadFile says it.
+                throw TLSSetupError(description: "failed to load root CA certificates from file (\(configuration.caFile)) error=\(error.operation): \(goErrnoText(error.code))")
             }
             if RootIndex.add(pem, to: store) == 0 {
                 throw TLSSetupError(description: "no root CA certs parsed from file \(configuration.caFile)")
@@ -55,27 +56,29 @@ public final class TLSContext {
 
     private static func loadClientPair(_ ctx: OpaquePointer, _ certFile: String, _ keyFile: String) throws(TLSSetupError) {
         func fail(_ text: String) -> TLSSetupError { TLSSetupError(description: "failed to load tls client cert/key pair. error=\(text)") }
-        for file in [certFile, keyFile] where access(file, R_OK) != 0 {
-            throw fail("open \(file): \(goErrnoText(errno))")
+        // Read first, as Go's tls.LoadX509KeyPair does: its errors ("open PATH: ...", "read PATH:
+        // is a directory"), and the texts that explain a file OpenSSL refuses.
+        var texts: [[UInt8]] = []
+        for file in [certFile, keyFile] {
+            do { texts.append(try Files.read(file, limit: 1 << 20)) } catch {
+                throw fail("\(error.operation): \(goErrnoText(error.code))")
+            }
         }
         tls_shim_refuse_passphrases(ctx)
         if SSL_CTX_use_certificate_chain_file(ctx, certFile) != 1 {
             ERR_clear_error()
-            throw fail(PEMInput.certificateFailure(PEMInput.blockTypes(contents(certFile))))
+            throw fail(PEMInput.certificateFailure(PEMInput.blockTypes(texts[0])))
         }
         if SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) != 1 {
             // A key of another certificate is refused here already by OpenSSL.
             if OpenSSLError.last().isKeyMismatch { throw fail("tls: private key does not match public key") }
-            let text = contents(keyFile)
-            throw fail(PEMInput.keyFailure(PEMInput.blockTypes(text), encrypted: PEMInput.hasEncryptedHeader(text)))
+            throw fail(PEMInput.keyFailure(PEMInput.blockTypes(texts[1]), encrypted: PEMInput.hasEncryptedHeader(texts[1])))
         }
         if SSL_CTX_check_private_key(ctx) != 1 {
             ERR_clear_error()
             throw fail("tls: private key does not match public key")
         }
     }
-
-    private static func contents(_ file: String) -> [UInt8] { (try? Files.read(file, limit: 1 << 20)) ?? [] }
 }
 
 /// TLS over a connected socket, non-blocking like the socket itself.
@@ -145,7 +148,8 @@ public final class TLSConnection: ByteStream {
         if let selected, length > 0 {
             let proto = String(decoding: UnsafeBufferPointer(start: selected, count: Int(length)), as: UTF8.self)
             connection.alpn = proto
-            guard proto == "h2" else { throw .failed("tls: server selected ALPN protocol \"\(proto)\", not h2") }
+            // OpenSSL refuses a protocol it did not offer already; this holds whatever it does.
+            guard proto == "h2" else { throw .failed("tls: server selected unadvertised ALPN protocol \"\(proto)\" (offered: h2)") }
         }
         return connection
     }

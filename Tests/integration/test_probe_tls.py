@@ -303,6 +303,9 @@ def test_credential_files_are_checked_before_connecting(probe, pki, tmp_path):
     assert setup_error("-tls-ca-cert", str(missing)) == (
         f"failed to initialize tls credentials. error=failed to load root CA certificates from file ({missing}) "
         f"error=open {missing}: no such file or directory")
+    assert setup_error("-tls-ca-cert", str(tmp_path)) == (
+        f"failed to initialize tls credentials. error=failed to load root CA certificates from file ({tmp_path}) "
+        f"error=read {tmp_path}: is a directory")
     empty = tmp_path / "empty.pem"
     empty.write_text("not a certificate\n")
     assert setup_error("-tls-ca-cert", str(empty)) == f"failed to initialize tls credentials. error=no root CA certs parsed from file {empty}"
@@ -314,6 +317,9 @@ def test_credential_files_are_checked_before_connecting(probe, pki, tmp_path):
     assert setup_error("-tls-client-cert", str(missing), "-tls-client-key", str(other_key)) == (
         "failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
         f"error=open {missing}: no such file or directory")
+    assert setup_error("-tls-client-cert", str(cert), "-tls-client-key", str(tmp_path)) == (
+        "failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
+        f"error=read {tmp_path}: is a directory")
 
 
 def run_on_a_terminal(argv, timeout=10):
