@@ -23,7 +23,7 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     }
 fi
-.venv/bin/python -c "import grpc, grpc_health, pytest" 2>/dev/null \
+.venv/bin/python -c "import grpc, grpc_health, pytest, yaml" 2>/dev/null \
     || .venv/bin/pip install -q -r Tests/requirements.txt
 
 # The grpc-go peers, built from Debian's grpc-go in GOPATH mode: static, no module download.
