@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: grpc-init as PID 1 (in a fresh PID namespace) supervising a real
 # grpc-go server, the grpc_health_probe symlink answering against it, then a SIGTERM that
-# grpc-init forwards and whose exit status it passes on.
+# grpc-init forwards and whose exit status it passes on. Then TLS: a grpc-go server with a
+# certificate made here, verified, and the failures the probe names at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 2>&1  # one ordered stream: the probes print on stderr, as the reference tool does
@@ -9,7 +10,8 @@ scripts/install-deps.sh >/dev/null
 swift build -c release 2>&1 | tail -n 1
 
 work=$(mktemp -d)
-trap 'kill "$supervisor" 2>/dev/null || true; rm -rf "$work"' EXIT
+tls_server=
+trap 'kill "$supervisor" $tls_server 2>/dev/null || true; rm -rf "$work"' EXIT
 cp .build/release/grpc-init "$work/grpc-init"
 "$work/grpc-init" --install "$work"
 cp .build/peers/goserver "$work/server"
@@ -38,3 +40,15 @@ kill -TERM "$(cat "/proc/$supervisor/task/$supervisor/children")"
 status=0
 wait "$supervisor" || status=$?
 echo "grpc-init exited with status $status"
+
+# TLS: a certificate chain for localhost (root, intermediate, leaf) made with the openssl command.
+.venv/bin/python -c "import sys; sys.path.insert(0, 'Tests/integration'); from pathlib import Path; from pki import PKI; PKI(Path('$work/pki'))"
+pki=$work/pki
+"$work/server" -addr 127.0.0.1:0 -tls-cert "$pki/server-ecdsa.pem" -tls-key "$pki/server-ecdsa.key" > "$work/tls.out" &
+tls_server=$!
+for _ in $(seq 1 500); do grep -q READY "$work/tls.out" && break; sleep 0.01; done
+tls_port=$(sed -n 's/READY .*://p' "$work/tls.out")
+probe -addr "localhost:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -v
+probe -addr "127.0.0.1:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -tls-server-name other.example
+probe -addr "localhost:$tls_port" -tls
+probe -addr "localhost:$tls_port"
