@@ -2,7 +2,7 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe, Supervisor -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib, COpenSSL
+//   grpc-init -> Probe, Supervisor -> SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib, COpenSSL
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
@@ -39,7 +39,8 @@ let package = Package(
             name: "Transport",
             dependencies: ["SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
-        .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
+        .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
@@ -59,5 +60,6 @@ let package = Package(
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
     ]
 )

@@ -70,6 +70,14 @@ def main():
     bundle = work / "bundle.pem"
     bundle.write_text((system_bundle.read_text() if system_bundle.exists() else "")
                       + (pki.dir / "intermediate.pem").read_text() + pki.ca.read_text())
+    spiffe_server, spiffe_port = start_server("-tls-cert", str(pki.spiffe_server[0]), "-tls-key", str(pki.spiffe_server[1]),
+                                              "-tls-client-ca", str(pki.spiffe_ca))
+    # A Workload API (the test peer, on grpcio) handing out the probe's SVID.
+    agent_socket = work / "agent.sock"
+    agent = subprocess.Popen([str(ROOT / ".venv/bin/python"), str(ROOT / "Tests/peers/workloadapi.py"), "--socket", str(agent_socket),
+                              "--spiffe-id", "spiffe://example.org/probe", "--svid", str(pki.spiffe_probe[0]),
+                              "--key", str(pki.spiffe_probe[1]), "--bundle", str(pki.spiffe_ca)], stdout=subprocess.PIPE, text=True)
+    agent.stdout.readline()
     mtls_server, mtls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]),
                                           "-tls-client-ca", str(pki.ca))
     (work / "grpc_health_probe").symlink_to(binary)
@@ -86,6 +94,8 @@ def main():
         ("grpc-init, mTLS (ECDSA both sides)", [probe, "-addr", f"localhost:{mtls_port}", "-tls", "-tls-ca-cert", str(pki.ca),
                                                 "-tls-client-cert", str(pki.client_ec_sec1[0]),
                                                 "-tls-client-key", str(pki.client_ec_sec1[1])], None),
+        ("grpc-init, -spiffe (Workload API SVID)", [probe, "-addr", f"localhost:{spiffe_port}", "-spiffe"],
+         {"SPIFFE_ENDPOINT_SOCKET": f"unix://{agent_socket}"}),
         ("grpc-init, TLS, system roots", [probe, "-addr", f"localhost:{leaf_port}", "-tls"],
          {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/nonexistent"}),
         # The bundle is not update-ca-certificates' own here, so every file of the directory is read.
@@ -108,7 +118,7 @@ def main():
             wall, cpu, rss = measure(argv, RUNS, env)
             print(f"{name:38} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
     finally:
-        for process in (server, tls_server, rsa_server, leaf_server, mtls_server):
+        for process in (server, tls_server, rsa_server, leaf_server, mtls_server, spiffe_server, agent):
             process.kill()
     for name, path in [("stripped binary", binary), ("stripped, built without TLS", ROOT / ".build-notls/release/grpc-init")]:
         if path.exists():

@@ -7,6 +7,7 @@
 #include <openssl/x509v3.h>
 #include <string.h>
 #include "provider.h"
+#include "spiffe.h"
 
 // Initialises OpenSSL without reading the system's openssl.cnf (grpc-init is config-free, and
 // its TLS settings are explicit), without loading error texts, which only a failure needs, and

@@ -45,12 +45,19 @@ struct Probe {
     let signals: SignalFD?
 
     func run() throws(ProbeFailure) -> Health.ServingStatus {
-        if options.spiffe {
-            throw ProbeFailure.spiffe("the SPIFFE Workload API client is not in this build")
-        }
-        // OpenSSL is touched only here, when -tls asks for it.
+        // OpenSSL is touched only here, when -tls or -spiffe asks for it.
         var tls: TLSContext? = nil
-        if options.tls {
+        if options.spiffe {
+            #if TLS
+            let context = try fetchX509Context()
+            if options.verbose { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
+            var configuration = TLSConfiguration()
+            configuration.spiffe = Probe.credentials(context)
+            do { tls = try TLSContext(configuration) } catch { throw ProbeFailure.spiffe(error.description) }
+            #else
+            throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
+            #endif
+        } else if options.tls {
             #if TLS
             do { tls = try TLSContext(options.tlsConfiguration) } catch { throw ProbeFailure.tlsSetup(error) }
             #else
@@ -186,7 +193,7 @@ struct Probe {
         }
     }
 
-    private func cancelled() {
+    func cancelled() {
         if let info = signals?.next() {
             Output.line("cancellation received (signal: \(Signals.goDescription(Int32(info.ssi_signo))))")
         }

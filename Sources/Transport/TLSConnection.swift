@@ -26,6 +26,11 @@ public final class TLSContext {
         let alpn: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
         SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count))
 
+        if let spiffe = configuration.spiffe {
+            try TLSContext.useSPIFFE(ctx, spiffe)
+            rootsSource = "the SPIFFE trust bundles"
+            return
+        }
         if !configuration.certificateFile.isEmpty {
             try TLSContext.loadClientPair(ctx, configuration.certificateFile, configuration.keyFile)
         }
@@ -52,7 +57,32 @@ public final class TLSContext {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
     }
 
-    deinit { SSL_CTX_free(context) }
+    deinit {
+        tls_spiffe_release(context)
+        SSL_CTX_free(context)
+    }
+
+    /// The SVID as this client's certificate, and the bundles as the only roots, each for its
+    /// trust domain. A failure here is the Workload API's material's, in go-spiffe's words.
+    private static func useSPIFFE(_ ctx: OpaquePointer, _ credentials: SPIFFECredentials) throws(TLSSetupError) {
+        let chain = credentials.certificates.withUnsafeBufferPointer { tls_spiffe_use_chain(ctx, $0.baseAddress, $0.count) }
+        guard chain > 0 else {
+            ERR_clear_error()
+            throw TLSSetupError(description: "x509svid: cannot parse certificate: the Workload API's SVID is not a DER certificate chain")
+        }
+        let key = credentials.privateKey.withUnsafeBufferPointer { tls_spiffe_use_key(ctx, $0.baseAddress, $0.count) }
+        guard key == 1 else {
+            ERR_clear_error()
+            throw TLSSetupError(description: "x509svid: cannot parse private key, or it does not match the SVID's public key")
+        }
+        for (domain, der) in credentials.bundles.sorted(by: { $0.key < $1.key }) {
+            let added = der.withUnsafeBufferPointer { tls_spiffe_add_bundle(ctx, domain, $0.baseAddress, $0.count) }
+            guard added > 0 else {
+                ERR_clear_error()
+                throw TLSSetupError(description: "x509bundle: cannot parse the bundle of trust domain \"\(domain)\"")
+            }
+        }
+    }
 
     private static func loadClientPair(_ ctx: OpaquePointer, _ certFile: String, _ keyFile: String) throws(TLSSetupError) {
         func fail(_ text: String) -> TLSSetupError { TLSSetupError(description: "failed to load tls client cert/key pair. error=\(text)") }
@@ -108,7 +138,8 @@ public final class TLSConnection: ByteStream {
         let name = context.configuration.serverName.isEmpty ? host : context.configuration.serverName
         let isAddress = SocketAddress.literal(name, port: 0) != nil
         if !isAddress { tls_shim_set_sni(ssl, name) }
-        if context.configuration.verify {
+        // A SPIFFE server is verified by its SPIFFE ID's trust domain, not by host name.
+        if context.configuration.verify && context.configuration.spiffe == nil {
             if isAddress {
                 X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
             } else {
@@ -183,6 +214,10 @@ public final class TLSConnection: ByteStream {
 
     private func handshakeFailure(_ error: Int32, context: TLSContext, name: String) -> String {
         let verify = SSL_get_verify_result(ssl)
+        if context.configuration.spiffe != nil && verify != X509_V_OK {
+            let failure = String(cString: tls_spiffe_failure(context.context))
+            if !failure.isEmpty { return "tls: failed to verify certificate: " + failure }
+        }
         if context.configuration.verify && verify != X509_V_OK {
             return "tls: failed to verify certificate: " + verificationFailure(verify, context: context, name: name)
         }

@@ -66,6 +66,18 @@ class PKI:
         self.client_ed25519 = self._leaf("client-ed", "client", "DNS:client", issuer="root", key="ed25519", client=True)
         self.client_untrusted = self._leaf("client-untrusted", "client", "DNS:client", issuer="other-root", key="ec", client=True)
         self.ca = d / "root.pem"
+        # SPIFFE: two trust domains; SVIDs carry their ID as a URI SAN.
+        self._ca("spiffe-example", "example.org SPIFFE CA")
+        self._ca("spiffe-other", "other.org SPIFFE CA")
+        self.spiffe_ca, self.spiffe_other_ca = d / "spiffe-example.pem", d / "spiffe-other.pem"
+        self.spiffe_server = self._leaf("spiffe-server", "server", "URI:spiffe://example.org/server", issuer="spiffe-example", key="ec")
+        self.spiffe_probe = self._leaf("spiffe-probe", "probe", "URI:spiffe://example.org/probe", issuer="spiffe-example", key="ec",
+                                       client=True)
+        self.spiffe_other_server = self._leaf("spiffe-other-server", "server", "URI:spiffe://other.org/server",
+                                              issuer="spiffe-other", key="ec")
+        self.spiffe_impostor_server = self._leaf("spiffe-impostor", "server", "URI:spiffe://example.org/server",
+                                                 issuer="spiffe-other", key="ec")
+        self.spiffe_no_id_server = self._leaf("spiffe-no-id", "localhost", "DNS:localhost", issuer="spiffe-example", key="ec")
 
     def _key(self, name, kind):
         if kind == "rsa":

@@ -29,3 +29,6 @@ def test_plaintext_probe_and_refused_tls(plain_probe):
         out = subprocess.run([str(plain_probe), "-addr", f"127.0.0.1:{port}", "-tls"], capture_output=True, text=True, timeout=10)
         assert out.returncode == 1
         assert out.stderr == "error: -tls is not available: this grpc-init was built without TLS (the TLS package trait)\n"
+        out = subprocess.run([str(plain_probe), "-addr", f"127.0.0.1:{port}", "-spiffe"], capture_output=True, text=True, timeout=10)
+        assert (out.returncode, out.stderr) == (20, "failed to initialize tls credentials with spiffe. error=this grpc-init was "
+                                                    "built without TLS (the TLS package trait)\n")

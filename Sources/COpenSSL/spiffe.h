@@ -1,0 +1,178 @@
+#ifndef GRPC_INIT_OPENSSL_SPIFFE_H
+#define GRPC_INIT_OPENSSL_SPIFFE_H
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <string.h>
+
+// SPIFFE X.509-SVID credentials for a TLS client context: the SVID chain and key as the Workload
+// API sends them (DER), and the roots of each trust domain. A server is verified as go-spiffe's
+// mTLS client configuration verifies it: its leaf must carry exactly one spiffe:// URI SAN, must
+// not be a CA, and must chain to the roots of the trust domain that ID names; any ID is accepted,
+// and host names are not checked.
+
+// Loads DER certificates laid one after another: the first as the context's certificate, the
+// rest as its chain. Returns how many, or 0 when the bytes are not all certificates.
+static inline int tls_spiffe_use_chain(SSL_CTX *ctx, const unsigned char *der, long length) {
+    const unsigned char *p = der, *end = der + length;
+    int count = 0;
+    while (p < end) {
+        X509 *cert = d2i_X509(NULL, &p, end - p);
+        if (!cert) return 0;
+        int ok = count == 0 ? SSL_CTX_use_certificate(ctx, cert) : SSL_CTX_add1_chain_cert(ctx, cert);
+        X509_free(cert);
+        if (ok != 1) return 0;
+        count++;
+    }
+    return count;
+}
+
+// Loads a PKCS#8 DER private key for the context's certificate; 1 when it loads and matches.
+static inline int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, long length) {
+    const unsigned char *p = der;
+    EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, length);
+    if (!key) return 0;
+    int ok = SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(key);
+    return ok;
+}
+
+typedef struct {
+    int count;
+    char domains[16][256];
+    STACK_OF(X509) *roots[16];
+    char failure[512];  // why the last verification failed, when it was ours to say
+} tls_spiffe_trust;
+
+static inline tls_spiffe_trust *tls_spiffe_trust_of(SSL_CTX *ctx) {
+    return (tls_spiffe_trust *)SSL_CTX_get_app_data(ctx);
+}
+
+// The trust domain of the certificate's SPIFFE ID into `domain`: 1, or 0 with the reason (in
+// go-spiffe's words) in `failure`.
+static inline int tls_spiffe_leaf_trust_domain(X509 *leaf, char *domain, size_t size, char *failure, size_t failure_size) {
+    GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    int uris = 0;
+    const ASN1_IA5STRING *uri = NULL;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
+        if (name->type == GEN_URI) {
+            uris++;
+            uri = name->d.uniformResourceIdentifier;
+        }
+    }
+    int ok = 0;
+    if (uris == 0) {
+        snprintf(failure, failure_size, "x509svid: could not get leaf SPIFFE ID: certificate contains no URI SAN");
+    } else if (uris > 1) {
+        snprintf(failure, failure_size, "x509svid: could not get leaf SPIFFE ID: certificate contains more than one URI SAN");
+    } else {
+        const char *text = (const char *)ASN1_STRING_get0_data(uri);
+        int length = ASN1_STRING_length(uri);
+        const char *scheme = "spiffe://";
+        size_t scheme_length = strlen(scheme);
+        if ((size_t)length <= scheme_length || strncmp(text, scheme, scheme_length) != 0) {
+            snprintf(failure, failure_size, "x509svid: could not get leaf SPIFFE ID: scheme is missing or invalid (%.*s)", length, text);
+        } else {
+            const char *start = text + scheme_length, *stop = start;
+            while (stop < text + length && *stop != '/') stop++;
+            if (stop == start || (size_t)(stop - start) >= size) {
+                snprintf(failure, failure_size, "x509svid: could not get leaf SPIFFE ID: trust domain is missing (%.*s)", length, text);
+            } else {
+                memcpy(domain, start, (size_t)(stop - start));
+                domain[stop - start] = 0;
+                ok = 1;
+            }
+        }
+    }
+    if (names) GENERAL_NAMES_free(names);
+    return ok;
+}
+
+// Replaces OpenSSL's chain verification for the context (SSL_CTX_set_cert_verify_callback).
+static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
+    tls_spiffe_trust *trust = (tls_spiffe_trust *)arg;
+    X509 *leaf = X509_STORE_CTX_get0_cert(store_ctx);
+    char domain[256];
+    trust->failure[0] = 0;
+    if (!leaf || !tls_spiffe_leaf_trust_domain(leaf, domain, sizeof domain, trust->failure, sizeof trust->failure)) {
+        X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    // (X509_get_key_usage answers "everything" for a certificate without the extension.)
+    int signs = (X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) && (X509_get_key_usage(leaf) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
+    if (X509_check_ca(leaf) > 0 || signs) {
+        snprintf(trust->failure, sizeof trust->failure, "x509svid: leaf certificate must not be a CA or have keyCertSign or cRLSign key usage");
+        X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    for (int i = 0; i < trust->count; i++) {
+        if (strcmp(trust->domains[i], domain) != 0) continue;
+        X509_STORE_CTX_set0_trusted_stack(store_ctx, trust->roots[i]);
+        // Any extended key usage, as go-spiffe verifies an SVID.
+        X509_STORE_CTX_set_purpose(store_ctx, X509_PURPOSE_ANY);
+        int ok = X509_verify_cert(store_ctx);
+        if (ok != 1) {
+            int error = X509_STORE_CTX_get_error(store_ctx);
+            int unknown = error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+                || error == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN || error == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+                || error == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+            snprintf(trust->failure, sizeof trust->failure,
+                     "x509svid: could not verify leaf certificate: x509: %s (roots: the bundle of trust domain \"%s\")",
+                     unknown ? "certificate signed by unknown authority" : X509_verify_cert_error_string(error), domain);
+        }
+        return ok;
+    }
+    snprintf(trust->failure, sizeof trust->failure, "x509svid: could not get X509 bundle: x509bundle: no X.509 bundle for trust domain \"%s\"", domain);
+    X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+// Adds a trust domain's roots (DER certificates one after another) and, on the first call,
+// installs the verification above. Returns how many roots, or 0 when the bytes are not all
+// certificates (or there are too many trust domains).
+static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const unsigned char *der, long length) {
+    tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
+    if (!trust) {
+        trust = (tls_spiffe_trust *)OPENSSL_zalloc(sizeof *trust);
+        if (!trust) return 0;
+        SSL_CTX_set_app_data(ctx, trust);
+        SSL_CTX_set_cert_verify_callback(ctx, tls_spiffe_verify, trust);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    if (trust->count == 16 || strlen(domain) >= sizeof trust->domains[0]) return 0;
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    const unsigned char *p = der, *end = der + length;
+    while (roots && p < end) {
+        X509 *cert = d2i_X509(NULL, &p, end - p);
+        if (!cert || !sk_X509_push(roots, cert)) {
+            X509_free(cert);
+            sk_X509_pop_free(roots, X509_free);
+            return 0;
+        }
+    }
+    if (!roots || sk_X509_num(roots) == 0) {
+        sk_X509_free(roots);
+        return 0;
+    }
+    strcpy(trust->domains[trust->count], domain);
+    trust->roots[trust->count++] = roots;
+    return sk_X509_num(roots);
+}
+
+// Frees what tls_spiffe_add_bundle made; call before SSL_CTX_free.
+static inline void tls_spiffe_release(SSL_CTX *ctx) {
+    tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
+    if (!trust) return;
+    SSL_CTX_set_app_data(ctx, NULL);
+    for (int i = 0; i < trust->count; i++) sk_X509_pop_free(trust->roots[i], X509_free);
+    OPENSSL_free(trust);
+}
+
+// Why the SPIFFE verification failed ("" when it did not, or OpenSSL's own check did).
+static inline const char *tls_spiffe_failure(SSL_CTX *ctx) {
+    tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
+    return trust ? trust->failure : "";
+}
+#endif

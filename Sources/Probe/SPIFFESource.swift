@@ -1,0 +1,72 @@
+import Flags
+import Glibc
+import SPIFFE
+import SystemCalls
+import Transport
+import Wire
+
+extension Probe {
+    /// The first X.509 context the Workload API at SPIFFE_ENDPOINT_SOCKET streams, within the RPC
+    /// timeout (as the reference bounds it). Every failure is SPIFFE's (exit 20), and one that
+    /// can be known at once (no socket, a refusal from the agent) is reported at once.
+    func fetchX509Context() throws(ProbeFailure) -> WorkloadAPI.X509Context {
+        let value = Environment.value(WorkloadAPI.endpointVariable)
+        let endpoint: Target
+        do { endpoint = try WorkloadAPI.endpoint(value) } catch { throw ProbeFailure.spiffe(error.description) }
+        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds)
+        func unreachable(_ cause: String) -> ProbeFailure {
+            ProbeFailure.spiffe("workload API at \(value ?? ""): \(cause)")
+        }
+        let addresses: [SocketAddress]
+        do { addresses = try Resolver().resolve(endpoint, deadline: deadline, cancelFD: signals?.fd) } catch {
+            throw unreachable(error.description)
+        }
+        guard let address = addresses.first else { throw unreachable("no address") }
+        let socket: Socket
+        do { socket = try Socket.connect(to: address, deadline: deadline, cancelFD: signals?.fd) } catch {
+            switch error {
+            case .failed(let cause): throw unreachable(cause)
+            case .timedOut: throw ProbeFailure.spiffe("context deadline exceeded")
+            case .cancelled:
+                cancelled()
+                throw ProbeFailure.spiffe("context canceled")
+            }
+        }
+        let client = GRPCClient(GRPCClient.Settings(
+            authority: "localhost", userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
+        let call = client.startCall(
+            path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
+            timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, request: WorkloadAPI.x509SVIDRequest)
+        let session = ClientSession(stream: socket, client: client)
+        switch session.run(until: { !call.messages.isEmpty || call.status != nil }, deadline: deadline, signals: signals) {
+        case .done, .closed:
+            break
+        case .timedOut:
+            throw ProbeFailure.spiffe("context deadline exceeded")
+        case .cancelled(let signo):
+            Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+            throw ProbeFailure.spiffe("context canceled")
+        }
+        guard let message = call.nextMessage() else {
+            let status = call.status ?? client.connectionFailure
+                ?? GRPCStatus(.unavailable, session.transportFailure ?? "connection closed before the first response")
+            throw unreachable(status.description)
+        }
+        let context: WorkloadAPI.X509Context
+        do { context = try WorkloadAPI.decodeX509SVIDResponse(message) } catch {
+            throw unreachable("cannot decode the X509SVIDResponse: \(error)")
+        }
+        guard !context.svids.isEmpty else { throw ProbeFailure.spiffe("no SVIDs in the Workload API's response") }
+        return context
+    }
+
+    /// The credentials the TLS context takes: the first SVID (go-spiffe's default choice), its
+    /// trust domain's bundle, and the federated bundles.
+    static func credentials(_ context: WorkloadAPI.X509Context) -> SPIFFECredentials {
+        let svid = context.svids[0]
+        var bundles: [String: [UInt8]] = [:]
+        for (key, bundle) in context.federatedBundles { bundles[WorkloadAPI.trustDomain(key)] = bundle }
+        bundles[WorkloadAPI.trustDomain(svid.spiffeID)] = svid.bundle
+        return SPIFFECredentials(certificates: svid.certificates, privateKey: svid.privateKey, bundles: bundles)
+    }
+}

@@ -1,0 +1,60 @@
+import SPIFFE
+import Transport
+import Wire
+import XCTest
+
+final class WorkloadAPITests: XCTestCase {
+    func testEndpointForms() throws {
+        XCTAssertEqual(try WorkloadAPI.endpoint("unix:///run/spire/agent.sock"), .unix(path: "/run/spire/agent.sock"))
+        XCTAssertEqual(try WorkloadAPI.endpoint("unix:/run/spire/agent.sock"), .unix(path: "/run/spire/agent.sock"))
+        XCTAssertEqual(try WorkloadAPI.endpoint("tcp://127.0.0.1:8081"), .tcp(host: "127.0.0.1", port: 8081))
+        XCTAssertEqual(try WorkloadAPI.endpoint("tcp://[::1]:8081"), .tcp(host: "::1", port: 8081))
+    }
+
+    func testEndpointErrorsInGoSpiffesWords() {
+        func message(_ value: String?) -> String {
+            do {
+                _ = try WorkloadAPI.endpoint(value)
+                return "accepted"
+            } catch { return error.description }
+        }
+        XCTAssertEqual(message(nil), "workload endpoint socket address is not configured")
+        XCTAssertEqual(message(""), "workload endpoint socket address is not configured")
+        XCTAssertTrue(message("unix://host/agent.sock").hasSuffix("unix socket URI must not include a host"))
+        XCTAssertTrue(message("unix:agent.sock").hasSuffix("unix socket URI must not be opaque"))
+        XCTAssertTrue(message("tcp://agent.local:8081").hasSuffix("tcp socket URI host component must be an IP:port"))
+        XCTAssertTrue(message("tcp://127.0.0.1").hasSuffix("tcp socket URI host component must be an IP:port"))
+        XCTAssertTrue(message("/run/agent.sock").hasSuffix("must have a \"tcp\" or \"unix\" scheme"))
+    }
+
+    func testDecodesSVIDsAndFederatedBundles() throws {
+        var svid = ProtobufWriter()
+        svid.string(1, "spiffe://example.org/probe")
+        svid.lengthDelimited(2, [0x30, 0x01])
+        svid.lengthDelimited(3, [0x30, 0x02])
+        svid.lengthDelimited(4, [0x30, 0x03])
+        svid.string(5, "a hint, ignored")
+        var entry = ProtobufWriter()
+        entry.string(1, "spiffe://other.org")
+        entry.lengthDelimited(2, [0x30, 0x04])
+        var response = ProtobufWriter()
+        response.lengthDelimited(1, svid.bytes)
+        response.lengthDelimited(2, [0x30, 0x05])  // a CRL, ignored
+        response.lengthDelimited(3, entry.bytes)
+        let context = try WorkloadAPI.decodeX509SVIDResponse(response.bytes)
+        XCTAssertEqual(context.svids.count, 1)
+        XCTAssertEqual(context.svids[0].spiffeID, "spiffe://example.org/probe")
+        XCTAssertEqual(context.svids[0].certificates, [0x30, 0x01])
+        XCTAssertEqual(context.svids[0].privateKey, [0x30, 0x02])
+        XCTAssertEqual(context.svids[0].bundle, [0x30, 0x03])
+        XCTAssertEqual(context.federatedBundles, ["spiffe://other.org": [0x30, 0x04]])
+        XCTAssertThrowsError(try WorkloadAPI.decodeX509SVIDResponse(Array(response.bytes.dropLast())))
+        XCTAssertEqual(try WorkloadAPI.decodeX509SVIDResponse([]).svids, [])
+    }
+
+    func testTrustDomains() {
+        XCTAssertEqual(WorkloadAPI.trustDomain("spiffe://example.org/ns/default/sa/probe"), "example.org")
+        XCTAssertEqual(WorkloadAPI.trustDomain("spiffe://example.org"), "example.org")
+        XCTAssertEqual(WorkloadAPI.trustDomain("example.org"), "example.org")
+    }
+}

@@ -1,0 +1,90 @@
+"""A SPIFFE Workload API server (the X.509 profile of an agent such as SPIRE's) on grpcio, for
+-spiffe. It serves FetchX509SVID on a unix socket: one X509SVIDResponse built from PEM files,
+then holds the stream open as an agent does. workload.proto's messages are written by hand (a
+few length-delimited fields). Prints "READY <socket path>", then "CALL <security header>" for
+each call.
+
+--mode serve (default), deny (PERMISSION_DENIED, an agent with no identity for the caller),
+stall (never answers), empty (a response with no SVIDs).
+"""
+import argparse
+import re
+import ssl
+import subprocess
+import threading
+from concurrent import futures
+
+import grpc
+
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    key = (number << 3) | 2
+    out = bytearray()
+    for value in (key, len(payload)):
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out) + payload
+
+
+def pem_certificates_der(path):
+    text = open(path).read()
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+    return b"".join(ssl.PEM_cert_to_DER_cert(b) for b in blocks)
+
+
+def pkcs8_der(path):
+    return subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in", path],
+                          capture_output=True, check=True, timeout=30).stdout
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--socket", required=True)
+    p.add_argument("--spiffe-id", required=True)
+    p.add_argument("--svid", required=True, help="PEM certificate chain, leaf first")
+    p.add_argument("--key", required=True, help="PEM private key")
+    p.add_argument("--bundle", required=True, help="PEM roots of the SVID's trust domain")
+    p.add_argument("--federated", action="append", default=[], help="KEY=PEM roots of another trust domain")
+    p.add_argument("--mode", default="serve", choices=["serve", "deny", "stall", "empty"])
+    args = p.parse_args()
+
+    svid = (field(1, args.spiffe_id.encode()) + field(2, pem_certificates_der(args.svid))
+            + field(3, pkcs8_der(args.key)) + field(4, pem_certificates_der(args.bundle)))
+    response = field(1, svid)
+    for pair in args.federated:
+        key, path = pair.split("=", 1)
+        response += field(3, field(1, key.encode()) + field(2, pem_certificates_der(path)))
+    if args.mode == "empty":
+        response = b""
+
+    def fetch(request, context):
+        header = dict(context.invocation_metadata()).get("workload.spiffe.io", "-")
+        print(f"CALL {header}", flush=True)
+        if header != "true":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "security header missing from request")
+        if args.mode == "deny":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
+        if args.mode != "stall":
+            yield response
+        # As an agent: the stream stays open for updates until the client goes.
+        done = threading.Event()
+        context.add_callback(done.set)
+        done.wait(60)
+
+    handler = grpc.method_handlers_generic_handler("SpiffeWorkloadAPI", {
+        "FetchX509SVID": grpc.unary_stream_rpc_method_handler(
+            fetch, request_deserializer=lambda b: b, response_serializer=lambda b: b),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"unix:{args.socket}")
+    server.start()
+    print(f"READY {args.socket}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main()
