@@ -48,6 +48,8 @@ extension Probe {
             throw ProbeFailure.spiffe("context canceled")
         }
         guard let message = call.nextMessage() else {
+            // The agent may see the deadline (sent as grpc-timeout) pass just before we do.
+            if call.status?.code == .deadlineExceeded { throw ProbeFailure.spiffe("context deadline exceeded") }
             let status = call.status ?? client.connectionFailure
                 ?? GRPCStatus(.unavailable, session.transportFailure ?? "connection closed before the first response")
             throw unreachable(status.description)

@@ -2,7 +2,10 @@
 grpcio and grpc-go servers that require client certificates of the trust domain. Failures of the
 Workload API exit 20; of the server's SVID, 2; each at once where it can be known at once."""
 import os
+import signal
+import subprocess
 import sys
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -20,16 +23,16 @@ def pki(tmp_path_factory):
 
 
 @contextmanager
-def agent(pki, tmp_path, mode="serve", federated=()):
+def agent(pki, tmp_path, mode="serve", federated=(), tcp=False):
     """The Workload API; yields (process, the SPIFFE_ENDPOINT_SOCKET value)."""
-    socket = tmp_path / "agent.sock"
+    socket = "tcp:127.0.0.1:0" if tcp else str(tmp_path / "agent.sock")
     cert, key = pki.spiffe_probe
-    argv = [sys.executable, str(PEERS / "workloadapi.py"), "--socket", str(socket), "--mode", mode,
+    argv = [sys.executable, str(PEERS / "workloadapi.py"), "--socket", socket, "--mode", mode,
             "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key), "--bundle", str(pki.spiffe_ca)]
     for name, roots in federated:
         argv += ["--federated", f"{name}={roots}"]
-    with running(argv) as (proc, _):
-        yield proc, f"unix://{socket}"
+    with running(argv) as (proc, endpoint):
+        yield proc, endpoint
 
 
 def spiffe_server(kind, pair, pki):
@@ -53,6 +56,27 @@ def test_spiffe_mtls_serving(probe, pki, tmp_path, kind):
         assert read_line(proc, "CALL ") == "CALL true", "the Workload API's security header is sent"
         # Host names are not checked: the server is known by its SPIFFE ID.
         assert check(probe, port, endpoint, host="127.0.0.1").code == 0
+
+
+def test_workload_api_over_tcp(probe, pki, tmp_path):
+    with agent(pki, tmp_path, tcp=True) as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
+        assert endpoint.startswith("tcp://127.0.0.1:")
+        r = check(probe, port, endpoint)
+        assert (r.code, r.lines) == (0, ["status: SERVING"])
+
+
+def test_a_signal_cancels_the_wait_for_the_workload_api(bindir, pki, tmp_path):
+    with agent(pki, tmp_path, mode="stall") as (proc, endpoint):
+        env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint)
+        start = time.monotonic()
+        probe = subprocess.Popen([str(bindir / "grpc_health_probe"), "-addr", "localhost:1", "-spiffe", "-rpc-timeout", "20s"],
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        assert read_line(proc, "CALL ") == "CALL true"  # the probe is waiting for the answer
+        probe.send_signal(signal.SIGTERM)
+        _, stderr = probe.communicate(timeout=10)
+        assert probe.returncode == 20
+        assert stderr.splitlines() == ["cancellation received (signal: terminated)", SPIFFE_FAILURE + "context canceled"]
+        assert time.monotonic() - start < 5
 
 
 def test_spiffe_federated_trust_domain(probe, pki, tmp_path):

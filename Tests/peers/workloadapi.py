@@ -2,7 +2,7 @@
 -spiffe. It serves FetchX509SVID on a unix socket: one X509SVIDResponse built from PEM files,
 then holds the stream open as an agent does. workload.proto's messages are written by hand (a
 few length-delimited fields). Prints "READY <socket path>", then "CALL <security header>" for
-each call.
+each call. READY gives the SPIFFE_ENDPOINT_SOCKET value.
 
 --mode serve (default), deny (PERMISSION_DENIED, an agent with no identity for the caller),
 stall (never answers), empty (a response with no SVIDs).
@@ -42,7 +42,7 @@ def pkcs8_der(path):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--socket", required=True)
+    p.add_argument("--socket", required=True, help="a unix socket path, or tcp:127.0.0.1:0 for TCP")
     p.add_argument("--spiffe-id", required=True)
     p.add_argument("--svid", required=True, help="PEM certificate chain, leaf first")
     p.add_argument("--key", required=True, help="PEM private key")
@@ -80,9 +80,14 @@ def main():
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"unix:{args.socket}")
+    if args.socket.startswith("tcp:"):
+        port = server.add_insecure_port(args.socket[len("tcp:"):])
+        where = f"tcp://127.0.0.1:{port}"
+    else:
+        server.add_insecure_port(f"unix:{args.socket}")
+        where = f"unix://{args.socket}"
     server.start()
-    print(f"READY {args.socket}", flush=True)
+    print(f"READY {where}", flush=True)
     server.wait_for_termination()
 
 
