@@ -27,6 +27,9 @@ enum IntegerCoding {
         var shift = 0
         while true {
             guard index < bytes.endIndex else { throw .truncated }
+            // Padding with zero continuation bytes could push the shift past the bits of an Int,
+            // where the next byte would wrap the value negative.
+            guard shift <= 28 else { throw .integerOverflow }
             let b = bytes[index]
             index += 1
             value += Int(b & 0x7F) << shift

@@ -119,6 +119,13 @@ final class HPACKLimitTests: XCTestCase {
         XCTAssertThrowsError(try d.decode([0xBE])) { XCTAssertEqual($0 as? HPACKError, .invalidIndex(62)) }
         XCTAssertThrowsError(try d.decode([0x40, 0x05, 0x61])) { XCTAssertEqual($0 as? HPACKError, .truncated) }
         XCTAssertThrowsError(try d.decode([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F])) { XCTAssertEqual($0 as? HPACKError, .integerOverflow) }
+        // Zero continuation bytes push the shift to 63, where 0x7F would wrap the value negative
+        // (a trap when used as a length, before the bound).
+        let padded: [UInt8] = [0x5E, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0x80, count: 7) + [UInt8](repeating: 0xFF, count: 8)
+        XCTAssertThrowsError(try d.decode(padded)) { XCTAssertEqual($0 as? HPACKError, .integerOverflow) }
+        XCTAssertThrowsError(try d.decode([0x3F] + [UInt8](repeating: 0x80, count: 12) + [0x01])) {
+            XCTAssertEqual($0 as? HPACKError, .integerOverflow)
+        }
     }
 
     func testTableSizeUpdateBoundsAndPlacement() throws {

@@ -1,0 +1,48 @@
+// libFuzzer entry point for scripts/fuzz.sh: a server's bytes into the HPACK decoder, a client
+// with a Check in flight, and the protobuf, health and gzip decoders. Not a SwiftPM target.
+import HPACK
+import Wire
+
+// Modes by the first byte: 0 HPACK decoder alone; 1 a whole server response to a Check, in
+// chunks; 2 protobuf/health decoding.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
+    guard size > 1 else { return 0 }
+    let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+    switch data[0] % 3 {
+    case 0:
+        var decoder = HPACKDecoder()
+        var i = 0
+        while i < bytes.count {
+            let n = min(Int(bytes[i]) + 1, bytes.count - i - 1)
+            if n <= 0 { break }
+            _ = try? decoder.decode(Array(bytes[(i + 1)...(i + n)]))
+            i += n + 1
+        }
+    case 1:
+        let client = GRPCClient(GRPCClient.Settings(authority: "localhost:1", userAgent: "fuzz"))
+        let call = client.startCall(path: Health.checkPath, timeoutNanoseconds: 1_000_000_000, compress: bytes.first.map { $0 & 1 == 1 } ?? false,
+                                    request: Health.request(service: ""))
+        _ = client.connection.takeOutbound()
+        // A valid preface-SETTINGS start most of the time, so the fuzzer reaches the streams.
+        let settings: [UInt8] = [0, 0, 0, 4, 0, 0, 0, 0, 0]
+        client.receive(settings)
+        var i = 0
+        while i < bytes.count {
+            let n = min(Int(bytes[i]) * 4 + 1, bytes.count - i - 1)
+            if n <= 0 { break }
+            client.receive(Array(bytes[(i + 1)...(i + n)]))
+            _ = client.connection.takeOutbound()
+            i += n + 1
+        }
+        client.transportClosed("eof")
+        while let m = call.nextMessage() { _ = try? Health.decodeResponse(m) }
+        _ = call.status?.description
+    default:
+        var reader = ProtobufReader(bytes)
+        while let f = try? reader.next() { _ = f.bytes.count }
+        _ = try? Health.decodeResponse(bytes)
+        _ = try? Gzip.decompress(bytes, limit: 1 << 20)
+    }
+    return 0
+}
