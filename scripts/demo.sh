@@ -18,15 +18,14 @@ cp .build/peers/goserver "$work/server"
 port=$((20000 + RANDOM % 20000))
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-say "grpc-init -v -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1)"
-unshare --pid --fork --mount-proc "$work/grpc-init" -v -- "$work/server" -addr "127.0.0.1:$port" \
-    -services ready=SERVING,db=NOT_SERVING >/dev/null &
+say "grpc-init -v -ready-addr 127.0.0.1:$port -ready-file ready -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1)"
+unshare --pid --fork --mount-proc "$work/grpc-init" -v -ready-addr "127.0.0.1:$port" -ready-file "$work/ready" \
+    -- "$work/server" -addr "127.0.0.1:$port" -services ready=SERVING,db=NOT_SERVING >/dev/null &
 supervisor=$!
 
-# Await the server: probe until it answers (bounded), as a readiness probe would.
-for _ in $(seq 1 100); do
-    "$work/grpc_health_probe" -addr "127.0.0.1:$port" -connect-timeout 100ms 2>/dev/null && break
-done
+# grpc-init's readiness gate says when the server serves: await its -ready-file (bounded).
+for _ in $(seq 1 1000); do [ -e "$work/ready" ] && break; sleep 0.01; done
+[ -e "$work/ready" ] || { echo "the server did not become ready" >&2; exit 1; }
 
 probe() { say "grpc_health_probe $*"; "$work/grpc_health_probe" "$@" && echo "(exit 0)" || echo "(exit $?)"; }
 probe -addr "localhost:$port"

@@ -57,9 +57,45 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
     return pid;
 }
 
+int cshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    if (dup2(output_fd, STDOUT_FILENO) < 0 || dup2(output_fd, STDERR_FILENO) < 0) _exit(127);
+    sigprocmask(SIG_SETMASK, child_mask, NULL);
+    execv(path, argv);
+    _exit(127);
+}
+
 #include <stdio.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <stddef.h>
+
+int cshim_notify_socket(const char *path, const char *message) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    size_t length = strlen(path);
+    if (length == 0 || length >= sizeof address.sun_path) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(address.sun_path, path, length);
+    if (path[0] == '@') address.sun_path[0] = 0;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    ssize_t sent;
+    do {
+        sent = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&address,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length));
+    } while (sent < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return sent < 0 ? -1 : 0;
+}
 #include <sys/mman.h>
 
 // Our executable's mappings that are never written: code (r-xp) and the read-only data at the

@@ -20,6 +20,8 @@ final class Supervisor {
         case killing(until: Int64)
     }
     private var cleanup = Cleanup.none
+    /// -ready-addr: probes the child until it serves.
+    private let readiness: ReadinessGate?
 
     /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
     private static let killReapBound: Int64 = 1_000_000_000
@@ -27,6 +29,7 @@ final class Supervisor {
     init(options: SupervisorOptions) {
         self.options = options
         self.log = SupervisorLog(verbose: options.verbose)
+        self.readiness = options.readiness.map { ReadinessGate(options: $0, log: SupervisorLog(verbose: options.verbose)) }
     }
 
     /// Runs the child to completion and returns grpc-init's exit status.
@@ -50,7 +53,8 @@ final class Supervisor {
 
         var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
         while true {
-            let deadline = [graceDeadline, cleanupDeadline].compactMap { $0 }.min()
+            readiness?.tick(now: MonotonicClock.now(), mask: signals.previousMask)
+            let deadline = [graceDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
             // Start-up code (runtime initialisation, flags, spawning) is not needed while idle:
             // the wait releases its pages, keeping an idle supervisor's resident set small.
             let n = cshim_idle_poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
@@ -66,6 +70,7 @@ final class Supervisor {
                 kill(-child, SIGKILL)
             }
             if let status = childStatus {
+                readiness?.stop()
                 if let exit = finish(childStatus: status, now: now) { return exit }
             }
         }
@@ -115,6 +120,7 @@ final class Supervisor {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid <= 0 { return }
+            if readiness?.reaped(pid, status: status) == true { continue }
             if pid == child && childStatus == nil {
                 childStatus = status
                 log.info("child pid \(pid) \(describe(status))")

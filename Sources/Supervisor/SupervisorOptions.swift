@@ -10,6 +10,8 @@ public struct SupervisorOptions: Equatable {
     public var verbose = false
     public var warnReaped = false
     public var grace = GoDuration(nanoseconds: 0)
+    /// The readiness gate, when -ready-addr is given.
+    public var readiness: ReadinessOptions? = nil
     public var command: [String] = []
 
     /// How long processes left in the child's group get between SIGTERM and SIGKILL once the
@@ -27,6 +29,12 @@ public struct SupervisorOptions: Equatable {
         .init("verbose", .bool, aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)"),
         .init("warn-reaped", .bool, aliases: ["w"], usage: "warn when a zombie other than the child is reaped"),
         .init("grace", .duration, usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)"),
+        .init("ready-addr", .string, placeholder: "ADDR",
+              usage: "probe the child's health service at ADDR (-addr of grpc_health_probe) until it reports SERVING, then tell: a log line, -ready-file, NOTIFY_SOCKET"),
+        .init("ready-service", .string, placeholder: "NAME", usage: "the service name the readiness probes check (default: the server as a whole)"),
+        .init("ready-interval", .duration, default: .duration(ReadinessOptions.defaultInterval),
+              usage: "pause between readiness probes"),
+        .init("ready-file", .string, placeholder: "PATH", usage: "create this file once the child is ready"),
         .init("version", .bool, usage: "print the version and exit"),
     ])
 
@@ -97,6 +105,17 @@ public struct SupervisorOptions: Equatable {
         if !signalName.isEmpty {
             guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for -parent-death-signal") }
             o.parentDeathSignal = signo
+        }
+        let readyAddr = parsed.string("ready-addr")
+        if readyAddr.isEmpty {
+            for flag in ["ready-service", "ready-file"] where !parsed.string(flag).isEmpty {
+                throw .usage("-\(flag) needs -ready-addr")
+            }
+        } else {
+            let interval = parsed.duration("ready-interval")
+            if interval.nanoseconds <= 0 { throw .usage("-ready-interval must be greater than zero (specified: \(interval))") }
+            o.readiness = ReadinessOptions(addr: readyAddr, service: parsed.string("ready-service"), interval: interval,
+                                           file: parsed.string("ready-file"))
         }
         o.command = parsed.remaining
         if o.command.isEmpty { throw .usage("no command given (usage: grpc-init [flags] [--] COMMAND [ARGS...])") }

@@ -39,12 +39,16 @@ def main():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--tls-client-ca")
+    p.add_argument("--serving-after", type=float, default=None,
+                   help="answer NOT_SERVING for the empty service name this many seconds, then SERVING "
+                        "(printing \"SERVING NOW <time.time()>\")")
     args = p.parse_args()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     if not args.no_health:
         servicer = SlowHealth(args.delay, args.echo_headers)
-        servicer.set("", health_pb2.HealthCheckResponse.ServingStatus.Value(args.status))
+        initial = "NOT_SERVING" if args.serving_after is not None else args.status
+        servicer.set("", health_pb2.HealthCheckResponse.ServingStatus.Value(initial))
         for pair in filter(None, args.services.split(",")):
             name, status = pair.split("=", 1)
             servicer.set(name, health_pb2.HealthCheckResponse.ServingStatus.Value(status))
@@ -65,6 +69,10 @@ def main():
         port = server.add_insecure_port(args.listen)
     server.start()
     print(f"READY {args.listen if args.listen.startswith('unix') else port}", flush=True)
+    if args.serving_after is not None and not args.no_health:
+        time.sleep(args.serving_after)
+        servicer.set("", health_pb2.HealthCheckResponse.ServingStatus.Value("SERVING"))
+        print(f"SERVING NOW {time.time()}", flush=True)
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:

@@ -26,4 +26,15 @@ int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
 // receives its errno (0 when exec succeeded); the failed child has exited and must be reaped.
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int *exec_errno);
+
+// fork + execv of `path` (no PATH search) with child_mask restored and stdout and stderr on
+// output_fd; an exec failure exits 127. Returns the pid, or -1 with errno set.
+pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd);
+
+// pipe2(fds, O_CLOEXEC), which the Glibc module does not declare.
+int cshim_pipe_cloexec(int fds[2]);
+
+// One datagram to the unix socket `path` ("@name": an abstract one), as sd_notify(3) sends it.
+// Returns 0, or -1 with errno set.
+int cshim_notify_socket(const char *path, const char *message);
 #endif

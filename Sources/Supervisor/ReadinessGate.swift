@@ -1,0 +1,148 @@
+import CShim
+import Flags
+import Glibc
+import SystemCalls
+
+/// What -ready-addr and its companions ask for.
+public struct ReadinessOptions: Equatable, Sendable {
+    public static let defaultInterval = GoDuration(nanoseconds: 250_000_000)
+
+    public var addr: String
+    public var service: String
+    public var interval: GoDuration
+    public var file: String
+
+    public init(addr: String, service: String = "", interval: GoDuration = defaultInterval, file: String = "") {
+        self.addr = addr
+        self.service = service
+        self.interval = interval
+        self.file = file
+    }
+}
+
+/// The readiness gate: grpc_health_probe attempts against the child, each our own binary run as
+/// the probe (a process of its own, so the supervisor stays small), one `interval` after the
+/// last, until one reports SERVING. Then it tells: a log line, the -ready-file, and READY=1 to
+/// the service manager's NOTIFY_SOCKET. No attempt follows: an idle supervisor wakes for nothing.
+final class ReadinessGate {
+    let options: ReadinessOptions
+    private let log: SupervisorLog
+    private let notifySocket: String?
+    private let started = MonotonicClock.now()
+    /// The attempt in flight, and the read end of the pipe holding what it printed.
+    private var attempt: (pid: pid_t, output: Int32)? = nil
+    private var nextAttempt: Int64
+    private var attempts = 0
+    private var lastFailure = ""
+    private(set) var isReady = false
+    private var stopped = false
+
+    /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
+    /// gate says READY=1, not a server that may call itself ready before it serves.
+    init(options: ReadinessOptions, log: SupervisorLog) {
+        self.options = options
+        self.log = log
+        notifySocket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
+        unsetenv("NOTIFY_SOCKET")
+        nextAttempt = MonotonicClock.now()
+    }
+
+    /// When the gate wants to run next; nil while an attempt runs, once ready, or stopped.
+    var deadline: Int64? { attempt == nil && !isReady && !stopped ? nextAttempt : nil }
+
+    /// Starts an attempt if one is due.
+    func tick(now: Int64, mask: sigset_t) {
+        guard let due = deadline, now >= due else { return }
+        var pipeFDs: [Int32] = [-1, -1]
+        guard cshim_pipe_cloexec(&pipeFDs) == 0 else {
+            log.warning("readiness probe: pipe: \(SystemError.describe(errno))")
+            nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+            return
+        }
+        var arguments = ["grpc_health_probe", "-addr", options.addr, "-user-agent", "grpc-init-readiness"]
+        if !options.service.isEmpty { arguments += ["-service", options.service] }
+        var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { cArgs.forEach { free($0) } }
+        var childMask = mask
+        let pid = cshim_spawn_with_output("/proc/self/exe", &cArgs, &childMask, pipeFDs[1])
+        close(pipeFDs[1])
+        if pid < 0 {
+            log.warning("readiness probe: fork: \(SystemError.describe(errno))")
+            close(pipeFDs[0])
+            nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+            return
+        }
+        attempts += 1
+        attempt = (pid, pipeFDs[0])
+    }
+
+    /// Takes an exited process if it is the attempt in flight; returns whether it was.
+    func reaped(_ pid: pid_t, status: Int32) -> Bool {
+        guard let current = attempt, current.pid == pid else { return false }
+        attempt = nil
+        let output = drain(current.output)
+        close(current.output)
+        if stopped { return true }
+        let exited = status & 0x7F == 0
+        let code = (status >> 8) & 0xFF
+        if exited && code == 0 {
+            becameReady()
+            return true
+        }
+        // The probe's own line says why (a refused connection, NOT_SERVING, ...); with -v each new
+        // reason is logged once.
+        let reason = output.split(separator: "\n").last.map(String.init)
+            ?? (exited ? "exit status \(code)" : "killed by \(Signals.name(status & 0x7F))")
+        if reason != lastFailure {
+            lastFailure = reason
+            log.info("not ready yet (\(options.addr)): \(reason)")
+        }
+        if exited && code == 127 && output.isEmpty && attempts == 1 {
+            log.warning("readiness probe cannot run: exec /proc/self/exe failed (is /proc mounted?)")
+        }
+        nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+        return true
+    }
+
+    /// The child has exited: no more attempts, and the one in flight is ended and reaped.
+    func stop() {
+        stopped = true
+        guard let current = attempt else { return }
+        kill(current.pid, SIGKILL)
+        var status: Int32 = 0
+        _ = retryingOnInterrupt { waitpid(current.pid, &status, 0) }
+        _ = reaped(current.pid, status: status)
+    }
+
+    private func becameReady() {
+        isReady = true
+        let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
+        let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
+        Output.line("[grpc-init] ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
+        if !options.file.isEmpty {
+            let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            if fd < 0 {
+                log.warning("cannot create the ready file \(options.file): \(SystemError.describe(errno))")
+            } else {
+                let text = Array("SERVING\n".utf8)
+                _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+        }
+        if let notifySocket, cshim_notify_socket(notifySocket, "READY=1\nSTATUS=\(options.addr) reports SERVING") != 0 {
+            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
+        }
+    }
+
+    /// What the attempt wrote (its output fits in the pipe: the probe prints a line or two).
+    private func drain(_ fd: Int32) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = retryingOnInterrupt { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
