@@ -117,8 +117,7 @@ final class ReadinessGate {
     private func becameReady() {
         isReady = true
         let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
-        let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
-        Output.line("[grpc-init] ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
+        // The file and the notification first: whoever reads the line may rely on them.
         if !options.file.isEmpty {
             let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             if fd < 0 {
@@ -132,6 +131,8 @@ final class ReadinessGate {
         if let notifySocket, cshim_notify_socket(notifySocket, "READY=1\nSTATUS=\(options.addr) reports SERVING") != 0 {
             log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
         }
+        let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
+        Output.line("[grpc-init] ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
     }
 
     /// What the attempt wrote (its output fits in the pipe: the probe prints a line or two).

@@ -112,3 +112,16 @@ def test_gate_flag_errors(bindir, args, message):
     out = subprocess.run([str(bindir / "grpc-init"), *args, "--", "true"], capture_output=True, text=True, timeout=10)
     assert out.returncode == 1
     assert out.stderr.splitlines()[0] == "[grpc-init] error: " + message
+
+
+def test_ready_service_is_the_one_checked(bindir, tmp_path):
+    """The server as a whole says NOT_SERVING; the named service is SERVING, and the gate asks for it."""
+    ready = tmp_path / "ready"
+    proc, lines = start(bindir, "subreaper", tmp_path, ["-ready-file", str(ready), "-ready-service", "svc"],
+                        ["--status", "NOT_SERVING", "--services", "svc=SERVING"])
+    try:
+        assert lines.next(time.monotonic() + 20).startswith("READY ")
+        assert await_file(ready)
+    finally:
+        stderr = stop(proc, "subreaper")
+    assert 'reports SERVING' in stderr and '(service "svc")' in stderr, stderr
