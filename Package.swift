@@ -3,6 +3,7 @@ import PackageDescription
 
 // One module per concern; dependencies point one way:
 //   grpc-init -> Probe, Supervisor -> SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib, COpenSSL
+// (Supervisor uses Transport only to check -ready-addr as the probe will read it.)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
@@ -41,7 +42,7 @@ let package = Package(
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
-        .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls", "Transport"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
             dependencies: ["Probe", "Supervisor", "SystemCalls"],

@@ -38,10 +38,12 @@ static inline int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, lon
     return ok;
 }
 
+enum { tls_spiffe_max_domains = 64 };
+
 typedef struct {
     int count;
-    char domains[16][256];
-    STACK_OF(X509) *roots[16];
+    char domains[tls_spiffe_max_domains][256];
+    STACK_OF(X509) *roots[tls_spiffe_max_domains];
     char failure[512];  // why the last verification failed, when it was ours to say
 } tls_spiffe_trust;
 
@@ -130,8 +132,8 @@ static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
 }
 
 // Adds a trust domain's roots (DER certificates one after another) and, on the first call,
-// installs the verification above. Returns how many roots, or 0 when the bytes are not all
-// certificates (or there are too many trust domains).
+// installs the verification above. Returns how many roots; 0 when the bytes are not all
+// certificates, -1 when there are too many trust domains or the name is too long.
 static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const unsigned char *der, long length) {
     tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
     if (!trust) {
@@ -141,7 +143,7 @@ static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const 
         SSL_CTX_set_cert_verify_callback(ctx, tls_spiffe_verify, trust);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     }
-    if (trust->count == 16 || strlen(domain) >= sizeof trust->domains[0]) return 0;
+    if (trust->count == tls_spiffe_max_domains || strlen(domain) >= sizeof trust->domains[0]) return -1;
     STACK_OF(X509) *roots = sk_X509_new_null();
     const unsigned char *p = der, *end = der + length;
     while (roots && p < end) {

@@ -100,6 +100,12 @@ final class ReadinessGate {
         if exited && code == 127 && output.isEmpty && attempts == 1 {
             log.warning("readiness probe cannot run: exec /proc/self/exe failed (is /proc mounted?)")
         }
+        if exited && code == 1 {
+            // Invalid arguments (an -addr the probe refuses): no later attempt can succeed.
+            log.warning("readiness gate stopped: the probe refuses -ready-addr \(options.addr): \(reason)")
+            stopped = true
+            return true
+        }
         nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
         return true
     }

@@ -1,5 +1,6 @@
 import Flags
 import SystemCalls
+import Transport
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
 /// one-letter tini spellings are aliases), each also settable as GRPC_INIT_<NAME>.
@@ -112,6 +113,8 @@ public struct SupervisorOptions: Equatable {
                 throw .usage("-\(flag) needs -ready-addr")
             }
         } else {
+            // Checked now as the probe will read it: a malformed address would never be ready.
+            do { _ = try Target.parse(readyAddr) } catch { throw .usage("invalid -ready-addr: \(error.description)") }
             let interval = parsed.duration("ready-interval")
             if interval.nanoseconds <= 0 { throw .usage("-ready-interval must be greater than zero (specified: \(interval))") }
             o.readiness = ReadinessOptions(addr: readyAddr, service: parsed.string("ready-service"), interval: interval,

@@ -79,6 +79,9 @@ public final class TLSContext {
             let added = der.withUnsafeBufferPointer { tls_spiffe_add_bundle(ctx, domain, $0.baseAddress, $0.count) }
             guard added > 0 else {
                 ERR_clear_error()
+                if added < 0 {
+                    throw TLSSetupError(description: "x509bundle: too many trust domains, or a name too long: \"\(domain)\"")
+                }
                 throw TLSSetupError(description: "x509bundle: cannot parse the bundle of trust domain \"\(domain)\"")
             }
         }

@@ -107,6 +107,7 @@ def test_a_child_that_never_serves_is_still_supervised(bindir, tmp_path):
     (["-ready-file", "/tmp/x"], "-ready-file needs -ready-addr"),
     (["-ready-service", "svc"], "-ready-service needs -ready-addr"),
     (["-ready-addr", "localhost:1", "-ready-interval", "0s"], "-ready-interval must be greater than zero (specified: 0s)"),
+    (["-ready-addr", "localhost"], "invalid -ready-addr: address localhost: missing port in address"),
 ])
 def test_gate_flag_errors(bindir, args, message):
     out = subprocess.run([str(bindir / "grpc-init"), *args, "--", "true"], capture_output=True, text=True, timeout=10)
