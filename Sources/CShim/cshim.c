@@ -59,6 +59,16 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
 
 int cshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
+void cshim_discard_own_sigpipe(void) {
+    sigset_t pending;
+    if (sigpending(&pending) != 0 || !sigismember(&pending, SIGPIPE)) return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+}
+
 pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd) {
     pid_t pid = fork();
     if (pid != 0) return pid;

@@ -10,6 +10,8 @@ import Wire
 public enum ProbeRunner {
     /// Runs the probe with `arguments` (without argv[0]) and returns the exit status.
     public static func main(_ arguments: [String]) -> Int32 {
+        // A closed stderr must not kill the probe: its exit code is its answer.
+        signal(SIGPIPE, SIG_IGN)
         let options: ProbeOptions
         do {
             switch try ProbeOptions.parse(arguments) {

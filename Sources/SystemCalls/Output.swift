@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 
 /// Unbuffered writes to the standard streams, one whole line per write(2) so that lines from
@@ -9,11 +10,22 @@ public enum Output {
         writeAll(fd, bytes)
     }
 
+    /// Streams whose reader has gone (EPIPE): nothing more is written to them.
+    nonisolated(unsafe) private static var closedStreams: Set<Int32> = []
+
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        if closedStreams.contains(fd) { return }
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
                 let n = retryingOnInterrupt { write(fd, raw.baseAddress! + offset, raw.count - offset) }
+                if n < 0 && errno == EPIPE {
+                    // Nobody reads our log any more. The SIGPIPE this write raised is ours, not one
+                    // to forward to the child (forwarding it, then logging that, looped).
+                    closedStreams.insert(fd)
+                    cshim_discard_own_sigpipe()
+                    return
+                }
                 if n <= 0 { return }
                 offset += n
             }

@@ -1,4 +1,7 @@
 """Probe mode's command line: the reference tool's flags, checks, messages and exit codes."""
+import os
+import subprocess
+
 import pytest
 
 
@@ -78,3 +81,12 @@ def test_missing_port_is_a_connection_error(probe):
     r = probe("-addr", "localhost")
     assert r.code == 2
     assert r.lines == ['error: failed to connect service at "localhost": address localhost: missing port in address']
+
+
+def test_a_closed_stderr_does_not_change_the_exit_code(bindir):
+    """The probe's exit code is its answer: a stderr nobody reads must not kill it with SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    out = subprocess.run([str(bindir / "grpc_health_probe"), "-addr", "127.0.0.1:1"], stderr=write_end, timeout=10)
+    os.close(write_end)
+    assert out.returncode == 2

@@ -209,3 +209,26 @@ def test_warn_reaped_names_each_adopted_zombie(bindir):
     assert (out.returncode, out.stdout) == (0, "ZOMBIES 0\n")
     warnings = [l for l in out.stderr.splitlines() if l.startswith("[grpc-init] warning: reaped zombie pid ")]
     assert len(warnings) >= 3, out.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_closed_log_neither_loops_nor_sends_the_child_sigpipe(bindir, mode):
+    """With -v, every forwarded signal is logged; once nobody reads stderr, that write raises a
+    SIGPIPE in grpc-init itself, which is not a signal for the child (forwarding it, and logging
+    that, looped)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the log's reader is gone before grpc-init writes a line
+    proc = subprocess.Popen(argv(bindir, mode, ["-v", "--", sys.executable, str(PEERS / "signal_reporter.py")]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=write_end)
+    os.close(write_end)
+    lines = LineReader(proc)
+    try:
+        assert lines.next(time.monotonic() + 20).startswith("READY ")
+        target = supervisor_pid(proc, mode)
+        for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            os.kill(target, signo)
+            assert lines.next(time.monotonic() + 10) == f"GOT {signo}", "no SIGPIPE reaches the child in between"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0

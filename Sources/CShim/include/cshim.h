@@ -31,6 +31,11 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
 // output_fd; an exec failure exits 127. Returns the pid, or -1 with errno set.
 pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd);
 
+// After a write(2) failed with EPIPE in a process that blocks SIGPIPE (the supervisor, which
+// reads signals from a signalfd): takes back the SIGPIPE that write raised, so that it is not
+// read as a signal to forward.
+void cshim_discard_own_sigpipe(void);
+
 // pipe2(fds, O_CLOEXEC), which the Glibc module does not declare.
 int cshim_pipe_cloexec(int fds[2]);
 
