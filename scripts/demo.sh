@@ -12,6 +12,7 @@ swift build -c release 2>&1 | tail -n 1
 work=$(mktemp -d)
 tls_server=
 trap 'kill "$supervisor" $tls_server 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM PIPE  # so that the EXIT trap runs then too
 cp .build/release/grpc-init "$work/grpc-init"
 "$work/grpc-init" --install "$work"
 cp .build/peers/goserver "$work/server"
@@ -19,7 +20,7 @@ port=$((20000 + RANDOM % 20000))
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 say "grpc-init -v -ready-addr 127.0.0.1:$port -ready-file ready -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1)"
-unshare --pid --fork --mount-proc "$work/grpc-init" -v -ready-addr "127.0.0.1:$port" -ready-file "$work/ready" \
+unshare --pid --fork --kill-child --mount-proc "$work/grpc-init" -v -ready-addr "127.0.0.1:$port" -ready-file "$work/ready" \
     -- "$work/server" -addr "127.0.0.1:$port" -services ready=SERVING,db=NOT_SERVING >/dev/null &
 supervisor=$!
 
