@@ -10,11 +10,12 @@ public enum Output {
         writeAll(fd, bytes)
     }
 
-    /// Streams whose reader has gone (EPIPE): nothing more is written to them.
-    nonisolated(unsafe) private static var closedStreams: Set<Int32> = []
+    /// Descriptors (below 64) whose reader has gone (EPIPE): nothing more is written to them.
+    /// A bit mask, not a Set: this is on every probe's path, and stays cheap to fault in.
+    nonisolated(unsafe) private static var closedStreams: UInt64 = 0
 
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
-        if closedStreams.contains(fd) { return }
+        if fd < 64 && closedStreams & (1 << UInt64(fd)) != 0 { return }
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
@@ -22,7 +23,7 @@ public enum Output {
                 if n < 0 && errno == EPIPE {
                     // Nobody reads our log any more. The SIGPIPE this write raised is ours, not one
                     // to forward to the child (forwarding it, then logging that, looped).
-                    closedStreams.insert(fd)
+                    if fd < 64 { closedStreams |= 1 << UInt64(fd) }
                     cshim_discard_own_sigpipe()
                     return
                 }

@@ -18,8 +18,8 @@ public final class TLSContext {
             throw TLSSetupError(description: "cannot create a TLS context: \(OpenSSLError.last().description)")
         }
         context = ctx
-        // OpenSSL writes with write(2): a server that hangs up must not kill us with SIGPIPE.
-        signal(SIGPIPE, SIG_IGN)
+        // OpenSSL writes with write(2): a server that hangs up raises SIGPIPE, which the probe
+        // blocks (ProbeRunner), so the write fails with EPIPE instead of killing us.
         tls_shim_set_min_tls12(ctx)
         tls_shim_track_certificate_request(ctx)
         // ALPN offers h2 only: gRPC needs HTTP/2.
