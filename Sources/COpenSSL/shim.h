@@ -275,15 +275,13 @@ static inline tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
     return index;
 }
 
+// glibc's memmem, declared here: <string.h> declares it only under _GNU_SOURCE, which the
+// importer's C library module is not built with.
+extern void *memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
+
 // The first occurrence of `needle` in [p, end), or NULL.
 static inline const unsigned char *tls_shim_find(const unsigned char *p, const unsigned char *end, const char *needle) {
-    size_t length = strlen(needle);
-    while (p && (size_t)(end - p) >= length) {
-        p = (const unsigned char *)memchr(p, needle[0], (size_t)(end - p) - length + 1);
-        if (!p || memcmp(p, needle, length) == 0) return p;
-        p++;
-    }
-    return NULL;
+    return (const unsigned char *)memmem(p, (size_t)(end - p), needle, strlen(needle));
 }
 
 // Adds every CERTIFICATE block of a PEM bundle to the store's lazy index; returns how many.

@@ -59,7 +59,7 @@ struct Probe {
             let context = try fetchX509Context()
             if options.verbose { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
             var configuration = TLSConfiguration()
-            configuration.spiffe = Probe.credentials(context)
+            configuration.spiffe = context.credentials
             do { tls = try TLSContext(configuration) } catch { throw ProbeFailure.spiffe(error.description) }
             #else
             throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
@@ -96,7 +96,7 @@ struct Probe {
         case .timedOut:
             throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout)
         case .cancelled(let signo):
-            Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+            reportCancellation(signo)
             throw ProbeFailure.cancelledDuringRPC
         }
         let status = call.status ?? GRPCStatus(.unavailable, "connection closed before the call completed")
@@ -165,7 +165,7 @@ struct Probe {
             case .timedOut:
                 throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
             case .cancelled(let signo):
-                Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+                reportCancellation(signo)
                 throw ProbeFailure.cancelledWhileConnecting(addr)
             }
         }
@@ -200,10 +200,13 @@ struct Probe {
         }
     }
 
+    /// A signal cancelled a wait that does not read the signalfd itself: says which.
     func cancelled() {
-        if let info = signals?.next() {
-            Output.line("cancellation received (signal: \(Signals.goDescription(Int32(info.ssi_signo))))")
-        }
+        if let info = signals?.next() { reportCancellation(Int32(info.ssi_signo)) }
+    }
+
+    func reportCancellation(_ signo: Int32) {
+        Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
     }
 
     /// Names what the server did instead of completing the HTTP/2 handshake.

@@ -44,7 +44,7 @@ extension Probe {
         case .timedOut:
             throw ProbeFailure.spiffe("context deadline exceeded")
         case .cancelled(let signo):
-            Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
+            reportCancellation(signo)
             throw ProbeFailure.spiffe("context canceled")
         }
         guard let message = call.nextMessage() else {
@@ -60,15 +60,5 @@ extension Probe {
         }
         guard !context.svids.isEmpty else { throw ProbeFailure.spiffe("no SVIDs in the Workload API's response") }
         return context
-    }
-
-    /// The credentials the TLS context takes: the first SVID (go-spiffe's default choice), its
-    /// trust domain's bundle, and the federated bundles.
-    static func credentials(_ context: WorkloadAPI.X509Context) -> SPIFFECredentials {
-        let svid = context.svids[0]
-        var bundles: [String: [UInt8]] = [:]
-        for (key, bundle) in context.federatedBundles { bundles[WorkloadAPI.trustDomain(key)] = bundle }
-        bundles[WorkloadAPI.trustDomain(svid.spiffeID)] = svid.bundle
-        return SPIFFECredentials(certificates: svid.certificates, privateKey: svid.privateKey, bundles: bundles)
     }
 }

@@ -62,6 +62,16 @@ public enum WorkloadAPI {
         public var svids: [X509SVID] = []
         /// Other trust domains' roots, keyed as the agent keys them ("spiffe://example.org").
         public var federatedBundles: [String: [UInt8]] = [:]
+
+        /// What the TLS context takes: the first SVID (go-spiffe's default choice), and the roots
+        /// by trust domain: its own bundle and the federated ones. Nil without an SVID.
+        public var credentials: SPIFFECredentials? {
+            guard let svid = svids.first else { return nil }
+            var bundles: [String: [UInt8]] = [:]
+            for (key, bundle) in federatedBundles { bundles[WorkloadAPI.trustDomain(key)] = bundle }
+            bundles[WorkloadAPI.trustDomain(svid.spiffeID)] = svid.bundle
+            return SPIFFECredentials(certificates: svid.certificates, privateKey: svid.privateKey, bundles: bundles)
+        }
     }
 
     public static func decodeX509SVIDResponse(_ bytes: [UInt8]) throws(ProtobufError) -> X509Context {

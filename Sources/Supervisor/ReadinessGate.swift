@@ -34,8 +34,8 @@ final class ReadinessGate {
     private var nextAttempt: Int64
     private var attempts = 0
     private var lastFailure = ""
-    private(set) var isReady = false
-    private var stopped = false
+    /// Probing until ready; done once ready, or once the child exited or probing cannot succeed.
+    private var probing = true
 
     /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
     /// gate says READY=1, not a server that may call itself ready before it serves.
@@ -47,8 +47,8 @@ final class ReadinessGate {
         nextAttempt = MonotonicClock.now()
     }
 
-    /// When the gate wants to run next; nil while an attempt runs, once ready, or stopped.
-    var deadline: Int64? { attempt == nil && !isReady && !stopped ? nextAttempt : nil }
+    /// When the gate wants to run next; nil while an attempt runs, and once it is done.
+    var deadline: Int64? { probing && attempt == nil ? nextAttempt : nil }
 
     /// Starts an attempt if one is due.
     func tick(now: Int64, mask: sigset_t) {
@@ -80,30 +80,31 @@ final class ReadinessGate {
     func reaped(_ pid: pid_t, status: Int32) -> Bool {
         guard let current = attempt, current.pid == pid else { return false }
         attempt = nil
-        let output = drain(current.output)
+        // The probe prints a line or two; its output has all been written once it exited.
+        let output = String(decoding: (try? Files.read(descriptor: current.output, limit: 1 << 16, name: "readiness probe output")) ?? [],
+                            as: UTF8.self)
         close(current.output)
-        if stopped { return true }
-        let exited = status & 0x7F == 0
-        let code = (status >> 8) & 0xFF
-        if exited && code == 0 {
+        guard probing else { return true }
+        let exit = WaitStatus(status)
+        if exit.exitCode == 0 {
+            probing = false
             becameReady()
             return true
         }
         // The probe's own line says why (a refused connection, NOT_SERVING, ...); with -v each new
         // reason is logged once.
-        let reason = output.split(separator: "\n").last.map(String.init)
-            ?? (exited ? "exit status \(code)" : "killed by \(Signals.name(status & 0x7F))")
+        let reason = output.split(separator: "\n").last.map(String.init) ?? exit.description
         if reason != lastFailure {
             lastFailure = reason
             log.info("not ready yet (\(options.addr)): \(reason)")
         }
-        if exited && code == 127 && output.isEmpty && attempts == 1 {
+        if exit.exitCode == 127 && output.isEmpty && attempts == 1 {
             log.warning("readiness probe cannot run: exec /proc/self/exe failed (is /proc mounted?)")
         }
-        if exited && code == 1 {
+        if exit.exitCode == 1 {
             // Invalid arguments (an -addr the probe refuses): no later attempt can succeed.
             log.warning("readiness gate stopped: the probe refuses -ready-addr \(options.addr): \(reason)")
-            stopped = true
+            probing = false
             return true
         }
         nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
@@ -112,7 +113,7 @@ final class ReadinessGate {
 
     /// The child has exited: no more attempts, and the one in flight is ended and reaped.
     func stop() {
-        stopped = true
+        probing = false
         guard let current = attempt else { return }
         kill(current.pid, SIGKILL)
         var status: Int32 = 0
@@ -121,7 +122,6 @@ final class ReadinessGate {
     }
 
     private func becameReady() {
-        isReady = true
         let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
         // The file and the notification first: whoever reads the line may rely on them.
         if !options.file.isEmpty {
@@ -139,17 +139,5 @@ final class ReadinessGate {
         }
         let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
         Output.line("[grpc-init] ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
-    }
-
-    /// What the attempt wrote (its output fits in the pipe: the probe prints a line or two).
-    private func drain(_ fd: Int32) -> String {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = retryingOnInterrupt { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -29,7 +29,7 @@ final class Supervisor {
     init(options: SupervisorOptions) {
         self.options = options
         self.log = SupervisorLog(verbose: options.verbose)
-        self.readiness = options.readiness.map { ReadinessGate(options: $0, log: SupervisorLog(verbose: options.verbose)) }
+        self.readiness = options.readiness.map { [log] in ReadinessGate(options: $0, log: log) }
     }
 
     /// Runs the child to completion and returns grpc-init's exit status.
@@ -161,12 +161,7 @@ final class Supervisor {
                 log.warning("processes in group \(child) still present after SIGKILL; exiting without them")
             }
         }
-        var code: Int32
-        if exitStatusIsExited(status) {
-            code = (status >> 8) & 0xFF
-        } else {
-            code = 128 + (status & 0x7F)
-        }
+        var code = WaitStatus(status).shellCode
         if options.remapExit.contains(code) {
             log.info("exit status \(code) remapped to 0")
             code = 0
@@ -174,11 +169,19 @@ final class Supervisor {
         return code
     }
 
-    private func exitStatusIsExited(_ status: Int32) -> Bool { status & 0x7F == 0 }
+    private func describe(_ status: Int32) -> String { WaitStatus(status).description }
+}
 
-    private func describe(_ status: Int32) -> String {
-        exitStatusIsExited(status) ? "exited with status \((status >> 8) & 0xFF)" : "killed by \(Signals.name(status & 0x7F))"
-    }
+/// A status as waitpid(2) reports it.
+struct WaitStatus: CustomStringConvertible {
+    let raw: Int32
+    init(_ raw: Int32) { self.raw = raw }
+
+    /// The exit code, or nil when a signal killed the process.
+    var exitCode: Int32? { raw & 0x7F == 0 ? (raw >> 8) & 0xFF : nil }
+    /// As a shell reports it: the exit code, or 128+N when killed by signal N.
+    var shellCode: Int32 { exitCode ?? 128 + (raw & 0x7F) }
+    var description: String { exitCode.map { "exited with status \($0)" } ?? "killed by \(Signals.name(raw & 0x7F))" }
 }
 
 /// `[grpc-init]` lines on stderr: errors and warnings always, the rest with --verbose.

@@ -5,27 +5,48 @@ public enum Files {
     public static func read(_ path: String, limit: Int = 1 << 20) throws(SystemError) -> [UInt8] {
         let fd = try check("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
-        // Sized from fstat, so that a regular file takes one read; the buffer is not zeroed first,
-        // as read() fills what is kept.
         var status = stat()
-        let regular = fstat(fd, &status) == 0 && status.st_mode & S_IFMT == S_IFREG
-        let size = min(regular ? Int(status.st_size) + 1 : 4096, limit + 1)
+        let known = fstat(fd, &status) == 0
+        return try read(descriptor: fd, status: known ? status : nil, limit: limit, name: path)
+    }
+
+    /// Reads the file at `path` unless a file with its identity is in `seen` (then nil), adding
+    /// it: a file reached by two paths (a link, a linked directory) is read once. The identity
+    /// comes from the open file, so this costs no stat(2) of its own.
+    public static func read(_ path: String, limit: Int, unlessIn seen: inout Set<Identity>) throws(SystemError) -> [UInt8]? {
+        let fd = try check("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }
+        defer { close(fd) }
+        var status = stat()
+        let known = fstat(fd, &status) == 0
+        if known && !seen.insert(Identity(status)).inserted { return nil }
+        return try read(descriptor: fd, status: known ? status : nil, limit: limit, name: path)
+    }
+
+    /// Reads `fd` to its end, at most `limit` bytes (a pipe, or an open file); `name` is for errors.
+    public static func read(descriptor fd: Int32, limit: Int, name: String) throws(SystemError) -> [UInt8] {
+        try read(descriptor: fd, status: nil, limit: limit, name: name)
+    }
+
+    /// With the status of a regular file, the buffer is sized from it, so that the file takes one
+    /// read; the buffer is not zeroed first, as read() fills what is kept.
+    private static func read(descriptor fd: Int32, status: stat?, limit: Int, name: String) throws(SystemError) -> [UInt8] {
+        let regular = status.map { $0.st_mode & S_IFMT == S_IFREG } ?? false
+        let size = min(regular ? Int(status!.st_size) + 1 : 4096, limit + 1)
         var result = [UInt8](unsafeUninitializedCapacity: size) { _, initialized in initialized = size }
         var count = 0
         while true {
             if count == result.count {
-                if count > limit { throw SystemError("read \(path)", code: EFBIG) }
+                if count > limit { throw SystemError("read \(name)", code: EFBIG) }
                 let more = min(count, limit + 1 - count)
                 result += [UInt8](unsafeUninitializedCapacity: more) { _, initialized in initialized = more }
             }
-            let n = try check("read \(path)") {
+            let n = try check("read \(name)") {
                 result.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, $0.count - count) }
             }
             if n == 0 { break }
             count += n
             if regular && count < result.count { break }  // a short read of a regular file is its end
         }
-        if count > limit { throw SystemError("read \(path)", code: EFBIG) }
         result.removeSubrange(count...)
         return result
     }
@@ -34,13 +55,18 @@ public enum Files {
     public struct Identity: Hashable, Sendable {
         let device: UInt64
         let inode: UInt64
+
+        init(_ status: stat) {
+            device = UInt64(status.st_dev)
+            inode = UInt64(status.st_ino)
+        }
     }
 
     /// The identity of the file at `path`, following symbolic links; nil when it cannot be reached.
     public static func identity(_ path: String) -> Identity? {
         var status = stat()
         guard stat(path, &status) == 0 else { return nil }
-        return Identity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
+        return Identity(status)
     }
 
     /// One name in a directory, with what readdir knows of its type.

@@ -362,12 +362,14 @@ enum SystemRoots {
         // A file reached twice (the bundle inside a directory, a directory linked to another) is
         // read once.
         var read: Set<Files.Identity> = []
+        /// Indexes the file unless it was read already; false when it cannot be read.
         func add(_ path: String) -> Bool {
-            guard let identity = Files.identity(path) else { return false }
-            guard read.insert(identity).inserted else { return true }
-            guard let pem = try? Files.read(path, limit: fileLimit) else { return false }
-            found += RootIndex.add(pem, to: store)
-            return true
+            do {
+                if let pem = try Files.read(path, limit: fileLimit, unlessIn: &read) { found += RootIndex.add(pem, to: store) }
+                return true
+            } catch {
+                return false
+            }
         }
         let files = Environment.nonEmpty("SSL_CERT_FILE").map { [$0] } ?? bundles
         for file in files where add(file) { break }  // the first bundle that can be read

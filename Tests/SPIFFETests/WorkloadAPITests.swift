@@ -48,8 +48,14 @@ final class WorkloadAPITests: XCTestCase {
         XCTAssertEqual(context.svids[0].privateKey, [0x30, 0x02])
         XCTAssertEqual(context.svids[0].bundle, [0x30, 0x03])
         XCTAssertEqual(context.federatedBundles, ["spiffe://other.org": [0x30, 0x04]])
+        // The TLS context gets the SVID and the roots by trust domain, however the agent keys them.
+        let credentials = try XCTUnwrap(context.credentials)
+        XCTAssertEqual(credentials.certificates, [0x30, 0x01])
+        XCTAssertEqual(credentials.privateKey, [0x30, 0x02])
+        XCTAssertEqual(credentials.bundles, ["example.org": [0x30, 0x03], "other.org": [0x30, 0x04]])
         XCTAssertThrowsError(try WorkloadAPI.decodeX509SVIDResponse(Array(response.bytes.dropLast())))
         XCTAssertEqual(try WorkloadAPI.decodeX509SVIDResponse([]).svids, [])
+        XCTAssertNil(try WorkloadAPI.decodeX509SVIDResponse([]).credentials)
     }
 
     func testTrustDomains() {

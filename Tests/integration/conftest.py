@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from pki import PKI
+
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "Tests" / "peers"
 BIN = Path(os.environ.get("GRPC_INIT_BIN", ROOT / ".build" / "release" / "grpc-init"))
@@ -55,6 +57,12 @@ class Result:
 
 
 @pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The certificates of the TLS and SPIFFE tests, made once per run with the openssl command."""
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
 def probe(bindir):
     def run(*args, timeout=15, env=None):
         start = time.monotonic()
@@ -65,12 +73,12 @@ def probe(bindir):
 
 
 class LineReader:
-    """Lines from a process's stdout with a deadline. Reads the raw descriptor: select() on a
-    buffered file object misses lines already pulled into its buffer."""
+    """Lines from a process's stdout (or `stream`) with a deadline. Reads the raw descriptor:
+    select() on a buffered file object misses lines already pulled into its buffer."""
 
-    def __init__(self, proc):
+    def __init__(self, proc, stream=None):
         self.proc = proc
-        self.fd = proc.stdout.fileno()
+        self.fd = (stream or proc.stdout).fileno()
         self.buffer = b""
 
     def next(self, deadline):

@@ -11,15 +11,9 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import PEERS, assert_one_line_failure, read_line, running, server
-from pki import PKI
 
 KINDS = ["python", "go"]
 SPIFFE_FAILURE = "failed to initialize tls credentials with spiffe. error="
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    return PKI(tmp_path_factory.mktemp("pki"))
 
 
 @contextmanager

@@ -14,15 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, PEERS, assert_one_line_failure, raw_peer, read_line, running, server
-from pki import PKI
 
 KINDS = ["python", "go"]
 FAST = 1.0  # seconds: "at once", against a 5 s connect timeout
-
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    return PKI(tmp_path_factory.mktemp("pki"))
 
 
 def tls_server(kind, pair, client_ca=None, **opts):
@@ -375,12 +369,6 @@ def test_unreadable_client_keys(probe, pki, tmp_path, bindir):
                                       "-tls-client-cert", str(cert), "-tls-client-key", str(encrypted)])
     assert code == 1, output
     assert "pass phrase" not in output and "it is encrypted" in output, output
-
-
-def test_spiffe_without_workload_api_exits_20(probe):
-    env = {k: v for k, v in os.environ.items() if k != "SPIFFE_ENDPOINT_SOCKET"}
-    r = probe("-addr", "localhost:1", "-spiffe", env=env)
-    assert (r.code, r.lines) == (20, ["failed to initialize tls credentials with spiffe. error=workload endpoint socket address is not configured"])
 
 
 def test_sni_is_the_host_name_never_an_ip_and_no_alpn_is_accepted(probe, pki):

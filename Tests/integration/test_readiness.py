@@ -1,7 +1,7 @@
 """The readiness gate (-ready-addr): grpc-init probes its child's health service until it reports
 SERVING, then says so (a log line, -ready-file, READY=1 on NOTIFY_SOCKET) and probes no more."""
 import os
-import select
+import platform
 import socket
 import subprocess
 import sys
@@ -14,20 +14,45 @@ from test_supervisor import MODES, argv, supervisor_pid
 
 
 def start(bindir, mode, tmp_path, gate, server_args, env=None):
-    """grpc-init with the gate flags in `gate`, supervising a grpcio server on a unix socket."""
+    """grpc-init with the gate flags in `gate`, supervising a grpcio server on a unix socket.
+    Returns the process and line readers of its stdout (the server's) and stderr (grpc-init's)."""
     sock = tmp_path / "server.sock"
     args = ["-ready-addr", f"unix://{sock}", "-ready-interval", "50ms", *gate, "--",
             sys.executable, str(PEERS / "pyserver.py"), "--listen", f"unix:{sock}", *server_args]
     proc = subprocess.Popen(argv(bindir, mode, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    return proc, LineReader(proc)
+    return proc, LineReader(proc), LineReader(proc, proc.stderr)
 
 
-def await_file(path, timeout=15):
+def await_line(reader, prefix, timeout=20):
+    """The first line of `reader` that starts with `prefix` (the file and the notification come
+    before grpc-init's ready line, so they can be checked once it is read)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        line = reader.next(deadline)
+        if line.startswith(prefix):
+            return line
+
+
+def await_idle_forever(pid, timeout=10):
+    """grpc-init blocked in poll(2) with no timeout and no probe in flight (its only child the
+    server): nothing but a signal wakes it, so no further probe can start. /proc/PID/syscall
+    shows the poll (x86_64: syscall 7, timeout -1)."""
+    if platform.machine() != "x86_64":
+        pytest.skip("reads x86_64 syscall numbers")
+
+    def polling_forever():
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+        return fields[:1] == ["7"] and fields[3] == "0xffffffff"
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists():
-            return True
-        time.sleep(0.01)
+        if polling_forever():
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = f.read().split()
+            if len(children) == 1 and polling_forever():
+                return True
+        time.sleep(0.005)  # states the kernel does not signal; bounded
     return False
 
 
@@ -42,25 +67,21 @@ def stop(proc, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_ready_only_once_the_child_serves(bindir, mode, tmp_path):
     ready = tmp_path / "ready"
-    proc, lines = start(bindir, mode, tmp_path, ["-ready-file", str(ready)], ["--serving-after", "0.5"])
+    proc, lines, log = start(bindir, mode, tmp_path, ["-ready-file", str(ready)], ["--serving-after", "0.5"])
     try:
         assert lines.next(time.monotonic() + 20).startswith("READY ")
         serving_line = lines.next(time.monotonic() + 20)
         assert serving_line.startswith("SERVING NOW ")
-        assert await_file(ready), "the ready file appears"
+        ready_line = await_line(log, "[grpc-init] ready: ")
+        assert f"unix://{tmp_path / 'server.sock'} reports SERVING" in ready_line
+        assert ready.read_text() == "SERVING\n"
         # Not before the server said SERVING (both are wall-clock times of this machine).
         assert os.stat(ready).st_mtime >= float(serving_line.split()[2]) - 0.01
-        assert ready.read_text() == "SERVING\n"
-        # The gate probes no more: grpc-init's only child is the server.
-        supervisor = supervisor_pid(proc, mode)
-        time.sleep(0.2)  # several intervals: an attempt would be visible
-        with open(f"/proc/{supervisor}/task/{supervisor}/children") as f:
-            assert len(f.read().split()) == 1
+        # The gate probes no more: grpc-init sleeps with no timeout, its only child the server.
+        assert await_idle_forever(supervisor_pid(proc, mode))
     finally:
         stderr = stop(proc, mode)
-    ready_lines = [line for line in stderr.splitlines() if line.startswith("[grpc-init] ready: ")]
-    assert len(ready_lines) == 1, stderr
-    assert f"unix://{tmp_path / 'server.sock'} reports SERVING" in ready_lines[0]
+    assert "[grpc-init] ready: " not in stderr, "said once"
     assert proc.returncode in (0, 143), stderr  # the server's own answer to SIGTERM
 
 
@@ -70,7 +91,7 @@ def test_ready_notifies_the_service_manager_and_hides_its_socket_from_the_child(
     manager.bind(str(notify))
     manager.settimeout(20)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify))
-    proc, lines = start(bindir, "subreaper", tmp_path, [], ["--serving-after", "0.2"], env=env)
+    proc, lines, _ = start(bindir, "subreaper", tmp_path, [], ["--serving-after", "0.2"], env=env)
     try:
         assert lines.next(time.monotonic() + 20).startswith("READY ")
         message = manager.recv(4096).decode()
@@ -88,15 +109,13 @@ def test_ready_notifies_the_service_manager_and_hides_its_socket_from_the_child(
 
 def test_a_child_that_never_serves_is_still_supervised(bindir, tmp_path):
     ready = tmp_path / "ready"
-    proc, lines = start(bindir, "pid1", tmp_path, ["-ready-file", str(ready), "-v"], ["--status", "NOT_SERVING"])
+    proc, lines, log = start(bindir, "pid1", tmp_path, ["-ready-file", str(ready), "-v"], ["--status", "NOT_SERVING"])
     assert lines.next(time.monotonic() + 20).startswith("READY ")
-    deadline = time.monotonic() + 10
-    stderr_lines = []
     # -v names why it is not ready yet, once per reason.
-    while time.monotonic() < deadline and not any("NOT_SERVING" in line for line in stderr_lines):
-        if select.select([proc.stderr], [], [], 0.1)[0]:
-            stderr_lines.append(proc.stderr.readline())
-    assert any('not ready yet' in line and 'responded with "NOT_SERVING"' in line for line in stderr_lines), stderr_lines
+    deadline = time.monotonic() + 20
+    while 'responded with "NOT_SERVING"' not in (line := log.next(deadline)):
+        pass
+    assert line.startswith("[grpc-init] not ready yet ("), line
     rest = stop(proc, "pid1")
     assert not ready.exists()
     assert "ready:" not in rest
@@ -118,11 +137,11 @@ def test_gate_flag_errors(bindir, args, message):
 def test_ready_service_is_the_one_checked(bindir, tmp_path):
     """The server as a whole says NOT_SERVING; the named service is SERVING, and the gate asks for it."""
     ready = tmp_path / "ready"
-    proc, lines = start(bindir, "subreaper", tmp_path, ["-ready-file", str(ready), "-ready-service", "svc"],
-                        ["--status", "NOT_SERVING", "--services", "svc=SERVING"])
+    proc, lines, log = start(bindir, "subreaper", tmp_path, ["-ready-file", str(ready), "-ready-service", "svc"],
+                             ["--status", "NOT_SERVING", "--services", "svc=SERVING"])
     try:
         assert lines.next(time.monotonic() + 20).startswith("READY ")
-        assert await_file(ready)
+        assert '(service "svc") reports SERVING' in await_line(log, "[grpc-init] ready: ")
+        assert ready.read_text() == "SERVING\n"
     finally:
-        stderr = stop(proc, "subreaper")
-    assert 'reports SERVING' in stderr and '(service "svc")' in stderr, stderr
+        stop(proc, "subreaper")
