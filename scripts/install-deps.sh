@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2)
+packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils
+          ca-certificates)
 if [ "${1:-}" = "--bench" ]; then packages+=(tini hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do
@@ -19,12 +20,19 @@ fi
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv 2>/dev/null || {
+        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv .venv
     }
 fi
 .venv/bin/python -c "import grpc, grpc_health, pytest, yaml" 2>/dev/null \
     || .venv/bin/pip install -q -r Tests/requirements.txt
+
+# The launcher that measures a probe's peak RSS in the tests.
+if [ ! -x .build/peers/measure ] || [ Tests/peers/measure/measure.c -nt .build/peers/measure ]; then
+    mkdir -p .build/peers
+    cc -O2 -o .build/peers/measure Tests/peers/measure/measure.c
+fi
 
 # The grpc-go peers, built from Debian's grpc-go in GOPATH mode: static, no module download.
 for peer in goserver goprobe; do

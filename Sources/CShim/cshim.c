@@ -137,10 +137,28 @@ static void find_code_ranges(void) {
     fclose(maps);
 }
 
-int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
+void cshim_release_code_pages(void) {
     if (code_range_count < 0) find_code_ranges();
     for (int i = 0; i < code_range_count; i++) {
         madvise((void *)code_ranges[i].start, code_ranges[i].end - code_ranges[i].start, MADV_DONTNEED);
     }
-    return poll(fds, count, timeout);
+}
+
+#include <sys/syscall.h>
+
+// The kernel's struct sigaction for rt_sigaction(2), which glibc's sigaction() does not let
+// through for its reserved signals.
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+int cshim_ignore_reserved_signals(void) {
+    struct kernel_sigaction ignore = {.handler = SIG_IGN};
+    for (int signo = 32; signo < SIGRTMIN; signo++) {
+        if (syscall(SYS_rt_sigaction, signo, &ignore, NULL, sizeof ignore.mask) != 0) return -1;
+    }
+    return 0;
 }

@@ -54,6 +54,8 @@ public struct FlagSet: Sendable {
         public var values: [String: Value]
         /// Arguments after the flags (after `--` when it ended them).
         public var remaining: [String]
+        /// The flags the arguments set (by their names, not their aliases).
+        public var given: Set<String> = []
 
         public func bool(_ name: String) -> Bool {
             if case .bool(let b)? = values[name] { return b }
@@ -117,6 +119,7 @@ public struct FlagSet: Sendable {
     public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil) throws(ParseError) -> Parsed
     where C.Element == String {
         var values = initial ?? defaults()
+        var given: Set<String> = []
         var args = ArraySlice(arguments)
         while let s = args.first {
             let chars = Array(s.utf8)
@@ -140,6 +143,7 @@ public struct FlagSet: Sendable {
                 if name == "help" || name == "h" { throw .help }
                 throw .invalid("flag provided but not defined: -\(name)")
             }
+            given.insert(flag.name)
             if case .bool = flag.kind {
                 if let value {
                     if FlagSet.assign(flag, value, into: &values) != nil {
@@ -159,7 +163,7 @@ public struct FlagSet: Sendable {
                 }
             }
         }
-        return Parsed(values: values, remaining: Array(args))
+        return Parsed(values: values, remaining: Array(args), given: given)
     }
 
     /// Go's FlagSet.PrintDefaults layout, flags sorted by name.

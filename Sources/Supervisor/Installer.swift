@@ -36,7 +36,7 @@ public enum Installer {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         if n > 0 { return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        let argv0 = CommandLine.arguments.first ?? ""
+        let argv0 = ProcessArguments.raw().first.map { String(decoding: $0, as: UTF8.self) } ?? ""
         return argv0.hasPrefix("/") ? argv0 : nil
     }
 }

@@ -45,6 +45,22 @@ final class ReadinessGate {
         notifySocket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
         unsetenv("NOTIFY_SOCKET")
         nextAttempt = MonotonicClock.now()
+        executable = ReadinessGate.ownExecutable()
+        // A ready file left by an earlier run (an emptyDir outlives a container restart) would
+        // claim readiness this run has not seen.
+        if !options.file.isEmpty && unlink(options.file) != 0 && errno != ENOENT {
+            log.warning("cannot remove the stale ready file \(options.file): \(SystemError.describe(errno))")
+        }
+    }
+
+    /// The path that runs this binary again: /proc/self/exe, or without /proc the path it was
+    /// started by (AT_EXECFN).
+    private let executable: String
+
+    private static func ownExecutable() -> String {
+        if access("/proc/self/exe", X_OK) == 0 { return "/proc/self/exe" }
+        guard let path = cshim_exec_path() else { return "/proc/self/exe" }
+        return String(cString: path)
     }
 
     /// When the gate wants to run next; nil while an attempt runs, and once it is done.
@@ -64,7 +80,7 @@ final class ReadinessGate {
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_with_output("/proc/self/exe", &cArgs, &childMask, pipeFDs[1])
+        let pid = cshim_spawn_with_output(executable, &cArgs, &childMask, pipeFDs[1])
         close(pipeFDs[1])
         if pid < 0 {
             log.warning("readiness probe: fork: \(SystemError.describe(errno))")
@@ -99,7 +115,7 @@ final class ReadinessGate {
             log.info("not ready yet (\(options.addr)): \(reason)")
         }
         if exit.exitCode == 127 && output.isEmpty && attempts == 1 {
-            log.warning("readiness probe cannot run: exec /proc/self/exe failed (is /proc mounted?)")
+            log.warning("readiness probe cannot run: exec \(executable) failed")
         }
         if exit.exitCode == 1 {
             // Invalid arguments (an -addr the probe refuses): no later attempt can succeed.
@@ -138,6 +154,6 @@ final class ReadinessGate {
             log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
         }
         let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
-        Output.line("[grpc-init] ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
+        log.event("ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
     }
 }

@@ -25,6 +25,12 @@ final class Supervisor {
 
     /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
     private static let killReapBound: Int64 = 1_000_000_000
+    /// How long nothing must happen before the supervisor counts as idle and releases its code
+    /// pages: releasing them on every wake-up would make a burst of events (an orphan storm)
+    /// fault the code back in once per event.
+    private static let idleSettle: Int32 = 1000
+    /// The code pages were released and nothing has run since.
+    private var released = false
 
     init(options: SupervisorOptions) {
         self.options = options
@@ -39,6 +45,11 @@ final class Supervisor {
         }
         if getpid() != 1 && cshim_set_child_subreaper() != 0 {
             log.warning("cannot become a child subreaper, orphans will not be reaped: \(SystemError.describe(errno))")
+        }
+        // Signals 32 and 33 are the C library's own: they cannot be blocked or read from the
+        // signalfd, so they are not forwarded; ignored, they cannot end grpc-init either.
+        if cshim_ignore_reserved_signals() != 0 {
+            log.warning("cannot ignore the C library's reserved signals: \(SystemError.describe(errno))")
         }
         // Every signal that can be blocked is blocked and read from the signalfd; the child gets
         // the original mask back before exec.
@@ -55,9 +66,7 @@ final class Supervisor {
         while true {
             readiness?.tick(now: MonotonicClock.now(), mask: signals.previousMask)
             let deadline = [graceDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
-            // Start-up code (runtime initialisation, flags, spawning) is not needed while idle:
-            // the wait releases its pages, keeping an idle supervisor's resident set small.
-            let n = cshim_idle_poll(&fds, 1, MonotonicClock.pollTimeout(until: deadline))
+            let n = wait(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
                 return 1
@@ -66,8 +75,9 @@ final class Supervisor {
             let now = MonotonicClock.now()
             if let d = graceDeadline, now >= d, childStatus == nil {
                 graceDeadline = nil
-                log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+                // The kill first: a log that cannot be written must not delay it.
                 kill(-child, SIGKILL)
+                log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
             }
             if let status = childStatus {
                 readiness?.stop()
@@ -76,14 +86,31 @@ final class Supervisor {
         }
     }
 
+    /// poll(2) on the signalfd. Start-up code (runtime initialisation, flags, spawning) is not
+    /// needed while idle, so a wait with nothing pending releases those pages, once nothing has
+    /// happened for `idleSettle`: an idle supervisor's resident set stays small, and a burst of
+    /// events does not pay for the release on each of them.
+    private func wait(_ fds: inout [pollfd], timeout: Int32) -> Int32 {
+        if timeout >= 0 || released {
+            let n = poll(&fds, nfds_t(fds.count), timeout)
+            if n != 0 { released = false }
+            return n
+        }
+        let n = poll(&fds, nfds_t(fds.count), Supervisor.idleSettle)
+        if n != 0 { return n }
+        cshim_release_code_pages()
+        released = true
+        return wait(&fds, timeout: -1)
+    }
+
     private func spawn(childMask: sigset_t) -> Int32? {
         var mask = childMask
-        var cArgs: [UnsafeMutablePointer<CChar>?] = options.command.map { strdup($0) }
-        cArgs.append(nil)
-        defer { cArgs.forEach { free($0) } }
         let foreground: Int32 = isatty(STDIN_FILENO) == 1 ? STDIN_FILENO : -1
         var execErrno: Int32 = 0
-        let pid = cshim_spawn(options.command[0], &cArgs, &mask, 1, foreground, &execErrno)
+        // The command's bytes as given: an argument that is not UTF-8 reaches exec unchanged.
+        let pid = ProcessArguments.withCArguments(options.commandBytes) { cArgs in
+            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, &execErrno)
+        }
         if pid < 0 {
             log.error("cannot start \(options.command[0]): fork: \(SystemError.describe(errno))")
             return 1
@@ -105,9 +132,11 @@ final class Supervisor {
         }
         guard childStatus == nil else { return }
         let target = options.processGroup ? -child : child
-        log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
+        // The signal first, then the log line: a log that cannot be written must not delay it.
         if kill(target, signo) != 0 && errno != ESRCH {
             log.warning("cannot forward \(Signals.name(signo)): \(SystemError.describe(errno))")
+        } else {
+            log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
         }
         if (signo == SIGTERM || signo == SIGINT) && options.grace.nanoseconds > 0 && graceDeadline == nil {
             graceDeadline = MonotonicClock.deadline(after: options.grace.nanoseconds)
@@ -146,15 +175,15 @@ final class Supervisor {
         if kill(-child, 0) == 0 {
             switch cleanup {
             case .none:
-                log.info("sending SIGTERM to processes left in process group \(child)")
                 kill(-child, SIGTERM)
                 cleanup = .terminating(until: MonotonicClock.deadline(after: SupervisorOptions.leftoverGrace.nanoseconds))
+                log.info("sending SIGTERM to processes left in process group \(child)")
                 return nil
             case .terminating(let until):
                 if now < until { return nil }
-                log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
                 kill(-child, SIGKILL)
                 cleanup = .killing(until: MonotonicClock.deadline(after: Supervisor.killReapBound))
+                log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
                 return nil
             case .killing(let until):
                 if now < until { return nil }
@@ -184,10 +213,16 @@ struct WaitStatus: CustomStringConvertible {
     var description: String { exitCode.map { "exited with status \($0)" } ?? "killed by \(Signals.name(raw & 0x7F))" }
 }
 
-/// `[grpc-init]` lines on stderr: errors and warnings always, the rest with --verbose.
+/// `[grpc-init]` lines on stderr: errors, warnings and events always, the rest with --verbose.
+/// Never blocks: a line that cannot be written at once is dropped and counted (LogStream).
 struct SupervisorLog {
     let verbose: Bool
-    func info(_ text: String) { if verbose { Output.line("[grpc-init] " + text) } }
-    func warning(_ text: String) { Output.line("[grpc-init] warning: " + text) }
-    func error(_ text: String) { Output.line("[grpc-init] error: " + text) }
+    private let stream = LogStream(fd: STDERR_FILENO)
+
+    init(verbose: Bool) { self.verbose = verbose }
+
+    func info(_ text: String) { if verbose { stream.line("[grpc-init] " + text) } }
+    func event(_ text: String) { stream.line("[grpc-init] " + text) }
+    func warning(_ text: String) { stream.line("[grpc-init] warning: " + text) }
+    func error(_ text: String) { stream.line("[grpc-init] error: " + text) }
 }

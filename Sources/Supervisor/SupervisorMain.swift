@@ -3,10 +3,11 @@ import Glibc
 import SystemCalls
 
 public enum SupervisorMain {
-    /// Runs the supervisor with `arguments` (without argv[0]); returns the exit status.
-    public static func main(_ arguments: [String]) -> Int32 {
+    /// Runs the supervisor with `arguments` (without argv[0]), whose bytes are `rawArguments`;
+    /// returns the exit status.
+    public static func main(_ arguments: [String], rawArguments: [[UInt8]]) -> Int32 {
         do {
-            switch try SupervisorOptions.parse(arguments) {
+            switch try SupervisorOptions.parse(arguments, rawArguments: rawArguments) {
             case .version:
                 Output.line("grpc-init \(BuildInfo.version)", to: STDOUT_FILENO)
                 return 0

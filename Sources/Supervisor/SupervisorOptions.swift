@@ -14,6 +14,8 @@ public struct SupervisorOptions: Equatable {
     /// The readiness gate, when -ready-addr is given.
     public var readiness: ReadinessOptions? = nil
     public var command: [String] = []
+    /// The command's arguments byte for byte, for exec (`command` is for messages).
+    public var commandBytes: [[UInt8]] = []
 
     /// How long processes left in the child's group get between SIGTERM and SIGKILL once the
     /// child itself has exited.
@@ -68,10 +70,17 @@ public struct SupervisorOptions: Equatable {
         "GRPC_INIT_" + String(flag.uppercased().map { $0 == "-" ? "_" : $0 })
     }
 
-    public static func parse(_ arguments: [String], environment: (String) -> String? = Environment.value) throws(Failure) -> Parsed {
+    /// Parses `arguments` (without argv[0]) over the GRPC_INIT_* variables of `environment`.
+    /// `rawArguments`, the same arguments as bytes, give the command its exact bytes.
+    public static func parse(_ arguments: [String], rawArguments: [[UInt8]]? = nil,
+                             environment: (String) -> String? = Environment.value) throws(Failure) -> Parsed {
         var initial = flagSet.defaults()
+        var fromEnvironment: Set<String> = []
         for flag in flagSet.flags {
-            guard let raw = environment(environmentName(flag.name)) else { continue }
+            // Empty counts as unset, as tini reads its variables (and as a template that leaves a
+            // variable blank means it).
+            guard let raw = environment(environmentName(flag.name)), !raw.isEmpty else { continue }
+            fromEnvironment.insert(flag.name)
             // A list variable holds several values separated by commas or spaces.
             let values: [String]
             if case .list = flag.kind {
@@ -95,32 +104,41 @@ public struct SupervisorOptions: Equatable {
             }
         }
         if parsed.bool("version") { return .version }
+        /// Where a value came from, for messages: the flag, or the variable that set it.
+        func source(_ flag: String) -> String {
+            fromEnvironment.contains(flag) && !parsed.given.contains(flag) ? environmentName(flag) : "-" + flag
+        }
         var o = SupervisorOptions()
         o.processGroup = parsed.bool("process-group")
         o.remapExit = Set(parsed.list("remap-exit").compactMap { Int32($0) })
         o.verbose = parsed.bool("verbose")
         o.warnReaped = parsed.bool("warn-reaped")
         o.grace = parsed.duration("grace")
-        if o.grace.nanoseconds < 0 { throw .usage("-grace must not be negative (specified: \(o.grace))") }
+        if o.grace.nanoseconds < 0 { throw .usage("\(source("grace")) must not be negative (specified: \(o.grace))") }
         let signalName = parsed.string("parent-death-signal")
         if !signalName.isEmpty {
-            guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for -parent-death-signal") }
+            guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source("parent-death-signal"))") }
             o.parentDeathSignal = signo
         }
         let readyAddr = parsed.string("ready-addr")
         if readyAddr.isEmpty {
             for flag in ["ready-service", "ready-file"] where !parsed.string(flag).isEmpty {
-                throw .usage("-\(flag) needs -ready-addr")
+                throw .usage("\(source(flag)) needs -ready-addr")
             }
         } else {
             // Checked now as the probe will read it: a malformed address would never be ready.
-            do { _ = try Target.parse(readyAddr) } catch { throw .usage("invalid -ready-addr: \(error.description)") }
+            do { _ = try Target.parse(readyAddr) } catch { throw .usage("invalid \(source("ready-addr")): \(error.description)") }
             let interval = parsed.duration("ready-interval")
-            if interval.nanoseconds <= 0 { throw .usage("-ready-interval must be greater than zero (specified: \(interval))") }
+            if interval.nanoseconds <= 0 { throw .usage("\(source("ready-interval")) must be greater than zero (specified: \(interval))") }
             o.readiness = ReadinessOptions(addr: readyAddr, service: parsed.string("ready-service"), interval: interval,
                                            file: parsed.string("ready-file"))
         }
         o.command = parsed.remaining
+        if let rawArguments, rawArguments.count >= o.command.count {
+            o.commandBytes = Array(rawArguments.suffix(o.command.count))
+        } else {
+            o.commandBytes = o.command.map { Array($0.utf8) }
+        }
         if o.command.isEmpty { throw .usage("no command given (usage: grpc-init [flags] [--] COMMAND [ARGS...])") }
         return .run(o)
     }

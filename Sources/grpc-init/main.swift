@@ -4,7 +4,9 @@ import Supervisor
 import SystemCalls
 
 // Dispatch on how we were invoked, busybox style; everything else lives in the modules.
-let arguments = CommandLine.arguments
+// The C library's argv, not CommandLine: it needs no /proc and keeps every byte.
+let rawArguments = ProcessArguments.raw()
+let arguments = rawArguments.map { String(decoding: $0, as: UTF8.self) }
 let probeNames: Set<String> = ["grpc_health_probe", "grpc-health-probe"]
 let invokedAs = arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
 
@@ -17,4 +19,4 @@ if arguments.count > 1 && probeNames.contains(arguments[1]) {
 if arguments.count > 1 && (arguments[1] == "--install" || arguments[1] == "-install") {
     exit(Installer.install(into: arguments.count > 2 ? arguments[2] : nil, names: probeNames.sorted()))
 }
-exit(SupervisorMain.main(Array(arguments.dropFirst())))
+exit(SupervisorMain.main(Array(arguments.dropFirst()), rawArguments: Array(rawArguments.dropFirst())))

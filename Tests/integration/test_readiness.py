@@ -122,6 +122,21 @@ def test_a_child_that_never_serves_is_still_supervised(bindir, tmp_path):
     assert proc.returncode in (0, 143), rest
 
 
+def test_a_ready_file_left_from_an_earlier_run_is_removed_at_start(bindir, tmp_path):
+    """An emptyDir outlives a container restart: the file the last run made must not claim
+    readiness this run has not seen."""
+    ready = tmp_path / "ready"
+    ready.write_text("SERVING\n")
+    proc, lines, log = start(bindir, "subreaper", tmp_path, ["-ready-file", str(ready), "-v"], ["--status", "NOT_SERVING"])
+    try:
+        assert await_line(log, "[grpc-init] spawned ")  # the file is removed before the child starts
+        assert not ready.exists()
+        await_line(log, "[grpc-init] not ready yet (")
+        assert not ready.exists()
+    finally:
+        stop(proc, "subreaper")
+
+
 @pytest.mark.parametrize("args,message", [
     (["-ready-file", "/tmp/x"], "-ready-file needs -ready-addr"),
     (["-ready-service", "svc"], "-ready-service needs -ready-addr"),

@@ -2,10 +2,11 @@
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
-from conftest import BIN, GO_SERVER, server
+from conftest import BIN, GO_SERVER, LineReader, server
 
 
 @pytest.fixture
@@ -14,6 +15,11 @@ def scratch_root(tmp_path):
     (root / "proc").mkdir(parents=True)
     shutil.copy(BIN, root / "grpc-init")
     return root
+
+
+def in_root(root, args, proc_mounted=True):
+    """`args` run in `root` as its own PID namespace, with /proc mounted or with none at all."""
+    return ["unshare", "--mount", "--pid", "--fork", f"--root={root}"] + (["--mount-proc=/proc"] if proc_mounted else []) + args
 
 
 def test_static_binary_probes_localhost_without_etc_hosts(scratch_root):
@@ -25,21 +31,40 @@ def test_static_binary_probes_localhost_without_etc_hosts(scratch_root):
         assert (out.returncode, out.stderr) == (0, "status: SERVING\n")
 
 
+def test_without_proc_every_mode_runs(scratch_root):
+    """No /proc at all (a sandbox that does not mount it): the runtime needs none to start, the
+    arguments come from the C library, and probe and supervisor work as with it."""
+    (scratch_root / "proc").rmdir()
+    with server("go", listen="127.0.0.1:0") as (_, port):
+        out = subprocess.run(in_root(scratch_root, ["/grpc-init", "grpc_health_probe", "-addr", f"localhost:{port}"], False),
+                             capture_output=True, text=True, timeout=20)
+        assert (out.returncode, out.stderr) == (0, "status: SERVING\n")
+    out = subprocess.run(in_root(scratch_root, ["/grpc-init", "--", "/grpc-init", "-version"], False),
+                         capture_output=True, text=True, timeout=20)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "grpc-init 0.1.0\n", "")
+    out = subprocess.run(in_root(scratch_root, ["/grpc-init", "--", "/grpc-init", "grpc_health_probe", "-addr", "127.0.0.1:1"], False),
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2, out.stderr
+    assert "connect: connection refused" in out.stderr
+
+
 def test_binary_is_fully_static():
     out = subprocess.run(["file", "-L", str(BIN)], capture_output=True, text=True, timeout=10)
     assert "statically linked" in out.stdout, out.stdout
 
 
-def test_readiness_gate_and_supervision_in_a_scratch_image(scratch_root):
+@pytest.mark.parametrize("proc_mounted", [True, False], ids=["with-proc", "without-proc"])
+def test_readiness_gate_and_supervision_in_a_scratch_image(scratch_root, proc_mounted):
     """The image's whole job: grpc-init as PID 1, the static grpc-go server as its child, the gate
-    probing it through /proc/self/exe (nothing else is in the root), then a SIGTERM passed on."""
+    probing it through its own binary (nothing else is in the root), then a SIGTERM passed on.
+    Without /proc too: the gate runs the binary by the path it was started by."""
     shutil.copy(GO_SERVER, scratch_root / "server")
-    proc = subprocess.Popen(["unshare", "--mount", "--pid", "--fork", f"--root={scratch_root}", "--mount-proc=/proc",
-                             "/grpc-init", "-ready-addr", "unix:///server.sock", "-ready-file", "/ready", "-ready-interval", "20ms",
-                             "--", "/server", "-network", "unix", "-addr", "/server.sock"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(in_root(scratch_root, [
+                                "/grpc-init", "-ready-addr", "unix:///server.sock", "-ready-file", "/ready", "-ready-interval", "20ms",
+                                "--", "/server", "-network", "unix", "-addr", "/server.sock"], proc_mounted),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        line = proc.stderr.readline()  # the first line grpc-init writes is the ready line
+        line = LineReader(proc, proc.stderr).next(time.monotonic() + 20)  # grpc-init's first line is the ready line
         assert line.startswith("[grpc-init] ready: unix:///server.sock reports SERVING"), line
         assert (scratch_root / "ready").read_text() == "SERVING\n"
     finally:

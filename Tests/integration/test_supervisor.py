@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -211,6 +212,17 @@ def test_warn_reaped_names_each_adopted_zombie(bindir):
     assert len(warnings) >= 3, out.stderr
 
 
+def verbose_reporter(bindir, mode, log_fd):
+    """grpc-init -v supervising the signal reporter, its log on `log_fd` (closed here); returns the
+    process, a reader of the reporter's lines, and the pid to signal, once the reporter runs."""
+    proc = subprocess.Popen(argv(bindir, mode, ["-v", "--", sys.executable, str(PEERS / "signal_reporter.py")]),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_fd)
+    os.close(log_fd)
+    lines = LineReader(proc)
+    assert lines.next(time.monotonic() + 20).startswith("READY ")
+    return proc, lines, supervisor_pid(proc, mode)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_a_closed_log_neither_loops_nor_sends_the_child_sigpipe(bindir, mode):
     """With -v, every forwarded signal is logged; once nobody reads stderr, that write raises a
@@ -218,13 +230,8 @@ def test_a_closed_log_neither_loops_nor_sends_the_child_sigpipe(bindir, mode):
     that, looped)."""
     read_end, write_end = os.pipe()
     os.close(read_end)  # the log's reader is gone before grpc-init writes a line
-    proc = subprocess.Popen(argv(bindir, mode, ["-v", "--", sys.executable, str(PEERS / "signal_reporter.py")]),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=write_end)
-    os.close(write_end)
-    lines = LineReader(proc)
+    proc, lines, target = verbose_reporter(bindir, mode, write_end)
     try:
-        assert lines.next(time.monotonic() + 20).startswith("READY ")
-        target = supervisor_pid(proc, mode)
         for signo in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
             os.kill(target, signo)
             assert lines.next(time.monotonic() + 10) == f"GOT {signo}", "no SIGPIPE reaches the child in between"
@@ -232,3 +239,164 @@ def test_a_closed_log_neither_loops_nor_sends_the_child_sigpipe(bindir, mode):
         proc.stdin.close()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def full_pipe():
+    """A pipe whose buffer is full and that nobody reads: any blocking write to it blocks."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def drain(fd):
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    except BlockingIOError:
+        pass
+    return data
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stalled_log_neither_delays_forwarding_nor_loses_the_count(bindir, mode):
+    """stderr is a pipe nobody reads, already full: with -v, grpc-init still forwards each
+    signal at once; the lines it could not write are counted, and the count comes first once
+    the log is read again."""
+    read_end, write_end = full_pipe()
+    proc, lines, target = verbose_reporter(bindir, mode, write_end)
+    try:
+        for signo in (signal.SIGUSR1, signal.SIGHUP):
+            os.kill(target, signo)
+            assert lines.next(time.monotonic() + 5) == f"GOT {signo}"
+        drain(read_end)
+        os.kill(target, signal.SIGUSR2)
+        assert lines.next(time.monotonic() + 5) == f"GOT {signal.SIGUSR2}"
+        deadline = time.monotonic() + 5
+        log = b""
+        while b"forwarding SIGUSR2" not in log:
+            assert time.monotonic() < deadline, log
+            select.select([read_end], [], [], 0.1)
+            log += drain(read_end)
+        # spawned, forwarding SIGUSR1 and forwarding SIGHUP could not be written.
+        assert log.decode().splitlines()[0] == "[grpc-init] warning: 3 log lines dropped: stderr was not being read", log
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        os.close(read_end)
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("case", ["grace", "leftovers", "socket"])
+def test_a_stalled_log_does_not_stop_the_stop(bindir, case):
+    """With stderr full (a pipe, or a socket nobody reads), -grace still ends a child that
+    ignores SIGTERM, and leftovers of its group are still killed."""
+    if case == "socket":
+        import socket
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            while True:
+                writer.send(b"x" * 4096)
+        except BlockingIOError:
+            pass
+        writer.setblocking(True)
+        read_end, write_end = reader.detach(), writer.detach()
+    else:
+        read_end, write_end = full_pipe()
+    if case == "leftovers":
+        args = ["-v", "--", "sh", "-c", "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & echo READY; exit 3"]
+    else:
+        args = ["-v", "--grace", "300ms", "--", "sh", "-c", "trap '' TERM; echo READY; while :; do sleep 0.05; done"]
+    proc = subprocess.Popen([str(bindir / "grpc-init"), *args], stdout=subprocess.PIPE, stderr=write_end)
+    os.close(write_end)
+    try:
+        assert LineReader(proc).next(time.monotonic() + 10) == "READY"
+        if case != "leftovers":
+            proc.send_signal(signal.SIGTERM)
+        expected = 3 if case == "leftovers" else 128 + signal.SIGKILL
+        assert proc.wait(timeout=10) == expected
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        os.close(read_end)
+
+
+def test_arguments_reach_the_child_byte_for_byte(bindir, tmp_path):
+    out = subprocess.run([str(bindir / "grpc-init"), "--", "printf", "%s|%s", b"a\xe9b", b"\xff\xfe"], capture_output=True, timeout=10)
+    assert (out.returncode, out.stdout) == (0, b"a\xe9b|\xff\xfe")
+    script = tmp_path / "run\xff".encode("latin-1").decode("utf-8", "surrogateescape")
+    script.write_text("#!/bin/sh\necho ran \"$1\"\n")
+    script.chmod(0o755)
+    out = subprocess.run([str(bindir / "grpc-init"), "--", bytes(script), b"\xe9"], capture_output=True, timeout=10)
+    assert (out.returncode, out.stdout) == (0, b"ran \xe9\n"), out.stderr
+
+
+def test_empty_variables_count_as_unset(bindir):
+    names = ["VERBOSE", "GRACE", "REMAP_EXIT", "PARENT_DEATH_SIGNAL", "PROCESS_GROUP", "WARN_REAPED", "SUBREAPER",
+             "READY_ADDR", "READY_SERVICE", "READY_INTERVAL", "READY_FILE"]
+    env = dict(os.environ, **{f"GRPC_INIT_{n}": "" for n in names})
+    out = run(bindir, "subreaper", ["--", "sh", "-c", "exit 7"], env=env)
+    assert (out.returncode, out.stderr) == (7, "")
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("GRPC_INIT_GRACE", "-1s", "GRPC_INIT_GRACE must not be negative (specified: -1s)"),
+    ("GRPC_INIT_PARENT_DEATH_SIGNAL", "SIGFOO", 'invalid signal "SIGFOO" for GRPC_INIT_PARENT_DEATH_SIGNAL'),
+    ("GRPC_INIT_READY_FILE", "/tmp/x", "GRPC_INIT_READY_FILE needs -ready-addr"),
+    ("GRPC_INIT_READY_ADDR", "unix:", "invalid GRPC_INIT_READY_ADDR: "),
+])
+def test_an_invalid_variable_is_named_in_its_message(bindir, variable, value, message):
+    out = run(bindir, "subreaper", ["true"], env=dict(os.environ, **{variable: value}))
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[0].startswith("[grpc-init] error: " + message), out.stderr
+
+
+def test_the_same_value_given_as_a_flag_is_named_as_the_flag(bindir):
+    out = run(bindir, "subreaper", ["-grace", "-2s", "true"], env=dict(os.environ, GRPC_INIT_GRACE="-1s"))
+    assert out.stderr.splitlines()[0] == "[grpc-init] error: -grace must not be negative (specified: -2s)"
+
+
+def test_the_c_librarys_reserved_signals_do_not_end_grpc_init(bindir):
+    """Signals 32 and 33 cannot be forwarded (the C library keeps them); as a plain parent,
+    grpc-init ignores them instead of dying of them and orphaning the child."""
+    proc = subprocess.Popen([str(bindir / "grpc-init"), "--", sys.executable, str(PEERS / "signal_reporter.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    lines = LineReader(proc)
+    try:
+        assert lines.next(time.monotonic() + 20).startswith("READY ")
+        for signo in (32, 33):
+            os.kill(proc.pid, signo)
+        os.kill(proc.pid, signal.SIGUSR1)
+        assert lines.next(time.monotonic() + 5) == f"GOT {signal.SIGUSR1}"
+        assert proc.poll() is None
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_an_orphan_storm_does_not_fault_the_code_back_in_each_time(bindir):
+    """Each wake-up used to release the code pages, and the next one faulted them back: about a
+    dozen page faults per orphan. Now the pages are released once things have settled."""
+    orphans = 2000
+    script = f"i=0; while [ $i -lt {orphans} ]; do (true &); i=$((i+1)); done; echo DONE; read x"
+    proc = subprocess.Popen([str(bindir / "grpc-init"), "--", "sh", "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert LineReader(proc).next(time.monotonic() + 60) == "DONE"
+        deadline = time.monotonic() + 10
+        while len(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()) > 1:
+            assert time.monotonic() < deadline, "orphans left unreaped"
+            time.sleep(0.01)
+        faults = int(Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+        assert faults < orphans / 2, faults
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)

@@ -13,11 +13,23 @@ int cshim_set_parent_death_signal(int signo);
 int cshim_sigrtmin(void);
 int cshim_sigrtmax(void);
 
-// poll(2) for a process that expects to stay idle: first drops the pages of its own code and
-// read-only data from its resident set (they stay in the page cache and fault back in on
-// demand), so that only what runs after the wait is resident again.
-#include <poll.h>
-int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
+// Drops the pages of the executable's own code and read-only data from the resident set (they
+// stay in the page cache and fault back in on demand), so that only what runs afterwards is
+// resident again. For a process about to wait with nothing pending.
+void cshim_release_code_pages(void);
+
+// The process's argc and argv as the C library passed them: every byte as given, and available
+// without /proc.
+int cshim_argc(void);
+char **cshim_argv(void);
+// The path this executable was started by (the kernel's AT_EXECFN), for running it again
+// without /proc.
+const char *cshim_exec_path(void);
+
+// Sets SIGCANCEL and SIGSETXID, the two real-time signals the C library keeps for itself (and
+// refuses to let sigaction(2) change), to be ignored, so that one sent from outside cannot end
+// a process that uses neither (no threads, no pthread_cancel). Returns 0, or -1 with errno set.
+int cshim_ignore_reserved_signals(void);
 
 // fork + exec in C: between fork and exec only async-signal-safe calls are allowed, which Swift
 // cannot promise. The child gets its own process group when new_process_group is set, takes the
