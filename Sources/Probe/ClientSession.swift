@@ -29,7 +29,18 @@ final class ClientSession {
         self.client = client
     }
 
+    /// What one turn of the loop reads at most. Between turns the deadline and the signalfd are
+    /// looked at, so a server that never stops sending cannot hold the probe past either.
+    static let readBudget = 32 << 10
+    /// What may wait unsent (our frames the server has not read) before the connection counts
+    /// as failed: a server that floods PINGs or SETTINGS and reads nothing would otherwise make
+    /// the answers pile up without end.
+    static let unsentLimit = 1 << 20
+
     func run(until finished: () -> Bool, deadline: Int64, signals: SignalFD?) -> Outcome {
+        // The last turn stopped at its budget (or TLS may hold decrypted bytes that poll cannot
+        // see): the next poll does not wait.
+        var moreToRead = false
         while true {
             if client.connection.hasOutbound { unsent.append(contentsOf: client.connection.takeOutbound()) }
             if !unsent.isEmpty {
@@ -40,16 +51,23 @@ final class ClientSession {
                     // A server that rejects us (a TLS client certificate, say) sends an alert and
                     // closes; its reset can fail this write before the alert is read. The alert
                     // is still queued, and says more than the reset.
-                    _ = readAvailable()
+                    _ = readTurn()
                     if !(transportFailure?.hasPrefix("remote error: ") ?? false) { transportFailure = reason }
                     client.transportClosed("connection error: \(transportFailure ?? reason)")
                     return .closed
                 }
+                if unsent.count > ClientSession.unsentLimit {
+                    let reason = "the server is not reading what it is sent (over \(ClientSession.unsentLimit) bytes unsent)"
+                    transportFailure = reason
+                    client.transportClosed("connection error: \(reason)")
+                    return .closed
+                }
             }
             if finished() { return .done }
+            if MonotonicClock.now() >= deadline { return .timedOut }
             var fds = [pollfd(fd: stream.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
-            let n = poll(&fds, nfds_t(fds.count), MonotonicClock.pollTimeout(until: deadline))
+            let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 transportFailure = "poll: \(goErrnoText(errno))"
                 return .closed
@@ -57,33 +75,46 @@ final class ClientSession {
             if fds.count > 1 && fds[1].revents != 0, let info = signals?.next() {
                 return .cancelled(signal: Int32(info.ssi_signo))
             }
-            if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-                if let ended = readAvailable() { return ended }
+            if moreToRead || fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+                switch readTurn() {
+                case .ended(let outcome): return outcome
+                case .budgetSpent: moreToRead = true
+                case .wouldBlock: moreToRead = false
+                }
             }
-            if n == 0 && MonotonicClock.now() >= deadline { return .timedOut }
         }
     }
 
-    /// Reads until the socket would block; returns an outcome only when the connection ended.
-    private func readAvailable() -> Outcome? {
-        while true {
+    private enum Turn {
+        case ended(Outcome)
+        case budgetSpent
+        case wouldBlock
+    }
+
+    /// Reads until the socket would block or `readBudget` bytes were taken.
+    private func readTurn() -> Turn {
+        var taken = 0
+        while taken < ClientSession.readBudget {
             let result = readBuffer.withUnsafeMutableBytes { stream.read(into: $0) }
             switch result {
             case .bytes(let n):
+                taken += n
                 let chunk = Array(readBuffer[0..<n])
                 if firstBytes.count < 64 { firstBytes.append(contentsOf: chunk.prefix(64 - firstBytes.count)) }
                 client.receive(chunk)
-                if client.connectionFailure != nil { return nil }
+                // A connection error ends the calls; a GOAWAY lets those in flight finish.
+                if client.connectionFailure != nil { return .budgetSpent }
             case .wouldBlock:
-                return nil
+                return .wouldBlock
             case .endOfStream:
                 client.transportClosed("error reading from server: EOF")
-                return .closed
+                return .ended(.closed)
             case .failed(let reason):
                 transportFailure = reason
                 client.transportClosed("error reading from server: \(reason)")
-                return .closed
+                return .ended(.closed)
             }
         }
+        return .budgetSpent
     }
 }

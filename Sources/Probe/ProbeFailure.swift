@@ -18,9 +18,12 @@ public struct ProbeFailure: Error, Equatable {
     public let exit: ProbeExit
     public let lines: [String]
 
+    /// Each line as printed: text from the server (a status message, GOAWAY debug data, a
+    /// certificate's names) can hold control characters, which are escaped so that a failure is
+    /// always one line and never drives the terminal.
     init(_ exit: ProbeExit, _ lines: String...) {
         self.exit = exit
-        self.lines = lines
+        self.lines = lines.map(escapingControlCharacters)
     }
 
     /// A flag-parsing problem: Go's message, then the usage.
@@ -53,7 +56,9 @@ public struct ProbeFailure: Error, Equatable {
 
     static func rpc(_ status: GRPCStatus, timeout: GoDuration) -> ProbeFailure {
         switch status.code {
-        case .unimplemented:
+        case .unimplemented where status.fromServer:
+            // Only the server's own UNIMPLEMENTED means that: an HTTP 404 or a response encoding
+            // we cannot read maps to the same code, and is reported as what it is.
             return ProbeFailure(.rpcFailure, "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): \(status.message)")
         case .deadlineExceeded:
             return ProbeFailure(.rpcFailure, "timeout: health rpc did not complete within \(timeout)")

@@ -209,6 +209,20 @@ struct Probe {
         Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
     }
 
+    /// A protocol that greets in text (SSH, SMTP, Redis errors, ...): the first line is
+    /// printable ASCII. An HTTP/2 server's first bytes are a binary frame header.
+    static func looksLikeText(_ bytes: [UInt8]) -> Bool {
+        let line = bytes.prefix { $0 != 0x0D && $0 != 0x0A }
+        return line.count >= 4 && line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+    }
+
+    /// Whether 9 bytes could start an HTTP/2 frame: a known type, a length within the default
+    /// maximum, the reserved bit clear.
+    static func plausibleFrameHeader(_ bytes: [UInt8]) -> Bool {
+        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
+        return bytes[3] <= FrameType.continuation.rawValue && length <= 16_384 && bytes[5] & 0x80 == 0
+    }
+
     /// Names what the server did instead of completing the HTTP/2 handshake.
     private func handshakeFailure(_ session: ClientSession, _ address: SocketAddress) -> String {
         if let failure = session.transportFailure, failure.hasPrefix("remote error: ") || failure.hasPrefix("tls: ") {
@@ -218,9 +232,13 @@ struct Probe {
         if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
             return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
         }
-        if first.starts(with: Array("HTTP/".utf8)) {
+        if first.starts(with: Array("HTTP/".utf8)) || Probe.looksLikeText(first) {
             let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
             return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
+        }
+        if first.count >= 9 && !Probe.plausibleFrameHeader(first) {
+            let hex = first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
+            return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
         }
         let reason = session.transportFailure ?? session.client.connectionFailure?.message ?? "connection closed"
         if first.isEmpty {

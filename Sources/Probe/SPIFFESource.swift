@@ -36,7 +36,8 @@ extension Probe {
             authority: "localhost", userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
         let call = client.startCall(
             path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
-            timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, request: WorkloadAPI.x509SVIDRequest)
+            timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, serverStreaming: true,
+            request: WorkloadAPI.x509SVIDRequest)
         let session = ClientSession(stream: socket, client: client)
         switch session.run(until: { !call.messages.isEmpty || call.status != nil }, deadline: deadline, signals: signals) {
         case .done, .closed:

@@ -34,8 +34,9 @@ public final class GRPCClient {
 
     /// Starts a call and sends `request` as its only message, ending the request side.
     /// `timeoutNanoseconds` becomes grpc-timeout; the caller still enforces its own deadline.
+    /// A unary call (`serverStreaming` false) takes exactly one response message.
     public func startCall(path: String, metadata: [HeaderField] = [], timeoutNanoseconds: Int64? = nil,
-                          compress: Bool = false, request: [UInt8]) -> GRPCCall {
+                          compress: Bool = false, serverStreaming: Bool = false, request: [UInt8]) -> GRPCCall {
         var headers = [
             HeaderField(":method", "POST"), HeaderField(":scheme", settings.scheme),
             HeaderField(":path", path), HeaderField(":authority", settings.authority),
@@ -45,36 +46,60 @@ public final class GRPCClient {
         if compress { headers.append(HeaderField("grpc-encoding", "gzip")) }
         headers.append(HeaderField("grpc-accept-encoding", "gzip"))
         if let timeoutNanoseconds { headers.append(HeaderField("grpc-timeout", encodeGRPCTimeout(nanoseconds: timeoutNanoseconds))) }
-        for field in metadata {
-            let name = field.name.lowercased()
-            if let problem = GRPCClient.invalidMetadataName(name) {
-                let call = GRPCCall(streamID: 0, maxMessageSize: settings.maxMessageSize)
-                call.finish(GRPCStatus(.internalError, problem))
-                return call
-            }
-            headers.append(HeaderField(name, field.value))
+        func refused(_ status: GRPCStatus) -> GRPCCall {
+            let call = GRPCCall(streamID: 0, maxMessageSize: settings.maxMessageSize, serverStreaming: serverStreaming)
+            call.finish(status)
+            return call
+        }
+        switch GRPCClient.metadataHeaders(metadata) {
+        case .success(let fields): headers += fields
+        case .failure(let status): return refused(status)
         }
 
         var body = request
         if compress {
             do { body = try Gzip.compress(request) } catch {
-                let call = GRPCCall(streamID: 0, maxMessageSize: settings.maxMessageSize)
-                call.finish(GRPCStatus(.internalError, "grpc: error while compressing: \(error)"))
-                return call
+                return refused(GRPCStatus(.internalError, "grpc: error while compressing: \(error)"))
             }
         }
         var framed: [UInt8] = [compress ? 1 : 0]
         framed.reserveCapacity(5 + body.count)
-        let n = UInt32(body.count)
-        framed.append(contentsOf: [UInt8(n >> 24), UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)])
+        appendUInt32(UInt32(body.count), to: &framed)
         framed.append(contentsOf: body)
 
         let id = connection.openStream(headers: headers, endStream: false)
         connection.sendData(streamID: id, framed, endStream: true)
-        let call = GRPCCall(streamID: id, maxMessageSize: settings.maxMessageSize)
+        let call = GRPCCall(streamID: id, maxMessageSize: settings.maxMessageSize, serverStreaming: serverStreaming)
         if let connectionFailure { call.finish(connectionFailure) } else { calls[id] = call }
         return call
     }
+
+    /// The request headers for user metadata, as grpc-go makes them: names lower-cased and
+    /// checked, values of `-bin` names base64-encoded and others printable ASCII, and the names
+    /// gRPC reserves for itself (pseudo-headers, content-type, te, grpc-timeout, ...) left out.
+    static func metadataHeaders(_ metadata: [HeaderField]) -> Result<[HeaderField], GRPCStatus> {
+        var fields: [HeaderField] = []
+        for field in metadata {
+            let name = field.name.lowercased()
+            if name.hasPrefix(":") || reservedNames.contains(name) { continue }
+            if let problem = invalidMetadataName(name) { return .failure(GRPCStatus(.internalError, problem)) }
+            if name.hasSuffix("-bin") {
+                fields.append(HeaderField(name, base64(Array(field.value.utf8))))
+                continue
+            }
+            if field.value.utf8.contains(where: { $0 < 0x20 || $0 > 0x7E }) {
+                return .failure(GRPCStatus(.internalError, "header key \(quoted(name)) contains value with non-printable ASCII characters"))
+            }
+            fields.append(HeaderField(name, field.value))
+        }
+        return .success(fields)
+    }
+
+    /// What grpc-go's transport sets itself and drops from user metadata.
+    static let reservedNames: Set<String> = [
+        "content-type", "user-agent", "grpc-message-type", "grpc-encoding", "grpc-message", "grpc-status",
+        "grpc-timeout", "grpc-status-details-bin", "te",
+    ]
 
     /// Feeds bytes read from the transport.
     public func receive(_ bytes: [UInt8]) {
@@ -100,6 +125,9 @@ public final class GRPCClient {
             case .reset(let id, let code):
                 guard let call = calls.removeValue(forKey: id) else { continue }
                 call.finish(GRPCStatus.fromReset(code))
+            case .streamError(let id, let code, let reason):
+                guard let call = calls.removeValue(forKey: id) else { continue }
+                call.finish(GRPCStatus(GRPCStatus.fromReset(code).code, reason))
             case .goAway(let last, let code, let debug):
                 let reason = "server sent GOAWAY (\(code)\(debug.isEmpty ? "" : ": \(debug)"))"
                 connectionFailure = GRPCStatus(.unavailable, reason)
@@ -135,33 +163,62 @@ public final class GRPCClient {
         let ok = name.utf8.allSatisfy { c in
             (c >= 48 && c <= 57) || (c >= 97 && c <= 122) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
         }
-        return ok ? nil : "header key \(quote(name)) contains illegal characters not in [0-9a-z-_.]"
+        return ok ? nil : "header key \(quoted(name)) contains illegal characters not in [0-9a-z-_.]"
     }
-
-    private static func quote(_ s: String) -> String { "\"" + s + "\"" }
 }
+
+/// Base64 without padding (RFC 4648 §4 and §3.2), as gRPC sends binary metadata.
+func base64(_ bytes: [UInt8]) -> String {
+    let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity((bytes.count * 4 + 2) / 3)
+    var i = 0
+    while i < bytes.count {
+        let n = min(3, bytes.count - i)
+        var group = UInt32(bytes[i]) << 16
+        if n > 1 { group |= UInt32(bytes[i + 1]) << 8 }
+        if n > 2 { group |= UInt32(bytes[i + 2]) }
+        for k in 0...n { out.append(alphabet[Int((group >> (18 - 6 * UInt32(k))) & 0x3F)]) }
+        i += 3
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// `"text"`, for names in messages; the probe escapes what it prints.
+func quoted(_ text: String) -> String { "\"" + text + "\"" }
 
 /// One call's response side: headers, length-prefixed messages, trailers.
 public final class GRPCCall {
     public let streamID: UInt32
     public private(set) var status: GRPCStatus?
     public private(set) var messages: [[UInt8]] = []
+    /// A server-streaming call takes any number of messages, a unary one exactly one.
+    public let serverStreaming: Bool
 
     private let maxMessageSize: Int
+    /// Response messages received so far (taken or not).
+    private var received = 0
+    /// Bytes in `messages`, bounded as a single message is: a server that sends faster than the
+    /// caller takes fails the call instead of filling memory.
+    private var queuedBytes = 0
     private var headersSeen = false
     private var encoding: String?
     private var pending: [UInt8] = []
     /// The stream is still open at the server: finishing early must RST it.
     fileprivate private(set) var needsReset = false
 
-    init(streamID: UInt32, maxMessageSize: Int) {
+    init(streamID: UInt32, maxMessageSize: Int, serverStreaming: Bool) {
         self.streamID = streamID
         self.maxMessageSize = maxMessageSize
+        self.serverStreaming = serverStreaming
     }
 
     /// Removes and returns the oldest received message.
     public func nextMessage() -> [UInt8]? {
-        messages.isEmpty ? nil : messages.removeFirst()
+        guard !messages.isEmpty else { return nil }
+        let message = messages.removeFirst()
+        queuedBytes -= message.count
+        return message
     }
 
     fileprivate func finish(_ s: GRPCStatus) {
@@ -202,7 +259,7 @@ public final class GRPCCall {
         if !pending.isEmpty {
             return fail(GRPCStatus(.internalError, "server closed the stream with an incomplete message"), streamOpen: false)
         }
-        finish(GRPCStatus(rawCode: code, message: percentDecode(value("grpc-message") ?? "")))
+        finish(GRPCStatus(rawCode: code, message: percentDecode(value("grpc-message") ?? ""), fromServer: true))
     }
 
     fileprivate func receiveData(_ bytes: [UInt8], endStream: Bool) {
@@ -217,6 +274,12 @@ public final class GRPCCall {
             if length > maxMessageSize {
                 return fail(GRPCStatus(.resourceExhausted, "grpc: received message larger than max (\(length) vs. \(maxMessageSize))"), streamOpen: !endStream)
             }
+            if !serverStreaming && received == 1 {
+                return fail(GRPCStatus(.internalError, "grpc: cardinality violation: expected <EOF> for non server-streaming RPCs, but received another message"),
+                            streamOpen: !endStream)
+            }
+            // Room for the whole message at once: growing by doubling would take twice its size.
+            if pending.count < 5 + length { pending.reserveCapacity(5 + length) }
             guard pending.count >= 5 + length else { break }
             var message = Array(pending[5..<(5 + length)])
             pending.removeFirst(5 + length)
@@ -230,11 +293,23 @@ public final class GRPCCall {
                     return fail(GRPCStatus(.unimplemented, "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\""), streamOpen: !endStream)
                 }
                 do { message = try Gzip.decompress(message, limit: maxMessageSize) } catch {
-                    return fail(GRPCStatus(.resourceExhausted, "grpc: failed to decompress the received message: \(error)"), streamOpen: !endStream)
+                    switch error {
+                    case .tooLarge(let limit):
+                        return fail(GRPCStatus(.resourceExhausted, "grpc: received message after decompression larger than max (\(limit))"),
+                                    streamOpen: !endStream)
+                    case .zlib:
+                        return fail(GRPCStatus(.internalError, "grpc: failed to decompress the received message: \(error)"), streamOpen: !endStream)
+                    }
                 }
             default:
                 return fail(GRPCStatus(.internalError, "grpc: invalid message compression flag \(flag)"), streamOpen: !endStream)
             }
+            if queuedBytes + message.count > maxMessageSize && !messages.isEmpty {
+                return fail(GRPCStatus(.resourceExhausted, "grpc: response messages arrived faster than they were taken (over \(maxMessageSize) bytes queued)"),
+                            streamOpen: !endStream)
+            }
+            received += 1
+            queuedBytes += message.count
             messages.append(message)
         }
         if endStream {

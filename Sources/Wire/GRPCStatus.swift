@@ -33,6 +33,9 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
     /// Set when the server sent a code outside 0...16; printed as grpc-go prints it.
     public var rawCode: Int
     public var message: String
+    /// The server sent this status (grpc-status); otherwise the client concluded it (an HTTP
+    /// status, a reset, a broken message). Not part of equality.
+    public var fromServer = false
 
     public init(_ code: GRPCStatusCode, _ message: String = "") {
         self.code = code
@@ -40,10 +43,15 @@ public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public init(rawCode: Int, message: String) {
+    public init(rawCode: Int, message: String, fromServer: Bool = false) {
         self.code = GRPCStatusCode(rawValue: rawCode) ?? .unknown
         self.rawCode = rawCode
         self.message = message
+        self.fromServer = fromServer
+    }
+
+    public static func == (a: GRPCStatus, b: GRPCStatus) -> Bool {
+        a.code == b.code && a.rawCode == b.rawCode && a.message == b.message
     }
 
     /// grpc-go's status error text: "rpc error: code = NotFound desc = unknown service".

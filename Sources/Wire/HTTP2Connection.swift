@@ -19,7 +19,11 @@ public final class HTTP2Connection {
         case ready
         case headers(streamID: UInt32, fields: [HeaderField], endStream: Bool)
         case data(streamID: UInt32, bytes: [UInt8], endStream: Bool)
+        /// The server reset the stream (RST_STREAM).
         case reset(streamID: UInt32, code: HTTP2ErrorCode)
+        /// The server broke the protocol on one stream; we reset it with `code`, and `reason`
+        /// says what was wrong.
+        case streamError(streamID: UInt32, code: HTTP2ErrorCode, reason: String)
         case goAway(lastStreamID: UInt32, code: HTTP2ErrorCode, debug: String)
     }
 
@@ -161,7 +165,12 @@ public final class HTTP2Connection {
         inbound.append(contentsOf: bytes)
         var events: [Event] = []
         var offset = 0
-        do {
+        do throws(HTTP2Error) {
+            // Checked before the frame's length: bytes from something that is not an HTTP/2
+            // server (an SSH banner, TLS) are named as that, not as an oversized frame.
+            if !isReady && inbound.count >= Frame.headerLength && inbound[3] != FrameType.settings.rawValue {
+                throw .connection(.protocolError, "server preface must start with SETTINGS, got frame type \(inbound[3])")
+            }
             while let (frame, used) = try Frame.parse(inbound, from: offset, maxFrameSize: limits.maxFrameSize) {
                 offset += used
                 try handle(frame, into: &events)
@@ -263,7 +272,12 @@ public final class HTTP2Connection {
         case .pushPromise:
             throw .connection(.protocolError, "PUSH_PROMISE received although push is disabled")
         case .priority:
-            break
+            // RFC 9113 makes a wrong length a stream error; like Go's HTTP/2 framer, which the
+            // reference tool uses, we end the connection: a server sending it is broken.
+            guard frame.streamID != 0 else { throw .connection(.protocolError, "PRIORITY on stream 0") }
+            guard frame.payload.count == 5 else {
+                throw .connection(.frameSizeError, "PRIORITY frame of \(frame.payload.count) bytes (want 5)")
+            }
         }
     }
 
@@ -312,10 +326,48 @@ public final class HTTP2Connection {
             throw .connection(.compressionError, "cannot decode response headers: \(error)")
         }
         guard var stream = streams[pending.streamID], !stream.remoteClosed else { return }
+        if let problem = HTTP2Connection.malformedField(fields) {
+            // A malformed response (RFC 9113 §8.1.1) is a stream error.
+            return streamError(pending.streamID, .protocolError, problem, &events)
+        }
         stream.remoteClosed = pending.endStream
         streams[pending.streamID] = stream
         finishIfClosed(pending.streamID)
         events.append(.headers(streamID: pending.streamID, fields: fields, endStream: pending.endStream))
+    }
+
+    /// What makes a decoded header list malformed (RFC 9113 §8.2.1, as Go's HTTP/2 framer
+    /// checks it): a name that is not a lower-case token, a pseudo-header after a regular field,
+    /// a value with control characters (HTAB aside). Nil when the list is well formed.
+    static func malformedField(_ fields: [HeaderField]) -> String? {
+        var regularSeen = false
+        for field in fields {
+            var name = field.name.utf8[...]
+            if name.first == UInt8(ascii: ":") {
+                if regularSeen { return "pseudo-header field \(quoted(field.name)) after a regular field" }
+                name = name.dropFirst()
+            } else {
+                regularSeen = true
+            }
+            if name.isEmpty || !name.allSatisfy(isLowerCaseTokenByte) {
+                return "invalid header field name \(quoted(field.name))"
+            }
+            if field.value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+                return "invalid header field value for \(quoted(field.name))"
+            }
+        }
+        return nil
+    }
+
+    /// RFC 9110's token characters, less the upper-case letters HTTP/2 forbids in names.
+    private static func isLowerCaseTokenByte(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"): return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"): return true
+        default: return false
+        }
     }
 
     private func finishIfClosed(_ id: UInt32) {
@@ -340,6 +392,6 @@ public final class HTTP2Connection {
     private func streamError(_ id: UInt32, _ code: HTTP2ErrorCode, _ text: String, _ events: inout [Event]) {
         streams[id] = nil
         rstStream(id, code)
-        events.append(.reset(streamID: id, code: code))
+        events.append(.streamError(streamID: id, code: code, reason: text))
     }
 }

@@ -5,9 +5,10 @@ public enum Health {
 
     public enum ServingStatus: Equatable, Sendable, CustomStringConvertible {
         case unknown, serving, notServing, serviceUnknown
-        case other(UInt64)
+        /// A value health.proto does not name; an enum is an int32 on the wire.
+        case other(Int32)
 
-        init(_ raw: UInt64) {
+        init(_ raw: Int32) {
             switch raw {
             case 0: self = .unknown
             case 1: self = .serving
@@ -39,9 +40,10 @@ public enum Health {
     /// HealthCheckResponse { ServingStatus status = 1; }
     public static func decodeResponse(_ bytes: [UInt8]) throws(ProtobufError) -> ServingStatus {
         var reader = ProtobufReader(bytes)
-        var status: UInt64 = 0
+        var status: Int32 = 0
         while let field = try reader.next() {
-            if field.number == 1 && field.wireType == .varint { status = field.scalar & 0xFFFF_FFFF }
+            // Negative values arrive sign-extended to 64 bits; protobuf keeps the low 32.
+            if field.number == 1 && field.wireType == .varint { status = Int32(truncatingIfNeeded: field.scalar) }
         }
         return ServingStatus(status)
     }

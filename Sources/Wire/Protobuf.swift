@@ -45,6 +45,8 @@ public enum ProtobufError: Error, Equatable, CustomStringConvertible {
     case malformedVarint
     case unsupportedWireType(UInt8)
     case invalidFieldNumber
+    case unmatchedEndGroup
+    case nestedTooDeep
 
     public var description: String {
         switch self {
@@ -52,6 +54,8 @@ public enum ProtobufError: Error, Equatable, CustomStringConvertible {
         case .malformedVarint: return "malformed varint"
         case .unsupportedWireType(let t): return "unsupported wire type \(t)"
         case .invalidFieldNumber: return "invalid field number 0"
+        case .unmatchedEndGroup: return "end group without a matching start group"
+        case .nestedTooDeep: return "groups nested too deep"
         }
     }
 }
@@ -94,10 +98,26 @@ public struct ProtobufReader {
 
     public mutating func next() throws(ProtobufError) -> ProtobufField? {
         guard index < buffer.endIndex else { return nil }
+        let (number, type) = try tag()
+        if type == .endGroup { throw .unmatchedEndGroup }
+        return try field(number, type, depth: 1)
+    }
+
+    /// The nesting protobuf's own parsers allow for groups and messages.
+    static let maxDepth = 100
+
+    private mutating func tag() throws(ProtobufError) -> (Int, ProtobufWireType) {
         let key = try varint()
         let number = Int(truncatingIfNeeded: key >> 3)
         guard number > 0 else { throw .invalidFieldNumber }
         guard let type = ProtobufWireType(rawValue: UInt8(key & 7)) else { throw .unsupportedWireType(UInt8(key & 7)) }
+        return (number, type)
+    }
+
+    /// The value of a field whose tag was just read (not an end-group tag). A group (proto2's
+    /// delimited message) is skipped whole, as protobuf skips an unknown field: its `bytes` are
+    /// its content, nested groups `depth` deep at most.
+    private mutating func field(_ number: Int, _ type: ProtobufWireType, depth: Int) throws(ProtobufError) -> ProtobufField {
         switch type {
         case .varint:
             return ProtobufField(number: number, wireType: type, scalar: try varint(), bytes: [])
@@ -114,8 +134,21 @@ public struct ProtobufReader {
             let slice = buffer[index..<(index + Int(length))]
             index += Int(length)
             return ProtobufField(number: number, wireType: type, scalar: 0, bytes: slice)
-        case .startGroup, .endGroup:
-            throw .unsupportedWireType(type.rawValue)
+        case .startGroup:
+            guard depth <= ProtobufReader.maxDepth else { throw .nestedTooDeep }
+            let start = index
+            while true {
+                guard index < buffer.endIndex else { throw .truncated }
+                let end = index
+                let (inner, innerType) = try tag()
+                if innerType == .endGroup {
+                    guard inner == number else { throw .unmatchedEndGroup }
+                    return ProtobufField(number: number, wireType: type, scalar: 0, bytes: buffer[start..<end])
+                }
+                _ = try field(inner, innerType, depth: depth + 1)
+            }
+        case .endGroup:
+            throw .unmatchedEndGroup
         }
     }
 }

@@ -117,3 +117,10 @@ final class FlagSetTests: XCTestCase {
         XCTAssertEqual(goQuote("café"), "\"café\"")
     }
 }
+
+final class EscapingTests: XCTestCase {
+    func testControlCharactersAreEscapedAndTheRestKept() {
+        XCTAssertEqual(escapingControlCharacters("plain café ✓"), "plain café ✓")
+        XCTAssertEqual(escapingControlCharacters("a\nb\rc\td\u{1B}[2J\u{7F}\u{9B}e"), "a\\nb\\rc\\td\\x1b[2J\\x7f\\u009be")
+    }
+}

@@ -78,14 +78,16 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertEqual(try Health.decodeResponse(try XCTUnwrap(call.nextMessage())), .notServing)
     }
 
+    /// The status of a Check call after the server's bytes that `build` makes.
+    func status(_ build: (inout ScriptedServer) -> [UInt8]) -> GRPCStatus? {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: [])
+        var server = ScriptedServer()
+        client.receive(build(&server))
+        return call.status
+    }
+
     func testHostileResponses() {
-        func status(_ build: (inout ScriptedServer) -> [UInt8]) -> GRPCStatus? {
-            let client = readyClient()
-            let call = client.startCall(path: Health.checkPath, request: [])
-            var server = ScriptedServer()
-            client.receive(build(&server))
-            return call.status
-        }
         let ok = [(":status", "200"), ("content-type", "application/grpc")]
         XCTAssertEqual(status { $0.headers(1, ok, end: false) + [0, 0, 5, 0, 0, 0, 0, 0, 1, 0, 0x7F, 0xFF, 0xFF, 0xFF] }?.code, .resourceExhausted)
         XCTAssertEqual(status { $0.headers(1, [(":status", "404")], end: true) }?.code, .unimplemented)
@@ -98,9 +100,66 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertEqual(status { _ in Frame(.headers, flags: FrameFlags.endHeaders, streamID: 1, payload: [0xFF]).serialized() }?.code, .internalError)
     }
 
+    func testAUnaryResponseIsOneMessage() {
+        let ok = [(":status", "200"), ("content-type", "application/grpc")]
+        let second = status { $0.headers(1, ok, end: false) + $0.message(1, [8, 1]) + $0.message(1, [8, 1]) }
+        XCTAssertEqual(second, GRPCStatus(.internalError, "grpc: cardinality violation: expected <EOF> for non server-streaming RPCs, but received another message"))
+        XCTAssertEqual(status { $0.headers(1, ok, end: false) + $0.message(1, [8, 1]) + $0.headers(1, [("grpc-status", "0")], end: true) }, GRPCStatus(.ok))
+    }
+
+    func testOnlyTheServersOwnStatusCountsAsItsWord() {
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: [])
+        var server = ScriptedServer()
+        client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "12")], end: true))
+        XCTAssertEqual(call.status?.code, .unimplemented)
+        XCTAssertEqual(call.status?.fromServer, true)
+        let other = readyClient()
+        let refused = other.startCall(path: Health.checkPath, request: [])
+        var second = ScriptedServer()
+        other.receive(second.headers(1, [(":status", "404")], end: true))
+        XCTAssertEqual(refused.status?.code, .unimplemented)
+        XCTAssertEqual(refused.status?.fromServer, false)
+    }
+
+    func testMalformedResponseFieldsFailTheStream() {
+        for (name, value, problem) in [
+            ("grpc-message", "a\u{1B}[2Jb", "invalid header field value for \"grpc-message\""),
+            ("grpc-message", "two\nlines", "invalid header field value for \"grpc-message\""),
+            ("X-Upper", "v", "invalid header field name \"X-Upper\""),
+            ("bad name", "v", "invalid header field name \"bad name\""),
+        ] {
+            let client = readyClient()
+            let call = client.startCall(path: Health.checkPath, request: [])
+            _ = client.connection.takeOutbound()
+            var server = ScriptedServer()
+            client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc"), (name, value)], end: true))
+            XCTAssertEqual(call.status, GRPCStatus(.internalError, problem))
+            XCTAssertTrue(frames(client.connection.takeOutbound()).contains { $0.type == FrameType.rstStream.rawValue && $0.payload == [0, 0, 0, 1] })
+        }
+        XCTAssertNil(HTTP2Connection.malformedField([HeaderField(":status", "200"), HeaderField("x-tab", "a\tb")]))
+        XCTAssertNotNil(HTTP2Connection.malformedField([HeaderField("x", "1"), HeaderField(":status", "200")]))
+    }
+
+    func testReservedMetadataIsLeftOutAsGRPCGoLeavesItOut() throws {
+        let given = [HeaderField("te", "gzip"), HeaderField("Content-Type", "text/plain"), HeaderField("grpc-timeout", "1S"),
+                     HeaderField("user-agent", "x"), HeaderField("grpc-status", "0"), HeaderField("x-kept", "yes"),
+                     HeaderField("x-data-bin", "\u{0}\u{1}hi")]
+        guard case .success(let fields) = GRPCClient.metadataHeaders(given) else { return XCTFail() }
+        XCTAssertEqual(fields, [HeaderField("x-kept", "yes"), HeaderField("x-data-bin", "AAFoaQ")])
+        guard case .failure(let space) = GRPCClient.metadataHeaders([HeaderField("x y", "v")]) else { return XCTFail() }
+        XCTAssertEqual(space, GRPCStatus(.internalError, "header key \"x y\" contains illegal characters not in [0-9a-z-_.]"))
+        guard case .failure(let value) = GRPCClient.metadataHeaders([HeaderField("x-v", "caf\u{E9}")]) else { return XCTFail() }
+        XCTAssertEqual(value, GRPCStatus(.internalError, "header key \"x-v\" contains value with non-printable ASCII characters"))
+        XCTAssertEqual(base64(Array("f".utf8)), "Zg")
+        XCTAssertEqual(base64(Array("fo".utf8)), "Zm8")
+        XCTAssertEqual(base64(Array("foo".utf8)), "Zm9v")
+        XCTAssertEqual(base64(Array("foobar".utf8)), "Zm9vYmFy")
+    }
+
     func testServerStreamingDeliversEachMessageAsItArrives() throws {
         let client = readyClient()
-        let call = client.startCall(path: Health.watchPath, request: Health.request(service: ""))
+        let call = client.startCall(path: Health.watchPath, serverStreaming: true, request: Health.request(service: ""))
         var server = ScriptedServer()
         client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc")], end: false))
         // One message split across two DATA frames, then two in one frame.
@@ -118,7 +177,7 @@ final class GRPCClientTests: XCTestCase {
 
     func testLongStreamsKeepTheReceiveWindowOpen() throws {
         let client = readyClient()
-        _ = client.startCall(path: Health.watchPath, request: [])
+        _ = client.startCall(path: Health.watchPath, serverStreaming: true, request: [])
         _ = client.connection.takeOutbound()
         var server = ScriptedServer()
         client.receive(server.headers(1, [(":status", "200"), ("content-type", "application/grpc")], end: false))
@@ -165,7 +224,12 @@ final class WireFormatTests: XCTestCase {
     func testProtobufRejectsMalformedInput() {
         XCTAssertThrowsError(try Health.decodeResponse([0x08])) { XCTAssertEqual($0 as? ProtobufError, .truncated) }
         XCTAssertThrowsError(try Health.decodeResponse([0x12, 0x05, 0x41])) { XCTAssertEqual($0 as? ProtobufError, .truncated) }
-        XCTAssertThrowsError(try Health.decodeResponse([0x0B])) { XCTAssertEqual($0 as? ProtobufError, .unsupportedWireType(3)) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x0B])) { XCTAssertEqual($0 as? ProtobufError, .truncated) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x0B, 0x14])) { XCTAssertEqual($0 as? ProtobufError, .unmatchedEndGroup) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x0C])) { XCTAssertEqual($0 as? ProtobufError, .unmatchedEndGroup) }
+        XCTAssertThrowsError(try Health.decodeResponse([0x0E])) { XCTAssertEqual($0 as? ProtobufError, .unsupportedWireType(6)) }
+        let deep = [UInt8](repeating: 0x0B, count: 200) + [UInt8](repeating: 0x0C, count: 200)
+        XCTAssertThrowsError(try Health.decodeResponse(deep)) { XCTAssertEqual($0 as? ProtobufError, .nestedTooDeep) }
         XCTAssertThrowsError(try Health.decodeResponse([0x08] + [UInt8](repeating: 0xFF, count: 10) + [0x01])) { XCTAssertEqual($0 as? ProtobufError, .malformedVarint) }
         XCTAssertThrowsError(try Health.decodeResponse([0x00])) { XCTAssertEqual($0 as? ProtobufError, .invalidFieldNumber) }
     }
@@ -175,6 +239,10 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(try Health.decodeResponse([]), .unknown)
         XCTAssertEqual(Health.ServingStatus.serviceUnknown.description, "SERVICE_UNKNOWN")
         XCTAssertEqual(try Health.decodeResponse([0x08, 0x07]).description, "7")
+        // A group (field 5, holding a varint and a nested group) is skipped as protobuf skips it.
+        XCTAssertEqual(try Health.decodeResponse([0x2B, 0x08, 0x07, 0x33, 0x34, 0x2C, 0x08, 0x01]), .serving)
+        // An enum is an int32: -1 comes sign-extended to ten bytes and prints as -1.
+        XCTAssertEqual(try Health.decodeResponse([0x08] + [UInt8](repeating: 0xFF, count: 9) + [0x01]).description, "-1")
     }
 
     func testGRPCTimeoutAndPercentDecoding() {
@@ -193,5 +261,17 @@ final class WireFormatTests: XCTestCase {
         XCTAssertThrowsError(try Gzip.decompress(big, limit: 4096)) { XCTAssertEqual($0 as? Gzip.Failure, .tooLarge(limit: 4096)) }
         XCTAssertThrowsError(try Gzip.decompress([1, 2, 3], limit: 4096))
         XCTAssertThrowsError(try Gzip.decompress(Array(big.prefix(10)), limit: 1 << 21))
+    }
+
+    func testGzipReadsEveryMemberAndRefusesTrailingBytes() throws {
+        let first = try Gzip.compress(Array("grpc-".utf8))
+        let second = try Gzip.compress(Array("init".utf8))
+        XCTAssertEqual(try Gzip.decompress(first + second, limit: 64), Array("grpc-init".utf8))
+        XCTAssertThrowsError(try Gzip.decompress(first + Array("junk".utf8), limit: 64)) {
+            guard case .zlib? = $0 as? Gzip.Failure else { return XCTFail("\($0)") }
+        }
+        XCTAssertThrowsError(try Gzip.decompress(first + second.prefix(second.count - 3), limit: 64))
+        // The limit holds across members.
+        XCTAssertThrowsError(try Gzip.decompress(first + second, limit: 6)) { XCTAssertEqual($0 as? Gzip.Failure, .tooLarge(limit: 6)) }
     }
 }

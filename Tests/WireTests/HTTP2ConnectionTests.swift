@@ -45,6 +45,30 @@ final class FrameTests: XCTestCase {
 }
 
 final class HTTP2ConnectionTests: XCTestCase {
+    func testTheFirstFrameMustBeSettingsWhateverItsLength() {
+        // An SSH banner read as a frame header claims 5 MiB; it is named as a wrong preface.
+        let c = HTTP2Connection()
+        XCTAssertThrowsError(try c.receive(Array("SSH-2.0-OpenSSH_9.2\r\n".utf8))) {
+            XCTAssertEqual($0 as? HTTP2Error, .connection(.protocolError, "server preface must start with SETTINGS, got frame type 45"))
+        }
+    }
+
+    func testPriorityFramesAreChecked() throws {
+        for (stream, payload, expected) in [(UInt32(1), [UInt8](repeating: 0, count: 4), HTTP2Error.connection(.frameSizeError, "PRIORITY frame of 4 bytes (want 5)")),
+                                            (0, [0, 0, 0, 0, 16], .connection(.protocolError, "PRIORITY on stream 0"))] {
+            let c = HTTP2Connection()
+            _ = try c.receive(settingsFrame())
+            _ = c.openStream(headers: [HeaderField(":method", "POST")], endStream: false)
+            XCTAssertThrowsError(try c.receive(Frame(.priority, streamID: stream, payload: payload).serialized())) {
+                XCTAssertEqual($0 as? HTTP2Error, expected)
+            }
+        }
+        let c = HTTP2Connection()
+        _ = try c.receive(settingsFrame())
+        _ = c.openStream(headers: [HeaderField(":method", "POST")], endStream: false)
+        XCTAssertEqual(try c.receive(Frame(.priority, streamID: 1, payload: [0, 0, 0, 0, 16]).serialized()), [])
+    }
+
     func testStartsWithPrefaceSettingsAndWindowUpdate() {
         let c = HTTP2Connection()
         let out = c.takeOutbound()

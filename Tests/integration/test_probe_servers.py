@@ -76,6 +76,33 @@ def test_rpc_headers_and_user_agent_reach_the_server(probe, kind):
         assert any(h.startswith("user-agent=kubelet-probe grpc-init/") for h in headers)
 
 
+def test_reserved_rpc_headers_are_left_out_as_grpc_go_leaves_them(probe):
+    """Names gRPC's transport sets itself never go out as metadata (with `te: gzip` on the wire
+    grpcio refuses the call); -bin values go out base64-encoded."""
+    with server("python", echo_headers=True) as (proc, port):
+        reserved = ["te: gzip", "content-type: text/plain", "grpc-timeout: 1S", "user-agent: evil",
+                    "grpc-encoding: br", "grpc-status: 0", "grpc-message: x", "grpc-message-type: x", "grpc-status-details-bin: x"]
+        r = probe("-addr", f"127.0.0.1:{port}", *[a for h in reserved for a in ("-rpc-header", h)],
+                  "-rpc-header", "x-kept: yes", "-rpc-header", "x-blob-bin: \u00e9t\u00e9")
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+        lines = collect_lines(proc, "", lambda ls: any(l.startswith("SERVICE") for l in ls))
+        headers = [l[len("HEADER "):] for l in lines if l.startswith("HEADER ")]
+        assert "x-kept=yes" in headers
+        assert "x-blob-bin=" + repr("\u00e9t\u00e9".encode()) in headers  # grpcio decodes the base64
+        assert not set(headers) & {h.replace(": ", "=", 1) for h in reserved}, headers
+        assert any(h.startswith("user-agent=grpc_health_probe grpc-init/") for h in headers)
+
+
+@pytest.mark.parametrize("header,message", [
+    ("x y: v", 'header key "x y" contains illegal characters not in [0-9a-z-_.]'),
+    ("x-v: caf\u00e9", 'header key "x-v" contains value with non-printable ASCII characters'),
+])
+def test_invalid_rpc_headers_fail_the_call_as_grpc_go_does(probe, header, message):
+    with server("go") as (_, port):
+        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-header", header)
+        assert (r.code, r.lines) == (3, [f"error: health rpc failed: rpc error: code = Internal desc = {message}"]), r
+
+
 def test_verbose_lines(probe):
     with server("go") as (_, port):
         r = probe("-addr", f"127.0.0.1:{port}", "-v", "-rpc-header", "c: d", "-rpc-header", "A: b")

@@ -64,6 +64,76 @@ def read_until_request(conn):
 
 SETTINGS = frame(4, 0, 0)
 OK_HEADERS = hpack_literal(":status", "200") + hpack_literal("content-type", "application/grpc")
+GZIP_HEADERS = OK_HEADERS + hpack_literal("grpc-encoding", "gzip")
+SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+TRAILERS_OK = frame(1, 5, 1, hpack_literal("grpc-status", "0"))
+
+
+def message(payload, compressed=False):
+    return bytes([1 if compressed else 0]) + struct.pack(">I", len(payload)) + payload
+
+
+def data_frames(body, stream=1):
+    """`body` as DATA frames of at most 16384 bytes (the client's SETTINGS_MAX_FRAME_SIZE)."""
+    return b"".join(frame(0, 0, stream, body[i:i + 16384]) for i in range(0, len(body), 16384))
+
+
+def gzip_bytes(payload):
+    import gzip
+    return gzip.compress(payload, mtime=0)
+
+
+def flood(conn, unit):
+    """Sends `unit` again and again until the client goes away."""
+    block = unit * max(1, 65536 // len(unit))
+    while True:
+        conn.sendall(block)
+
+
+# Modes whose answer is a fixed byte string after the SETTINGS exchange.
+FIXED = {
+    "serving": frame(1, 4, 1, OK_HEADERS) + frame(0, 0, 1, message(SERVING)) + TRAILERS_OK,
+    "second-message": frame(1, 4, 1, OK_HEADERS) + frame(0, 0, 1, message(SERVING) + message(SERVING)) + TRAILERS_OK,
+    "trailing-bytes": frame(1, 4, 1, OK_HEADERS) + frame(0, 0, 1, message(SERVING) + b"\x00\x00\x00") + TRAILERS_OK,
+    # A gzip member whose deflate data is damaged (its first block claims the reserved type 3).
+    "gzip-corrupt": frame(1, 4, 1, GZIP_HEADERS)
+        + frame(0, 0, 1, message(gzip_bytes(SERVING)[:10] + b"\x07" + gzip_bytes(SERVING)[11:], True)) + TRAILERS_OK,
+    "gzip-truncated": frame(1, 4, 1, GZIP_HEADERS) + frame(0, 0, 1, message(gzip_bytes(SERVING * 100)[:-12], True)) + TRAILERS_OK,
+    "gzip-trailing": frame(1, 4, 1, GZIP_HEADERS) + frame(0, 0, 1, message(gzip_bytes(SERVING) + b"junk", True)) + TRAILERS_OK,
+    # Two gzip members whose contents together are the response: valid gzip, as Go reads it.
+    "gzip-multimember": frame(1, 4, 1, GZIP_HEADERS)
+        + frame(0, 0, 1, message(gzip_bytes(b"\x08") + gzip_bytes(b"\x01"), True)) + TRAILERS_OK,
+    "unknown-encoding": frame(1, 4, 1, OK_HEADERS + hpack_literal("grpc-encoding", "br"))
+        + frame(0, 0, 1, message(b"\x00", True)) + TRAILERS_OK,
+    "http-404": frame(1, 5, 1, hpack_literal(":status", "404") + hpack_literal("content-type", "text/plain")),
+    "message-control": frame(1, 5, 1, OK_HEADERS + hpack_literal("grpc-status", "14")
+                             + hpack_literal("grpc-message", "first%0Asecond%0D%1B[31mred")),
+    "raw-control-value": frame(1, 5, 1, OK_HEADERS + hpack_literal("grpc-status", "14")
+                               + hpack_literal("grpc-message", "raw \x1b[2J escape")),
+    "goaway-control": frame(7, 0, 0, struct.pack(">II", 0, 2) + b"bye\nnext line\x1b[2J"),
+    "priority-bad-length": frame(2, 0, 1, b"\x00\x00\x00\x00"),
+    # SERVING after a group field (field 5: start group, a varint inside, end group).
+    "group-field": frame(1, 4, 1, OK_HEADERS)
+        + frame(0, 0, 1, message(b"\x2b\x08\x07\x2c" + SERVING)) + TRAILERS_OK,
+    # status = -1: an int32 enum, sign-extended to ten bytes on the wire.
+    "negative-status": frame(1, 4, 1, OK_HEADERS)
+        + frame(0, 0, 1, message(b"\x08" + b"\xff" * 9 + b"\x01")) + TRAILERS_OK,
+}
+
+# Endless answers after the SETTINGS exchange: (what comes first, what is repeated).
+FLOODS = {
+    "flood-data": (frame(1, 4, 1, OK_HEADERS), frame(0, 0, 1)),
+    "flood-unknown": (b"", frame(0xFA, 0, 0)),
+    "flood-priority": (b"", frame(2, 0, 1, b"\x00\x00\x00\x00\x10")),
+    "endless-messages": (frame(1, 4, 1, OK_HEADERS), data_frames(message(b"\x00" * (1 << 20)))),
+    "gzip-bombs": (frame(1, 4, 1, GZIP_HEADERS), data_frames(message(gzip_bytes(b"\x00" * (4 << 20)), True))),
+}
+
+# Floods from a server that no longer reads what the client sends.
+NOREAD_FLOODS = {
+    "flood-ping-noread": frame(6, 0, 0, b"12345678"),
+    "flood-settings-noread": frame(4, 0, 0),
+}
 
 
 def serve(conn, mode):
@@ -83,6 +153,15 @@ def serve(conn, mode):
             conn.sendall(b"\x16\x03\x03\x00\x05" + b"\x02\x00\x00\x01\x00")
             threading.Event().wait(5)
             return
+        if mode == "ssh-banner":  # another protocol that speaks first
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            threading.Event().wait(5)
+            return
+        if mode == "random-bytes":
+            conn.recv(65536)
+            conn.sendall(bytes(range(0xF0, 0x100)) * 4)
+            threading.Event().wait(5)
+            return
         if mode == "garbage-preface":  # not an HTTP/2 frame at all
             conn.recv(65536)
             conn.sendall(b"\x00\x00\x04\x07\x00\x00\x00\x00\x00\xff\xff\xff\xff")  # GOAWAY too short
@@ -92,7 +171,16 @@ def serve(conn, mode):
         if not read_until_request(conn):
             return
         conn.sendall(frame(4, 1, 0))  # SETTINGS ACK
-        if mode == "stall-rpc":
+        if mode in FIXED:
+            conn.sendall(FIXED[mode])
+            threading.Event().wait(5)
+        elif mode in FLOODS:
+            first, unit = FLOODS[mode]
+            conn.sendall(first)
+            flood(conn, unit)
+        elif mode in NOREAD_FLOODS:
+            flood(conn, NOREAD_FLOODS[mode])
+        elif mode == "stall-rpc":
             threading.Event().wait(30)
         elif mode == "huge-frame":  # frame larger than the client's SETTINGS_MAX_FRAME_SIZE
             conn.sendall(struct.pack(">I", 1 << 20)[1:] + bytes([0, 0]) + struct.pack(">I", 1))
@@ -121,10 +209,6 @@ def serve(conn, mode):
         elif mode == "eof-mid-rpc":
             conn.sendall(frame(1, 4, 1, OK_HEADERS))
             conn.shutdown(socket.SHUT_RDWR)
-        elif mode == "serving":  # a well-formed SERVING answer
-            conn.sendall(frame(1, 4, 1, OK_HEADERS) + frame(0, 0, 1, b"\x00\x00\x00\x00\x02\x08\x01")
-                         + frame(1, 5, 1, hpack_literal("grpc-status", "0")))
-            threading.Event().wait(5)
         elif mode == "trailers-only-percent":
             block = hpack_literal(":status", "200") + hpack_literal("content-type", "application/grpc") \
                 + hpack_literal("grpc-status", "14") + hpack_literal("grpc-message", "caf%C3%A9 down%21")
