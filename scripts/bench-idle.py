@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
 """The idle supervisor: resident memory and wakeups (context switches) over 10 idle seconds,
-grpc-init beside tini-static, each supervising `sleep`.
+grpc-init beside tini-static, each supervising `sleep`, and grpc-init after its readiness gate
+passed on a grpc-go server.
 
-Usage: scripts/bench-idle.py [SECONDS]     (after scripts/install-deps.sh --bench and a release build)
+The measurement starts once each supervisor is idle: its child running and, for grpc-init, its
+poll(2) waiting with no timeout. grpc-init releases its start-up code pages after one second
+without events, so that wait begins one wake-up after the last event. RSS is VmRSS at the end:
+the released pages stay in the page cache (they count towards a memory cgroup's page cache,
+not towards the process).
+
+Usage: scripts/bench-idle.py [SECONDS]     (after scripts/install-deps.sh --bench and a release build;
+       BENCH_BASELINE=BINARY adds a row for another grpc-init binary)
 """
+import os
 import subprocess
 import sys
 import time
@@ -27,25 +36,48 @@ def switches(pid):
     return int(s["voluntary_ctxt_switches"]) + int(s["nonvoluntary_ctxt_switches"])
 
 
+def children(pid):
+    return open(f"/proc/{pid}/task/{pid}/children").read().split()
+
+
+def idle(pid, name):
+    """The child runs, no probe is in flight, and grpc-init waits in poll(2) with no timeout
+    (x86_64: syscall 7, timeout -1), after releasing its code pages."""
+    if len(children(pid)) != 1:
+        return False
+    if not name.startswith("grpc-init"):
+        return True
+    fields = open(f"/proc/{pid}/syscall").read().split()
+    return fields[:1] == ["7"] and fields[3] == "0xffffffff"
+
+
 def main():
-    candidates = [("grpc-init", [str(ROOT / ".build/release/grpc-init"), "--", "sleep", "1000"])]
+    binary = str(ROOT / ".build/release/grpc-init")
+    server = str(ROOT / ".build/peers/goserver")
+    candidates = [("grpc-init", [binary, "--", "sleep", "1000"]),
+                  ("grpc-init, gated", [binary, "-ready-addr", "127.0.0.1:50987", "-ready-interval", "20ms", "--",
+                                        server, "-addr", "127.0.0.1:50987"])]
+    baseline = os.environ.get("BENCH_BASELINE")  # another grpc-init binary, for a before/after row
+    if baseline:
+        candidates.append(("grpc-init, baseline", [baseline, "--", "sleep", "1000"]))
     for tini in ("/usr/bin/tini-static", "/usr/bin/tini"):
         if Path(tini).exists():
             candidates.append((Path(tini).name, [tini, "--", "sleep", "1000"]))
             break
-    procs = [(name, subprocess.Popen(argv)) for name, argv in candidates]
+    procs = [(name, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)) for name, argv in candidates]
     try:
-        # Settle: both have spawned sleep once their child appears.
-        deadline = time.monotonic() + 5
-        for _, p in procs:
-            while time.monotonic() < deadline and not open(f"/proc/{p.pid}/task/{p.pid}/children").read().strip():
+        deadline = time.monotonic() + 10
+        for name, p in procs:
+            while not idle(p.pid, name):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not settle")
                 time.sleep(0.01)
         before = {name: switches(p.pid) for name, p in procs}
         time.sleep(SECONDS)  # the measurement itself: idle time
-        print(f"{'supervisor':14} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}")
+        print(f"{'supervisor':20} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}")
         for name, p in procs:
             rss = int(status(p.pid)["VmRSS"].split()[0]) / 1024
-            print(f"{name:14} {rss:8.2f} {switches(p.pid) - before[name]:16d}")
+            print(f"{name:20} {rss:8.2f} {switches(p.pid) - before[name]:16d}")
     finally:
         # SIGTERM, which each supervisor forwards to its sleep; SIGKILL would orphan the sleep.
         for _, p in procs:

@@ -2,7 +2,8 @@
 """Per-probe cost on loopback: median wall time, CPU time (user+system) and peak RSS of one
 probe process, measured with wait4(2) over many runs against a local grpc-go server.
 
-Usage: scripts/bench-probe.py [RUNS]     (after scripts/install-deps.sh --bench and a release build)
+Usage: scripts/bench-probe.py [RUNS]     (after scripts/install-deps.sh --bench and a release build;
+       BENCH_BASELINE=BINARY adds rows for another grpc-init binary, measured in the same run)
 """
 import os
 import statistics
@@ -102,6 +103,14 @@ def main():
         ("  plus every file of /etc/ssl/certs", [probe, "-addr", f"localhost:{leaf_port}", "-tls"],
          {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/etc/ssl/certs"}),
     ]
+    baseline = os.environ.get("BENCH_BASELINE")  # another grpc-init binary, for before/after rows
+    if baseline:
+        (work / "baseline").mkdir()
+        (work / "baseline" / "grpc_health_probe").symlink_to(baseline)
+        other = str(work / "baseline" / "grpc_health_probe")
+        rows += [("baseline grpc-init, plaintext", [other, "-addr", f"127.0.0.1:{port}"], None),
+                 ("baseline grpc-init, TLS (ECDSA P-256)", [other, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)],
+                  None)]
     goprobe = ROOT / ".build/peers/goprobe"
     if goprobe.exists():
         rows.append(("grpc-go client (same Check)", [str(goprobe), "-addr", f"127.0.0.1:{port}"], None))

@@ -6,8 +6,7 @@
 # lld places whole input sections, and some hot functions share a section with cold code, so a new
 # list is not always better: compare peak RSS before and after with scripts/bench-probe.py as root
 # (it drops the page cache first, as a fresh image would have it) and keep the better list, or
-# the old list with the new list's functions appended (the current list was made that way: it
-# kept a plaintext probe at 3.00 MiB, where the new list alone gave 3.12, and a TLS one at 5.33).
+# the old list with the new list's functions appended (`scripts/link-order.sh --append`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
@@ -15,7 +14,10 @@ scripts/install-deps.sh >/dev/null
 swift build -c release >/dev/null
 work=$(mktemp -d)
 trap 'kill $server $tls_server 2>/dev/null || true; rm -rf "$work"' EXIT
-ln -s "$PWD/.build/release/grpc-init" "$work/grpc_health_probe"
+# valgrind's DWARF reader gives up on this binary's debug info; the symbol table is all that
+# callgrind needs for function names.
+strip -g -o "$work/grpc-init" .build/release/grpc-init
+ln -s "$work/grpc-init" "$work/grpc_health_probe"
 .build/peers/goserver -addr 127.0.0.1:0 -services svc=NOT_SERVING > "$work/server.out" &
 server=$!
 tls_server=
@@ -39,8 +41,8 @@ runs=(
     "$work/grpc_health_probe -version"
     "$work/grpc_health_probe -addr localhost:$tls_port -tls -tls-ca-cert $pki/root.pem"
     "$work/grpc_health_probe -addr localhost:$tls_port -tls -tls-no-verify -v"
-    "$PWD/.build/release/grpc-init -- true"
-    "$PWD/.build/release/grpc-init -v -- sh -c exit"
+    "$work/grpc-init -- true"
+    "$work/grpc-init -v -- sh -c exit"
 )
 i=0
 for run in "${runs[@]}"; do
@@ -53,6 +55,11 @@ done > "$work/order"
 # glibc picks string-function variants (AVX2, EVEX, AVX-512) for the CPU it runs on; valgrind's
 # emulated CPU makes it pick others. List every variant, so the real CPU's are placed too.
 nm .build/release/grpc-init | awk '$3 ~ /^__(mem|str|stp|wmem|wcs|raw)[a-z0-9]*_(sse|avx|evex|erms)/ {print $3}' >> "$work/order"
+# With --append, the current list stays as it is and only functions it lacks are added at its end.
+if [ "${1:-}" = "--append" ]; then
+    cat Sources/grpc-init/link-order.txt "$work/order" | awk '!seen[$0]++' > "$work/merged"
+    mv "$work/merged" "$work/order"
+fi
 awk '!seen[$0]++' "$work/order" > Sources/grpc-init/link-order.txt
 echo "$(wc -l < Sources/grpc-init/link-order.txt) functions in Sources/grpc-init/link-order.txt"
 rm -f .build/release/grpc-init "$(readlink -f .build/release)/grpc-init"  # SwiftPM does not see the list as a link input

@@ -98,9 +98,10 @@ final class Supervisor {
         }
         let n = poll(&fds, nfds_t(fds.count), Supervisor.idleSettle)
         if n != 0 { return n }
-        cshim_release_code_pages()
         released = true
-        return wait(&fds, timeout: -1)
+        let woken = cshim_idle_poll(&fds, nfds_t(fds.count), -1)
+        if woken != 0 { released = false }
+        return woken
     }
 
     private func spawn(childMask: sigset_t) -> Int32? {

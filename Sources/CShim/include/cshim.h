@@ -13,10 +13,12 @@ int cshim_set_parent_death_signal(int signo);
 int cshim_sigrtmin(void);
 int cshim_sigrtmax(void);
 
-// Drops the pages of the executable's own code and read-only data from the resident set (they
-// stay in the page cache and fault back in on demand), so that only what runs afterwards is
-// resident again. For a process about to wait with nothing pending.
-void cshim_release_code_pages(void);
+// poll(2) for a process about to stay idle: first drops the pages of its own code and read-only
+// data from its resident set (they stay in the page cache and fault back in on demand), so that
+// only what runs after the wait is resident again. One C function, so that little code runs
+// between the release and the wait.
+#include <poll.h>
+int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
 
 // The process's argc and argv as the C library passed them: every byte as given, and available
 // without /proc.
