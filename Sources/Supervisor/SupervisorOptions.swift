@@ -50,7 +50,7 @@ public struct SupervisorOptions: Equatable {
         Runs COMMAND as its child: forwards every signal, reaps every zombie, and exits with the
         child's status (128+N when the child was killed by signal N).
 
-        Flags (one or two dashes; each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s):
+        Flags (one or two dashes; each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s; empty is unset):
         \(flagSet.usage())
         """
     }

@@ -49,10 +49,11 @@ def test_broken_handshakes_fail_at_once(probe, mode, cause):
     ("eof-mid-rpc", "code = Unavailable desc = error reading from server: EOF"),
     ("trailers-only-percent", "code = Unavailable desc = café down!"),
 ])
-def test_hostile_responses_fail_the_rpc(probe, mode, message):
+def test_hostile_responses_fail_the_rpc(bindir, mode, message):
     with raw_peer(mode) as port:
-        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-timeout", "5s")
+        r = run_measured(bindir, ["-addr", f"127.0.0.1:{port}", "-rpc-timeout", "5s"], timeout=5)
         assert_one_line_failure(r, 3, "error: health rpc failed: rpc error: ", message)
+        assert r.rss <= 16, r
 
 
 def test_signal_while_connecting_cancels_with_the_connection_error(bindir):
@@ -199,11 +200,13 @@ ANSWERS = [
 
 
 @pytest.mark.parametrize("mode,code,line", ANSWERS, ids=[a[0] for a in ANSWERS])
-def test_malformed_answers_are_named_on_one_line(probe, mode, code, line):
+def test_malformed_answers_are_named_on_one_line(bindir, mode, code, line):
+    """At once, within 16 MiB, one line."""
     with raw_peer(mode) as port:
-        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-timeout", "5s")
+        r = run_measured(bindir, ["-addr", f"127.0.0.1:{port}", "-rpc-timeout", "5s"], timeout=5)
         assert (r.code, r.lines) == (code, [line]), r
         assert r.elapsed < 1.0, r
+        assert r.rss <= 16, r
 
 
 @pytest.mark.parametrize("mode,answer", [

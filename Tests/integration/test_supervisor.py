@@ -324,9 +324,21 @@ def test_a_stalled_log_does_not_stop_the_stop(bindir, case):
         expected = 3 if case == "leftovers" else 128 + signal.SIGKILL
         assert proc.wait(timeout=10) == expected
     finally:
-        proc.kill()
+        kill_tree(proc.pid)
         proc.wait(timeout=10)
         os.close(read_end)
+
+
+def kill_tree(pid):
+    """SIGKILL to `pid` and every descendant, so that a failed test leaves nothing running."""
+    try:
+        os.kill(pid, signal.SIGSTOP)  # no new children while the tree is walked
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (ProcessLookupError, FileNotFoundError):
+        return
+    for child in children:
+        kill_tree(int(child))
+    os.kill(pid, signal.SIGKILL)
 
 
 def test_arguments_reach_the_child_byte_for_byte(bindir, tmp_path):
