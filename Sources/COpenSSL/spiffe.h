@@ -38,12 +38,14 @@ static inline int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, lon
     return ok;
 }
 
-enum { tls_spiffe_max_domains = 64 };
+// A trust domain name is at most 255 bytes (the SPIFFE ID standard); there may be any number of
+// them (a large federation), bounded only by the size of the Workload API's response.
+enum { tls_spiffe_max_domain_length = 255 };
 
 typedef struct {
-    int count;
-    char domains[tls_spiffe_max_domains][256];
-    STACK_OF(X509) *roots[tls_spiffe_max_domains];
+    int count, capacity;
+    char **domains;
+    STACK_OF(X509) **roots;
     char failure[512];  // why the last verification failed, when it was ours to say
 } tls_spiffe_trust;
 
@@ -133,7 +135,7 @@ static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
 
 // Adds a trust domain's roots (DER certificates one after another) and, on the first call,
 // installs the verification above. Returns how many roots; 0 when the bytes are not all
-// certificates, -1 when there are too many trust domains or the name is too long.
+// certificates (or memory ran out), -1 when the name is longer than a trust domain can be.
 static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const unsigned char *der, long length) {
     tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
     if (!trust) {
@@ -143,7 +145,19 @@ static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const 
         SSL_CTX_set_cert_verify_callback(ctx, tls_spiffe_verify, trust);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     }
-    if (trust->count == tls_spiffe_max_domains || strlen(domain) >= sizeof trust->domains[0]) return -1;
+    if (strlen(domain) > tls_spiffe_max_domain_length) return -1;
+    if (trust->count == trust->capacity) {
+        int capacity = trust->capacity ? trust->capacity * 2 : 8;
+        char **domains = OPENSSL_realloc(trust->domains, sizeof *domains * (size_t)capacity);
+        if (!domains) return 0;
+        trust->domains = domains;
+        STACK_OF(X509) **all = OPENSSL_realloc(trust->roots, sizeof *all * (size_t)capacity);
+        if (!all) return 0;
+        trust->roots = all;
+        trust->capacity = capacity;
+    }
+    char *name = OPENSSL_strdup(domain);
+    if (!name) return 0;
     STACK_OF(X509) *roots = sk_X509_new_null();
     const unsigned char *p = der, *end = der + length;
     while (roots && p < end) {
@@ -151,14 +165,16 @@ static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const 
         if (!cert || !sk_X509_push(roots, cert)) {
             X509_free(cert);
             sk_X509_pop_free(roots, X509_free);
+            OPENSSL_free(name);
             return 0;
         }
     }
     if (!roots || sk_X509_num(roots) == 0) {
         sk_X509_free(roots);
+        OPENSSL_free(name);
         return 0;
     }
-    strcpy(trust->domains[trust->count], domain);
+    trust->domains[trust->count] = name;
     trust->roots[trust->count++] = roots;
     return sk_X509_num(roots);
 }
@@ -168,7 +184,12 @@ static inline void tls_spiffe_release(SSL_CTX *ctx) {
     tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
     if (!trust) return;
     SSL_CTX_set_app_data(ctx, NULL);
-    for (int i = 0; i < trust->count; i++) sk_X509_pop_free(trust->roots[i], X509_free);
+    for (int i = 0; i < trust->count; i++) {
+        sk_X509_pop_free(trust->roots[i], X509_free);
+        OPENSSL_free(trust->domains[i]);
+    }
+    OPENSSL_free(trust->domains);
+    OPENSSL_free(trust->roots);
     OPENSSL_free(trust);
 }
 

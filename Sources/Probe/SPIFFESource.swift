@@ -39,27 +39,39 @@ extension Probe {
             timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, serverStreaming: true,
             request: WorkloadAPI.x509SVIDRequest)
         let session = ClientSession(stream: socket, client: client)
-        switch session.run(until: { !call.messages.isEmpty || call.status != nil }, deadline: deadline, signals: signals) {
-        case .done, .closed:
-            break
-        case .timedOut:
-            throw ProbeFailure.spiffe("context deadline exceeded")
-        case .cancelled(let signo):
-            reportCancellation(signo)
-            throw ProbeFailure.spiffe("context canceled")
+        // A response without SVIDs (an agent that has not attested the workload yet) is skipped,
+        // as go-spiffe's source skips it: the next one may carry them, within the deadline.
+        var sawNoSVIDs = false
+        let noSVIDs = "no SVIDs in the Workload API's response"
+        while true {
+            switch session.run(until: { !call.messages.isEmpty || call.status != nil }, deadline: deadline, signals: signals) {
+            case .done, .closed:
+                break
+            case .timedOut:
+                throw ProbeFailure.spiffe("context deadline exceeded" + (sawNoSVIDs ? " (\(noSVIDs))" : ""))
+            case .cancelled(let signo):
+                reportCancellation(signo)
+                throw ProbeFailure.spiffe("context canceled")
+            }
+            guard let message = call.nextMessage() else {
+                // The agent may see the deadline (sent as grpc-timeout) pass just before we do.
+                if call.status?.code == .deadlineExceeded {
+                    throw ProbeFailure.spiffe("context deadline exceeded" + (sawNoSVIDs ? " (\(noSVIDs))" : ""))
+                }
+                if sawNoSVIDs && call.status?.code == .ok { throw ProbeFailure.spiffe(noSVIDs) }
+                let status = call.status ?? client.connectionFailure
+                    ?? GRPCStatus(.unavailable, session.transportFailure ?? "connection closed before the first response")
+                throw unreachable(status.description)
+            }
+            let context: WorkloadAPI.X509Context
+            do { context = try WorkloadAPI.decodeX509SVIDResponse(message) } catch {
+                throw unreachable("cannot decode the X509SVIDResponse: \(error)")
+            }
+            if context.svids.isEmpty {
+                sawNoSVIDs = true
+                continue
+            }
+            return context
         }
-        guard let message = call.nextMessage() else {
-            // The agent may see the deadline (sent as grpc-timeout) pass just before we do.
-            if call.status?.code == .deadlineExceeded { throw ProbeFailure.spiffe("context deadline exceeded") }
-            let status = call.status ?? client.connectionFailure
-                ?? GRPCStatus(.unavailable, session.transportFailure ?? "connection closed before the first response")
-            throw unreachable(status.description)
-        }
-        let context: WorkloadAPI.X509Context
-        do { context = try WorkloadAPI.decodeX509SVIDResponse(message) } catch {
-            throw unreachable("cannot decode the X509SVIDResponse: \(error)")
-        }
-        guard !context.svids.isEmpty else { throw ProbeFailure.spiffe("no SVIDs in the Workload API's response") }
-        return context
     }
 }

@@ -64,12 +64,14 @@ public enum WorkloadAPI {
         public var federatedBundles: [String: [UInt8]] = [:]
 
         /// What the TLS context takes: the first SVID (go-spiffe's default choice), and the roots
-        /// by trust domain: its own bundle and the federated ones. Nil without an SVID.
+        /// by trust domain as go-spiffe's source collects them: the bundle of every SVID in turn,
+        /// then the federated ones, a later one for the same trust domain replacing an earlier.
+        /// Nil without an SVID.
         public var credentials: SPIFFECredentials? {
             guard let svid = svids.first else { return nil }
             var bundles: [String: [UInt8]] = [:]
+            for other in svids { bundles[WorkloadAPI.trustDomain(other.spiffeID)] = other.bundle }
             for (key, bundle) in federatedBundles { bundles[WorkloadAPI.trustDomain(key)] = bundle }
-            bundles[WorkloadAPI.trustDomain(svid.spiffeID)] = svid.bundle
             return SPIFFECredentials(certificates: svid.certificates, privateKey: svid.privateKey, bundles: bundles)
         }
     }

@@ -80,7 +80,7 @@ public final class TLSContext {
             guard added > 0 else {
                 ERR_clear_error()
                 if added < 0 {
-                    throw TLSSetupError(description: "x509bundle: too many trust domains, or a name too long: \"\(domain)\"")
+                    throw TLSSetupError(description: "x509bundle: trust domain name longer than 255 bytes: \"\(domain)\"")
                 }
                 throw TLSSetupError(description: "x509bundle: cannot parse the bundle of trust domain \"\(domain)\"")
             }

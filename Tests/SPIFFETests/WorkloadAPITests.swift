@@ -1,4 +1,4 @@
-import SPIFFE
+@testable import SPIFFE
 import Transport
 import Wire
 import XCTest
@@ -56,6 +56,21 @@ final class WorkloadAPITests: XCTestCase {
         XCTAssertThrowsError(try WorkloadAPI.decodeX509SVIDResponse(Array(response.bytes.dropLast())))
         XCTAssertEqual(try WorkloadAPI.decodeX509SVIDResponse([]).svids, [])
         XCTAssertNil(try WorkloadAPI.decodeX509SVIDResponse([]).credentials)
+    }
+
+    func testEverySVIDsBundleThenTheFederatedOnes() throws {
+        func svid(_ id: String, _ bundle: UInt8) -> WorkloadAPI.X509SVID {
+            WorkloadAPI.X509SVID(spiffeID: id, certificates: [0x30, bundle], privateKey: [0x30], bundle: [0x30, bundle])
+        }
+        var context = WorkloadAPI.X509Context()
+        context.svids = [svid("spiffe://example.org/a", 1), svid("spiffe://other.org/b", 2), svid("spiffe://example.org/c", 3)]
+        context.federatedBundles = ["spiffe://third.org": [0x30, 4]]
+        let credentials = try XCTUnwrap(context.credentials)
+        // The first SVID is presented; a later bundle of the same trust domain replaces an earlier.
+        XCTAssertEqual(credentials.certificates, [0x30, 1])
+        XCTAssertEqual(credentials.bundles, ["example.org": [0x30, 3], "other.org": [0x30, 2], "third.org": [0x30, 4]])
+        context.federatedBundles = ["spiffe://other.org": [0x30, 5]]
+        XCTAssertEqual(try XCTUnwrap(context.credentials).bundles["other.org"], [0x30, 5])
     }
 
     func testTrustDomains() {

@@ -75,6 +75,8 @@ class PKI:
                                        client=True)
         self.spiffe_other_server = self._leaf("spiffe-other-server", "server", "URI:spiffe://other.org/server",
                                               issuer="spiffe-other", key="ec")
+        self.spiffe_other_probe = self._leaf("spiffe-other-probe", "probe", "URI:spiffe://other.org/probe",
+                                             issuer="spiffe-other", key="ec", client=True)
         self.spiffe_impostor_server = self._leaf("spiffe-impostor", "server", "URI:spiffe://example.org/server",
                                                  issuer="spiffe-other", key="ec")
         self.spiffe_no_id_server = self._leaf("spiffe-no-id", "localhost", "DNS:localhost", issuer="spiffe-example", key="ec")

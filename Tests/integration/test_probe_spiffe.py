@@ -17,7 +17,7 @@ SPIFFE_FAILURE = "failed to initialize tls credentials with spiffe. error="
 
 
 @contextmanager
-def agent(pki, tmp_path, mode="serve", federated=(), tcp=False):
+def agent(pki, tmp_path, mode="serve", federated=(), tcp=False, extra_svids=()):
     """The Workload API; yields (process, the SPIFFE_ENDPOINT_SOCKET value)."""
     socket = "tcp:127.0.0.1:0" if tcp else str(tmp_path / "agent.sock")
     cert, key = pki.spiffe_probe
@@ -25,6 +25,8 @@ def agent(pki, tmp_path, mode="serve", federated=(), tcp=False):
             "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key), "--bundle", str(pki.spiffe_ca)]
     for name, roots in federated:
         argv += ["--federated", f"{name}={roots}"]
+    for spiffe_id, (svid_cert, svid_key), roots in extra_svids:
+        argv += ["--extra-svid", f"{spiffe_id},{svid_cert},{svid_key},{roots}"]
     with running(argv) as (proc, endpoint):
         yield proc, endpoint
 
@@ -108,9 +110,44 @@ def test_workload_api_not_configured_or_absent(probe, tmp_path):
                             f"workload API at unix://{missing}: dial unix {missing}: connect: no such file or directory")
 
 
+def test_every_svids_bundle_is_trusted(probe, pki, tmp_path):
+    """Two SVIDs, example.org's then other.org's, no federated bundles: the probe presents the
+    first, and trusts the bundle of each, as go-spiffe's source does, so a server of other.org
+    is verified against other.org's roots."""
+    other = ("spiffe://other.org/probe", pki.spiffe_other_probe, pki.spiffe_other_ca)
+    with agent(pki, tmp_path, extra_svids=[other]) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
+        r = check(probe, port, endpoint, "-v")
+        assert r.code == 0, r
+        assert 'SPIFFE Verifiable Identity Document (SVID): "spiffe://example.org/probe"' in r.lines
+
+
+def test_a_large_federation_is_trusted(probe, pki, tmp_path):
+    """No limit on how many trust domains: 100 federated bundles, the server's among the last."""
+    federated = [(f"spiffe://member{i}.example", pki.spiffe_ca) for i in range(99)] + [("spiffe://other.org", pki.spiffe_other_ca)]
+    with agent(pki, tmp_path, federated=federated) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
+        r = check(probe, port, endpoint)
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+
+
+def test_a_response_without_svids_is_skipped_for_the_next(probe, pki, tmp_path):
+    """An agent that has not attested the workload yet may first answer with no SVIDs; as
+    go-spiffe, the probe waits for the next response within -rpc-timeout."""
+    with agent(pki, tmp_path, mode="empty-first") as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
+        r = check(probe, port, endpoint)
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+
+
+def test_only_responses_without_svids_end_at_the_deadline_or_the_stream(probe, pki, tmp_path):
+    with agent(pki, tmp_path, mode="empty") as (_, endpoint):
+        r = probe("-addr", "localhost:1", "-spiffe", "-rpc-timeout", "300ms", env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint))
+        assert (r.code, r.lines) == (20, [SPIFFE_FAILURE + "context deadline exceeded (no SVIDs in the Workload API's response)"]), r
+        assert 0.3 <= r.elapsed < 1.3, r
+    with agent(pki, tmp_path, mode="empty-end") as (_, endpoint):
+        assert_one_line_failure(check(probe, 1, endpoint), 20, SPIFFE_FAILURE, "no SVIDs in the Workload API's response")
+
+
 @pytest.mark.parametrize("mode,cause", [
     ("deny", "rpc error: code = PermissionDenied desc = no identity issued"),
-    ("empty", "no SVIDs in the Workload API's response"),
 ])
 def test_workload_api_refusals_are_reported_at_once(probe, pki, tmp_path, mode, cause):
     with agent(pki, tmp_path, mode=mode) as (_, endpoint):

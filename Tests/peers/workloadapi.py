@@ -5,7 +5,9 @@ few length-delimited fields). Prints "READY <socket path>", then "CALL <security
 each call. READY gives the SPIFFE_ENDPOINT_SOCKET value.
 
 --mode serve (default), deny (PERMISSION_DENIED, an agent with no identity for the caller),
-stall (never answers), empty (a response with no SVIDs).
+stall (never answers), empty (a response with no SVIDs, the stream then held open), empty-first
+(a response with no SVIDs, then the real one), empty-end (a response with no SVIDs, then the
+end of the stream).
 """
 import argparse
 import re
@@ -48,17 +50,22 @@ def main():
     p.add_argument("--key", required=True, help="PEM private key")
     p.add_argument("--bundle", required=True, help="PEM roots of the SVID's trust domain")
     p.add_argument("--federated", action="append", default=[], help="KEY=PEM roots of another trust domain")
-    p.add_argument("--mode", default="serve", choices=["serve", "deny", "stall", "empty"])
+    p.add_argument("--extra-svid", action="append", default=[],
+                   help="ID,CERT,KEY,BUNDLE: another SVID after the first, with its trust domain's roots")
+    p.add_argument("--mode", default="serve", choices=["serve", "deny", "stall", "empty", "empty-first", "empty-end"])
     args = p.parse_args()
 
-    svid = (field(1, args.spiffe_id.encode()) + field(2, pem_certificates_der(args.svid))
-            + field(3, pkcs8_der(args.key)) + field(4, pem_certificates_der(args.bundle)))
-    response = field(1, svid)
+    def svid(spiffe_id, cert, key, bundle):
+        return field(1, field(1, spiffe_id.encode()) + field(2, pem_certificates_der(cert))
+                     + field(3, pkcs8_der(key)) + field(4, pem_certificates_der(bundle)))
+
+    response = svid(args.spiffe_id, args.svid, args.key, args.bundle)
+    for extra in args.extra_svid:
+        response += svid(*extra.split(","))
     for pair in args.federated:
         key, path = pair.split("=", 1)
         response += field(3, field(1, key.encode()) + field(2, pem_certificates_der(path)))
-    if args.mode == "empty":
-        response = b""
+    answers = {"empty": [b""], "empty-first": [b"", response], "empty-end": [b""]}.get(args.mode, [response])
 
     def fetch(request, context):
         header = dict(context.invocation_metadata()).get("workload.spiffe.io", "-")
@@ -67,8 +74,12 @@ def main():
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "security header missing from request")
         if args.mode == "deny":
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "no identity issued")
-        if args.mode != "stall":
-            yield response
+        if args.mode == "stall":
+            answers.clear()
+        for answer in answers:
+            yield answer
+        if args.mode == "empty-end":
+            return
         # As an agent: the stream stays open for updates until the client goes.
         done = threading.Event()
         context.add_callback(done.set)
