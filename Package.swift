@@ -62,6 +62,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
     ]
 )

@@ -2,6 +2,14 @@
 """Per-probe cost on loopback: median wall time, CPU time (user+system) and peak RSS of one
 probe process, measured with wait4(2) over many runs against a local grpc-go server.
 
+Peak RSS depends on what the page cache holds of the binary: the kernel maps up to 64 KiB of
+cached pages around each page a process faults in. Each row is measured in two states, each set
+up for that row alone (as root):
+- "cold": the page cache dropped, then 10 discarded runs; it then holds what probes (and the
+  server) read, as on a node where the binary was pulled long ago and its pages evicted since;
+- "cached": the whole binary read first, as right after it was copied or its image pulled.
+Wall and CPU times are those of the cached runs.
+
 Usage: scripts/bench-probe.py [RUNS]     (after scripts/install-deps.sh --bench and a release build;
        BENCH_BASELINE=BINARY adds rows for another grpc-init binary, measured in the same run)
 """
@@ -28,18 +36,24 @@ def launcher():
 
 
 def drop_page_cache():
-    """A freshly linked binary sits whole in the page cache, and the kernel's fault-around then maps
-    more of it than a probe's own faults (and read-around) would have brought in, as after an
-    image pull. As root, start from an empty cache so that peak RSS is measured in that state."""
+    """Drops the page cache (as root): only what is read afterwards is cached."""
     try:
         os.sync()
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
     except OSError:
-        print("(page cache not dropped: not root; peak RSS reflects a fully cached binary)")
+        return False
+
+
+def cache_whole(path):
+    """Reads the whole file, so that the page cache holds all of it."""
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
 
 
 def measure(argv, runs, env=None):
-    warmup = 10  # the first runs warm the page cache
+    warmup = 10
     out = subprocess.run([str(launcher()), str(runs + warmup), *argv], capture_output=True, text=True, check=True,
                          env=dict(os.environ, **(env or {})))
     rows = [list(map(int, line.split())) for line in out.stdout.splitlines()][warmup:]
@@ -47,6 +61,26 @@ def measure(argv, runs, env=None):
         raise SystemExit(f"{argv} failed in some runs")
     return (statistics.median(r[0] for r in rows) / 1000, statistics.median(r[1] for r in rows) / 1000,
             statistics.median(r[2] for r in rows) / 1024)
+
+
+def measure_both(argv, runs, env=None):
+    """(wall ms, CPU ms, peak RSS MiB cold, peak RSS MiB cached) for one row."""
+    binary = os.path.realpath(argv[0])
+    cold = measure(argv, runs, env)[2] if drop_page_cache() else float("nan")
+    cache_whole(binary)
+    wall, cpu, cached = measure(argv, runs, env)
+    return wall, cpu, cold, cached
+
+
+def for_scale(work):
+    """An empty static C program and a static Swift "hello", built here: what any process costs."""
+    c, swift = work / "empty.c", work / "hello.swift"
+    c.write_text("int main(void) { return 0; }\n")
+    swift.write_text('import Glibc\nfputs("hello\\n", stderr)\n')  # stderr: the launcher reads stdout
+    subprocess.run(["cc", "-O2", "-static", "-o", str(work / "empty"), str(c)], check=True)
+    subprocess.run(["swiftc", "-O", "-static-executable", "-o", str(work / "hello"), str(swift)], check=True, capture_output=True)
+    return [("for scale: an empty static C program", [str(work / "empty")], None),
+            ("for scale: a static Swift \"hello\"", [str(work / "hello")], None)]
 
 
 def start_server(*args):
@@ -120,12 +154,14 @@ def main():
                      {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/nonexistent"}))
         rows.append(("  plus every file of /etc/ssl/certs", [str(goprobe), "-addr", f"localhost:{leaf_port}", "-tls"],
                      {"SSL_CERT_FILE": str(bundle), "SSL_CERT_DIR": "/etc/ssl/certs"}))
-    drop_page_cache()
+    rows += for_scale(work)
+    if not drop_page_cache():
+        print("(not root: the page cache cannot be dropped; the cold column is left empty)")
     try:
-        print(f"{'probe':38} {'wall ms':>8} {'CPU ms':>8} {'peak RSS MiB':>13}   (medians of {RUNS} runs)")
+        print(f"{'probe':40} {'wall ms':>8} {'CPU ms':>8} {'RSS cold':>9} {'RSS cached':>11}   (MiB; medians of {RUNS} runs)")
         for name, argv, env in rows:
-            wall, cpu, rss = measure(argv, RUNS, env)
-            print(f"{name:38} {wall:8.2f} {cpu:8.2f} {rss:13.2f}")
+            wall, cpu, cold, cached = measure_both(argv, RUNS, env)
+            print(f"{name:40} {wall:8.2f} {cpu:8.2f} {cold:9.2f} {cached:11.2f}", flush=True)
     finally:
         for process in (server, tls_server, rsa_server, leaf_server, mtls_server, spiffe_server, agent):
             process.kill()

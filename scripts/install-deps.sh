@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils
-          ca-certificates)
+          ca-certificates strace gdb)
 if [ "${1:-}" = "--bench" ]; then packages+=(tini hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do
@@ -25,8 +25,11 @@ if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv
     }
 fi
-.venv/bin/python -c "import grpc, grpc_health, pytest, yaml" 2>/dev/null \
-    || .venv/bin/pip install -q -r Tests/requirements.txt
+# Installed again whenever the pinned versions are not all there.
+.venv/bin/python -m pip freeze 2>/dev/null | sort > .venv/installed.txt || true
+if [ -n "$(grep -v '^#' Tests/requirements.txt | sort | comm -23 - .venv/installed.txt)" ]; then
+    .venv/bin/pip install -q -r Tests/requirements.txt
+fi
 
 # The launcher that measures a probe's peak RSS in the tests.
 if [ ! -x .build/peers/measure ] || [ Tests/peers/measure/measure.c -nt .build/peers/measure ]; then

@@ -1,3 +1,4 @@
+import Flags
 import XCTest
 @testable import Supervisor
 
@@ -41,6 +42,46 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_READY_FILE": "/r"]), "GRPC_INIT_READY_FILE needs -ready-addr")
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_GRACE": "soon"]), "invalid value \"soon\" for GRPC_INIT_GRACE: parse error")
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_PARENT_DEATH_SIGNAL": "NOPE"]), "invalid signal \"NOPE\" for GRPC_INIT_PARENT_DEATH_SIGNAL")
+    }
+
+    func testEveryVariableSetsItsFlag() throws {
+        let options = try parse(["server"], [
+            "GRPC_INIT_SUBREAPER": "true", "GRPC_INIT_PROCESS_GROUP": "1", "GRPC_INIT_REMAP_EXIT": "143",
+            "GRPC_INIT_PARENT_DEATH_SIGNAL": "SIGKILL", "GRPC_INIT_VERBOSE": "t", "GRPC_INIT_WARN_REAPED": "TRUE",
+            "GRPC_INIT_GRACE": "1m30s", "GRPC_INIT_READY_ADDR": "unix:///run/s.sock", "GRPC_INIT_READY_SERVICE": "svc",
+            "GRPC_INIT_READY_INTERVAL": "20ms", "GRPC_INIT_READY_FILE": "/run/ready",
+        ])
+        XCTAssertTrue(options.processGroup)
+        XCTAssertEqual(options.remapExit, [143])
+        XCTAssertEqual(options.parentDeathSignal, 9)
+        XCTAssertTrue(options.verbose)
+        XCTAssertTrue(options.warnReaped)
+        XCTAssertEqual(options.grace.nanoseconds, 90_000_000_000)
+        XCTAssertEqual(options.readiness, ReadinessOptions(addr: "unix:///run/s.sock", service: "svc",
+                                                           interval: GoDuration(nanoseconds: 20_000_000), file: "/run/ready"))
+    }
+
+    func testLongNamesAndTinisLettersAreTheSameFlags() throws {
+        let long = try parse(["--process-group", "--remap-exit", "3", "--parent-death-signal", "TERM", "--verbose", "--warn-reaped",
+                              "--subreaper", "--", "server"])
+        let short = try parse(["-g", "-e", "3", "-p", "TERM", "-v", "-w", "-s", "server"])
+        XCTAssertEqual(long, short)
+        XCTAssertTrue(long.processGroup && long.verbose && long.warnReaped)
+        XCTAssertEqual(long.remapExit, [3])
+        XCTAssertEqual(long.parentDeathSignal, 15)
+    }
+
+    func testBooleanSpellingsAsGoReadsThem() throws {
+        for spelling in ["1", "t", "T", "true", "TRUE", "True"] {
+            XCTAssertTrue(try parse(["x"], ["GRPC_INIT_VERBOSE": spelling]).verbose, spelling)
+        }
+        for spelling in ["0", "f", "F", "false", "FALSE", "False"] {
+            XCTAssertFalse(try parse(["x"], ["GRPC_INIT_VERBOSE": spelling]).verbose, spelling)
+        }
+        XCTAssertEqual(failure(["x"], ["GRPC_INIT_VERBOSE": "yes"]), "invalid value \"yes\" for GRPC_INIT_VERBOSE: parse error")
+        // The command line wins over the environment, both ways.
+        XCTAssertFalse(try parse(["-v=false", "x"], ["GRPC_INIT_VERBOSE": "true"]).verbose)
+        XCTAssertTrue(try parse(["-v", "x"], ["GRPC_INIT_VERBOSE": "false"]).verbose)
     }
 
     func testTheCommandKeepsItsBytes() throws {

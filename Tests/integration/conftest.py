@@ -95,6 +95,23 @@ class LineReader:
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
 
+    def until(self, text, deadline):
+        """Reads lines until one equal to or starting with `text`; raises past `deadline`."""
+        while not (line := self.next(deadline)).startswith(text):
+            pass
+        return line
+
+    def rest(self, deadline):
+        """Every line left until the end of the stream, which must come by `deadline`."""
+        lines = []
+        while True:
+            try:
+                lines.append(self.next(deadline))
+            except EOFError:
+                if self.buffer:
+                    lines.append(self.buffer.decode())
+                return lines
+
 
 def read_line(proc, prefix, timeout=20.0):
     """The first stdout line of `proc` starting with `prefix`, waiting at most `timeout`."""

@@ -48,6 +48,7 @@ class PKI:
         localhost = "DNS:localhost,IP:127.0.0.1"
         self.server_p384_sha384 = self._leaf("server-p384", "localhost", localhost, issuer="root", key="ec-p384", md="sha384")
         self.server_ed25519 = self._leaf("server-ed25519", "localhost", localhost, issuer="root", key="ed25519")
+        self.server_rsa_sha1 = self._leaf("server-rsa-sha1", "localhost", localhost, issuer="root", key="rsa", md="sha1")
         self._ca("rsa-intermediate", "grpc-init test RSA intermediate", issuer="root", key="rsa")
         self.server_rsa_pss_sha512 = self._leaf("server-rsa-pss", "localhost", localhost, issuer="rsa-intermediate", key="rsa",
                                                 chain=True, md="sha512", sigopts=["rsa_padding_mode:pss", "rsa_pss_saltlen:64"])
@@ -80,6 +81,12 @@ class PKI:
         self.spiffe_impostor_server = self._leaf("spiffe-impostor", "server", "URI:spiffe://example.org/server",
                                                  issuer="spiffe-other", key="ec")
         self.spiffe_no_id_server = self._leaf("spiffe-no-id", "localhost", "DNS:localhost", issuer="spiffe-example", key="ec")
+        self.spiffe_two_ids_server = self._leaf("spiffe-two-ids", "server", "URI:spiffe://example.org/a,URI:spiffe://example.org/b",
+                                                issuer="spiffe-example", key="ec")
+        self._key("spiffe-ca-leaf", "ec")  # a server certificate that is also a CA
+        self._sign("spiffe-ca-leaf", "server", "spiffe-example",
+                   ["subjectAltName=URI:spiffe://example.org/server", "basicConstraints=critical,CA:TRUE", "extendedKeyUsage=serverAuth"])
+        self.spiffe_ca_leaf_server = (d / "spiffe-ca-leaf.pem", d / "spiffe-ca-leaf.key")
 
     def _key(self, name, kind):
         if kind == "rsa":

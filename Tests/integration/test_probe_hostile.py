@@ -57,18 +57,14 @@ def test_hostile_responses_fail_the_rpc(bindir, mode, message):
 
 
 def test_signal_while_connecting_cancels_with_the_connection_error(bindir):
-    import signal
-    import subprocess
-    import time
     with raw_peer("stall") as port:
         p = subprocess.Popen([str(bindir / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}", "-connect-timeout", "10s", "-v"],
-                             stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and p.stderr.readline().strip() != "establishing connection":
-            pass
+                             stderr=subprocess.PIPE)
+        err = LineReader(p, p.stderr)
+        err.until("establishing connection", time.monotonic() + 5)
         start = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        rest = p.stderr.read().splitlines()
+        rest = err.rest(time.monotonic() + 5)
         assert p.wait(timeout=5) == 2
         assert time.monotonic() - start < 1.0
         assert rest == ["cancellation received (signal: terminated)",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import collect_lines, read_line, server
+from conftest import LineReader, collect_lines, read_line, server
 
 KINDS = ["python", "go"]
 
@@ -198,15 +198,11 @@ def test_unix_abstract_socket(probe):
 def test_signal_cancels_a_running_probe(bindir, signo, name):
     with server("go", delay="5s") as (_, port):
         p = subprocess.Popen([str(bindir / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}", "-rpc-timeout", "10s", "-v"],
-                             stderr=subprocess.PIPE, text=True)
-        # Wait for the RPC to be under way before signalling.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            line = p.stderr.readline()
-            if line.startswith("connection established"):
-                break
+                             stderr=subprocess.PIPE)
+        err = LineReader(p, p.stderr)
+        err.until("connection established", time.monotonic() + 5)  # the RPC is under way
         p.send_signal(signo)
-        rest = p.stderr.read().splitlines()
+        rest = err.rest(time.monotonic() + 5)
         assert p.wait(timeout=5) == 3
         assert rest == [f"cancellation received (signal: {name})",
                         "error: health rpc failed: rpc error: code = Canceled desc = context canceled"]

@@ -85,6 +85,16 @@ def test_spiffe_federated_trust_domain(probe, pki, tmp_path):
             assert (r.code, r.lines) == (0, ["status: SERVING"])
 
 
+@pytest.mark.parametrize("leaf,cause", [
+    ("spiffe_two_ids_server", "x509svid: could not get leaf SPIFFE ID: certificate contains more than one URI SAN"),
+    ("spiffe_ca_leaf_server", "x509svid: leaf certificate must not be a CA or have keyCertSign or cRLSign key usage"),
+])
+def test_a_server_svid_must_have_one_id_and_not_be_a_ca(probe, pki, tmp_path, leaf, cause):
+    with agent(pki, tmp_path) as (_, endpoint), spiffe_server("go", getattr(pki, leaf), pki) as (_, port):
+        assert_one_line_failure(check(probe, port, endpoint), 2, f'error: failed to connect service at "localhost:{port}": ',
+                                "tls: failed to verify certificate: " + cause)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_without_a_spiffe_id_is_refused(probe, pki, tmp_path, kind):
     with agent(pki, tmp_path) as (_, endpoint), spiffe_server(kind, pki.spiffe_no_id_server, pki) as (_, port):

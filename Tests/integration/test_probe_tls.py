@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import termios
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, PEERS, assert_one_line_failure, raw_peer, read_line, running, server
+from conftest import BIN, PEERS, LineReader, assert_one_line_failure, raw_peer, read_line, running, server
 
 KINDS = ["python", "go"]
 FAST = 1.0  # seconds: "at once", against a 5 s connect timeout
@@ -74,6 +75,64 @@ def test_tls12_cipher_suites(probe, pki, suite, leaf, openssl_name):
         assert r.lines[-1] == "status: SERVING"
 
 
+@contextmanager
+def openssl_server(pair, *args, chain=None):
+    """OpenSSL's own test server (`openssl s_server`) with exactly the protocol, suites or groups
+    in `args`: it completes a handshake only with what it was given, then waits for an HTTP/1
+    request, so the probe's -v line names what was negotiated and its connect phase then times
+    out. Yields the port."""
+    cert, key = pair
+    proc = subprocess.Popen(["openssl", "s_server", "-accept", "0", "-cert", str(cert), "-key", str(key), "-alpn", "h2", "-www",
+                             *(["-cert_chain", str(chain)] if chain else []), *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        line = LineReader(proc).until("ACCEPT", time.monotonic() + 10)
+        yield line.rsplit(":", 1)[1]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# What TLS speaks beyond what the grpc-go servers offer by default; each case is a server that
+# accepts nothing else.
+NEGOTIATED = [
+    ("ecdsa", ["-tls1_3", "-groups", "X448"], "TLSv1.3 TLS_AES_256_GCM_SHA384"),
+    ("ecdsa", ["-tls1_3", "-groups", "P-521"], "TLSv1.3 TLS_AES_256_GCM_SHA384"),
+    ("ecdsa", ["-tls1_3", "-groups", "ffdhe2048"], "TLSv1.3 TLS_AES_256_GCM_SHA384"),
+    ("ecdsa", ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"], "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256"),
+    ("ecdsa", ["-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256"], "TLSv1.3 TLS_AES_128_GCM_SHA256"),
+    ("ecdsa", ["-tls1_2", "-groups", "P-384", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"], "TLSv1.2 ECDHE-ECDSA-AES256-GCM-SHA384"),
+    ("ecdsa", ["-tls1_2", "-groups", "X448", "-cipher", "ECDHE-ECDSA-AES128-SHA256"], "TLSv1.2 ECDHE-ECDSA-AES128-SHA256"),
+    ("rsa", ["-tls1_2", "-cipher", "DHE-RSA-AES128-GCM-SHA256"], "TLSv1.2 DHE-RSA-AES128-GCM-SHA256"),
+    ("rsa", ["-tls1_2", "-cipher", "DHE-RSA-CHACHA20-POLY1305"], "TLSv1.2 DHE-RSA-CHACHA20-POLY1305"),
+    ("rsa", ["-tls1_2", "-cipher", "ECDHE-RSA-AES256-SHA384"], "TLSv1.2 ECDHE-RSA-AES256-SHA384"),
+]
+
+
+@pytest.mark.parametrize("leaf,args,negotiated", NEGOTIATED, ids=[" ".join(n[1]) for n in NEGOTIATED])
+def test_the_algorithms_tls_speaks(probe, pki, leaf, args, negotiated):
+    chain = pki.dir / "intermediate.pem" if leaf == "ecdsa" else None  # the ECDSA leaf's issuer is the intermediate
+    with openssl_server(getattr(pki, "server_" + leaf), *args, chain=chain) as port:
+        r = probe("-addr", f"localhost:{port}", "-tls", "-tls-ca-cert", str(pki.ca), "-v", "-connect-timeout", "300ms")
+        assert f"tls: {negotiated}, ALPN h2, server certificate verified" in r.lines, r
+
+
+@pytest.mark.parametrize("args", [["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-CCM"], ["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_SHA256"],
+                                  ["-tls1_2", "-sigalgs", "ECDSA+SHA1", "-cipher", "ECDHE-ECDSA-AES128-SHA"]],
+                         ids=["AES-CCM (1.2)", "AES-CCM (1.3)", "SHA-1 handshake signatures"])
+def test_what_tls_does_not_speak_is_refused_at_once(probe, pki, args):
+    """As Go's TLS client: no AES-CCM, no SHA-1 signatures in the handshake."""
+    with openssl_server(pki.server_ecdsa, *args, chain=pki.dir / "intermediate.pem") as port:
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port, "remote error: tls: handshake failure")
+
+
+def test_a_sha1_signed_certificate_is_refused(probe, pki):
+    """As Go refuses it (since 1.18): a SHA-1 signature in the chain is too weak to trust."""
+    with tls_server("go", pki.server_rsa_sha1) as (_, port):
+        fails_fast(check(probe, port, "-tls-ca-cert", str(pki.ca)), port,
+                   "tls: failed to verify certificate: x509: CA signature digest algorithm too weak")
+
+
 @pytest.mark.parametrize("client", ["rsa_pkcs1", "ec_sec1", "ed25519"])
 def test_tls12_mutual_tls(probe, pki, client):
     cert, key = getattr(pki, "client_" + client)
@@ -91,13 +150,20 @@ def test_system_roots_from_ssl_cert_file(probe, pki, kind):
         fails_fast(check(probe, port), port, "x509: certificate signed by unknown authority")
 
 
+def system_bundle():
+    """Debian's CA bundle (ca-certificates, which the test command installs): ~140 real roots."""
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    assert system.exists(), f"{system} is missing: the test command installs ca-certificates"
+    text = system.read_text()
+    assert text.count("BEGIN CERTIFICATE") > 50, "a system-sized bundle"
+    return text
+
+
 def test_roots_are_found_among_many(probe, pki, tmp_path):
     """A system-sized bundle with the test CA in it, and a server that sends only its leaf: the
     intermediate and the root are both looked up by subject in the bundle."""
-    system = Path("/etc/ssl/certs/ca-certificates.crt")
     bundle = tmp_path / "bundle.pem"
-    bundle.write_text((system.read_text() if system.exists() else "") + (pki.dir / "intermediate.pem").read_text()
-                      + pki.ca.read_text())
+    bundle.write_text(system_bundle() + (pki.dir / "intermediate.pem").read_text() + pki.ca.read_text())
     with tls_server("go", pki.server_ecdsa_leaf_only) as (_, port):
         env = dict(os.environ, SSL_CERT_FILE=str(bundle), SSL_CERT_DIR="/nonexistent")
         assert check(probe, port, env=env).lines == ["status: SERVING"]
@@ -177,8 +243,7 @@ def test_roots_in_a_scratch_image(pki, tmp_path, layout):
     elif layout == "kubernetes volume":  # a ConfigMap mounted at /etc/ssl/certs
         kubernetes_volume(certs, {"private-ca.pem": pki.ca.read_text()})
     elif layout == "beside a managed bundle":  # update-ca-certificates' bundle, and a file copied later
-        system = Path("/etc/ssl/certs/ca-certificates.crt")
-        (certs / "ca-certificates.crt").write_text(system.read_text() if system.exists() else "")
+        (certs / "ca-certificates.crt").write_text(system_bundle())
         (certs / "private-ca.pem").write_text(pki.ca.read_text())
     else:  # Alpine's bundle location; an empty variable counts as unset, as in Go
         (root / "etc" / "ssl" / "cert.pem").write_text(pki.ca.read_text())
@@ -194,6 +259,25 @@ def test_roots_in_a_scratch_image(pki, tmp_path, layout):
         code, stderr, elapsed = probe_in_scratch_image(root, port, env)
         assert code == 2 and "x509: certificate signed by unknown authority" in stderr, stderr
         assert elapsed < FAST + 1.0  # unshare's own start included
+
+
+def test_the_first_readable_bundle_is_the_one(pki, tmp_path):
+    """Go's order of bundle files: the first one that can be read is used, the later ones not
+    (openSUSE's comes before Alpine's); SSL_CERT_FILE replaces them all."""
+    root = tmp_path / "root"
+    (root / "etc" / "ssl").mkdir(parents=True)
+    suse, alpine = root / "etc" / "ssl" / "ca-bundle.pem", root / "etc" / "ssl" / "cert.pem"
+    alpine.write_text(pki.ca.read_text())
+    suse.write_text((pki.dir / "other-root.pem").read_text())
+    env = no_ssl_environment()
+    with tls_server("go", pki.server_ecdsa) as (_, port):
+        code, stderr, _ = probe_in_scratch_image(root, port, env)
+        assert code == 2 and "x509: certificate signed by unknown authority" in stderr, stderr
+        code, stderr, _ = probe_in_scratch_image(root, port, dict(env, SSL_CERT_FILE="/etc/ssl/cert.pem"))
+        assert (code, stderr) == (0, "status: SERVING\n")
+        suse.unlink()
+        code, stderr, _ = probe_in_scratch_image(root, port, env)
+        assert (code, stderr) == (0, "status: SERVING\n")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -244,10 +328,14 @@ def test_tls_against_a_plaintext_server(probe, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_plaintext_against_a_tls_server(probe, pki, kind):
+    """Both servers close on a plaintext preface without answering (the preface is no TLS
+    record, and not the HTTP/1 request that Go's TLS server answers in plaintext)."""
     with tls_server(kind, pki.server_rsa) as (_, port):
-        r = probe("-addr", f"localhost:{port}", "-connect-timeout", "5s")
+        r = probe("-addr", f"127.0.0.1:{port}", "-connect-timeout", "5s")
         assert r.code == 2 and r.elapsed < FAST, r
-        assert "expects a TLS connection (use -tls)" in r.lines[0] or "a TLS server does this to plaintext clients (try -tls)" in r.lines[0], r
+        assert r.lines == [f'error: failed to connect service at "127.0.0.1:{port}": server at 127.0.0.1:{port} closed the connection '
+                           "before the HTTP/2 handshake (error reading from server: EOF); a TLS server does this to plaintext "
+                           "clients (try -tls)"], r
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -344,7 +432,7 @@ def run_on_a_terminal(argv, timeout=10):
         return proc.wait(timeout=max(0.1, deadline - time.monotonic())), output.decode(errors="replace")
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=10)
         os.close(main)
 
 
@@ -407,3 +495,31 @@ def test_a_malformed_server_handshake_is_named(probe):
     with raw_peer("malformed-server-hello") as port:
         fails_fast(check(probe, port, "-tls-no-verify"), port,
                    "tls: length mismatch (OpenSSL error a00009f in tls_process_server_hello)")
+
+
+def openssl_initialised(bindir, args, env=None):
+    """Whether OpenSSL's initialisation runs in a probe with `args`: a breakpoint on it under gdb."""
+    out = subprocess.run(["gdb", "-q", "-batch", "-ex", "break OPENSSL_init_crypto", "-ex", "break OPENSSL_init_ssl", "-ex", "run",
+                          "-ex", "info breakpoints", "--args", str(bindir / "grpc_health_probe"), *args],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert "Breakpoint 1 at" in out.stdout, out.stdout + out.stderr
+    return "breakpoint already hit" in out.stdout
+
+
+def test_openssl_is_initialised_only_with_tls(bindir, pki):
+    with tls_server("go", pki.server_ecdsa) as (_, tls_port), server("go") as (_, port):
+        assert not openssl_initialised(bindir, ["-addr", f"127.0.0.1:{port}"])
+        assert not openssl_initialised(bindir, ["-addr", "127.0.0.1:1"])
+        assert openssl_initialised(bindir, ["-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)])
+
+
+def test_openssl_cnf_is_never_read(probe, pki, tmp_path):
+    """OPENSSL_CONF names a FIFO nobody writes: reading it would block the probe until killed."""
+    fifo = tmp_path / "openssl.cnf"
+    os.mkfifo(fifo)
+    env = dict(os.environ, OPENSSL_CONF=str(fifo))
+    with tls_server("go", pki.server_ecdsa) as (_, port):
+        for args in (["-tls-ca-cert", str(pki.ca)], []):
+            system_env = dict(env, SSL_CERT_FILE=str(pki.ca)) if not args else env
+            r = check(probe, port, *args, env=system_env)
+            assert (r.code, r.lines) == (0, ["status: SERVING"]), r

@@ -91,9 +91,12 @@ def test_ready_notifies_the_service_manager_and_hides_its_socket_from_the_child(
     manager.bind(str(notify))
     manager.settimeout(20)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify))
-    proc, lines, _ = start(bindir, "subreaper", tmp_path, [], ["--serving-after", "0.2"], env=env)
+    proc, lines, log = start(bindir, "subreaper", tmp_path, [], ["--serving-after", "0.2"], env=env)
     try:
         assert lines.next(time.monotonic() + 20).startswith("READY ")
+        await_line(log, "[grpc-init] ready: ")
+        # READY=1 was sent before the line was written: it is already waiting.
+        manager.setblocking(False)
         message = manager.recv(4096).decode()
         assert message.splitlines()[0] == "READY=1", message
         supervisor = supervisor_pid(proc, "subreaper")

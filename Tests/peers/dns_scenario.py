@@ -4,12 +4,14 @@ only this DNS server knows and prints "RESULT <name> <exit> <stderr>" for each.
 
 Usage: dns_scenario.py PROBE GOSERVER"""
 import os
+import re
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 probe, goserver = sys.argv[1], sys.argv[2]
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -72,14 +74,24 @@ subprocess.run(["mount", "--bind", conf.name, "/etc/resolv.conf"], check=True)
 
 server = subprocess.Popen([goserver, "-network", "tcp", "-addr", "[::]:0"], stdout=subprocess.PIPE, text=True)
 port = server.stdout.readline().strip().rsplit(":", 1)[1]
+def run(name, port, prefix=()):
+    start = time.monotonic()
+    out = subprocess.run([*prefix, probe, "-addr", f"{name}:{port}", "-connect-timeout", "3s"], capture_output=True, text=True,
+                         timeout=30)
+    print("RESULT", name, out.returncode, f"{time.monotonic() - start:.3f}", out.stderr.strip(), flush=True)
+
+
 for name in ["svc", "alias", "v6only", "svc.prod.test", "missing"]:
-    out = subprocess.run([probe, "-addr", f"{name}:{port}", "-connect-timeout", "3s"], capture_output=True, text=True)
-    print("RESULT", name, out.returncode, out.stderr.strip(), flush=True)
+    run(name, port)
 # Every address is tried in order: 127.0.0.2 refuses (the server listens on ::1 only), ::1 answers.
+# strace records the order of the connects to the server's port.
 v6server = subprocess.Popen([goserver, "-network", "tcp6", "-addr", "[::1]:0"], stdout=subprocess.PIPE, text=True)
 v6port = v6server.stdout.readline().strip().rsplit(":", 1)[1]
-out = subprocess.run([probe, "-addr", f"multi:{v6port}", "-connect-timeout", "3s"], capture_output=True, text=True)
-print("RESULT", "multi", out.returncode, out.stderr.strip(), flush=True)
+trace = tempfile.NamedTemporaryFile(suffix=".trace", delete=False)
+run("multi", v6port, prefix=["strace", "-f", "-e", "trace=connect", "-o", trace.name])
+connects = [m.group(1) or m.group(2) for line in open(trace.name) if f"htons({v6port})" in line
+            for m in [re.search(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"', line)] if m]
+print("CONNECTS", " ".join(connects), flush=True)
 v6server.kill()
 print("QUERIES", " ".join(f"{n}/{t}" for n, t in queries), flush=True)
 server.kill()
