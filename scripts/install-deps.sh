@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils
+packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils podman runc
           ca-certificates strace gdb)
 if [ "${1:-}" = "--bench" ]; then packages+=(tini hyperfine); fi
 missing=()

@@ -1,38 +1,93 @@
-"""The shipped Kubernetes example works as written: its exec probes against a live server, and the
-supervisor settings in its environment."""
+"""The shipped Kubernetes examples and Dockerfiles work as written: each manifest passes
+kubernetes-validate, each exec probe answers SERVING against a live server of its kind (with
+its paths and socket mapped to the test's), the supervisor settings in the environment behave
+as their comments say, and the Dockerfiles pass hadolint."""
 import os
 import subprocess
+import sys
+from contextlib import contextmanager
 
+import pytest
 import yaml
 
-from conftest import ROOT, server
+from conftest import PEERS, ROOT, running, server
 
-MANIFEST = ROOT / "k8s" / "deployment.yaml"
+K8S = ROOT / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+VENV = ROOT / ".venv" / "bin"
 
 
-def container():
-    deployment = yaml.safe_load(MANIFEST.read_text())
+def container(manifest):
+    deployment = yaml.safe_load(manifest.read_text())
     pod = deployment["spec"]["template"]["spec"]
     mounts = {m["name"] for c in pod["containers"] for m in c.get("volumeMounts", [])}
     assert mounts <= {v["name"] for v in pod.get("volumes", [])}, "every mounted volume is declared"
     return pod["containers"][0]
 
 
-def test_manifest_probes_answer_serving(bindir):
-    spec = container()
+def test_there_are_examples_for_plaintext_tls_and_spiffe():
+    assert [m.name for m in MANIFESTS] == ["deployment-spiffe.yaml", "deployment-tls.yaml", "deployment.yaml"]
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name for m in MANIFESTS])
+def test_manifest_is_valid_kubernetes(manifest):
+    out = subprocess.run([str(VENV / "kubernetes-validate"), "--strict", str(manifest)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.release"])
+def test_dockerfile_passes_hadolint(dockerfile):
+    out = subprocess.run([str(VENV / "hadolint"), str(ROOT / "docker" / dockerfile)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@contextmanager
+def live_server(manifest, pki, tmp_path):
+    """A server of the manifest's kind; yields its port, the file paths the manifest's probes
+    name mapped to the test's, and the environment the probe gets."""
+    name = manifest.name
+    if name == "deployment.yaml":
+        with server("go", services="greeter.Greeter=SERVING") as (_, port):
+            yield port, {}, {}
+    elif name == "deployment-tls.yaml":
+        client_cert, client_key = pki.client_ec_sec1
+        paths = {"/etc/probe-tls/ca.crt": str(pki.ca), "/etc/probe-tls/tls.crt": str(client_cert),
+                 "/etc/probe-tls/tls.key": str(client_key)}
+        with server("go", tls_cert=pki.server_ecdsa[0], tls_key=pki.server_ecdsa[1], tls_client_ca=pki.ca) as (_, port):
+            yield port, paths, {}
+    else:
+        cert, key = pki.spiffe_probe
+        agent = [sys.executable, str(PEERS / "workloadapi.py"), "--socket", str(tmp_path / "agent.sock"),
+                 "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key), "--bundle", str(pki.spiffe_ca)]
+        with running(agent) as (_, endpoint), server("go", tls_cert=pki.spiffe_server[0], tls_key=pki.spiffe_server[1],
+                                                       tls_client_ca=pki.spiffe_ca) as (_, port):
+            yield port, {}, {"SPIFFE_ENDPOINT_SOCKET": endpoint}
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name for m in MANIFESTS])
+def test_manifest_probes_answer_serving(bindir, pki, tmp_path, manifest):
+    spec = container(manifest)
     port = spec["ports"][0]["containerPort"]
-    with server("go", services="greeter.Greeter=SERVING") as (_, live):
-        for probe in ("readinessProbe", "livenessProbe"):
+    declared = {e["name"]: e["value"] for e in spec.get("env", [])}
+    probes = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in spec]
+    assert "startupProbe" in probes and "readinessProbe" in probes, probes
+    with live_server(manifest, pki, tmp_path) as (live, paths, env):
+        if "SPIFFE_ENDPOINT_SOCKET" in env:
+            assert declared["SPIFFE_ENDPOINT_SOCKET"].startswith("unix:///spiffe-workload-api/")
+        for probe in probes:
             command = spec[probe]["exec"]["command"]
             assert command[0] == "/bin/grpc_health_probe", command
             args = [arg.replace(f"localhost:{port}", f"localhost:{live}") for arg in command[1:]]
+            for path, mapped in paths.items():
+                args = [arg.replace(path, mapped) for arg in args]
             assert any(f"localhost:{live}" in arg for arg in args), command
-            out = subprocess.run([str(bindir / "grpc_health_probe"), *args], capture_output=True, text=True, timeout=10)
+            out = subprocess.run([str(bindir / "grpc_health_probe"), *args], capture_output=True, text=True, timeout=10,
+                                 env=dict(os.environ, **env))
             assert (out.returncode, out.stderr) == (0, "status: SERVING\n"), (probe, out)
 
 
 def test_manifest_environment_makes_a_sigterm_shutdown_a_success(bindir):
-    env = dict(os.environ, **{e["name"]: e["value"] for e in container()["env"]})
+    env = dict(os.environ, **{e["name"]: e["value"] for e in container(K8S / "deployment.yaml")["env"]})
     clean = subprocess.run([str(bindir / "grpc-init"), "--", "sh", "-c", "kill -TERM $$"], env=env,
                            capture_output=True, text=True, timeout=10)
     assert (clean.returncode, clean.stderr) == (0, ""), clean

@@ -1,6 +1,7 @@
 // Command goserver is a grpc-go health server used as a real peer by the integration tests.
-// It prints "READY <address>" on stdout once it listens, and one "HEADER name=value" line per
-// request header it receives when -echo-headers is set.
+// It prints "READY <address>" on stdout once it listens, one "HEADER name=value" line per
+// request header it receives when -echo-headers is set, and "SIGNAL <name>" for SIGUSR1, SIGUSR2
+// and SIGHUP when -report-signals is set.
 package main
 
 import (
@@ -12,7 +13,10 @@ import (
 	"net"
 	"io/ioutil"
 	"os"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,6 +30,7 @@ import (
 
 type healthServer struct {
 	healthpb.UnimplementedHealthServer
+	mu          sync.Mutex
 	statuses    map[string]healthpb.HealthCheckResponse_ServingStatus
 	delay       time.Duration
 	echoHeaders bool
@@ -48,7 +53,9 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 			return nil, ctx.Err()
 		}
 	}
+	h.mu.Lock()
 	st, ok := h.statuses[req.Service]
+	h.mu.Unlock()
 	if !ok {
 		return nil, status.Error(codes.NotFound, "unknown service")
 	}
@@ -56,7 +63,9 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 }
 
 func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	h.mu.Lock()
 	st, ok := h.statuses[req.Service]
+	h.mu.Unlock()
 	if !ok {
 		st = healthpb.HealthCheckResponse_SERVICE_UNKNOWN
 	}
@@ -80,7 +89,23 @@ func main() {
 	clientCA := flag.String("tls-client-ca", "", "require client certificates signed by this CA")
 	maxVersion := flag.String("tls-max-version", "1.3", "highest TLS version: 1.2 or 1.3")
 	ciphers := flag.String("tls-ciphers", "", "comma-separated TLS 1.2 cipher suites (Go names); empty: Go's defaults")
+	servingAfter := flag.Duration("serving-after", 0, "answer NOT_SERVING for the empty service name this long, then -status")
+	ignoreTerm := flag.Bool("ignore-sigterm", false, "ignore SIGTERM (a server that does not stop when asked)")
+	reportSignals := flag.Bool("report-signals", false, "print SIGNAL <name> for SIGUSR1, SIGUSR2 and SIGHUP")
 	flag.Parse()
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	if *reportSignals {
+		signals := make(chan os.Signal, 16)
+		signal.Notify(signals, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+		go func() {
+			for s := range signals {
+				fmt.Printf("SIGNAL %v\n", s)
+				os.Stdout.Sync()
+			}
+		}()
+	}
 
 	lis, err := net.Listen(*network, *addr)
 	if err != nil {
@@ -135,6 +160,17 @@ func main() {
 			}
 		}
 		healthpb.RegisterHealthServer(srv, h)
+		if *servingAfter > 0 {
+			final := h.statuses[""]
+			h.statuses[""] = healthpb.HealthCheckResponse_NOT_SERVING
+			time.AfterFunc(*servingAfter, func() {
+				h.mu.Lock()
+				h.statuses[""] = final
+				h.mu.Unlock()
+				fmt.Printf("SERVING NOW %d\n", time.Now().UnixNano())
+				os.Stdout.Sync()
+			})
+		}
 	}
 	fmt.Printf("READY %s\n", lis.Addr().String())
 	os.Stdout.Sync()

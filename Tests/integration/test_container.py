@@ -1,0 +1,207 @@
+"""The image a user ships, under a real container runtime: podman builds docker/Dockerfile.release
+(the static grpc-go test server as the application) and runs it as a user would. Containers use
+the host's network and loopback addresses only. The settings a machine needs (runtime, cgroup
+manager, storage driver, rlimits) are found by trying them, not assumed."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import GO_SERVER, ROOT
+
+IMAGE = "localhost/grpc-init-test:latest"
+# Tried in order; the first that starts a container is used.
+RUNTIMES = [[], ["--runtime", "runc", "--cgroup-manager", "cgroupfs"], ["--cgroup-manager", "cgroupfs"]]
+STORAGE = [[], ["--storage-driver", "vfs"]]
+# podman raises the containers' rlimits by default, which a VM without CAP_SYS_RESOURCE refuses.
+LIMITS = [[], ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]]
+
+
+class Podman:
+    def __init__(self, base, run_flags):
+        self.base = base
+        self.run_flags = run_flags
+
+    def __call__(self, *args, timeout=60, check=True, env=None):
+        out = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        if check and out.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: exit {out.returncode}: {out.stderr.strip()}")
+        return out
+
+    def run(self, name, *args, env=(), image_args=(), podman_env=None):
+        """`podman run -d` of the test image as container `name`, on the host's network; `env`
+        is the container's, `podman_env` podman's own."""
+        flags = ["run", "-d", "--name", name, "--network", "host", *self.run_flags]
+        for key, value in dict(env).items():
+            flags += ["-e", f"{key}={value}"]
+        return self(*flags, *args, IMAGE, *image_args, env=podman_env)
+
+    def logs(self, name):
+        out = self("logs", name)
+        return out.stdout + out.stderr
+
+    def await_log(self, name, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while text not in (logs := self.logs(name)):
+            assert time.monotonic() < deadline, f"no {text!r} in the logs of {name}: {logs}"
+            time.sleep(0.05)  # podman logs cannot be followed with a deadline; bounded polling
+        return logs
+
+    def exit_code(self, name):
+        return json.loads(self("inspect", name).stdout)[0]["State"]["ExitCode"]
+
+
+def first_error_line(out):
+    return (out.stderr.strip() or out.stdout.strip() or f"exit {out.returncode}").splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """podman with its own storage for this run, the settings that work here, and the image."""
+    assert shutil.which("podman"), "podman is missing: the test command installs it"
+    store = tmp_path_factory.mktemp("podman")
+    context = store / "context"
+    subprocess.run([str(ROOT / "scripts" / "image-context.sh"), str(context), str(GO_SERVER)], check=True, timeout=60)
+    last = None
+    for storage in STORAGE:
+        base = ["podman", "--root", str(store / "root"), "--runroot", str(store / "run"), *storage]
+        built = subprocess.run([*base, "build", "-q", "-f", str(ROOT / "docker" / "Dockerfile.release"), "-t", IMAGE, str(context)],
+                               capture_output=True, text=True, timeout=300)
+        if built.returncode != 0:
+            last = built
+            continue
+        for runtime in RUNTIMES:
+            for limits in LIMITS:
+                tried = subprocess.run([*base, *runtime, "run", "--rm", "--network", "host", *limits, "--entrypoint", "/grpc-init",
+                                        IMAGE, "-version"], capture_output=True, text=True, timeout=120)
+                if tried.returncode == 0 and tried.stdout.startswith("grpc-init "):
+                    tool = Podman([*base, *runtime], limits)
+                    yield tool
+                    tool("rm", "-a", "-f", check=False)
+                    return
+                last = tried
+    pytest.fail(f"podman cannot start a container here: {first_error_line(last)}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_args(port, *extra):
+    return ["/server", "-addr", f"127.0.0.1:{port}", *extra]
+
+
+@pytest.fixture
+def names(podman, request):
+    """Container names for this test, removed afterwards."""
+    made = []
+
+    def name(suffix=""):
+        made.append(f"{request.node.name[:40].strip('_')}{suffix}".replace("[", "-").replace("]", "").lower())
+        return made[-1]
+    yield name
+    for n in made:
+        podman("rm", "-f", n, check=False)
+
+
+def test_pid1_gates_and_supervises(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, env={"GRPC_INIT_READY_ADDR": f"127.0.0.1:{port}"}, image_args=server_args(port, "-serving-after", "300ms"))
+    logs = podman.await_log(c, "[grpc-init] ready: ")
+    assert f"[grpc-init] ready: 127.0.0.1:{port} reports SERVING" in logs
+    host_pid = json.loads(podman("inspect", c).stdout)[0]["State"]["Pid"]
+    status = dict(line.split(":\t", 1) for line in open(f"/proc/{host_pid}/status").read().splitlines() if ":\t" in line)
+    assert status["Name"] == "grpc-init" and status["NSpid"].split()[-1] == "1", status
+
+
+def test_exec_probe_as_kubelet_runs_it(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, image_args=server_args(port, "-services", "down=NOT_SERVING"))
+    deadline = time.monotonic() + 20
+    while (r := podman("exec", c, "/bin/grpc_health_probe", f"-addr=127.0.0.1:{port}", check=False)).returncode == 2:
+        assert time.monotonic() < deadline, r.stderr
+        time.sleep(0.05)
+    assert (r.returncode, r.stderr) == (0, "status: SERVING\n")
+    r = podman("exec", c, "/bin/grpc_health_probe", f"-addr=127.0.0.1:{port}", "-service=down", check=False)
+    assert (r.returncode, r.stderr) == (4, 'service unhealthy (responded with "NOT_SERVING")\n')
+    r = podman("exec", c, "/bin/grpc_health_probe", f"-addr=127.0.0.1:{port}", "-service=nope", check=False)
+    assert (r.returncode, r.stderr) == (3, "error: health rpc failed: rpc error: code = NotFound desc = unknown service\n")
+
+
+@pytest.mark.parametrize("remap", [False, True], ids=["143", "remapped to 0"])
+def test_podman_stop_passes_sigterm_on(podman, names, remap):
+    port, c = free_port(), names()
+    podman.run(c, env={"GRPC_INIT_REMAP_EXIT": "143"} if remap else {}, image_args=server_args(port))
+    podman.await_log(c, "READY ")
+    start = time.monotonic()
+    podman("stop", c)
+    assert time.monotonic() - start < 5, "the server stopped on the forwarded SIGTERM, not at the stop timeout"
+    assert podman.exit_code(c) == (0 if remap else 143)
+
+
+def test_podman_stop_kills_a_server_that_ignores_sigterm(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, image_args=server_args(port, "-ignore-sigterm"))
+    podman.await_log(c, "READY ")
+    start = time.monotonic()
+    podman("stop", "-t", "2", c)
+    elapsed = time.monotonic() - start
+    assert 2 <= elapsed < 8, elapsed
+    assert podman.exit_code(c) == 137
+
+
+def test_podman_kill_signal_is_forwarded(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, image_args=server_args(port, "-report-signals"))
+    podman.await_log(c, "READY ")
+    podman("kill", "-s", "SIGUSR1", c)
+    podman.await_log(c, "SIGNAL user defined signal 1")
+
+
+def test_sdnotify_container_reports_ready_once_serving(podman, names, tmp_path):
+    """--sdnotify=container: podman passes the container's notifications to its own
+    NOTIFY_SOCKET (a systemd unit's); READY=1 comes from the gate once the server serves."""
+    notify = tmp_path / "notify.sock"
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(notify))
+    manager.settimeout(20)
+    port, c = free_port(), names()
+    try:
+        podman.run(c, "--sdnotify=container", env={"GRPC_INIT_READY_ADDR": f"127.0.0.1:{port}"},
+                   image_args=server_args(port, "-serving-after", "500ms"), podman_env=dict(os.environ, NOTIFY_SOCKET=str(notify)))
+        messages = []
+        while "READY=1" not in messages:
+            messages += manager.recv(4096).decode().splitlines()
+        logs = podman.logs(c)
+        assert "SERVING NOW " in logs, "READY=1 came only after the server serves"
+    finally:
+        manager.close()
+
+
+def test_read_only_root_and_an_unprivileged_user(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, "--read-only", "--user", "65532:65532", env={"GRPC_INIT_READY_ADDR": f"localhost:{port}"},
+               image_args=server_args(port))
+    podman.await_log(c, "[grpc-init] ready: ")
+    r = podman("exec", c, "/bin/grpc_health_probe", f"-addr=localhost:{port}", check=False)
+    assert (r.returncode, r.stderr) == (0, "status: SERVING\n")
+
+
+def test_podman_healthcheck_runs_the_probe(podman, names):
+    """podman's own healthcheck with the probe symlink: healthy, and unhealthy for a service the
+    server does not know."""
+    for name, service in ((names(), ""), (names("-unknown"), "nope")):
+        port = free_port()
+        command = json.dumps(["/bin/grpc_health_probe", f"-addr=127.0.0.1:{port}", f"-service={service}"])
+        podman.run(name, "--health-cmd", command, "--health-interval", "disable", "--health-retries", "1",
+                   image_args=server_args(port))
+        podman.await_log(name, "READY ")
+        healthy = service == ""
+        assert podman("healthcheck", "run", name, check=False).returncode == (0 if healthy else 1)
+        assert json.loads(podman("inspect", name).stdout)[0]["State"]["Health"]["Status"] == ("healthy" if healthy else "unhealthy")
