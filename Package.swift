@@ -2,7 +2,8 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe, Supervisor -> SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls -> CShim, CZlib, COpenSSL
+//   grpc-init -> Probe, Supervisor -> SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls, TLSShim
+//     -> CShim, CZlib, COpenSSL
 // (Supervisor uses Transport only to check -ready-addr as the probe will read it.)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
@@ -32,13 +33,16 @@ let package = Package(
         .target(name: "CShim"),
         .systemLibrary(name: "CZlib"),
         .systemLibrary(name: "COpenSSL"),
+        // OpenSSL glue in C: set-up, the TLS-only provider, lazy roots, SPIFFE verification.
+        .target(name: "TLSShim", dependencies: ["COpenSSL"], cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]),
         .target(name: "SystemCalls", dependencies: ["CShim"], swiftSettings: fastMetadata),
         .target(name: "Flags", swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
         .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
         .target(
             name: "Transport",
-            dependencies: ["SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"]))],
+            dependencies: ["SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
+                           .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),

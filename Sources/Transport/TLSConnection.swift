@@ -1,6 +1,7 @@
 #if TLS
 import COpenSSL
 import Glibc
+import TLSShim
 import SystemCalls
 
 /// The client side of TLS for one configuration: roots, client certificate, ALPN. Created only
@@ -13,7 +14,11 @@ public final class TLSContext {
 
     public init(_ configuration: TLSConfiguration) throws(TLSSetupError) {
         self.configuration = configuration
-        tls_shim_init()
+        switch tls_shim_init() {
+        case 1: break
+        case 2: TLSContext.reportDefaultProvider()
+        default: throw TLSSetupError(description: "cannot set up OpenSSL: \(OpenSSLError.last().description)")
+        }
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             throw TLSSetupError(description: "cannot create a TLS context: \(OpenSSLError.last().description)")
         }
@@ -21,7 +26,10 @@ public final class TLSContext {
         // OpenSSL writes with write(2): a server that hangs up raises SIGPIPE, which the probe
         // blocks (ProbeRunner), so the write fails with EPIPE instead of killing us.
         tls_shim_set_min_tls12(ctx)
-        tls_shim_track_certificate_request(ctx)
+        guard tls_shim_track_certificate_request(ctx) == 1 else {
+            SSL_CTX_free(ctx)
+            throw TLSSetupError(description: "cannot create a TLS context: \(OpenSSLError.last().description)")
+        }
         // ALPN offers h2 only: gRPC needs HTTP/2.
         let alpn: [UInt8] = [2, UInt8(ascii: "h"), UInt8(ascii: "2")]
         SSL_CTX_set_alpn_protos(ctx, alpn, UInt32(alpn.count))
@@ -60,6 +68,16 @@ public final class TLSContext {
     deinit {
         tls_spiffe_release(context)
         SSL_CTX_free(context)
+    }
+
+    /// Said once per process: a build without the TLS-only provider (linked dynamically, as the
+    /// unit tests are) works, but runs all of OpenSSL's algorithm set-up.
+    nonisolated(unsafe) private static var defaultProviderReported = false
+    private static func reportDefaultProvider() {
+        guard !defaultProviderReported else { return }
+        defaultProviderReported = true
+        Output.line("warning: this build's OpenSSL lacks ossl_default_provider_init (not linked statically): "
+                    + "running OpenSSL's default provider, not grpc-init's TLS-only one")
     }
 
     /// The SVID as this client's certificate, and the bundles as the only roots, each for its
@@ -218,7 +236,7 @@ public final class TLSConnection: ByteStream {
     private func handshakeFailure(_ error: Int32, context: TLSContext, name: String) -> String {
         let verify = SSL_get_verify_result(ssl)
         if context.configuration.spiffe != nil && verify != X509_V_OK {
-            let failure = String(cString: tls_spiffe_failure(context.context))
+            let failure = String(cString: tls_spiffe_failure(ssl))
             if !failure.isEmpty { return "tls: failed to verify certificate: " + failure }
         }
         if context.configuration.verify && verify != X509_V_OK {
@@ -239,7 +257,7 @@ public final class TLSConnection: ByteStream {
     /// server that asked for a client certificate and then hung up (or sent an alert) rejected
     /// ours, or wanted one. `failure` is what the read reported (nil for a plain close).
     public func explainRejection(_ failure: String?, clientCertificate: String) -> String? {
-        guard tls_shim_certificate_requested() != 0 else { return nil }
+        guard tls_shim_certificate_requested(ssl) != 0 else { return nil }
         if let failure, !failure.hasPrefix("remote error: ") { return nil }
         let alert = failure.map { " (\($0))" } ?? ""
         if clientCertificate.isEmpty {

@@ -497,13 +497,24 @@ def test_a_malformed_server_handshake_is_named(probe):
                    "tls: length mismatch (OpenSSL error a00009f in tls_process_server_hello)")
 
 
-def openssl_initialised(bindir, args, env=None):
-    """Whether OpenSSL's initialisation runs in a probe with `args`: a breakpoint on it under gdb."""
-    out = subprocess.run(["gdb", "-q", "-batch", "-ex", "break OPENSSL_init_crypto", "-ex", "break OPENSSL_init_ssl", "-ex", "run",
-                          "-ex", "info breakpoints", "--args", str(bindir / "grpc_health_probe"), *args],
-                         capture_output=True, text=True, timeout=60, env=env)
+def reached(bindir, functions, args, env=None):
+    """Whether a probe with `args` runs any of `functions`: breakpoints on them under gdb."""
+    breaks = [a for f in functions for a in ("-ex", f"break {f}")]
+    out = subprocess.run(["gdb", "-q", "-batch", *breaks, "-ex", "run", "-ex", "info breakpoints",
+                          "--args", str(bindir / "grpc_health_probe"), *args], capture_output=True, text=True, timeout=60, env=env)
     assert "Breakpoint 1 at" in out.stdout, out.stdout + out.stderr
     return "breakpoint already hit" in out.stdout
+
+
+def openssl_initialised(bindir, args, env=None):
+    return reached(bindir, ["OPENSSL_init_crypto", "OPENSSL_init_ssl"], args, env)
+
+
+def test_the_tls_only_provider_is_the_one_in_use(bindir, pki):
+    """The shipped binary fetches its algorithms through grpc-init's provider: its query function
+    runs (it would not, were OpenSSL's default provider in its place)."""
+    with tls_server("go", pki.server_ecdsa) as (_, port):
+        assert reached(bindir, ["tls_provider_query"], ["-addr", f"localhost:{port}", "-tls", "-tls-ca-cert", str(pki.ca)])
 
 
 def test_openssl_is_initialised_only_with_tls(bindir, pki):

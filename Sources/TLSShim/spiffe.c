@@ -1,5 +1,4 @@
-#ifndef GRPC_INIT_OPENSSL_SPIFFE_H
-#define GRPC_INIT_OPENSSL_SPIFFE_H
+#include "tls_shim.h"
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -14,7 +13,7 @@
 
 // Loads DER certificates laid one after another: the first as the context's certificate, the
 // rest as its chain. Returns how many, or 0 when the bytes are not all certificates.
-static inline int tls_spiffe_use_chain(SSL_CTX *ctx, const unsigned char *der, long length) {
+int tls_spiffe_use_chain(SSL_CTX *ctx, const unsigned char *der, long length) {
     const unsigned char *p = der, *end = der + length;
     int count = 0;
     while (p < end) {
@@ -29,7 +28,7 @@ static inline int tls_spiffe_use_chain(SSL_CTX *ctx, const unsigned char *der, l
 }
 
 // Loads a PKCS#8 DER private key for the context's certificate; 1 when it loads and matches.
-static inline int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, long length) {
+int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, long length) {
     const unsigned char *p = der;
     EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, length);
     if (!key) return 0;
@@ -42,20 +41,37 @@ static inline int tls_spiffe_use_key(SSL_CTX *ctx, const unsigned char *der, lon
 // them (a large federation), bounded only by the size of the Workload API's response.
 enum { tls_spiffe_max_domain_length = 255 };
 
+// The roots by trust domain, for one context (its SSL_CTX app data), the same for each of its
+// connections. Why a connection's verification failed is the connection's own (its SSL ex_data).
 typedef struct {
     int count, capacity;
     char **domains;
     STACK_OF(X509) **roots;
-    char failure[512];  // why the last verification failed, when it was ours to say
 } tls_spiffe_trust;
 
-static inline tls_spiffe_trust *tls_spiffe_trust_of(SSL_CTX *ctx) {
+enum { tls_spiffe_failure_size = 512 };
+static int tls_spiffe_failure_index = -1;
+
+static void tls_spiffe_free_failure(void *parent, void *failure, CRYPTO_EX_DATA *data, int index, long argl, void *argp) {
+    (void)parent; (void)data; (void)index; (void)argl; (void)argp;
+    OPENSSL_free(failure);
+}
+
+// The connection's failure buffer, made on first use ("" until a verification fails).
+static char *tls_spiffe_failure_of(SSL *ssl) {
+    if (tls_spiffe_failure_index < 0) return NULL;
+    char *failure = SSL_get_ex_data(ssl, tls_spiffe_failure_index);
+    if (!failure && (failure = OPENSSL_zalloc(tls_spiffe_failure_size)) != NULL) SSL_set_ex_data(ssl, tls_spiffe_failure_index, failure);
+    return failure;
+}
+
+static tls_spiffe_trust *tls_spiffe_trust_of(SSL_CTX *ctx) {
     return (tls_spiffe_trust *)SSL_CTX_get_app_data(ctx);
 }
 
 // The trust domain of the certificate's SPIFFE ID into `domain`: 1, or 0 with the reason (in
 // go-spiffe's words) in `failure`.
-static inline int tls_spiffe_leaf_trust_domain(X509 *leaf, char *domain, size_t size, char *failure, size_t failure_size) {
+static int tls_spiffe_leaf_trust_domain(X509 *leaf, char *domain, size_t size, char *failure, size_t failure_size) {
     GENERAL_NAMES *names = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
     int uris = 0;
     const ASN1_IA5STRING *uri = NULL;
@@ -95,19 +111,24 @@ static inline int tls_spiffe_leaf_trust_domain(X509 *leaf, char *domain, size_t 
 }
 
 // Replaces OpenSSL's chain verification for the context (SSL_CTX_set_cert_verify_callback).
-static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
+static int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
     tls_spiffe_trust *trust = (tls_spiffe_trust *)arg;
     X509 *leaf = X509_STORE_CTX_get0_cert(store_ctx);
+    SSL *ssl = X509_STORE_CTX_get_ex_data(store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+    char scratch[tls_spiffe_failure_size];
+    char *failure = ssl ? tls_spiffe_failure_of(ssl) : NULL;
+    if (!failure) failure = scratch;
+    const size_t failure_size = tls_spiffe_failure_size;
     char domain[256];
-    trust->failure[0] = 0;
-    if (!leaf || !tls_spiffe_leaf_trust_domain(leaf, domain, sizeof domain, trust->failure, sizeof trust->failure)) {
+    failure[0] = 0;
+    if (!leaf || !tls_spiffe_leaf_trust_domain(leaf, domain, sizeof domain, failure, failure_size)) {
         X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
     // (X509_get_key_usage answers "everything" for a certificate without the extension.)
     int signs = (X509_get_extension_flags(leaf) & EXFLAG_KUSAGE) && (X509_get_key_usage(leaf) & (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
     if (X509_check_ca(leaf) > 0 || signs) {
-        snprintf(trust->failure, sizeof trust->failure, "x509svid: leaf certificate must not be a CA or have keyCertSign or cRLSign key usage");
+        snprintf(failure, failure_size, "x509svid: leaf certificate must not be a CA or have keyCertSign or cRLSign key usage");
         X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
@@ -122,13 +143,13 @@ static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
             int unknown = error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY || error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
                 || error == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN || error == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
                 || error == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
-            snprintf(trust->failure, sizeof trust->failure,
+            snprintf(failure, failure_size,
                      "x509svid: could not verify leaf certificate: x509: %s (roots: the bundle of trust domain \"%s\")",
                      unknown ? "certificate signed by unknown authority" : X509_verify_cert_error_string(error), domain);
         }
         return ok;
     }
-    snprintf(trust->failure, sizeof trust->failure, "x509svid: could not get X509 bundle: x509bundle: no X.509 bundle for trust domain \"%s\"", domain);
+    snprintf(failure, failure_size, "x509svid: could not get X509 bundle: x509bundle: no X.509 bundle for trust domain \"%s\"", domain);
     X509_STORE_CTX_set_error(store_ctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
 }
@@ -136,9 +157,13 @@ static inline int tls_spiffe_verify(X509_STORE_CTX *store_ctx, void *arg) {
 // Adds a trust domain's roots (DER certificates one after another) and, on the first call,
 // installs the verification above. Returns how many roots; 0 when the bytes are not all
 // certificates (or memory ran out), -1 when the name is longer than a trust domain can be.
-static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const unsigned char *der, long length) {
+int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const unsigned char *der, long length) {
     tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
     if (!trust) {
+        if (tls_spiffe_failure_index < 0) {
+            tls_spiffe_failure_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_spiffe_free_failure);
+            if (tls_spiffe_failure_index < 0) return 0;
+        }
         trust = (tls_spiffe_trust *)OPENSSL_zalloc(sizeof *trust);
         if (!trust) return 0;
         SSL_CTX_set_app_data(ctx, trust);
@@ -180,7 +205,7 @@ static inline int tls_spiffe_add_bundle(SSL_CTX *ctx, const char *domain, const 
 }
 
 // Frees what tls_spiffe_add_bundle made; call before SSL_CTX_free.
-static inline void tls_spiffe_release(SSL_CTX *ctx) {
+void tls_spiffe_release(SSL_CTX *ctx) {
     tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
     if (!trust) return;
     SSL_CTX_set_app_data(ctx, NULL);
@@ -193,9 +218,9 @@ static inline void tls_spiffe_release(SSL_CTX *ctx) {
     OPENSSL_free(trust);
 }
 
-// Why the SPIFFE verification failed ("" when it did not, or OpenSSL's own check did).
-static inline const char *tls_spiffe_failure(SSL_CTX *ctx) {
-    tls_spiffe_trust *trust = tls_spiffe_trust_of(ctx);
-    return trust ? trust->failure : "";
+// Why the SPIFFE verification of this connection failed ("" when it did not, or OpenSSL's own
+// check did).
+const char *tls_spiffe_failure(SSL *ssl) {
+    const char *failure = tls_spiffe_failure_index < 0 ? NULL : SSL_get_ex_data(ssl, tls_spiffe_failure_index);
+    return failure ? failure : "";
 }
-#endif

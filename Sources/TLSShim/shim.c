@@ -1,36 +1,35 @@
-#ifndef GRPC_INIT_OPENSSL_SHIM_H
-#define GRPC_INIT_OPENSSL_SHIM_H
+#define _GNU_SOURCE  // memmem
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <string.h>
-#include "provider.h"
-#include "spiffe.h"
+#include "tls_shim.h"
 
 // Initialises OpenSSL without reading the system's openssl.cnf (grpc-init is config-free, and
 // its TLS settings are explicit), without loading error texts, which only a failure needs, and
 // without an exit handler freeing what the exiting process gives back anyway; then installs the
-// TLS-only provider (provider.h).
+// TLS-only provider (provider.c). Returns 1, 0 when either fails, or 2 when OpenSSL runs with
+// its default provider because this build cannot make ours (a dynamically linked build).
 //
 // Nor does it register OpenSSL's ~230 legacy cipher and digest objects by name: the first use of
 // the algorithm name map copies every registered name into it (with its OID as text), a quarter
 // of a TLS probe's instructions. Ciphers are only fetched from providers; certificate signature
 // checks still look digests up by name, so the digests X.509 signatures use are registered.
-static inline int tls_shim_init(void) {
+int tls_shim_init(void) {
     if (!OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_LOAD_SSL_STRINGS
                           | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT
                           | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL)) return 0;
     const EVP_MD *digests[] = {EVP_sha1(), EVP_sha224(), EVP_sha256(), EVP_sha384(), EVP_sha512(), EVP_md5_sha1()};
     for (size_t i = 0; i < sizeof digests / sizeof *digests; i++) EVP_add_digest(digests[i]);
-    tls_provider_install();
-    return 1;
+    int installed = tls_provider_install();
+    return installed < 0 ? 2 : installed;
 }
 
 // The most recent error in the queue (0 when none), emptying it, and the OpenSSL function that
 // raised it (for the few failures only that tells apart); and its library and reason.
-static inline unsigned long tls_shim_last_error(const char **function) {
+unsigned long tls_shim_last_error(const char **function) {
     unsigned long code, last = 0;
     const char *name = NULL;
     *function = "";
@@ -45,7 +44,7 @@ static inline unsigned long tls_shim_last_error(const char **function) {
 // TLS probe); they are loaded here, on the way out of a failure that has no message of our own.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-static inline const char *tls_shim_reason_text(unsigned long code) {
+const char *tls_shim_reason_text(unsigned long code) {
     ERR_load_SSL_strings();
     ERR_load_X509_strings();
     ERR_load_EVP_strings();
@@ -55,17 +54,17 @@ static inline const char *tls_shim_reason_text(unsigned long code) {
     return text ? text : "";
 }
 #pragma GCC diagnostic pop
-static inline int tls_shim_error_library(unsigned long code) { return ERR_GET_LIB(code); }
-static inline int tls_shim_error_reason(unsigned long code) { return ERR_GET_REASON(code); }
+int tls_shim_error_library(unsigned long code) { return ERR_GET_LIB(code); }
+int tls_shim_error_reason(unsigned long code) { return ERR_GET_REASON(code); }
 
 // OpenSSL spells these as macros, which Swift cannot call.
-static inline int tls_shim_set_min_tls12(SSL_CTX *ctx) { return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); }
-static inline int tls_shim_set_sni(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
-static inline long tls_shim_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
+int tls_shim_set_min_tls12(SSL_CTX *ctx) { return SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION); }
+int tls_shim_set_sni(SSL *ssl, const char *name) { return SSL_set_tlsext_host_name(ssl, name); }
+long tls_shim_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
 
 // The server's leaf certificate, also after a failed verification (when TLS 1.3 has not stored
 // the verified peer yet, but the received chain is there). Not owned by the caller.
-static inline X509 *tls_shim_peer_leaf(const SSL *ssl) {
+X509 *tls_shim_peer_leaf(const SSL *ssl) {
     X509 *peer = SSL_get0_peer_certificate(ssl);
     if (peer) return peer;
     STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ssl);
@@ -73,15 +72,28 @@ static inline X509 *tls_shim_peer_leaf(const SSL *ssl) {
 }
 
 // Whether the server asked for a client certificate: some servers close the connection without
-// an alert when they reject one (or get none), and this is what lets us say so.
-static int tls_shim_certificate_was_requested = 0;
-static inline int tls_shim_note_certificate_request(SSL *ssl, void *arg) {
-    (void)ssl; (void)arg;
-    tls_shim_certificate_was_requested = 1;
+// an alert when they reject one (or get none), and this is what lets us say so. Kept on the
+// connection (the SSL object's ex_data): a second connection of the process starts unasked.
+static int tls_shim_certificate_request_index = -1;
+
+static int tls_shim_note_certificate_request(SSL *ssl, void *arg) {
+    (void)arg;
+    SSL_set_ex_data(ssl, tls_shim_certificate_request_index, (void *)1);
     return 1;
 }
-static inline void tls_shim_track_certificate_request(SSL_CTX *ctx) { SSL_CTX_set_cert_cb(ctx, tls_shim_note_certificate_request, NULL); }
-static inline int tls_shim_certificate_requested(void) { return tls_shim_certificate_was_requested; }
+
+int tls_shim_track_certificate_request(SSL_CTX *ctx) {
+    if (tls_shim_certificate_request_index < 0) {
+        tls_shim_certificate_request_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+        if (tls_shim_certificate_request_index < 0) return 0;
+    }
+    SSL_CTX_set_cert_cb(ctx, tls_shim_note_certificate_request, NULL);
+    return 1;
+}
+
+int tls_shim_certificate_requested(const SSL *ssl) {
+    return tls_shim_certificate_request_index >= 0 && SSL_get_ex_data(ssl, tls_shim_certificate_request_index) != NULL;
+}
 
 // Without a passphrase callback OpenSSL asks for an encrypted key's passphrase on the terminal,
 // and a probe must never wait for input: this one has no passphrase to give.
@@ -89,7 +101,7 @@ static int tls_shim_no_passphrase(char *buffer, int size, int writing, void *use
     (void)buffer; (void)size; (void)writing; (void)user;
     return 0;
 }
-static inline void tls_shim_refuse_passphrases(SSL_CTX *ctx) { SSL_CTX_set_default_passwd_cb(ctx, tls_shim_no_passphrase); }
+void tls_shim_refuse_passphrases(SSL_CTX *ctx) { SSL_CTX_set_default_passwd_cb(ctx, tls_shim_no_passphrase); }
 
 // ---- Lazily decoded root bundles -------------------------------------------------------------
 // Decoding a certificate costs OpenSSL 3 about 0.8 M instructions (its public key goes through the
@@ -111,7 +123,7 @@ typedef struct {
 } tls_shim_root_index;
 
 // Base64 digit values; 64: a blank or line break, 65: '=', 255: anything else.
-static inline const unsigned char *tls_shim_base64_table(void) {
+static const unsigned char *tls_shim_base64_table(void) {
     static unsigned char table[256] = {0};
     static int ready = 0;
     if (!ready) {
@@ -128,7 +140,7 @@ static inline const unsigned char *tls_shim_base64_table(void) {
 // Decodes the base64 text in [p, end) into out, ignoring line breaks and blanks, stopping once
 // `limit` bytes are out (out needs room for limit + 2); returns the decoded length, or -1 for
 // anything else in the text (or data after '='). Four digits at a time where it can.
-static inline long tls_shim_base64_decode(const unsigned char *p, const unsigned char *end, unsigned char *out, long limit) {
+static long tls_shim_base64_decode(const unsigned char *p, const unsigned char *end, unsigned char *out, long limit) {
     const unsigned char *table = tls_shim_base64_table();
     unsigned int bits = 0, pending = 0;
     long n = 0;
@@ -163,7 +175,7 @@ static inline long tls_shim_base64_decode(const unsigned char *p, const unsigned
 
 // Reads one DER tag and length at *p (within end); returns the content start, or NULL. With
 // `truncated`, the content may run past end (a container whose start is all we have).
-static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, const unsigned char *end, long *length, int truncated) {
+static const unsigned char *tls_shim_der_enter(const unsigned char *p, const unsigned char *end, long *length, int truncated) {
     if (end - p < 2) return NULL;
     p++;  // tag
     long n = *p++;
@@ -180,7 +192,7 @@ static inline const unsigned char *tls_shim_der_enter(const unsigned char *p, co
 
 // The subject Name in the first `length` bytes of a certificate's DER: Certificate {
 // TBSCertificate { [0] version?, serial, signature, issuer, validity, subject, ... } }.
-static inline int tls_shim_der_subject(const unsigned char *der, long length, const unsigned char **subject, long *subject_length) {
+static int tls_shim_der_subject(const unsigned char *der, long length, const unsigned char **subject, long *subject_length) {
     const unsigned char *end = der + length, *p;
     long n;
     if (!(p = tls_shim_der_enter(der, end, &n, 1))) return 0;        // Certificate
@@ -204,7 +216,7 @@ static inline int tls_shim_der_subject(const unsigned char *der, long length, co
 
 // Decodes an indexed root into the store (once: it then lives there, where later look-ups find
 // it); returns the certificate, not owned by the caller, or NULL.
-static inline X509 *tls_shim_decode_root(X509_STORE *store, tls_shim_root *root) {
+static X509 *tls_shim_decode_root(X509_STORE *store, tls_shim_root *root) {
     OPENSSL_free(root->subject);
     root->subject = NULL;
     unsigned char *der = (unsigned char *)OPENSSL_malloc((size_t)root->base64_length / 4 * 3 + 3);
@@ -219,7 +231,7 @@ static inline X509 *tls_shim_decode_root(X509_STORE *store, tls_shim_root *root)
     return added ? cert : NULL;
 }
 
-static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *result) {
+static int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_TYPE type, const X509_NAME *name, X509_OBJECT *result) {
     if (type != X509_LU_X509) return 0;
     tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
     unsigned char *wanted = NULL;
@@ -246,7 +258,7 @@ static inline int tls_shim_lazy_get_by_subject(X509_LOOKUP *lookup, X509_LOOKUP_
     return found;
 }
 
-static inline void tls_shim_lazy_free(X509_LOOKUP *lookup) {
+static void tls_shim_lazy_free(X509_LOOKUP *lookup) {
     tls_shim_root_index *index = (tls_shim_root_index *)X509_LOOKUP_get_method_data(lookup);
     if (!index) return;
     for (int i = 0; i < index->count; i++) OPENSSL_free(index->roots[i].subject);
@@ -258,7 +270,7 @@ static inline void tls_shim_lazy_free(X509_LOOKUP *lookup) {
 
 // The store's lazy index, created on first use (X509_STORE_add_lookup returns the store's
 // existing lookup for a method it already has).
-static inline tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
+static tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
     static X509_LOOKUP_METHOD *method = NULL;
     if (!method) {
         method = X509_LOOKUP_meth_new("grpc-init lazy roots");
@@ -275,19 +287,15 @@ static inline tls_shim_root_index *tls_shim_lazy_index(X509_STORE *store) {
     return index;
 }
 
-// glibc's memmem, declared here: <string.h> declares it only under _GNU_SOURCE, which the
-// importer's C library module is not built with.
-extern void *memmem(const void *haystack, size_t haystack_length, const void *needle, size_t needle_length);
-
 // The first occurrence of `needle` in [p, end), or NULL.
-static inline const unsigned char *tls_shim_find(const unsigned char *p, const unsigned char *end, const char *needle) {
+static const unsigned char *tls_shim_find(const unsigned char *p, const unsigned char *end, const char *needle) {
     return (const unsigned char *)memmem(p, (size_t)(end - p), needle, strlen(needle));
 }
 
 // Adds every CERTIFICATE block of a PEM bundle to the store's lazy index; returns how many.
 // Only the start of each block is decoded here (enough DER to reach the subject): OpenSSL's PEM
 // reader, line by line through a BIO and decoding all, was most of a system-roots probe.
-static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
+int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
     static const char begin[] = "-----BEGIN CERTIFICATE-----", finish[] = "-----END CERTIFICATE-----";
     enum { prefix_limit = 4096 };  // subjects end well before this
     tls_shim_root_index *index = tls_shim_lazy_index(store);
@@ -338,7 +346,7 @@ static inline int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, i
 // Decodes every indexed root now, when there are at most `limit` of them (a -tls-ca-cert file,
 // not a system bundle): called while the client waits for the server's first flight, it takes
 // the decoding (and OpenSSL's decoder set-up) off the critical path.
-static inline void tls_shim_decode_small_index(X509_STORE *store, int limit) {
+void tls_shim_decode_small_index(X509_STORE *store, int limit) {
     tls_shim_root_index *index = tls_shim_lazy_index(store);
     if (!index || index->count > limit) return;
     for (int i = 0; i < index->count; i++) {
@@ -348,7 +356,7 @@ static inline void tls_shim_decode_small_index(X509_STORE *store, int limit) {
 
 // The names a certificate is valid for (DNS and IP SANs, else its common name), comma
 // separated into buf, for "certificate is valid for A, B, not C".
-static inline void tls_shim_certificate_names(X509 *cert, char *buf, size_t size) {
+void tls_shim_certificate_names(X509 *cert, char *buf, size_t size) {
     buf[0] = 0;
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     int count = names ? sk_GENERAL_NAME_num(names) : 0;
@@ -375,4 +383,3 @@ static inline void tls_shim_certificate_names(X509 *cert, char *buf, size_t size
         X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, (int)size);
     }
 }
-#endif

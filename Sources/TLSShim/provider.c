@@ -1,5 +1,4 @@
-#ifndef GRPC_INIT_OPENSSL_PROVIDER_H
-#define GRPC_INIT_OPENSSL_PROVIDER_H
+#include "tls_shim.h"
 // The algorithms a TLS client needs, as one OpenSSL provider.
 //
 // Why: OpenSSL 3.0's built-in "default" provider offers about 300 algorithms, and the first fetch
@@ -15,8 +14,10 @@
 // HMAC, a signature's digest) come back here too.
 //
 // The default provider's initialisation function is part of libcrypto.a but not of its public
-// headers, and libcrypto.so does not export it: the reference is weak, and without it (a
-// dynamically linked test build) OpenSSL activates its default provider as usual.
+// headers, and libcrypto.so does not export it. The reference is weak, so that the dynamically
+// linked test build links at all; there the function is missing, which tls_shim_init reports,
+// and OpenSSL's own default provider runs instead. The shipped static binary always has it (a
+// test checks that the provider is the one in use).
 #include <openssl/core.h>
 #include <openssl/core_dispatch.h>
 #include <openssl/core_names.h>
@@ -88,8 +89,9 @@ static const OSSL_ALGORITHM *tls_provider_query(void *provctx, int operation, in
     if (operation <= 0 || operation >= TLS_PROVIDER_MAX_OPERATION) return NULL;
     const char *const *kept = tls_provider_kept(operation);
     if (!kept) return NULL;
-    // Filtered once per operation; OpenSSL caches what a provider returns, and a probe runs
-    // its TLS on one thread.
+    // Filtered once per operation and kept for the process: the lists are the same for every
+    // connection (nothing here is a connection's), OpenSSL caches what a provider returns, and
+    // grpc-init runs its TLS on one thread.
     OSSL_ALGORITHM *out = tls_provider_algorithms[operation];
     if (out[0].algorithm_names) return out;
     int unused = 0;
@@ -127,12 +129,14 @@ static int tls_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH
 }
 
 // Makes "grpc-init-tls" the only provider of the default library context, so OpenSSL does not
-// fall back to activating "default". Returns 1 when it is in use, 0 when this build has no
-// access to the default provider's functions (then nothing changes).
-static inline int tls_provider_install(void) {
-    if (!ossl_default_provider_init) return 0;
+// fall back to activating "default". Returns 1 when it is in use, 0 when it failed, -1 when this
+// build lacks the default provider's initialisation function.
+int tls_provider_install(void) {
+    if (!ossl_default_provider_init) return -1;
     if (!OSSL_PROVIDER_add_builtin(NULL, "grpc-init-tls", tls_provider_init)) return 0;
     return OSSL_PROVIDER_load(NULL, "grpc-init-tls") != NULL;
 }
 
-#endif
+int tls_provider_in_use(void) {
+    return OSSL_PROVIDER_available(NULL, "grpc-init-tls") && !OSSL_PROVIDER_available(NULL, "default");
+}
