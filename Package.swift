@@ -45,7 +45,8 @@ let package = Package(
                            .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
-        .target(name: "Probe", dependencies: ["Flags", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Client", dependencies: ["Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Probe", dependencies: ["Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls", "Transport"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",

@@ -1,4 +1,6 @@
+import Client
 import Flags
+import SystemCalls
 import Transport
 import Wire
 
@@ -46,6 +48,10 @@ public struct ProbeFailure: Error, Equatable {
         ProbeFailure(.spiffeFailure, "failed to initialize tls credentials with spiffe. error=\(cause)")
     }
 
+    static func spiffeCancelled(signal: Int32?) -> ProbeFailure {
+        ProbeFailure(.spiffeFailure, lines: cancellation(signal) + spiffe("context canceled").lines)
+    }
+
     static func connectTimeout(_ addr: String, _ timeout: GoDuration) -> ProbeFailure {
         ProbeFailure(.connectionFailure, "timeout: failed to connect service \(goQuote(addr)) within \(timeout)")
     }
@@ -71,7 +77,82 @@ public struct ProbeFailure: Error, Equatable {
         ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status.description)))")
     }
 
-    /// Context cancellation, as the reference reports it in each phase.
-    static func cancelledWhileConnecting(_ addr: String) -> ProbeFailure { connectFailed(addr, "context canceled") }
-    static let cancelledDuringRPC = ProbeFailure(.rpcFailure, "error: health rpc failed: rpc error: code = Canceled desc = context canceled")
+    /// Context cancellation, as the reference reports it in each phase, after the line that
+    /// names the signal (when it is known).
+    static func cancelledWhileConnecting(_ addr: String, signal: Int32?) -> ProbeFailure {
+        ProbeFailure(.connectionFailure, lines: cancellation(signal) + connectFailed(addr, "context canceled").lines)
+    }
+
+    static func cancelledDuringRPC(signal: Int32?) -> ProbeFailure {
+        ProbeFailure(.rpcFailure, lines: cancellation(signal) + ["error: health rpc failed: rpc error: code = Canceled desc = context canceled"])
+    }
+
+    static func cancellation(_ signal: Int32?) -> [String] {
+        signal.map { ["cancellation received (signal: \(Signals.goDescription($0)))"] } ?? []
+    }
+
+    /// A connection that could not be made, in the reference's two forms (a timeout, or
+    /// `failed to connect service at ADDR: CAUSE`), with the cause as precise as we know it.
+    static func dial(_ failure: DialFailure, options: ProbeOptions) -> ProbeFailure {
+        let addr = options.addr
+        switch failure {
+        case .resolve(let cause), .connect(let cause):
+            return connectFailed(addr, cause)
+        case .timedOut:
+            return connectTimeout(addr, options.connectTimeout)
+        case .cancelled(let signal):
+            return cancelledWhileConnecting(addr, signal: signal)
+        case .certificateRejected(let failure):
+            let alert = failure.map { " (\($0))" } ?? ""
+            if options.tlsClientCert.isEmpty {
+                return connectFailed(addr, "tls: the server requires a client certificate and closed the connection\(alert); "
+                                         + "none was given (-tls-client-cert, -tls-client-key)")
+            }
+            return connectFailed(addr, "tls: the server asked for a client certificate and closed the connection\(alert) "
+                                     + "after receiving \(options.tlsClientCert): it rejected it")
+        case .handshake(let handshake):
+            return connectFailed(addr, describe(handshake, tls: options.tls))
+        }
+    }
+
+    /// Names what the server did instead of completing the HTTP/2 handshake.
+    static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
+        let address = failure.address
+        if let transport = failure.transportFailure, transport.hasPrefix("remote error: ") || transport.hasPrefix("tls: ") {
+            return transport
+        }
+        let first = failure.firstBytes
+        if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
+            return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
+        }
+        if first.starts(with: Array("HTTP/".utf8)) || looksLikeText(first) {
+            let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
+            return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
+        }
+        if first.count >= 9 && !plausibleFrameHeader(first) {
+            let hex = first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
+            return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
+        }
+        let reason = failure.transportFailure ?? failure.connectionFailure ?? "connection closed"
+        if first.isEmpty {
+            // What a TLS-only server does to a plaintext client: the usual cause of this symptom.
+            let hint = tls ? "" : "; a TLS server does this to plaintext clients (try -tls)"
+            return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))\(hint)"
+        }
+        return "HTTP/2 handshake with \(address) failed: \(reason)"
+    }
+
+    /// A protocol that greets in text (SSH, SMTP, Redis errors, ...): the first line is
+    /// printable ASCII. An HTTP/2 server's first bytes are a binary frame header.
+    static func looksLikeText(_ bytes: [UInt8]) -> Bool {
+        let line = bytes.prefix { $0 != 0x0D && $0 != 0x0A }
+        return line.count >= 4 && line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+    }
+
+    /// Whether 9 bytes could start an HTTP/2 frame: a known type, a length within the default
+    /// maximum, the reserved bit clear.
+    static func plausibleFrameHeader(_ bytes: [UInt8]) -> Bool {
+        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
+        return bytes[3] <= FrameType.continuation.rawValue && length <= 16_384 && bytes[5] & 0x80 == 0
+    }
 }

@@ -1,3 +1,4 @@
+import Client
 import Flags
 import Glibc
 import HPACK
@@ -53,51 +54,58 @@ struct Probe {
 
     func run() throws(ProbeFailure) -> Health.ServingStatus {
         // OpenSSL is touched only here, when -tls or -spiffe asks for it.
-        var tls: TLSContext? = nil
+        var security = Security.plaintext
         if options.spiffe {
             #if TLS
             let context = try fetchX509Context()
             if options.verbose { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
             var configuration = TLSConfiguration()
             configuration.spiffe = context.credentials
-            do { tls = try TLSContext(configuration) } catch { throw ProbeFailure.spiffe(error.description) }
+            do { security = .tls(try TLSContext(configuration), onHandshake: reportHandshake) } catch { throw ProbeFailure.spiffe(error.description) }
             #else
             throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
             #endif
         } else if options.tls {
             #if TLS
-            do { tls = try TLSContext(options.tlsConfiguration) } catch { throw ProbeFailure.tlsSetup(error) }
+            do { security = .tls(try TLSContext(options.tlsConfiguration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
             #else
             throw ProbeFailure.argument("-tls is not available: this grpc-init was built without TLS (the TLS package trait)")
             #endif
         }
+        let addr = options.addr
+        let target: Target
+        do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
         if options.verbose { Output.line("establishing connection") }
         let connectStart = MonotonicClock.now()
         // The Check goes out right behind the connection preface (RFC 9113 §3.4 allows it), saving
         // a round trip; the connection still counts as established only once SETTINGS arrive.
         var pending: GRPCCall? = nil
-        let session = try connect(deadline: MonotonicClock.deadline(after: options.connectTimeout.nanoseconds), tls: tls) { client in
-            pending = client.startCall(
-                path: Health.checkPath,
-                metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
-                timeoutNanoseconds: options.rpcTimeout.nanoseconds,
-                compress: options.gzip,
-                request: Health.request(service: options.service))
+        let connection: Connection
+        do {
+            connection = try dial(target, security: security, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)",
+                                  by: Deadline.after(options.connectTimeout.nanoseconds, cancellation: signals)) { client in
+                pending = client.startCall(
+                    path: Health.checkPath,
+                    metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
+                    timeoutNanoseconds: options.rpcTimeout.nanoseconds,
+                    compress: options.gzip,
+                    request: Health.request(service: options.service))
+            }
+        } catch {
+            throw ProbeFailure.dial(error, options: options)
         }
         let call = pending!
         let connectTook = GoDuration(nanoseconds: MonotonicClock.now() - connectStart)
         if options.verbose { Output.line("connection established (took \(connectTook))") }
 
         let rpcStart = MonotonicClock.now()
-        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds)
-        switch session.run(until: { call.status != nil }, deadline: deadline, signals: signals) {
+        switch connection.run(until: { call.status != nil }, by: Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)) {
         case .done, .closed:
             break
         case .timedOut:
             throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout)
         case .cancelled(let signo):
-            reportCancellation(signo)
-            throw ProbeFailure.cancelledDuringRPC
+            throw ProbeFailure.cancelledDuringRPC(signal: signo)
         }
         let status = call.status ?? GRPCStatus(.unavailable, "connection closed before the call completed")
         guard status.code == .ok else { throw ProbeFailure.rpc(status, timeout: options.rpcTimeout) }
@@ -114,138 +122,12 @@ struct Probe {
         return serving
     }
 
-    /// Resolves, connects (each address in turn) and completes the HTTP/2 handshake: the
-    /// connection counts as established once the server's SETTINGS arrive.
-    private func connect(deadline: Int64, tls: TLSContext?, prepare: (GRPCClient) -> Void) throws(ProbeFailure) -> ClientSession {
-        let addr = options.addr
-        let target: Target
-        do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
-        let addresses: [SocketAddress]
-        do { addresses = try Resolver().resolve(target, deadline: deadline, cancelFD: signals?.fd) } catch {
-            if error.cancelled {
-                cancelled()
-                throw ProbeFailure.cancelledWhileConnecting(addr)
-            }
-            if MonotonicClock.now() >= deadline { throw ProbeFailure.connectTimeout(addr, options.connectTimeout) }
-            throw ProbeFailure.connectFailed(addr, error.description)
-        }
-        var lastFailure = "no addresses"
-        for address in addresses {
-            let socket: Socket
-            do {
-                socket = try Socket.connect(to: address, deadline: deadline, cancelFD: signals?.fd)
-            } catch {
-                // A refused address is not the end: the next one may answer.
-                if case .failed(let text) = error {
-                    lastFailure = text
-                    continue
-                }
-                throw connectFailure(error)
-            }
-            var stream: ByteStream = socket
-            var tlsConnection: TLSConnection? = nil
-            #if TLS
-            if let tls {
-                tlsConnection = try handshake(socket, tls, target: target, deadline: deadline)
-                stream = tlsConnection!
-            }
-            #endif
-            let client = GRPCClient(GRPCClient.Settings(
-                authority: target.authority, scheme: tls == nil ? "http" : "https",
-                userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
-            prepare(client)
-            let session = ClientSession(stream: stream, client: client)
-            switch session.run(until: { client.isReady || client.connectionFailure != nil }, deadline: deadline, signals: signals) {
-            case .done, .closed:
-                if client.isReady { return session }
-                if let tlsConnection, let reason = tlsConnection.explainRejection(session.transportFailure, clientCertificate: options.tlsClientCert) {
-                    throw ProbeFailure.connectFailed(addr, reason)
-                }
-                throw ProbeFailure.connectFailed(addr, handshakeFailure(session, address))
-            case .timedOut:
-                throw ProbeFailure.connectTimeout(addr, options.connectTimeout)
-            case .cancelled(let signo):
-                reportCancellation(signo)
-                throw ProbeFailure.cancelledWhileConnecting(addr)
-            }
-        }
-        throw ProbeFailure.connectFailed(addr, lastFailure)
-    }
-
     #if TLS
-    private func handshake(_ socket: Socket, _ tls: TLSContext, target: Target, deadline: Int64) throws(ProbeFailure) -> TLSConnection {
-        let host: String
-        if case .tcp(let h, _) = target { host = h } else { host = "localhost" }
-        do {
-            let connection = try TLSConnection.handshake(over: socket, context: tls, host: host, deadline: deadline, cancelFD: signals?.fd)
-            if options.verbose {
-                let verified = options.tlsNoVerify ? "server certificate NOT verified (-tls-no-verify)" : "server certificate verified"
-                Output.line("tls: \(connection.version) \(connection.cipher), ALPN \(connection.alpn ?? "none"), \(verified)")
-            }
-            return connection
-        } catch {
-            throw connectFailure(error)
-        }
+    /// -v: what the handshake settled.
+    private func reportHandshake(_ connection: TLSConnection) {
+        guard options.verbose else { return }
+        let verified = options.tlsNoVerify ? "server certificate NOT verified (-tls-no-verify)" : "server certificate verified"
+        Output.line("tls: \(connection.version) \(connection.cipher), ALPN \(connection.alpn ?? "none"), \(verified)")
     }
     #endif
-
-    /// What a failure while connecting (TCP or TLS) ends the probe with.
-    private func connectFailure(_ error: ConnectFailure) -> ProbeFailure {
-        switch error {
-        case .failed(let cause): return ProbeFailure.connectFailed(options.addr, cause)
-        case .timedOut: return ProbeFailure.connectTimeout(options.addr, options.connectTimeout)
-        case .cancelled:
-            cancelled()
-            return ProbeFailure.cancelledWhileConnecting(options.addr)
-        }
-    }
-
-    /// A signal cancelled a wait that does not read the signalfd itself: says which.
-    func cancelled() {
-        if let info = signals?.next() { reportCancellation(Int32(info.ssi_signo)) }
-    }
-
-    func reportCancellation(_ signo: Int32) {
-        Output.line("cancellation received (signal: \(Signals.goDescription(signo)))")
-    }
-
-    /// A protocol that greets in text (SSH, SMTP, Redis errors, ...): the first line is
-    /// printable ASCII. An HTTP/2 server's first bytes are a binary frame header.
-    static func looksLikeText(_ bytes: [UInt8]) -> Bool {
-        let line = bytes.prefix { $0 != 0x0D && $0 != 0x0A }
-        return line.count >= 4 && line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
-    }
-
-    /// Whether 9 bytes could start an HTTP/2 frame: a known type, a length within the default
-    /// maximum, the reserved bit clear.
-    static func plausibleFrameHeader(_ bytes: [UInt8]) -> Bool {
-        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
-        return bytes[3] <= FrameType.continuation.rawValue && length <= 16_384 && bytes[5] & 0x80 == 0
-    }
-
-    /// Names what the server did instead of completing the HTTP/2 handshake.
-    private func handshakeFailure(_ session: ClientSession, _ address: SocketAddress) -> String {
-        if let failure = session.transportFailure, failure.hasPrefix("remote error: ") || failure.hasPrefix("tls: ") {
-            return failure
-        }
-        let first = session.firstBytes
-        if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
-            return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
-        }
-        if first.starts(with: Array("HTTP/".utf8)) || Probe.looksLikeText(first) {
-            let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
-            return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
-        }
-        if first.count >= 9 && !Probe.plausibleFrameHeader(first) {
-            let hex = first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
-            return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
-        }
-        let reason = session.transportFailure ?? session.client.connectionFailure?.message ?? "connection closed"
-        if first.isEmpty {
-            // What a TLS-only server does to a plaintext client: the usual cause of this symptom.
-            let hint = options.tls ? "" : "; a TLS server does this to plaintext clients (try -tls)"
-            return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))\(hint)"
-        }
-        return "HTTP/2 handshake with \(address) failed: \(reason)"
-    }
 }

@@ -1,3 +1,4 @@
+import Client
 import Flags
 import Glibc
 import SPIFFE
@@ -13,45 +14,42 @@ extension Probe {
         let value = Environment.value(WorkloadAPI.endpointVariable)
         let endpoint: Target
         do { endpoint = try WorkloadAPI.endpoint(value) } catch { throw ProbeFailure.spiffe(error.description) }
-        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds)
+        let deadline = Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)
         func unreachable(_ cause: String) -> ProbeFailure {
             ProbeFailure.spiffe("workload API at \(value ?? ""): \(cause)")
         }
-        let addresses: [SocketAddress]
-        do { addresses = try Resolver().resolve(endpoint, deadline: deadline, cancelFD: signals?.fd) } catch {
-            throw unreachable(error.description)
-        }
-        guard let address = addresses.first else { throw unreachable("no address") }
-        let socket: Socket
-        do { socket = try Socket.connect(to: address, deadline: deadline, cancelFD: signals?.fd) } catch {
+        var pending: GRPCCall? = nil
+        let connection: Connection
+        do {
+            connection = try dial(endpoint, security: .plaintext, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)",
+                                  authority: "localhost", by: deadline) { client in
+                pending = client.startCall(
+                    path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
+                    timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, serverStreaming: true,
+                    request: WorkloadAPI.x509SVIDRequest)
+            }
+        } catch {
             switch error {
-            case .failed(let cause): throw unreachable(cause)
+            case .resolve(let cause), .connect(let cause): throw unreachable(cause)
             case .timedOut: throw ProbeFailure.spiffe("context deadline exceeded")
-            case .cancelled:
-                cancelled()
-                throw ProbeFailure.spiffe("context canceled")
+            case .cancelled(let signal): throw ProbeFailure.spiffeCancelled(signal: signal)
+            case .handshake(let handshake): throw unreachable(ProbeFailure.describe(handshake, tls: true))
+            case .certificateRejected: throw unreachable("the agent refused the connection")
             }
         }
-        let client = GRPCClient(GRPCClient.Settings(
-            authority: "localhost", userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)"))
-        let call = client.startCall(
-            path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
-            timeoutNanoseconds: options.rpcTimeout.nanoseconds, compress: false, serverStreaming: true,
-            request: WorkloadAPI.x509SVIDRequest)
-        let session = ClientSession(stream: socket, client: client)
+        let call = pending!
         // A response without SVIDs (an agent that has not attested the workload yet) is skipped,
         // as go-spiffe's source skips it: the next one may carry them, within the deadline.
         var sawNoSVIDs = false
         let noSVIDs = "no SVIDs in the Workload API's response"
         while true {
-            switch session.run(until: { !call.messages.isEmpty || call.status != nil }, deadline: deadline, signals: signals) {
+            switch connection.run(until: { !call.messages.isEmpty || call.status != nil }, by: deadline) {
             case .done, .closed:
                 break
             case .timedOut:
                 throw ProbeFailure.spiffe("context deadline exceeded" + (sawNoSVIDs ? " (\(noSVIDs))" : ""))
             case .cancelled(let signo):
-                reportCancellation(signo)
-                throw ProbeFailure.spiffe("context canceled")
+                throw ProbeFailure.spiffeCancelled(signal: signo)
             }
             guard let message = call.nextMessage() else {
                 // The agent may see the deadline (sent as grpc-timeout) pass just before we do.
@@ -59,8 +57,8 @@ extension Probe {
                     throw ProbeFailure.spiffe("context deadline exceeded" + (sawNoSVIDs ? " (\(noSVIDs))" : ""))
                 }
                 if sawNoSVIDs && call.status?.code == .ok { throw ProbeFailure.spiffe(noSVIDs) }
-                let status = call.status ?? client.connectionFailure
-                    ?? GRPCStatus(.unavailable, session.transportFailure ?? "connection closed before the first response")
+                let status = call.status ?? connection.client.connectionFailure
+                    ?? GRPCStatus(.unavailable, connection.transportFailure ?? "connection closed before the first response")
                 throw unreachable(status.description)
             }
             let context: WorkloadAPI.X509Context

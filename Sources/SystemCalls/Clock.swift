@@ -25,3 +25,28 @@ public enum MonotonicClock {
         return Int32(min(ms, Int64(Int32.max)))
     }
 }
+
+/// When a wait must end: an instant of the monotonic clock, and the signals (a signalfd) whose
+/// arrival cancels it sooner. One value, passed down through every wait of an operation.
+public struct Deadline {
+    public let instant: Int64
+    public let cancellation: SignalFD?
+
+    public init(_ instant: Int64, cancellation: SignalFD? = nil) {
+        self.instant = instant
+        self.cancellation = cancellation
+    }
+
+    /// `nanoseconds` from now (saturating).
+    public static func after(_ nanoseconds: Int64, cancellation: SignalFD? = nil) -> Deadline {
+        Deadline(MonotonicClock.deadline(after: nanoseconds), cancellation: cancellation)
+    }
+
+    /// The earlier of this deadline and `instant`, with the same cancellation.
+    public func capped(at instant: Int64) -> Deadline { Deadline(min(self.instant, instant), cancellation: cancellation) }
+
+    public var hasPassed: Bool { MonotonicClock.now() >= instant }
+    public var cancelFD: Int32? { cancellation?.fd }
+    /// Milliseconds for poll(2), rounded up.
+    public var pollTimeout: Int32 { MonotonicClock.pollTimeout(until: instant) }
+}

@@ -6,7 +6,7 @@ import SystemCalls
 struct DNSClient {
     let config: ResolvConf
 
-    func lookup(_ host: String, port: UInt16, deadline: Int64, cancelFD: Int32?) throws(Resolver.Failure) -> [SocketAddress] {
+    func lookup(_ host: String, port: UInt16, by deadline: Deadline) throws(Resolver.Failure) -> [SocketAddress] {
         let servers = config.nameservers.compactMap { SocketAddress.literal($0, port: 53) }
         guard !servers.isEmpty else { throw Resolver.Failure(description: "lookup \(host): no nameservers") }
         var lastProblem = "no such host"
@@ -17,7 +17,7 @@ struct DNSClient {
                 for server in servers {
                     lastServer = server
                     let perTry = MonotonicClock.deadline(after: Int64(config.timeoutSeconds) * 1_000_000_000)
-                    switch query(name, server: server, port: port, deadline: min(perTry, deadline), cancelFD: cancelFD) {
+                    switch query(name, server: server, port: port, by: deadline.capped(at: perTry)) {
                     case .addresses(let found):
                         if !found.isEmpty { return found }
                         answered = true
@@ -30,7 +30,7 @@ struct DNSClient {
                     case .cancelled:
                         throw Resolver.Failure(description: "lookup \(host): operation was canceled", cancelled: true)
                     }
-                    if MonotonicClock.now() >= deadline {
+                    if deadline.hasPassed {
                         throw Resolver.Failure(description: "lookup \(host) on \(server): i/o timeout")
                     }
                 }
@@ -48,7 +48,7 @@ struct DNSClient {
         case cancelled
     }
 
-    private func query(_ name: String, server: SocketAddress, port: UInt16, deadline: Int64, cancelFD: Int32?) -> Outcome {
+    private func query(_ name: String, server: SocketAddress, port: UInt16, by deadline: Deadline) -> Outcome {
         let fd = socket(server.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { return .failed(goErrnoText(errno)) }
         defer { close(fd) }
@@ -68,7 +68,7 @@ struct DNSClient {
         var nameMissing = false
         var buffer = [UInt8](repeating: 0, count: 4096)
         while v4 == nil || v6 == nil {
-            switch waitFor(fd, events: Int16(POLLIN), deadline: deadline, cancelFD: cancelFD) {
+            switch waitFor(fd, events: Int16(POLLIN), until: deadline) {
             case .timedOut: return .failed("i/o timeout")
             case .cancelled: return .cancelled
             case .ready: break

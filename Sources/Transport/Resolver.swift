@@ -17,7 +17,7 @@ public struct Resolver {
     public init() {}
 
     /// Every address `target` names, in the order they should be tried.
-    public func resolve(_ target: Target, deadline: Int64, cancelFD: Int32? = nil) throws(Failure) -> [SocketAddress] {
+    public func resolve(_ target: Target, by deadline: Deadline) throws(Failure) -> [SocketAddress] {
         switch target {
         case .unix(let path):
             guard let a = SocketAddress.unix(path, abstract: false) else { throw Failure(description: "unix socket path too long: \(path)") }
@@ -34,7 +34,7 @@ public struct Resolver {
                 return [.ipv4([127, 0, 0, 1], port: port), .ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port)]
             }
             let config = ResolvConf(Files.text(resolvConfPath) ?? "")
-            return try DNSClient(config: config).lookup(host, port: port, deadline: deadline, cancelFD: cancelFD)
+            return try DNSClient(config: config).lookup(host, port: port, by: deadline)
         }
     }
 }

@@ -59,7 +59,7 @@ public final class Socket: ByteStream {
 
     /// Connects without blocking past `deadline`; a refusal is reported as soon as the kernel
     /// knows it, not when the deadline passes.
-    public static func connect(to address: SocketAddress, deadline: Int64, cancelFD: Int32?) throws(ConnectFailure) -> Socket {
+    public static func connect(to address: SocketAddress, by deadline: Deadline) throws(ConnectFailure) -> Socket {
         let network = address.family == AF_UNIX ? "unix" : "tcp"
         func failure(_ step: String, _ code: Int32) -> ConnectFailure {
             .failed("dial \(network) \(address): \(step): \(goErrnoText(code))")
@@ -77,7 +77,7 @@ public final class Socket: ByteStream {
         if result == 0 { return sock }
         let code = errno
         guard code == EINPROGRESS || code == EINTR || code == EAGAIN else { throw failure("connect", code) }
-        switch waitFor(fd, events: Int16(POLLOUT), deadline: deadline, cancelFD: cancelFD) {
+        switch waitFor(fd, events: Int16(POLLOUT), until: deadline) {
         case .timedOut: throw .timedOut
         case .cancelled: throw .cancelled
         case .ready: break

@@ -41,7 +41,5 @@ public struct TLSSetupError: Error, Equatable, CustomStringConvertible {
 #if !TLS
 /// Without the TLS trait nothing can be set up; these stand in for the OpenSSL-backed types.
 public final class TLSContext {}
-public final class TLSConnection {
-    public func explainRejection(_ failure: String?, clientCertificate: String) -> String? { nil }
-}
+public final class TLSConnection {}
 #endif

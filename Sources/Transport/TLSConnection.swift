@@ -152,7 +152,7 @@ public final class TLSConnection: ByteStream {
 
     /// Runs the handshake to completion, failing at once with the specific cause (unknown
     /// authority, name mismatch, expiry, an alert, a plaintext server) or at the deadline.
-    public static func handshake(over socket: Socket, context: TLSContext, host: String, deadline: Int64, cancelFD: Int32?) throws(ConnectFailure) -> TLSConnection {
+    public static func handshake(over socket: Socket, context: TLSContext, host: String, by deadline: Deadline) throws(ConnectFailure) -> TLSConnection {
         guard let ssl = SSL_new(context.context) else { throw .failed(OpenSSLError.last().description) }
         let connection = TLSConnection(socket: socket, ssl: ssl)
         SSL_set_fd(ssl, socket.fd)
@@ -186,7 +186,7 @@ public final class TLSConnection: ByteStream {
             case SSL_ERROR_WANT_WRITE: events = POLLOUT
             default: throw .failed(connection.handshakeFailure(error, context: context, name: name))
             }
-            switch waitFor(socket.fd, events: Int16(events), deadline: deadline, cancelFD: cancelFD) {
+            switch waitFor(socket.fd, events: Int16(events), until: deadline) {
             case .ready: continue
             case .timedOut: throw .timedOut
             case .cancelled: throw .cancelled
@@ -253,18 +253,9 @@ public final class TLSConnection: ByteStream {
         return failure.description
     }
 
-    /// Why the server ended a connection right after the handshake, when the handshake tells: a
-    /// server that asked for a client certificate and then hung up (or sent an alert) rejected
-    /// ours, or wanted one. `failure` is what the read reported (nil for a plain close).
-    public func explainRejection(_ failure: String?, clientCertificate: String) -> String? {
-        guard tls_shim_certificate_requested(ssl) != 0 else { return nil }
-        if let failure, !failure.hasPrefix("remote error: ") { return nil }
-        let alert = failure.map { " (\($0))" } ?? ""
-        if clientCertificate.isEmpty {
-            return "tls: the server requires a client certificate and closed the connection\(alert); none was given (-tls-client-cert, -tls-client-key)"
-        }
-        return "tls: the server asked for a client certificate and closed the connection\(alert) after receiving \(clientCertificate): it rejected it"
-    }
+    /// Whether the server asked for a client certificate during the handshake: a server that
+    /// then closes the connection (or sends an alert) wanted one, or refused ours.
+    public var certificateWasRequested: Bool { tls_shim_certificate_requested(ssl) != 0 }
 
     private func verificationFailure(_ code: Int, context: TLSContext, name: String) -> String {
         let peer = tls_shim_peer_leaf(ssl)

@@ -3,11 +3,12 @@ import SystemCalls
 import Transport
 import Wire
 
-/// Drives a GRPCClient over a connected byte stream (plain or TLS) until a condition holds, a deadline passes, a
-/// cancelling signal arrives or the connection ends. One poll(2) covers the socket and the
-/// signalfd, so a signal interrupts the wait at once.
-final class ClientSession {
-    enum Outcome: Equatable {
+/// One connection to a gRPC server: a connected byte stream (plain or TLS) and the gRPC client
+/// (HTTP/2, sans-IO) over it. `run` moves bytes between them until a condition holds, the
+/// deadline passes, its cancelling signal arrives or the connection ends; one poll(2) covers the
+/// socket and the signalfd, so a signal interrupts the wait at once.
+public final class Connection {
+    public enum Outcome: Equatable {
         case done
         case timedOut
         case cancelled(signal: Int32)
@@ -15,18 +16,21 @@ final class ClientSession {
         case closed
     }
 
-    let stream: ByteStream
-    let client: GRPCClient
+    public let stream: ByteStream
+    public let client: GRPCClient
+    /// The address this connection reached.
+    public let address: SocketAddress
     private var unsent: [UInt8] = []
     private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
     /// The first bytes the server sent, kept to explain a failed HTTP/2 handshake.
-    private(set) var firstBytes: [UInt8] = []
+    public private(set) var firstBytes: [UInt8] = []
     /// Why the transport failed, when it did ("remote error: tls: certificate required").
-    private(set) var transportFailure: String?
+    public private(set) var transportFailure: String?
 
-    init(stream: ByteStream, client: GRPCClient) {
+    public init(stream: ByteStream, client: GRPCClient, address: SocketAddress) {
         self.stream = stream
         self.client = client
+        self.address = address
     }
 
     /// What one turn of the loop reads at most. Between turns the deadline and the signalfd are
@@ -37,7 +41,8 @@ final class ClientSession {
     /// the answers pile up without end.
     static let unsentLimit = 1 << 20
 
-    func run(until finished: () -> Bool, deadline: Int64, signals: SignalFD?) -> Outcome {
+    public func run(until finished: () -> Bool, by deadline: Deadline) -> Outcome {
+        let signals = deadline.cancellation
         // The last turn stopped at its budget (or TLS may hold decrypted bytes that poll cannot
         // see): the next poll does not wait.
         var moreToRead = false
@@ -56,18 +61,18 @@ final class ClientSession {
                     client.transportClosed("connection error: \(transportFailure ?? reason)")
                     return .closed
                 }
-                if unsent.count > ClientSession.unsentLimit {
-                    let reason = "the server is not reading what it is sent (over \(ClientSession.unsentLimit) bytes unsent)"
+                if unsent.count > Connection.unsentLimit {
+                    let reason = "the server is not reading what it is sent (over \(Connection.unsentLimit) bytes unsent)"
                     transportFailure = reason
                     client.transportClosed("connection error: \(reason)")
                     return .closed
                 }
             }
             if finished() { return .done }
-            if MonotonicClock.now() >= deadline { return .timedOut }
+            if deadline.hasPassed { return .timedOut }
             var fds = [pollfd(fd: stream.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
-            let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : MonotonicClock.pollTimeout(until: deadline))
+            let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : deadline.pollTimeout)
             if n < 0 && errno != EINTR {
                 transportFailure = "poll: \(goErrnoText(errno))"
                 return .closed
@@ -94,7 +99,7 @@ final class ClientSession {
     /// Reads until the socket would block or `readBudget` bytes were taken.
     private func readTurn() -> Turn {
         var taken = 0
-        while taken < ClientSession.readBudget {
+        while taken < Connection.readBudget {
             let result = readBuffer.withUnsafeMutableBytes { stream.read(into: $0) }
             switch result {
             case .bytes(let n):
