@@ -2,8 +2,8 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe, Supervisor -> SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls, TLSShim
-//     -> CShim, CZlib, COpenSSL
+//   grpc-init -> Probe, Supervisor -> Client, SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls,
+//     TLSShim -> CShim, CZlib, COpenSSL
 // (Supervisor uses Transport only to check -ready-addr as the probe will read it.)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
@@ -45,7 +45,7 @@ let package = Package(
                            .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
-        .target(name: "Client", dependencies: ["Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Client", dependencies: ["HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls", "Transport"], swiftSettings: fastMetadata),
         .executableTarget(
@@ -68,5 +68,6 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "Wire", "Transport", "SystemCalls"]),
     ]
 )

@@ -20,7 +20,7 @@ public final class Connection {
     public let client: GRPCClient
     /// The address this connection reached.
     public let address: SocketAddress
-    private var unsent: [UInt8] = []
+    private var unsent = ByteBuffer()
     private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
     /// The first bytes the server sent, kept to explain a failed HTTP/2 handshake.
     public private(set) var firstBytes: [UInt8] = []
@@ -43,34 +43,11 @@ public final class Connection {
 
     public func run(until finished: () -> Bool, by deadline: Deadline) -> Outcome {
         let signals = deadline.cancellation
-        // The last turn stopped at its budget (or TLS may hold decrypted bytes that poll cannot
-        // see): the next poll does not wait.
-        var moreToRead = false
         while true {
-            if client.connection.hasOutbound { unsent.append(contentsOf: client.connection.takeOutbound()) }
-            if !unsent.isEmpty {
-                switch unsent.withUnsafeBytes({ stream.write($0) }) {
-                case .wrote(let n):
-                    unsent.removeFirst(n)
-                case .failed(let reason):
-                    // A server that rejects us (a TLS client certificate, say) sends an alert and
-                    // closes; its reset can fail this write before the alert is read. The alert
-                    // is still queued, and says more than the reset.
-                    _ = readTurn()
-                    if !(transportFailure?.hasPrefix("remote error: ") ?? false) { transportFailure = reason }
-                    client.transportClosed("connection error: \(transportFailure ?? reason)")
-                    return .closed
-                }
-                if unsent.count > Connection.unsentLimit {
-                    let reason = "the server is not reading what it is sent (over \(Connection.unsentLimit) bytes unsent)"
-                    transportFailure = reason
-                    client.transportClosed("connection error: \(reason)")
-                    return .closed
-                }
-            }
+            if !flush() { return .closed }
             if finished() { return .done }
             if deadline.hasPassed { return .timedOut }
-            var fds = [pollfd(fd: stream.fd, events: Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
+            var fds = [pollfd(fd: stream.fd, events: pollEvents, revents: 0)]
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : deadline.pollTimeout)
             if n < 0 && errno != EINTR {
@@ -81,13 +58,54 @@ public final class Connection {
                 return .cancelled(signal: Int32(info.ssi_signo))
             }
             if moreToRead || fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-                switch readTurn() {
-                case .ended(let outcome): return outcome
-                case .budgetSpent: moreToRead = true
-                case .wouldBlock: moreToRead = false
-                }
+                if case .ended(let outcome) = readTurn() { return outcome }
             }
         }
+    }
+
+    /// The last turn stopped at its budget (or TLS may hold decrypted bytes that poll cannot
+    /// see): the next poll must not wait.
+    public private(set) var moreToRead = false
+    /// What to poll the socket for.
+    public var pollEvents: Int16 { Int16(POLLIN) | (unsent.isEmpty ? 0 : Int16(POLLOUT)) }
+    public private(set) var isClosed = false
+
+    /// One pass that does not wait, for a caller that polls several connections: writes what
+    /// it can, and reads (one turn's budget) when `readable`. Returns false once the connection
+    /// has ended.
+    public func pump(readable: Bool) -> Bool {
+        guard !isClosed, flush() else { return false }
+        if readable || moreToRead, case .ended = readTurn() { return false }
+        return flush()
+    }
+
+    /// Writes what the HTTP/2 connection has queued, as far as the socket takes it now. Returns
+    /// false when the connection failed (the client has been told).
+    private func flush() -> Bool {
+        if isClosed { return false }
+        if client.connection.hasOutbound { unsent.append(contentsOf: client.connection.takeOutbound()) }
+        guard !unsent.isEmpty else { return true }
+        switch unsent.withUnsafeBytes({ stream.write($0) }) {
+        case .wrote(let n):
+            unsent.consume(n)
+        case .failed(let reason):
+            // A server that rejects us (a TLS client certificate, say) sends an alert and
+            // closes; its reset can fail this write before the alert is read. The alert is
+            // still queued, and says more than the reset.
+            _ = readTurn()
+            if !(transportFailure?.hasPrefix("remote error: ") ?? false) { transportFailure = reason }
+            client.transportClosed("connection error: \(transportFailure ?? reason)")
+            isClosed = true
+            return false
+        }
+        if unsent.count > Connection.unsentLimit {
+            let reason = "the server is not reading what it is sent (over \(Connection.unsentLimit) bytes unsent)"
+            transportFailure = reason
+            client.transportClosed("connection error: \(reason)")
+            isClosed = true
+            return false
+        }
+        return true
     }
 
     private enum Turn {
@@ -103,6 +121,7 @@ public final class Connection {
             let result = readBuffer.withUnsafeMutableBytes { stream.read(into: $0) }
             switch result {
             case .bytes(let n):
+                moreToRead = true
                 taken += n
                 let chunk = Array(readBuffer[0..<n])
                 if firstBytes.count < 64 { firstBytes.append(contentsOf: chunk.prefix(64 - firstBytes.count)) }
@@ -110,11 +129,16 @@ public final class Connection {
                 // A connection error ends the calls; a GOAWAY lets those in flight finish.
                 if client.connectionFailure != nil { return .budgetSpent }
             case .wouldBlock:
+                moreToRead = false
                 return .wouldBlock
             case .endOfStream:
+                moreToRead = false
+                isClosed = true
                 client.transportClosed("error reading from server: EOF")
                 return .ended(.closed)
             case .failed(let reason):
+                moreToRead = false
+                isClosed = true
                 transportFailure = reason
                 client.transportClosed("error reading from server: \(reason)")
                 return .ended(.closed)

@@ -67,11 +67,49 @@ public final class GRPCClient {
         appendUInt32(UInt32(body.count), to: &framed)
         framed.append(contentsOf: body)
 
-        let id = connection.openStream(headers: headers, endStream: false)
-        connection.sendData(streamID: id, framed, endStream: true)
-        let call = GRPCCall(streamID: id, maxMessageSize: settings.maxMessageSize, serverStreaming: serverStreaming)
-        if let connectionFailure { call.finish(connectionFailure) } else { calls[id] = call }
+        let call = GRPCCall(streamID: 0, maxMessageSize: settings.maxMessageSize, serverStreaming: serverStreaming)
+        if let connectionFailure {
+            call.refuse(connectionFailure)
+        } else if connection.canOpenStream {
+            open(call, headers: headers, message: framed)
+        } else {
+            // Over the server's MAX_CONCURRENT_STREAMS: opened when a stream closes.
+            waiting.append((call, headers, framed))
+        }
         return call
+    }
+
+    private func open(_ call: GRPCCall, headers: [HeaderField], message: [UInt8]) {
+        let id = connection.openStream(headers: headers, endStream: false)
+        connection.sendData(streamID: id, message, endStream: true)
+        call.streamID = id
+        calls[id] = call
+    }
+
+    /// Calls waiting for a stream (MAX_CONCURRENT_STREAMS), oldest first.
+    private var waiting: [(call: GRPCCall, headers: [HeaderField], message: [UInt8])] = []
+
+    /// Calls not finished: on streams, or waiting for one.
+    public var outstanding: Int { calls.count + waiting.count }
+
+    /// Ends a call that is still running (its deadline passed, its caller gave up): its stream
+    /// is reset with CANCEL, or it leaves the queue before it got one.
+    public func cancel(_ call: GRPCCall, _ status: GRPCStatus) {
+        guard call.status == nil else { return }
+        call.finish(status)
+        if let index = waiting.firstIndex(where: { $0.call === call }) {
+            waiting.remove(at: index)
+        } else if calls.removeValue(forKey: call.streamID) != nil {
+            connection.reset(streamID: call.streamID, code: .cancel)
+        }
+        openWaiting()
+    }
+
+    private func openWaiting() {
+        while connection.canOpenStream && !waiting.isEmpty && connectionFailure == nil {
+            let next = waiting.removeFirst()
+            open(next.call, headers: next.headers, message: next.message)
+        }
     }
 
     /// The request headers for user metadata, as grpc-go makes them: names lower-cased and
@@ -124,20 +162,31 @@ public final class GRPCClient {
                 settle(call)
             case .reset(let id, let code):
                 guard let call = calls.removeValue(forKey: id) else { continue }
-                call.finish(GRPCStatus.fromReset(code))
+                // REFUSED_STREAM: the server did not process the call (RFC 9113 §8.7).
+                if code == .refusedStream { call.refuse(GRPCStatus.fromReset(code)) } else { call.finish(GRPCStatus.fromReset(code)) }
             case .streamError(let id, let code, let reason):
                 guard let call = calls.removeValue(forKey: id) else { continue }
                 call.finish(GRPCStatus(GRPCStatus.fromReset(code).code, reason))
             case .goAway(let last, let code, let debug):
+                // Calls up to `last` go on and finish here; those above it, and those waiting,
+                // were not processed and may go to another connection.
                 let reason = "server sent GOAWAY (\(code)\(debug.isEmpty ? "" : ": \(debug)"))"
-                connectionFailure = GRPCStatus(.unavailable, reason)
+                let status = GRPCStatus(.unavailable, reason)
+                if connectionFailure == nil { connectionFailure = status }
                 for (id, call) in calls where id > last {
                     calls[id] = nil
-                    call.finish(GRPCStatus(.unavailable, reason))
+                    call.refuse(status)
                 }
+                for pending in waiting { pending.call.refuse(status) }
+                waiting.removeAll()
             }
         }
+        openWaiting()
     }
+
+    /// Whether new calls can no longer go on this connection (it failed, or the server is
+    /// going away); calls already on it may still finish.
+    public var isDraining: Bool { connectionFailure != nil }
 
     /// The transport ended (EOF or error): every call still open fails with `reason`.
     public func transportClosed(_ reason: String) {
@@ -148,6 +197,8 @@ public final class GRPCClient {
         if connectionFailure == nil { connectionFailure = status }
         for call in calls.values { call.finish(status) }
         calls.removeAll()
+        for pending in waiting { pending.call.refuse(status) }  // never sent
+        waiting.removeAll()
     }
 
     private func settle(_ call: GRPCCall) {
@@ -189,7 +240,11 @@ func quoted(_ text: String) -> String { "\"" + text + "\"" }
 
 /// One call's response side: headers, length-prefixed messages, trailers.
 public final class GRPCCall {
-    public let streamID: UInt32
+    /// 0 until the call has a stream.
+    public fileprivate(set) var streamID: UInt32
+    /// The call failed before the server processed it (never sent, refused by REFUSED_STREAM, or
+    /// above a GOAWAY's last stream): it may be sent again on another connection.
+    public private(set) var wasNotProcessed = false
     public private(set) var status: GRPCStatus?
     public private(set) var messages: [[UInt8]] = []
     /// A server-streaming call takes any number of messages, a unary one exactly one.
@@ -223,6 +278,12 @@ public final class GRPCCall {
 
     fileprivate func finish(_ s: GRPCStatus) {
         if status == nil { status = s }
+    }
+
+    fileprivate func refuse(_ s: GRPCStatus) {
+        guard status == nil else { return }
+        wasNotProcessed = true
+        status = s
     }
 
     private func fail(_ s: GRPCStatus, streamOpen: Bool) {

@@ -33,26 +33,83 @@ public final class HTTP2Connection {
     public private(set) var outbound: [UInt8] = []
     public private(set) var isReady = false
 
-    private var inbound: [UInt8] = []
+    private var inbound = ByteBuffer()
     private var encoder = HPACKEncoder()
     private var decoder: HPACKDecoder
     private var nextStreamID: UInt32 = 1
     private var peerMaxFrameSize = 16_384
     private var peerInitialWindow = 65_535
+    /// SETTINGS_MAX_CONCURRENT_STREAMS from the server: how many streams we may have open.
+    public private(set) var peerMaxConcurrentStreams = Int.max
     private var connectionSendWindow = 65_535
     private var connectionReceiveUnacknowledged = 0
+    /// The server's GOAWAY, once one came: streams above its last stream ID were not processed.
+    public private(set) var goAwayLastStreamID: UInt32? = nil
 
-    private struct StreamState {
-        var sendWindow: Int
-        var receiveUnacknowledged = 0
+    /// A stream's state (RFC 9113 §5.1) with the flow-control windows that state still uses:
+    /// what we may send while our side is open, what the server sent unacknowledged while its
+    /// side is open. A closed stream is no longer in `streams`.
+    private enum StreamState {
+        case open(sendWindow: Int, receiveUnacknowledged: Int)
+        /// We sent END_STREAM; the server's side is open.
+        case halfClosedLocal(receiveUnacknowledged: Int)
+        /// The server sent END_STREAM; ours is open (our request is still being sent).
+        case halfClosedRemote(sendWindow: Int)
+
+        var sendWindow: Int? {
+            switch self {
+            case .open(let window, _), .halfClosedRemote(let window): return window
+            case .halfClosedLocal: return nil
+            }
+        }
+
+        var remoteOpen: Bool {
+            if case .halfClosedRemote = self { return false }
+            return true
+        }
+
+        var receiveUnacknowledged: Int {
+            switch self {
+            case .open(_, let n), .halfClosedLocal(let n): return n
+            case .halfClosedRemote: return 0
+            }
+        }
+
+        func withSendWindow(_ window: Int) -> StreamState {
+            switch self {
+            case .open(_, let n): return .open(sendWindow: window, receiveUnacknowledged: n)
+            case .halfClosedRemote: return .halfClosedRemote(sendWindow: window)
+            case .halfClosedLocal: return self
+            }
+        }
+
+        func withReceiveUnacknowledged(_ n: Int) -> StreamState {
+            switch self {
+            case .open(let window, _): return .open(sendWindow: window, receiveUnacknowledged: n)
+            case .halfClosedLocal: return .halfClosedLocal(receiveUnacknowledged: n)
+            case .halfClosedRemote: return self
+            }
+        }
+    }
+
+    private struct Stream {
+        var state: StreamState
+        /// Request bytes waiting for flow-control window, and whether END_STREAM follows them.
         var pending: [UInt8] = []
         var pendingEndStream = false
-        var localClosed = false
-        var remoteClosed = false
     }
-    private var streams: [UInt32: StreamState] = [:]
+    private var streams: [UInt32: Stream] = [:]
     /// HEADERS without END_HEADERS: the stream, its flags and the fragments so far.
     private var continuing: (streamID: UInt32, endStream: Bool, block: [UInt8])? = nil
+
+    /// Whether a new stream may be opened now: under the server's MAX_CONCURRENT_STREAMS, before
+    /// any GOAWAY, and with stream IDs left.
+    public var canOpenStream: Bool {
+        streams.count < peerMaxConcurrentStreams && goAwayLastStreamID == nil && nextStreamID < 0x7FFF_FFFF
+    }
+
+    /// Streams open or half closed.
+    public var activeStreams: Int { streams.count }
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -82,11 +139,13 @@ public final class HTTP2Connection {
 
     // MARK: Sending
 
-    /// Opens a stream with a HEADERS frame (and CONTINUATIONs when needed); returns its ID.
+    /// Opens a stream with a HEADERS frame (and CONTINUATIONs when needed); returns its ID. The
+    /// caller checks `canOpenStream` first.
     public func openStream(headers: [HeaderField], endStream: Bool) -> UInt32 {
         let id = nextStreamID
         nextStreamID += 2
-        streams[id] = StreamState(sendWindow: peerInitialWindow, localClosed: endStream)
+        streams[id] = Stream(state: endStream ? .halfClosedLocal(receiveUnacknowledged: 0)
+                                              : .open(sendWindow: peerInitialWindow, receiveUnacknowledged: 0))
         var block = encoder.encode(headers)[...]
         var first = true
         repeat {
@@ -103,7 +162,7 @@ public final class HTTP2Connection {
     /// Queues DATA on a stream, sent as far as the flow-control windows allow now and the rest
     /// when the server's WINDOW_UPDATEs arrive.
     public func sendData(streamID: UInt32, _ bytes: [UInt8], endStream: Bool) {
-        guard var stream = streams[streamID], !stream.localClosed else { return }
+        guard var stream = streams[streamID], stream.state.sendWindow != nil else { return }
         stream.pending.append(contentsOf: bytes)
         stream.pendingEndStream = endStream
         streams[streamID] = stream
@@ -126,22 +185,31 @@ public final class HTTP2Connection {
     }
 
     private func flushPending(_ id: UInt32) {
-        guard var stream = streams[id], !stream.localClosed else { return }
+        guard var stream = streams[id], var window = stream.state.sendWindow else { return }
         while !stream.pending.isEmpty || stream.pendingEndStream {
-            let allowed = min(stream.pending.count, stream.sendWindow, connectionSendWindow, peerMaxFrameSize)
+            let allowed = min(stream.pending.count, window, connectionSendWindow, peerMaxFrameSize)
             if allowed == 0 && !stream.pending.isEmpty { break }
             let chunk = Array(stream.pending.prefix(allowed))
             stream.pending.removeFirst(allowed)
-            stream.sendWindow -= allowed
+            window -= allowed
             connectionSendWindow -= allowed
             let last = stream.pending.isEmpty && stream.pendingEndStream
             Frame(.data, flags: last ? FrameFlags.endStream : 0, streamID: id, payload: chunk).serialize(into: &outbound)
             if last {
-                stream.localClosed = true
                 stream.pendingEndStream = false
+                switch stream.state {
+                case .open(_, let unacknowledged): stream.state = .halfClosedLocal(receiveUnacknowledged: unacknowledged)
+                case .halfClosedRemote:
+                    streams[id] = nil  // both sides closed
+                    return
+                case .halfClosedLocal: break
+                }
+                streams[id] = stream
+                return
             }
             if stream.pending.isEmpty { break }
         }
+        stream.state = stream.state.withSendWindow(window)
         streams[id] = stream
     }
 
@@ -164,14 +232,14 @@ public final class HTTP2Connection {
     public func receive(_ bytes: [UInt8]) throws(HTTP2Error) -> [Event] {
         inbound.append(contentsOf: bytes)
         var events: [Event] = []
-        var offset = 0
+        var offset = inbound.readIndex
         do throws(HTTP2Error) {
             // Checked before the frame's length: bytes from something that is not an HTTP/2
             // server (an SSH banner, TLS) are named as that, not as an oversized frame.
-            if !isReady && inbound.count >= Frame.headerLength && inbound[3] != FrameType.settings.rawValue {
-                throw .connection(.protocolError, "server preface must start with SETTINGS, got frame type \(inbound[3])")
+            if !isReady && inbound.count >= Frame.headerLength && inbound.storage[offset + 3] != FrameType.settings.rawValue {
+                throw .connection(.protocolError, "server preface must start with SETTINGS, got frame type \(inbound.storage[offset + 3])")
             }
-            while let (frame, used) = try Frame.parse(inbound, from: offset, maxFrameSize: limits.maxFrameSize) {
+            while let (frame, used) = try Frame.parse(inbound.storage, from: offset, maxFrameSize: limits.maxFrameSize) {
                 offset += used
                 try handle(frame, into: &events)
             }
@@ -180,7 +248,7 @@ public final class HTTP2Connection {
             if case .connection(let code, let text) = error { close(code: code, debug: text) }
             throw error
         }
-        if offset > 0 { inbound.removeFirst(offset) }
+        inbound.consume(offset - inbound.readIndex)
         return events
     }
 
@@ -203,6 +271,9 @@ public final class HTTP2Connection {
             guard frame.streamID == 0, frame.payload.count >= 8 else { throw .connection(.frameSizeError, "malformed GOAWAY frame") }
             let last = readUInt32(frame.payload, at: 0) & 0x7FFF_FFFF
             let code = HTTP2ErrorCode(rawValue: readUInt32(frame.payload, at: 4))
+            // A graceful shutdown sends a first GOAWAY naming the largest ID, then the real one.
+            goAwayLastStreamID = min(goAwayLastStreamID ?? last, last)
+            for id in streams.keys where id > last { streams[id] = nil }  // not processed: the caller may retry
             events.append(.goAway(lastStreamID: last, code: code, debug: String(decoding: frame.payload[8...].prefix(256), as: UTF8.self)))
         case .windowUpdate:
             guard frame.payload.count == 4 else { throw .connection(.frameSizeError, "malformed WINDOW_UPDATE frame") }
@@ -214,7 +285,11 @@ public final class HTTP2Connection {
                 for id in streams.keys.sorted() { flushPending(id) }
             } else if var stream = streams[frame.streamID] {
                 guard increment > 0 else { return streamError(frame.streamID, .protocolError, "WINDOW_UPDATE with zero increment", &events) }
-                stream.sendWindow += increment
+                guard let window = stream.state.sendWindow else { return }  // our side is done: nothing to send
+                guard window + increment <= Int(Int32.max) else {
+                    return streamError(frame.streamID, .flowControlError, "stream window overflow", &events)
+                }
+                stream.state = stream.state.withSendWindow(window + increment)
                 streams[frame.streamID] = stream
                 flushPending(frame.streamID)
             }
@@ -255,19 +330,22 @@ public final class HTTP2Connection {
                 connectionReceiveUnacknowledged = 0
             }
             let body = try unpad(frame)
-            guard var stream = streams[frame.streamID], !stream.remoteClosed else { return }
-            stream.receiveUnacknowledged += frame.payload.count
-            if stream.receiveUnacknowledged > limits.receiveWindow {
+            guard var stream = streams[frame.streamID], stream.state.remoteOpen else { return }
+            var unacknowledged = stream.state.receiveUnacknowledged + frame.payload.count
+            if unacknowledged > limits.receiveWindow {
                 return streamError(frame.streamID, .flowControlError, "server exceeded the stream flow-control window", &events)
             }
             let end = frame.has(FrameFlags.endStream)
-            if !end && stream.receiveUnacknowledged >= limits.receiveWindow / 2 {
-                windowUpdate(stream: frame.streamID, increment: stream.receiveUnacknowledged)
-                stream.receiveUnacknowledged = 0
+            if !end && unacknowledged >= limits.receiveWindow / 2 {
+                windowUpdate(stream: frame.streamID, increment: unacknowledged)
+                unacknowledged = 0
             }
-            stream.remoteClosed = end
-            streams[frame.streamID] = stream
-            finishIfClosed(frame.streamID)
+            if end {
+                closeRemote(frame.streamID, &stream)
+            } else {
+                stream.state = stream.state.withReceiveUnacknowledged(unacknowledged)
+                streams[frame.streamID] = stream
+            }
             events.append(.data(streamID: frame.streamID, bytes: body, endStream: end))
         case .pushPromise:
             throw .connection(.protocolError, "PUSH_PROMISE received although push is disabled")
@@ -298,12 +376,18 @@ public final class HTTP2Connection {
                 guard value <= UInt32(Int32.max) else { throw .connection(.flowControlError, "SETTINGS_INITIAL_WINDOW_SIZE too large") }
                 let delta = Int(value) - peerInitialWindow
                 peerInitialWindow = Int(value)
-                for id in streams.keys { streams[id]!.sendWindow += delta }
+                for (id, stream) in streams {
+                    guard let window = stream.state.sendWindow else { continue }
+                    guard window + delta <= Int(Int32.max) else { throw .connection(.flowControlError, "stream window overflow") }
+                    streams[id]!.state = stream.state.withSendWindow(window + delta)
+                }
             case .maxFrameSize:
                 guard value >= 16_384 && value <= 16_777_215 else { throw .connection(.protocolError, "SETTINGS_MAX_FRAME_SIZE out of range") }
                 peerMaxFrameSize = Int(value)
             case .enablePush:
                 guard value <= 1 else { throw .connection(.protocolError, "SETTINGS_ENABLE_PUSH not 0 or 1") }
+            case .maxConcurrentStreams:
+                peerMaxConcurrentStreams = Int(value)
             default:
                 break  // Our encoder never indexes, so HEADER_TABLE_SIZE does not concern it.
             }
@@ -325,14 +409,12 @@ public final class HTTP2Connection {
         } catch {
             throw .connection(.compressionError, "cannot decode response headers: \(error)")
         }
-        guard var stream = streams[pending.streamID], !stream.remoteClosed else { return }
+        guard var stream = streams[pending.streamID], stream.state.remoteOpen else { return }
         if let problem = HTTP2Connection.malformedField(fields) {
             // A malformed response (RFC 9113 §8.1.1) is a stream error.
             return streamError(pending.streamID, .protocolError, problem, &events)
         }
-        stream.remoteClosed = pending.endStream
-        streams[pending.streamID] = stream
-        finishIfClosed(pending.streamID)
+        if pending.endStream { closeRemote(pending.streamID, &stream) }
         events.append(.headers(streamID: pending.streamID, fields: fields, endStream: pending.endStream))
     }
 
@@ -370,8 +452,15 @@ public final class HTTP2Connection {
         }
     }
 
-    private func finishIfClosed(_ id: UInt32) {
-        if let s = streams[id], s.localClosed && s.remoteClosed { streams[id] = nil }
+    /// The server ended its side of the stream: half closed, or closed when ours is done too.
+    private func closeRemote(_ id: UInt32, _ stream: inout Stream) {
+        switch stream.state {
+        case .open(let window, _):
+            stream.state = .halfClosedRemote(sendWindow: window)
+            streams[id] = stream
+        case .halfClosedLocal, .halfClosedRemote:
+            streams[id] = nil
+        }
     }
 
     /// A frame for a stream we never opened (server-initiated or beyond ours) is a protocol error.

@@ -100,6 +100,39 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertEqual(status { _ in Frame(.headers, flags: FrameFlags.endHeaders, streamID: 1, payload: [0xFF]).serialized() }?.code, .internalError)
     }
 
+    func testCallsWaitForAStreamUnderMaxConcurrentStreams() throws {
+        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: "test"))
+        client.receive(settingsFrame([(SettingID.maxConcurrentStreams.rawValue, 2)]))
+        _ = client.connection.takeOutbound()
+        let calls = (0..<3).map { _ in client.startCall(path: Health.checkPath, request: []) }
+        XCTAssertEqual(calls.map(\.streamID), [1, 3, 0], "the third waits")
+        XCTAssertEqual(client.outstanding, 3)
+        var server = ScriptedServer()
+        let ok = [(":status", "200"), ("content-type", "application/grpc")]
+        client.receive(server.headers(1, ok, end: false) + server.message(1, [8, 1]) + server.headers(1, [("grpc-status", "0")], end: true))
+        XCTAssertEqual(calls[0].status, GRPCStatus(.ok))
+        XCTAssertEqual(calls[2].streamID, 5, "opened once a stream closed")
+        XCTAssertEqual(client.connection.activeStreams, 2)
+    }
+
+    func testAGoAwayLetsCallsUpToItsLastStreamFinishAndRefusesTheRest() throws {
+        let client = readyClient()
+        let calls = (0..<3).map { _ in client.startCall(path: Health.checkPath, request: []) }
+        var server = ScriptedServer()
+        client.receive(Frame(.goAway, streamID: 0, payload: [0, 0, 0, 3, 0, 0, 0, 0]).serialized())
+        XCTAssertTrue(client.isDraining)
+        XCTAssertNil(calls[0].status)
+        XCTAssertNil(calls[1].status)
+        XCTAssertEqual(calls[2].status?.code, .unavailable)
+        XCTAssertTrue(calls[2].wasNotProcessed, "stream 5 is above the last stream: it may be sent again")
+        let later = client.startCall(path: Health.checkPath, request: [])
+        XCTAssertTrue(later.wasNotProcessed, "no new stream after GOAWAY")
+        let ok = [(":status", "200"), ("content-type", "application/grpc")]
+        client.receive(server.headers(3, ok, end: false) + server.message(3, [8, 1]) + server.headers(3, [("grpc-status", "0")], end: true))
+        XCTAssertEqual(calls[1].status, GRPCStatus(.ok), "in-flight calls finish on the connection going away")
+        XCTAssertFalse(calls[1].wasNotProcessed)
+    }
+
     func testAUnaryResponseIsOneMessage() {
         let ok = [(":status", "200"), ("content-type", "application/grpc")]
         let second = status { $0.headers(1, ok, end: false) + $0.message(1, [8, 1]) + $0.message(1, [8, 1]) }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	_ "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -92,6 +93,8 @@ func main() {
 	servingAfter := flag.Duration("serving-after", 0, "answer NOT_SERVING for the empty service name this long, then -status")
 	ignoreTerm := flag.Bool("ignore-sigterm", false, "ignore SIGTERM (a server that does not stop when asked)")
 	reportSignals := flag.Bool("report-signals", false, "print SIGNAL <name> for SIGUSR1, SIGUSR2 and SIGHUP")
+	maxAge := flag.Duration("max-connection-age", 0, "send GOAWAY to each connection this long after it opened (grpc-go adds 10% jitter)")
+	maxStreams := flag.Uint("max-concurrent-streams", 0, "SETTINGS_MAX_CONCURRENT_STREAMS (0: grpc-go's default, unlimited)")
 	flag.Parse()
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
@@ -149,6 +152,12 @@ func main() {
 			cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	if *maxAge > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: *maxAge, MaxConnectionAgeGrace: 10 * time.Second}))
+	}
+	if *maxStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(*maxStreams)))
 	}
 	srv := grpc.NewServer(opts...)
 	if !*noHealth {

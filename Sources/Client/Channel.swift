@@ -1,0 +1,188 @@
+import Glibc
+import HPACK
+import SystemCalls
+import Transport
+import Wire
+
+/// Calls to one server over a connection that lives: many calls, each with its own deadline,
+/// share it; when the server goes away (GOAWAY) the calls on it finish there and new ones go to
+/// a new connection; a call the server did not process (above a GOAWAY's last stream, refused,
+/// or not yet sent when the connection broke) is sent again on the next connection, within its
+/// deadline. For a process that lives, where the probe makes one connection and exits.
+public final class Channel {
+    public let target: Target
+    public let security: Security
+    public let userAgent: String
+    /// How long one dial may take (resolving, connecting, the handshakes).
+    public let connectTimeout: Int64
+
+    /// The connection calls go to now; nil until the first call, and after it broke.
+    public private(set) var connection: Connection?
+    /// Connections made so far (for a reporter, and to show reconnection in tests).
+    public private(set) var dials = 0
+    /// Why the last dial failed, when it did.
+    public private(set) var lastDialFailure: DialFailure?
+    /// The most streams one connection had open at once.
+    public private(set) var peakStreams = 0
+
+    /// A call in flight, with what it takes to send it again.
+    private struct Pending {
+        let handle: CallHandle
+        let path: String
+        let metadata: [HeaderField]
+        let request: [UInt8]
+        let serverStreaming: Bool
+        var call: GRPCCall?
+    }
+    private var pending: [Pending] = []
+    /// Connections still draining after a GOAWAY: their in-flight calls finish there.
+    private var draining: [Connection] = []
+
+    public init(target: Target, security: Security, userAgent: String, connectTimeout: Int64) {
+        self.target = target
+        self.security = security
+        self.userAgent = userAgent
+        self.connectTimeout = connectTimeout
+    }
+
+    /// A call's outcome as the channel's caller sees it, whichever connection carried it.
+    public final class CallHandle {
+        public let deadline: Int64
+        public fileprivate(set) var status: GRPCStatus?
+        public fileprivate(set) var messages: [[UInt8]] = []
+        init(deadline: Int64) { self.deadline = deadline }
+    }
+
+    /// Starts a call; `run` carries it to its end.
+    public func start(path: String, metadata: [HeaderField] = [], request: [UInt8], serverStreaming: Bool = false,
+                      timeout: Int64) -> CallHandle {
+        let handle = CallHandle(deadline: MonotonicClock.deadline(after: timeout))
+        pending.append(Pending(handle: handle, path: path, metadata: metadata, request: request, serverStreaming: serverStreaming))
+        return handle
+    }
+
+    /// Moves every started call forward until `finished` holds, `deadline` passes or its
+    /// cancellation arrives. Calls whose own deadline passes end with DEADLINE_EXCEEDED. One
+    /// poll(2) covers every connection with calls on it, and the cancellation.
+    public func run(until finished: () -> Bool, by deadline: Deadline) -> Connection.Outcome {
+        while true {
+            settle()
+            if finished() { return .done }
+            if deadline.hasPassed { return .timedOut }
+            if pending.contains(where: { $0.call == nil }) && !ensureConnection(by: deadline) { continue }
+            let live = [connection].compactMap { $0 } + draining
+            for each in live {
+                _ = each.pump(readable: false)  // new requests out
+                peakStreams = max(peakStreams, each.client.connection.activeStreams)
+            }
+            retire()
+            settle()
+            if finished() { return .done }
+            var fds = live.map { pollfd(fd: $0.stream.fd, events: $0.pollEvents, revents: 0) }
+            if let cancelFD = deadline.cancelFD { fds.append(pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0)) }
+            let earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
+            let timeout = live.contains { $0.moreToRead } ? 0 : MonotonicClock.pollTimeout(until: earliest)
+            if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { return .closed }
+            if deadline.cancelFD != nil && fds[fds.count - 1].revents != 0, let info = deadline.cancellation?.next() {
+                return .cancelled(signal: Int32(info.ssi_signo))
+            }
+            for (index, each) in live.enumerated() where fds[index].revents != 0 || each.moreToRead {
+                _ = each.pump(readable: true)
+            }
+            retire()
+        }
+    }
+
+    /// A connection that is draining (GOAWAY) or closed takes no new calls; once it carries none,
+    /// it is let go.
+    private func retire() {
+        if let current = connection, current.client.isDraining || current.isClosed {
+            draining.append(current)
+            connection = nil
+        }
+        draining.removeAll { $0.isClosed || $0.client.outstanding == 0 }
+    }
+
+    /// One request/response call (Check), run to its end.
+    public func unary(path: String, metadata: [HeaderField] = [], request: [UInt8], timeout: Int64,
+                      cancellation: SignalFD? = nil) -> CallHandle {
+        let handle = start(path: path, metadata: metadata, request: request, timeout: timeout)
+        _ = run(until: { handle.status != nil }, by: Deadline(handle.deadline, cancellation: cancellation))
+        if handle.status == nil { expire(handle) }
+        return handle
+    }
+
+    /// Dials when there is no usable connection. Returns false when the dial failed (the calls
+    /// waiting for it then fail with its cause, or retry within their deadlines).
+    private func ensureConnection(by deadline: Deadline) -> Bool {
+        if let connection, !connection.client.isDraining && !connection.isClosed {
+            sendWaiting(on: connection)
+            return true
+        }
+        dials += 1
+        do {
+            let dialed = try dial(target, security: security, userAgent: userAgent,
+                                  by: deadline.capped(at: MonotonicClock.deadline(after: connectTimeout)))
+            connection = dialed
+            lastDialFailure = nil
+            sendWaiting(on: dialed)
+            return true
+        } catch {
+            lastDialFailure = error
+            let status = GRPCStatus(.unavailable, "connection failed: \(error)")
+            for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
+            return false
+        }
+    }
+
+    private func sendWaiting(on connection: Connection) {
+        for index in pending.indices where pending[index].call == nil {
+            let entry = pending[index]
+            let remaining = entry.handle.deadline - MonotonicClock.now()
+            pending[index].call = connection.client.startCall(path: entry.path, metadata: entry.metadata, timeoutNanoseconds: max(0, remaining),
+                                                               serverStreaming: entry.serverStreaming, request: entry.request)
+        }
+    }
+
+    /// Takes the results of calls that ended, sends again the ones the server never processed,
+    /// and expires the ones past their deadline.
+    private func settle() {
+        let now = MonotonicClock.now()
+        var index = 0
+        while index < pending.count {
+            let entry = pending[index]
+            if let call = entry.call, let status = call.status {
+                if call.wasNotProcessed && now < entry.handle.deadline {
+                    pending[index].call = nil  // to the next connection
+                    index += 1
+                    continue
+                }
+                while let message = call.nextMessage() { entry.handle.messages.append(message) }
+                finish(index, status)
+                continue
+            }
+            if now >= entry.handle.deadline {
+                expire(entry.handle)
+                continue
+            }
+            index += 1
+        }
+    }
+
+    /// Ends a call at its deadline: its stream is cancelled, its status DEADLINE_EXCEEDED.
+    private func expire(_ handle: CallHandle) {
+        guard let index = pending.firstIndex(where: { $0.handle === handle }) else { return }
+        let status = GRPCStatus(.deadlineExceeded, "context deadline exceeded")
+        if let call = pending[index].call {
+            for owner in [connection].compactMap({ $0 }) + draining where owner.client.outstanding > 0 {
+                owner.client.cancel(call, status)
+            }
+        }
+        finish(index, status)
+    }
+
+    private func finish(_ index: Int, _ status: GRPCStatus) {
+        let entry = pending.remove(at: index)
+        if entry.handle.status == nil { entry.handle.status = status }
+    }
+}
