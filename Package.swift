@@ -68,6 +68,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe"]),
         .testTarget(name: "ClientTests", dependencies: ["Client", "Wire", "Transport", "SystemCalls"]),
     ]
 )

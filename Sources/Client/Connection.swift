@@ -8,6 +8,30 @@ import Wire
 /// deadline passes, its cancelling signal arrives or the connection ends; one poll(2) covers the
 /// socket and the signalfd, so a signal interrupts the wait at once.
 public final class Connection {
+    /// Why a connection's transport failed, as data.
+    public enum TransportFailure: Equatable, CustomStringConvertible {
+        case stream(StreamFailure)
+        /// The server stopped reading: this much of what we sent stayed unsent.
+        case notReading(unsent: Int)
+
+        public var description: String {
+            switch self {
+            case .stream(let failure): return failure.description
+            case .notReading(let unsent): return "the server is not reading what it is sent (over \(unsent) bytes unsent)"
+            }
+        }
+
+        public var isTLSAlert: Bool {
+            if case .stream(let failure) = self { return failure.isTLSAlert }
+            return false
+        }
+
+        public var isTLS: Bool {
+            if case .stream(let failure) = self { return failure.isTLS }
+            return false
+        }
+    }
+
     public enum Outcome: Equatable {
         case done
         case timedOut
@@ -24,8 +48,8 @@ public final class Connection {
     private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
     /// The first bytes the server sent, kept to explain a failed HTTP/2 handshake.
     public private(set) var firstBytes: [UInt8] = []
-    /// Why the transport failed, when it did ("remote error: tls: certificate required").
-    public private(set) var transportFailure: String?
+    /// Why the transport failed, when it did (a TLS alert, a reset, a server that does not read).
+    public private(set) var transportFailure: TransportFailure?
 
     public init(stream: ByteStream, client: GRPCClient, address: SocketAddress) {
         self.stream = stream
@@ -51,7 +75,7 @@ public final class Connection {
             if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : deadline.pollTimeout)
             if n < 0 && errno != EINTR {
-                transportFailure = "poll: \(goErrnoText(errno))"
+                transportFailure = .stream(.system(operation: "poll", errno: errno))
                 return .closed
             }
             if fds.count > 1 && fds[1].revents != 0, let info = signals?.next() {
@@ -93,15 +117,14 @@ public final class Connection {
             // closes; its reset can fail this write before the alert is read. The alert is
             // still queued, and says more than the reset.
             _ = readTurn()
-            if !(transportFailure?.hasPrefix("remote error: ") ?? false) { transportFailure = reason }
-            client.transportClosed("connection error: \(transportFailure ?? reason)")
+            if transportFailure?.isTLSAlert != true { transportFailure = .stream(reason) }
+            client.transportClosed("connection error: \(transportFailure!)")
             isClosed = true
             return false
         }
         if unsent.count > Connection.unsentLimit {
-            let reason = "the server is not reading what it is sent (over \(Connection.unsentLimit) bytes unsent)"
-            transportFailure = reason
-            client.transportClosed("connection error: \(reason)")
+            transportFailure = .notReading(unsent: Connection.unsentLimit)
+            client.transportClosed("connection error: \(transportFailure!)")
             isClosed = true
             return false
         }
@@ -139,7 +162,7 @@ public final class Connection {
             case .failed(let reason):
                 moreToRead = false
                 isClosed = true
-                transportFailure = reason
+                transportFailure = .stream(reason)
                 client.transportClosed("error reading from server: \(reason)")
                 return .ended(.closed)
             }

@@ -26,7 +26,7 @@ public enum DialFailure: Error {
     case connect(String)
     /// The server asked for a client certificate, then closed the connection or sent an alert
     /// (`alert`, when it did): it wanted one, or refused ours.
-    case certificateRejected(alert: String?)
+    case certificateRejected(alert: StreamFailure?)
     /// The HTTP/2 handshake (the server's SETTINGS) did not complete.
     case handshake(HandshakeFailure)
     case timedOut
@@ -39,8 +39,8 @@ public struct HandshakeFailure {
     public let address: SocketAddress
     /// The first bytes it sent (at most 64), which tell what it speaks.
     public let firstBytes: [UInt8]
-    /// Why the transport failed, when it did ("remote error: tls: ...", "read: connection reset").
-    public let transportFailure: String?
+    /// Why the transport failed, when it did.
+    public let transportFailure: Connection.TransportFailure?
     /// Why the HTTP/2 connection failed, when it did.
     public let connectionFailure: String?
     public let tls: Bool
@@ -100,8 +100,11 @@ public func dial(_ target: Target, security: Security, userAgent: String, author
             if client.isReady { return connection }
             #if TLS
             if let tlsConnection, tlsConnection.certificateWasRequested {
-                let failure = connection.transportFailure
-                if failure == nil || failure!.hasPrefix("remote error: ") { throw .certificateRejected(alert: failure) }
+                switch connection.transportFailure {
+                case nil: throw .certificateRejected(alert: nil)
+                case .stream(let alert) where alert.isTLSAlert: throw .certificateRejected(alert: alert)
+                default: break
+                }
             }
             #endif
             throw .handshake(HandshakeFailure(address: address, firstBytes: connection.firstBytes,

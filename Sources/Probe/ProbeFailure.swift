@@ -118,9 +118,7 @@ public struct ProbeFailure: Error, Equatable {
     /// Names what the server did instead of completing the HTTP/2 handshake.
     static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
         let address = failure.address
-        if let transport = failure.transportFailure, transport.hasPrefix("remote error: ") || transport.hasPrefix("tls: ") {
-            return transport
-        }
+        if let transport = failure.transportFailure, transport.isTLS { return transport.description }
         let first = failure.firstBytes
         if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
             return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
@@ -133,7 +131,7 @@ public struct ProbeFailure: Error, Equatable {
             let hex = first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
             return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
         }
-        let reason = failure.transportFailure ?? failure.connectionFailure ?? "connection closed"
+        let reason = failure.transportFailure?.description ?? failure.connectionFailure ?? "connection closed"
         if first.isEmpty {
             // What a TLS-only server does to a plaintext client: the usual cause of this symptom.
             let hint = tls ? "" : "; a TLS server does this to plaintext clients (try -tls)"

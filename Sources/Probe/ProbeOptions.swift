@@ -10,6 +10,8 @@ public struct ProbeOptions {
     public var rpcTimeout = GoDuration.second
     /// (name, value) pairs in the order given.
     public var rpcHeaders: [(String, String)] = []
+    /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own.
+    var sentUserAgent: String { "\(userAgent) grpc-init/\(BuildInfo.version)" }
     public var tls = false
     public var tlsNoVerify = false
     public var tlsCACert = ""

@@ -82,7 +82,7 @@ struct Probe {
         var pending: GRPCCall? = nil
         let connection: Connection
         do {
-            connection = try dial(target, security: security, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)",
+            connection = try dial(target, security: security, userAgent: options.sentUserAgent,
                                   by: Deadline.after(options.connectTimeout.nanoseconds, cancellation: signals)) { client in
                 pending = client.startCall(
                     path: Health.checkPath,

@@ -21,7 +21,7 @@ extension Probe {
         var pending: GRPCCall? = nil
         let connection: Connection
         do {
-            connection = try dial(endpoint, security: .plaintext, userAgent: "\(options.userAgent) grpc-init/\(BuildInfo.version)",
+            connection = try dial(endpoint, security: .plaintext, userAgent: options.sentUserAgent,
                                   authority: "localhost", by: deadline) { client in
                 pending = client.startCall(
                     path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
@@ -58,7 +58,7 @@ extension Probe {
                 }
                 if sawNoSVIDs && call.status?.code == .ok { throw ProbeFailure.spiffe(noSVIDs) }
                 let status = call.status ?? connection.client.connectionFailure
-                    ?? GRPCStatus(.unavailable, connection.transportFailure ?? "connection closed before the first response")
+                    ?? GRPCStatus(.unavailable, connection.transportFailure?.description ?? "connection closed before the first response")
                 throw unreachable(status.description)
             }
             let context: WorkloadAPI.X509Context

@@ -52,9 +52,7 @@ struct DNSClient {
         let fd = socket(server.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { return .failed(goErrnoText(errno)) }
         defer { close(fd) }
-        let connected = server.bytes.withUnsafeBytes { raw in
-            Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
-        }
+        let connected = server.withSockaddr { Glibc.connect(fd, $0, $1) }
         if connected < 0 { return .failed(goErrnoText(errno)) }
         let idA = UInt16.random(in: 0...UInt16.max)
         let idAAAA = idA &+ 1

@@ -1,4 +1,3 @@
-import CShim
 import Glibc
 import SystemCalls
 
@@ -24,19 +23,49 @@ public func goErrnoText(_ code: Int32) -> String {
     return first.lowercased() + text.dropFirst()
 }
 
+/// Why reading or writing a connection failed, as data; `description` is Go's wording.
+public enum StreamFailure: Error, Equatable, CustomStringConvertible {
+    /// A system call failed: "read", "write" and its errno.
+    case system(operation: String, errno: Int32)
+    /// The TLS peer sent an alert; Go's name for it ("certificate required").
+    case tlsAlert(String)
+    /// Another TLS failure, with what OpenSSL says of it.
+    case tls(String)
+
+    public var description: String {
+        switch self {
+        case .system(let operation, let code): return "\(operation): \(goErrnoText(code))"
+        case .tlsAlert(let alert): return "remote error: tls: " + alert
+        case .tls(let text): return text
+        }
+    }
+
+    public var isTLSAlert: Bool {
+        if case .tlsAlert = self { return true }
+        return false
+    }
+
+    /// A failure of the TLS layer (an alert, or another), which names its cause better than a
+    /// failed system call that followed it.
+    public var isTLS: Bool {
+        switch self {
+        case .tlsAlert, .tls: return true
+        case .system: return false
+        }
+    }
+}
+
 public enum ReadResult: Equatable {
     case bytes(Int)
     case wouldBlock
     case endOfStream
-    /// The connection failed; the text says why ("connection reset by peer",
-    /// "remote error: tls: certificate required").
-    case failed(String)
+    case failed(StreamFailure)
 }
 
 public enum WriteResult: Equatable {
     /// How many bytes were taken; 0 when the stream would block.
     case wrote(Int)
-    case failed(String)
+    case failed(StreamFailure)
 }
 
 /// What the HTTP/2 client reads from and writes to: a plain socket or a TLS connection over one.
@@ -71,9 +100,7 @@ public final class Socket: ByteStream {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
-        let result = address.bytes.withUnsafeBytes { raw in
-            Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
-        }
+        let result = address.withSockaddr { Glibc.connect(fd, $0, $1) }
         if result == 0 { return sock }
         let code = errno
         guard code == EINPROGRESS || code == EINTR || code == EAGAIN else { throw failure("connect", code) }
@@ -93,7 +120,7 @@ public final class Socket: ByteStream {
         let n = retryingOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         if n > 0 { return .bytes(n) }
         if n == 0 { return .endOfStream }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed("read: " + goErrnoText(errno))
+        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed(.system(operation: "read", errno: errno))
     }
 
     /// Writes as much as the socket takes now.
@@ -101,6 +128,6 @@ public final class Socket: ByteStream {
         let n = retryingOnInterrupt { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
         if n >= 0 { return .wrote(n) }
         if errno == EAGAIN || errno == EWOULDBLOCK { return .wrote(0) }
-        return .failed("write: " + goErrnoText(errno))
+        return .failed(.system(operation: "write", errno: errno))
     }
 }

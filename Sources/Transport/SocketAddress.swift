@@ -27,6 +27,16 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The address as the sockaddr that connect(2) takes: copied into a sockaddr_storage, whose
+    /// memory may be viewed as a sockaddr (the bytes themselves are bound to UInt8).
+    public func withSockaddr<R>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) { $0.copyBytes(from: bytes.prefix(MemoryLayout<sockaddr_storage>.size)) }
+        return withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(bytes.count)) }
+        }
+    }
+
     public static func ipv4(_ octets: [UInt8], port: UInt16) -> SocketAddress {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)

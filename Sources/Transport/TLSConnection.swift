@@ -215,10 +215,10 @@ public final class TLSConnection: ByteStream {
         case SSL_ERROR_ZERO_RETURN: return .endOfStream
         case SSL_ERROR_SYSCALL where errno == 0 || errno == EAGAIN:
             return .endOfStream
-        case SSL_ERROR_SYSCALL: return .failed("read: " + goErrnoText(errno))
+        case SSL_ERROR_SYSCALL: return .failed(.system(operation: "read", errno: errno))
         default:
             let error = OpenSSLError.last()
-            return error.isUnexpectedEOF ? .endOfStream : .failed(error.description)
+            return error.isUnexpectedEOF ? .endOfStream : .failed(error.streamFailure)
         }
     }
 
@@ -228,8 +228,8 @@ public final class TLSConnection: ByteStream {
         if n > 0 { return .wrote(Int(n)) }
         switch SSL_get_error(ssl, n) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wrote(0)
-        case SSL_ERROR_SYSCALL: return .failed("write: " + goErrnoText(errno))
-        default: return .failed(OpenSSLError.last().description)
+        case SSL_ERROR_SYSCALL: return .failed(.system(operation: "write", errno: errno))
+        default: return .failed(OpenSSLError.last().streamFailure)
         }
     }
 
@@ -322,14 +322,19 @@ struct OpenSSLError {
         110: "unsupported extension", 112: "unrecognized name", 116: "certificate required", 120: "no application protocol",
     ]
 
+    /// The alert the peer sent, by Go's name, when this is one.
+    var alert: String? {
+        // OpenSSL reports an alert received from the peer as reason 1000 + the alert number.
+        guard library == ERR_LIB_SSL && reason >= 1000 && reason < 1256 else { return nil }
+        let alert = reason - 1000
+        return OpenSSLError.alerts[alert] ?? String(cString: SSL_alert_desc_string_long(alert)).lowercased()
+    }
+
+    var streamFailure: StreamFailure { alert.map { .tlsAlert($0) } ?? .tls(description) }
+
     var description: String {
         if code == 0 { return "tls: unknown error" }
-        // OpenSSL reports an alert received from the peer as reason 1000 + the alert number.
-        if library == ERR_LIB_SSL && reason >= 1000 && reason < 1256 {
-            let alert = reason - 1000
-            let text = OpenSSLError.alerts[alert] ?? String(cString: SSL_alert_desc_string_long(alert)).lowercased()
-            return "remote error: tls: " + text
-        }
+        if let alert { return "remote error: tls: " + alert }
         // The client checks the server's ALPN choice itself, so that failure arrives as this one.
         if library == ERR_LIB_SSL && reason == SSL_R_BAD_EXTENSION && function == "tls_parse_stoc_alpn" {
             return "tls: server selected unadvertised ALPN protocol (offered: h2)"

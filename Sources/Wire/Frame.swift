@@ -107,16 +107,14 @@ func readUInt32(_ b: [UInt8], at i: Int) -> UInt32 {
     UInt32(b[i]) << 24 | UInt32(b[i + 1]) << 16 | UInt32(b[i + 2]) << 8 | UInt32(b[i + 3])
 }
 
-/// A failure of the HTTP/2 layer: a connection error ends the connection (GOAWAY), a stream
-/// error only the stream (RST_STREAM).
+/// A connection error of the HTTP/2 layer: it ends the connection (GOAWAY). Stream errors end
+/// only their stream (RST_STREAM) and are reported as events.
 public enum HTTP2Error: Error, Equatable, CustomStringConvertible {
     case connection(HTTP2ErrorCode, String)
-    case stream(UInt32, HTTP2ErrorCode, String)
 
     public var description: String {
         switch self {
         case .connection(_, let text): return text
-        case .stream(_, _, let text): return text
         }
     }
 }

@@ -331,7 +331,7 @@ public final class GRPCCall {
         pending.append(contentsOf: bytes)
         while pending.count >= 5 {
             let flag = pending[0]
-            let length = Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
+            let length = Int(readUInt32(pending, at: 1))
             if length > maxMessageSize {
                 return fail(GRPCStatus(.resourceExhausted, "grpc: received message larger than max (\(length) vs. \(maxMessageSize))"), streamOpen: !endStream)
             }

@@ -60,13 +60,13 @@ final class TLSConnectionTests: XCTestCase {
 
     /// Connects, completes the handshake and reads once the server has had its say; returns
     /// whether the server asked for a certificate and what the read ended with.
-    func outcome(_ context: TLSContext, port: UInt16) throws -> (asked: Bool, failure: String?) {
+    func outcome(_ context: TLSContext, port: UInt16) throws -> (asked: Bool, failure: StreamFailure?) {
         let deadline = Deadline.after(5_000_000_000)
         let address = try XCTUnwrap(SocketAddress.literal("127.0.0.1", port: port))
         let socket = try Socket.connect(to: address, by: deadline)
         let connection = try TLSConnection.handshake(over: socket, context: context, host: "localhost", by: deadline)
         var buffer = [UInt8](repeating: 0, count: 4096)
-        var failure: String? = nil
+        var failure: StreamFailure? = nil
         // A TLS 1.3 server refuses a missing certificate after the client's handshake is done:
         // its alert arrives with the first read.
         reading: while !deadline.hasPassed {
@@ -96,7 +96,7 @@ final class TLSConnectionTests: XCTestCase {
         }
         let first = try outcome(context, port: askingPort)
         XCTAssertTrue(first.asked)
-        XCTAssertEqual(first.failure, "remote error: tls: certificate required")
+        XCTAssertEqual(first.failure?.description, "remote error: tls: certificate required")
         XCTAssertFalse(try outcome(context, port: plainPort).asked, "the second server never asked for a certificate")
         XCTAssertFalse(try outcome(TLSContext(configuration), port: plainPort).asked, "nor with a context of its own")
     }

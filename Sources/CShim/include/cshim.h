@@ -7,7 +7,6 @@
 #include <termios.h>
 
 // Each returns -1 with errno set on failure, like the call it wraps.
-int cshim_set_nonblocking(int fd);
 int cshim_set_child_subreaper(void);
 int cshim_set_parent_death_signal(int signo);
 int cshim_sigrtmin(void);
