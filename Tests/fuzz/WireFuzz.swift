@@ -3,8 +3,9 @@
 import HPACK
 import Wire
 
-// Modes by the first byte: 0 HPACK decoder alone; 1 a whole server response to a Check, in
-// chunks; 2 protobuf/health decoding.
+// Modes by the first byte: 0 HPACK decoder alone; 1 a whole server response to three calls
+// (two Checks and a Watch; a chunk length of 255 cancels one of them instead), in chunks;
+// 2 protobuf/health decoding.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 1 else { return 0 }
@@ -23,12 +24,21 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         let client = GRPCClient(GRPCClient.Settings(authority: "localhost:1", userAgent: "fuzz"))
         let call = client.startCall(path: Health.checkPath, timeoutNanoseconds: 1_000_000_000, compress: bytes.first.map { $0 & 1 == 1 } ?? false,
                                     request: Health.request(service: ""))
+        let calls = [call, client.startCall(path: Health.watchPath, serverStreaming: true, request: []),
+                     client.startCall(path: Health.checkPath, request: Health.request(service: "svc"))]
+        var cancelled = 0
         _ = client.connection.takeOutbound()
         // A valid preface-SETTINGS start most of the time, so the fuzzer reaches the streams.
         let settings: [UInt8] = [0, 0, 0, 4, 0, 0, 0, 0, 0]
         client.receive(settings)
         var i = 0
         while i < bytes.count {
+            if bytes[i] == 255 {
+                client.cancel(calls[cancelled % calls.count], GRPCStatus(.deadlineExceeded))
+                cancelled += 1
+                i += 1
+                continue
+            }
             let n = min(Int(bytes[i]) * 4 + 1, bytes.count - i - 1)
             if n <= 0 { break }
             client.receive(Array(bytes[(i + 1)...(i + n)]))
@@ -36,8 +46,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             i += n + 1
         }
         client.transportClosed("eof")
-        while let m = call.nextMessage() { _ = try? Health.decodeResponse(m) }
-        _ = call.status?.description
+        for each in calls {
+            while let m = each.nextMessage() { _ = try? Health.decodeResponse(m) }
+            _ = each.status?.description
+        }
+        _ = client.outstanding
     default:
         var reader = ProtobufReader(bytes)
         while let f = try? reader.next() { _ = f.bytes.count }
