@@ -9,7 +9,7 @@ import Wire
 /// socket and the signalfd, so a signal interrupts the wait at once.
 public final class Connection {
     /// Why a connection's transport failed, as data.
-    public enum TransportFailure: Equatable, CustomStringConvertible {
+    public enum TransportFailure: Equatable, Sendable, CustomStringConvertible {
         case stream(StreamFailure)
         /// The server stopped reading: this much of what we sent stayed unsent.
         case notReading(unsent: Int)

@@ -35,7 +35,7 @@ public enum DialFailure: Error {
 }
 
 /// What the server did instead of completing the HTTP/2 handshake.
-public struct HandshakeFailure {
+public struct HandshakeFailure: Sendable {
     public let address: SocketAddress
     /// The first bytes it sent (at most 64), which tell what it speaks.
     public let firstBytes: [UInt8]
