@@ -33,6 +33,8 @@ public final class Channel {
         let request: [UInt8]
         let serverStreaming: Bool
         var call: GRPCCall?
+        /// The connection the call went out on.
+        var owner: Connection?
     }
     private var pending: [Pending] = []
     /// Connections still draining after a GOAWAY: their in-flight calls finish there.
@@ -141,6 +143,7 @@ public final class Channel {
             let remaining = entry.handle.deadline - MonotonicClock.now()
             pending[index].call = connection.client.startCall(path: entry.path, metadata: entry.metadata, timeoutNanoseconds: max(0, remaining),
                                                                serverStreaming: entry.serverStreaming, request: entry.request)
+            pending[index].owner = connection
         }
     }
 
@@ -154,6 +157,7 @@ public final class Channel {
             if let call = entry.call, let status = call.status {
                 if call.wasNotProcessed && now < entry.handle.deadline {
                     pending[index].call = nil  // to the next connection
+                    pending[index].owner = nil
                     index += 1
                     continue
                 }
@@ -173,11 +177,7 @@ public final class Channel {
     private func expire(_ handle: CallHandle) {
         guard let index = pending.firstIndex(where: { $0.handle === handle }) else { return }
         let status = GRPCStatus(.deadlineExceeded, "context deadline exceeded")
-        if let call = pending[index].call {
-            for owner in [connection].compactMap({ $0 }) + draining where owner.client.outstanding > 0 {
-                owner.client.cancel(call, status)
-            }
-        }
+        if let call = pending[index].call, let owner = pending[index].owner { owner.client.cancel(call, status) }
         finish(index, status)
     }
 

@@ -20,12 +20,21 @@ final class ChannelTests: XCTestCase {
         server?.waitUntilExit()
     }
 
-    /// Starts the grpc-go server with `arguments`; returns its port.
-    func startServer(_ arguments: [String]) throws -> UInt16 {
-        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: ChannelTests.goServer), "\(ChannelTests.goServer) is missing")
+    static let rawPeer = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../peers/rawpeer.py").standardizedFileURL.path
+
+    /// Starts the grpc-go server with `arguments` (or, with `rawMode`, the hand-written peer in
+    /// that mode); returns its port.
+    func startServer(_ arguments: [String], rawMode: String? = nil) throws -> UInt16 {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ChannelTests.goServer)
-        process.arguments = ["-addr", "127.0.0.1:0"] + arguments
+        if let rawMode {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", ChannelTests.rawPeer, "--mode", rawMode]
+        } else {
+            XCTAssertTrue(FileManager.default.isExecutableFile(atPath: ChannelTests.goServer), "\(ChannelTests.goServer) is missing")
+            process.executableURL = URL(fileURLWithPath: ChannelTests.goServer)
+            process.arguments = ["-addr", "127.0.0.1:0"] + arguments
+        }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -37,7 +46,7 @@ final class ChannelTests: XCTestCase {
             text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
         }
         let line = try XCTUnwrap(text.split(separator: "\n").first, "the server did not start")
-        return try XCTUnwrap(UInt16(line.split(separator: ":").last ?? ""))
+        return try XCTUnwrap(UInt16(line.split(whereSeparator: { $0 == ":" || $0 == " " }).last ?? ""))
     }
 
     func channel(_ port: UInt16) -> Channel {
@@ -82,7 +91,8 @@ final class ChannelTests: XCTestCase {
     }
 
     func testACallEndsAtItsOwnDeadline() throws {
-        let port = try startServer(["-delay", "2s"])
+        // A server that never answers, and does not keep grpc-timeout either: the deadlines are ours.
+        let port = try startServer([], rawMode: "stall-rpc")
         let channel = channel(port)
         let slow = channel.start(path: Health.checkPath, request: Health.request(service: ""), timeout: 100_000_000)
         let slower = channel.start(path: Health.checkPath, request: Health.request(service: ""), timeout: 300_000_000)
