@@ -18,12 +18,11 @@ public enum Security {
 
 /// Why no connection was made, as data: the probe, the SPIFFE fetch and a long-lived process
 /// each put it in their own words.
-public enum DialFailure: Error {
+public enum DialFailure: Error, CustomStringConvertible {
     /// The address cannot be resolved (a name unknown to DNS, an unreadable resolv.conf).
-    case resolve(String)
-    /// No address accepted the connection; Go's text for the last one ("dial tcp ADDR: connect:
-    /// connection refused"), or a TLS failure with its cause.
-    case connect(String)
+    case resolve(Resolver.Failure)
+    /// No address accepted the connection (the last one's failure), or TLS failed.
+    case connect(ConnectFailure)
     /// The server asked for a client certificate, then closed the connection or sent an alert
     /// (`alert`, when it did): it wanted one, or refused ours.
     case certificateRejected(alert: StreamFailure?)
@@ -32,6 +31,18 @@ public enum DialFailure: Error {
     case timedOut
     /// A signal of the deadline's cancellation arrived (its number, when known).
     case cancelled(signal: Int32?)
+
+    /// A short account, for a long-lived caller's statuses; the probe words each case itself.
+    public var description: String {
+        switch self {
+        case .resolve(let failure): return failure.description
+        case .connect(let failure): return failure.description
+        case .certificateRejected(let alert): return "tls: the server asked for a client certificate and closed the connection" + (alert.map { " (\($0))" } ?? "")
+        case .handshake(let failure): return "HTTP/2 handshake with \(failure.address) failed: " + (failure.transportFailure?.description ?? failure.connectionFailure ?? "connection closed")
+        case .timedOut: return "i/o timeout"
+        case .cancelled: return "context canceled"
+        }
+    }
 }
 
 /// What the server did instead of completing the HTTP/2 handshake.
@@ -54,19 +65,21 @@ public func dial(_ target: Target, security: Security, userAgent: String, author
                  prepare: (GRPCClient) -> Void = { _ in }) throws(DialFailure) -> Connection {
     let addresses: [SocketAddress]
     do { addresses = try Resolver().resolve(target, by: deadline) } catch {
-        if error.cancelled { throw .cancelled(signal: deadline.cancellation?.next().map { Int32($0.ssi_signo) }) }
-        if deadline.hasPassed { throw .timedOut }
-        throw .resolve(error.description)
+        switch error {
+        case .cancelled: throw .cancelled(signal: deadline.cancellation?.next().map { Int32($0.ssi_signo) })
+        case .failed where deadline.hasPassed: throw .timedOut
+        case .failed: throw .resolve(error)
+        }
     }
-    var lastFailure = "no addresses"
+    var lastFailure: ConnectFailure? = nil
     for address in addresses {
         let socket: Socket
         do {
             socket = try Socket.connect(to: address, by: deadline)
         } catch {
             switch error {
-            case .failed(let text):
-                lastFailure = text
+            case .system, .tls:
+                lastFailure = error
                 continue
             case .timedOut: throw .timedOut
             case .cancelled: throw .cancelled(signal: deadline.cancellation?.next().map { Int32($0.ssi_signo) })
@@ -82,7 +95,7 @@ public func dial(_ target: Target, security: Security, userAgent: String, author
                 tlsConnection = try TLSConnection.handshake(over: socket, context: context, host: host, by: deadline)
             } catch {
                 switch error {
-                case .failed(let text): throw .connect(text)
+                case .system, .tls: throw .connect(error)
                 case .timedOut: throw .timedOut
                 case .cancelled: throw .cancelled(signal: deadline.cancellation?.next().map { Int32($0.ssi_signo) })
                 }
@@ -116,5 +129,6 @@ public func dial(_ target: Target, security: Security, userAgent: String, author
             throw .cancelled(signal: signo)
         }
     }
+    guard let lastFailure else { throw .resolve(.failed("lookup \(target.authority): no addresses")) }
     throw .connect(lastFailure)
 }

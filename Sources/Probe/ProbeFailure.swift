@@ -96,8 +96,10 @@ public struct ProbeFailure: Error, Equatable {
     static func dial(_ failure: DialFailure, options: ProbeOptions) -> ProbeFailure {
         let addr = options.addr
         switch failure {
-        case .resolve(let cause), .connect(let cause):
-            return connectFailed(addr, cause)
+        case .resolve(let cause):
+            return connectFailed(addr, cause.description)
+        case .connect(let cause):
+            return connectFailed(addr, cause.description)
         case .timedOut:
             return connectTimeout(addr, options.connectTimeout)
         case .cancelled(let signal):

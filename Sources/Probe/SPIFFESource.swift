@@ -30,7 +30,8 @@ extension Probe {
             }
         } catch {
             switch error {
-            case .resolve(let cause), .connect(let cause): throw unreachable(cause)
+            case .resolve(let cause): throw unreachable(cause.description)
+            case .connect(let cause): throw unreachable(cause.description)
             case .timedOut: throw ProbeFailure.spiffe("context deadline exceeded")
             case .cancelled(let signal): throw ProbeFailure.spiffeCancelled(signal: signal)
             case .handshake(let handshake): throw unreachable(ProbeFailure.describe(handshake, tls: true))

@@ -8,7 +8,7 @@ struct DNSClient {
 
     func lookup(_ host: String, port: UInt16, by deadline: Deadline) throws(Resolver.Failure) -> [SocketAddress] {
         let servers = config.nameservers.compactMap { SocketAddress.literal($0, port: 53) }
-        guard !servers.isEmpty else { throw Resolver.Failure(description: "lookup \(host): no nameservers") }
+        guard !servers.isEmpty else { throw Resolver.Failure.failed("lookup \(host): no nameservers") }
         var lastProblem = "no such host"
         var lastServer = servers[0]
         for name in config.candidates(for: host) {
@@ -28,17 +28,17 @@ struct DNSClient {
                     case .failed(let why):
                         lastProblem = why
                     case .cancelled:
-                        throw Resolver.Failure(description: "lookup \(host): operation was canceled", cancelled: true)
+                        throw Resolver.Failure.cancelled
                     }
                     if deadline.hasPassed {
-                        throw Resolver.Failure(description: "lookup \(host) on \(server): i/o timeout")
+                        throw Resolver.Failure.failed("lookup \(host) on \(server): i/o timeout")
                     }
                 }
             }
             if answered { lastProblem = "no such host" }
         }
-        if lastProblem == "no such host" { throw Resolver.Failure(description: "lookup \(host): no such host") }
-        throw Resolver.Failure(description: "lookup \(host) on \(lastServer): \(lastProblem)")
+        if lastProblem == "no such host" { throw Resolver.Failure.failed("lookup \(host): no such host") }
+        throw Resolver.Failure.failed("lookup \(host) on \(lastServer): \(lastProblem)")
     }
 
     enum Outcome {

@@ -5,10 +5,19 @@ import SystemCalls
 /// /etc/hosts, "localhost" even where /etc/hosts is missing, then DNS over UDP to the servers
 /// in /etc/resolv.conf with its search list and ndots.
 public struct Resolver {
-    public struct Failure: Error, Equatable, CustomStringConvertible {
-        public let description: String
-        /// The cancel descriptor (a signal) ended the lookup.
-        public var cancelled = false
+    /// Why a name gave no address, as data (cancellation modelled as for connecting).
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// The name cannot be resolved; Go's text for why ("lookup svc: no such host").
+        case failed(String)
+        /// The deadline's cancellation (a signal) ended the lookup.
+        case cancelled
+
+        public var description: String {
+            switch self {
+            case .failed(let text): return text
+            case .cancelled: return "operation was canceled"
+            }
+        }
     }
 
     public var hostsPath = "/etc/hosts"
@@ -20,10 +29,10 @@ public struct Resolver {
     public func resolve(_ target: Target, by deadline: Deadline) throws(Failure) -> [SocketAddress] {
         switch target {
         case .unix(let path):
-            guard let a = SocketAddress.unix(path, abstract: false) else { throw Failure(description: "unix socket path too long: \(path)") }
+            guard let a = SocketAddress.unix(path, abstract: false) else { throw Failure.failed("unix socket path too long: \(path)") }
             return [a]
         case .unixAbstract(let name):
-            guard let a = SocketAddress.unix(name, abstract: true) else { throw Failure(description: "abstract socket name too long: \(name)") }
+            guard let a = SocketAddress.unix(name, abstract: true) else { throw Failure.failed("abstract socket name too long: \(name)") }
             return [a]
         case .tcp(let host, let port):
             if let literal = SocketAddress.literal(host, port: port) { return [literal] }

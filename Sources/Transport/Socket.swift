@@ -1,15 +1,21 @@
 import Glibc
 import SystemCalls
 
-/// Why a connection could not be made, in Go's "dial tcp ADDR: connect: REASON" form.
+/// Why a connection could not be made, as data; `description` is Go's text for it
+/// ("dial tcp ADDR: connect: connection refused").
 public enum ConnectFailure: Error, Equatable, CustomStringConvertible {
-    case failed(String)
+    /// A system call failed: the network ("tcp", "unix"), the address, the step ("socket",
+    /// "connect", "getsockopt") and its errno.
+    case system(network: String, address: SocketAddress, step: String, errno: Int32)
+    /// The TLS handshake failed.
+    case tls(TLSFailure)
     case timedOut
     case cancelled
 
     public var description: String {
         switch self {
-        case .failed(let text): return text
+        case .system(let network, let address, let step, let code): return "dial \(network) \(address): \(step): \(goErrnoText(code))"
+        case .tls(let failure): return failure.description
         case .timedOut: return "i/o timeout"
         case .cancelled: return "context canceled"
         }
@@ -27,31 +33,26 @@ public func goErrnoText(_ code: Int32) -> String {
 public enum StreamFailure: Error, Equatable, CustomStringConvertible {
     /// A system call failed: "read", "write" and its errno.
     case system(operation: String, errno: Int32)
-    /// The TLS peer sent an alert; Go's name for it ("certificate required").
-    case tlsAlert(String)
-    /// Another TLS failure, with what OpenSSL says of it.
-    case tls(String)
+    /// The TLS layer failed: an alert from the peer, or another failure.
+    case tls(TLSFailure)
 
     public var description: String {
         switch self {
         case .system(let operation, let code): return "\(operation): \(goErrnoText(code))"
-        case .tlsAlert(let alert): return "remote error: tls: " + alert
-        case .tls(let text): return text
+        case .tls(let failure): return failure.description
         }
     }
 
     public var isTLSAlert: Bool {
-        if case .tlsAlert = self { return true }
+        if case .tls(.alert) = self { return true }
         return false
     }
 
-    /// A failure of the TLS layer (an alert, or another), which names its cause better than a
-    /// failed system call that followed it.
+    /// A failure of the TLS layer, which names its cause better than a failed system call that
+    /// followed it.
     public var isTLS: Bool {
-        switch self {
-        case .tlsAlert, .tls: return true
-        case .system: return false
-        }
+        if case .tls = self { return true }
+        return false
     }
 }
 
@@ -91,7 +92,7 @@ public final class Socket: ByteStream {
     public static func connect(to address: SocketAddress, by deadline: Deadline) throws(ConnectFailure) -> Socket {
         let network = address.family == AF_UNIX ? "unix" : "tcp"
         func failure(_ step: String, _ code: Int32) -> ConnectFailure {
-            .failed("dial \(network) \(address): \(step): \(goErrnoText(code))")
+            .system(network: network, address: address, step: step, errno: code)
         }
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw failure("socket", errno) }

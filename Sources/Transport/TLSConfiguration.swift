@@ -32,6 +32,64 @@ public struct SPIFFECredentials: Equatable, Sendable {
     }
 }
 
+/// Why a TLS handshake or connection failed, as data; `description` is Go's text for it (or, for
+/// what Go has no words for, OpenSSL's reason).
+public enum TLSFailure: Error, Equatable, CustomStringConvertible {
+    /// The server's certificate chain did not verify.
+    case verification(CertificateFailure)
+    /// The server's SVID broke a SPIFFE rule (go-spiffe's words, from the verifier).
+    case spiffe(String)
+    /// The server closed the connection during the handshake.
+    case closedDuringHandshake
+    /// The server's first record is not TLS.
+    case notTLS
+    /// The peer sent an alert, by Go's name for it ("certificate required").
+    case alert(String)
+    /// The server chose an ALPN protocol we did not offer (nil when OpenSSL refused it itself).
+    case unadvertisedALPN(String?)
+    /// Another OpenSSL failure: its packed error code, the function that raised it, its reason.
+    case openSSL(code: UInt, function: String, reason: String)
+
+    static let plaintextHint = " (is the server speaking plaintext? try without -tls)"
+
+    public var description: String {
+        switch self {
+        case .verification(let failure): return "tls: failed to verify certificate: \(failure)"
+        case .spiffe(let text): return "tls: failed to verify certificate: " + text
+        case .closedDuringHandshake: return "tls: server closed the connection during the handshake" + TLSFailure.plaintextHint
+        case .notTLS: return "tls: first record does not look like a TLS handshake" + TLSFailure.plaintextHint
+        case .alert(let alert): return "remote error: tls: " + alert
+        case .unadvertisedALPN(let proto?): return "tls: server selected unadvertised ALPN protocol \"\(proto)\" (offered: h2)"
+        case .unadvertisedALPN(nil): return "tls: server selected unadvertised ALPN protocol (offered: h2)"
+        case .openSSL(let code, let function, let reason):
+            if code == 0 { return "tls: unknown error" }
+            let origin = function.isEmpty ? "" : " in \(function)"
+            return "tls: \(reason.isEmpty ? "error" : reason) (OpenSSL error \(String(code, radix: 16))\(origin))"
+        }
+    }
+}
+
+/// Why a server's certificate did not verify, as Go's x509 package says it.
+public enum CertificateFailure: Equatable, Sendable, CustomStringConvertible {
+    case nameMismatch(validFor: String, name: String)
+    case expired(notAfter: String)
+    case notYetValid
+    /// No trusted root vouches for the chain; `roots` says which roots were trusted.
+    case unknownAuthority(roots: String)
+    /// Another verification error, by OpenSSL's text.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .nameMismatch(let valid, let name): return "x509: certificate is valid for \(valid.isEmpty ? "no names" : valid), not \(name)"
+        case .expired(let notAfter): return "x509: certificate has expired (not valid after \(notAfter))"
+        case .notYetValid: return "x509: certificate is not yet valid"
+        case .unknownAuthority(let roots): return "x509: certificate signed by unknown authority (trusted roots: \(roots))"
+        case .other(let text): return "x509: " + text
+        }
+    }
+}
+
 /// Why TLS could not be set up before connecting; printed after
 /// "failed to initialize tls credentials. error=" with exit 1.
 public struct TLSSetupError: Error, Equatable, CustomStringConvertible {

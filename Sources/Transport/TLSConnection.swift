@@ -153,7 +153,7 @@ public final class TLSConnection: ByteStream {
     /// Runs the handshake to completion, failing at once with the specific cause (unknown
     /// authority, name mismatch, expiry, an alert, a plaintext server) or at the deadline.
     public static func handshake(over socket: Socket, context: TLSContext, host: String, by deadline: Deadline) throws(ConnectFailure) -> TLSConnection {
-        guard let ssl = SSL_new(context.context) else { throw .failed(OpenSSLError.last().description) }
+        guard let ssl = SSL_new(context.context) else { throw .tls(OpenSSLError.last().failure) }
         let connection = TLSConnection(socket: socket, ssl: ssl)
         SSL_set_fd(ssl, socket.fd)
         let name = context.configuration.serverName.isEmpty ? host : context.configuration.serverName
@@ -184,7 +184,7 @@ public final class TLSConnection: ByteStream {
                     tls_shim_decode_small_index(SSL_CTX_get_cert_store(context.context), 8)
                 }
             case SSL_ERROR_WANT_WRITE: events = POLLOUT
-            default: throw .failed(connection.handshakeFailure(error, context: context, name: name))
+            default: throw .tls(connection.handshakeFailure(error, context: context, name: name))
             }
             switch waitFor(socket.fd, events: Int16(events), until: deadline) {
             case .ready: continue
@@ -201,7 +201,7 @@ public final class TLSConnection: ByteStream {
             let proto = String(decoding: UnsafeBufferPointer(start: selected, count: Int(length)), as: UTF8.self)
             connection.alpn = proto
             // OpenSSL refuses a protocol it did not offer already; this holds whatever it does.
-            guard proto == "h2" else { throw .failed("tls: server selected unadvertised ALPN protocol \"\(proto)\" (offered: h2)") }
+            guard proto == "h2" else { throw .tls(.unadvertisedALPN(proto)) }
         }
         return connection
     }
@@ -218,7 +218,7 @@ public final class TLSConnection: ByteStream {
         case SSL_ERROR_SYSCALL: return .failed(.system(operation: "read", errno: errno))
         default:
             let error = OpenSSLError.last()
-            return error.isUnexpectedEOF ? .endOfStream : .failed(error.streamFailure)
+            return error.isUnexpectedEOF ? .endOfStream : .failed(.tls(error.failure))
         }
     }
 
@@ -229,52 +229,46 @@ public final class TLSConnection: ByteStream {
         switch SSL_get_error(ssl, n) {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .wrote(0)
         case SSL_ERROR_SYSCALL: return .failed(.system(operation: "write", errno: errno))
-        default: return .failed(OpenSSLError.last().streamFailure)
+        default: return .failed(.tls(OpenSSLError.last().failure))
         }
     }
 
-    private func handshakeFailure(_ error: Int32, context: TLSContext, name: String) -> String {
+    private func handshakeFailure(_ error: Int32, context: TLSContext, name: String) -> TLSFailure {
         let verify = SSL_get_verify_result(ssl)
         if context.configuration.spiffe != nil && verify != X509_V_OK {
             let failure = String(cString: tls_spiffe_failure(ssl))
-            if !failure.isEmpty { return "tls: failed to verify certificate: " + failure }
+            if !failure.isEmpty { return .spiffe(failure) }
         }
         if context.configuration.verify && verify != X509_V_OK {
-            return "tls: failed to verify certificate: " + verificationFailure(verify, context: context, name: name)
+            return .verification(verificationFailure(verify, context: context, name: name))
         }
         let failure = OpenSSLError.last()
-        let plaintextHint = " (is the server speaking plaintext? try without -tls)"
-        if failure.code == 0 || failure.isUnexpectedEOF {
-            return "tls: server closed the connection during the handshake" + plaintextHint
-        }
-        if failure.isNotTLS {
-            return "tls: first record does not look like a TLS handshake" + plaintextHint
-        }
-        return failure.description
+        if failure.code == 0 || failure.isUnexpectedEOF { return .closedDuringHandshake }
+        if failure.isNotTLS { return .notTLS }
+        return failure.failure
     }
 
     /// Whether the server asked for a client certificate during the handshake: a server that
     /// then closes the connection (or sends an alert) wanted one, or refused ours.
     public var certificateWasRequested: Bool { tls_shim_certificate_requested(ssl) != 0 }
 
-    private func verificationFailure(_ code: Int, context: TLSContext, name: String) -> String {
+    private func verificationFailure(_ code: Int, context: TLSContext, name: String) -> CertificateFailure {
         let peer = tls_shim_peer_leaf(ssl)
         switch Int32(code) {
         case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
             var names = [CChar](repeating: 0, count: 1024)
             if let peer { tls_shim_certificate_names(peer, &names, names.count) }
-            let valid = String(decoding: names.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return "x509: certificate is valid for \(valid.isEmpty ? "no names" : valid), not \(name)"
+            return .nameMismatch(validFor: String(decoding: names.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), name: name)
         case X509_V_ERR_CERT_HAS_EXPIRED:
-            return "x509: certificate has expired (not valid after \(peer.map { notAfter($0) } ?? "?"))"
+            return .expired(notAfter: peer.map { notAfter($0) } ?? "?")
         case X509_V_ERR_CERT_NOT_YET_VALID:
-            return "x509: certificate is not yet valid"
+            return .notYetValid
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
              X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
              X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-            return "x509: certificate signed by unknown authority (trusted roots: \(context.rootsSource))"
+            return .unknownAuthority(roots: context.rootsSource)
         default:
-            return "x509: " + String(cString: X509_verify_cert_error_string(code))
+            return .other(String(cString: X509_verify_cert_error_string(code)))
         }
     }
 
@@ -330,20 +324,16 @@ struct OpenSSLError {
         return OpenSSLError.alerts[alert] ?? String(cString: SSL_alert_desc_string_long(alert)).lowercased()
     }
 
-    var streamFailure: StreamFailure { alert.map { .tlsAlert($0) } ?? .tls(description) }
-
-    var description: String {
-        if code == 0 { return "tls: unknown error" }
-        if let alert { return "remote error: tls: " + alert }
+    /// The failure as data: an alert, the ALPN refusal, or OpenSSL's reason (its text loaded
+    /// only now, on the way out of a failure).
+    var failure: TLSFailure {
+        if let alert { return .alert(alert) }
         // The client checks the server's ALPN choice itself, so that failure arrives as this one.
-        if library == ERR_LIB_SSL && reason == SSL_R_BAD_EXTENSION && function == "tls_parse_stoc_alpn" {
-            return "tls: server selected unadvertised ALPN protocol (offered: h2)"
-        }
-        let hex = String(code, radix: 16)
-        let text = String(cString: tls_shim_reason_text(code))
-        let origin = function.isEmpty ? "" : " in \(function)"
-        return "tls: \(text.isEmpty ? "error" : text) (OpenSSL error \(hex)\(origin))"
+        if library == ERR_LIB_SSL && reason == SSL_R_BAD_EXTENSION && function == "tls_parse_stoc_alpn" { return .unadvertisedALPN(nil) }
+        return .openSSL(code: code, function: function, reason: code == 0 ? "" : String(cString: tls_shim_reason_text(code)))
     }
+
+    var description: String { failure.description }
 }
 
 /// The system roots, found as Go's crypto/x509 finds them on Linux: SSL_CERT_FILE or the first
