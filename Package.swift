@@ -65,10 +65,12 @@ let package = Package(
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
-        .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe"]),
-        .testTarget(name: "ClientTests", dependencies: ["Client", "Wire", "Transport", "SystemCalls"]),
+        .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ClientTests", dependencies: ["Client", "Wire", "Transport", "SystemCalls", "TestSupport"]),
     ]
 )

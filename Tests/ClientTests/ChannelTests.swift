@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Client
 import SystemCalls
@@ -40,11 +41,7 @@ final class ChannelTests: XCTestCase {
         process.standardError = FileHandle.nullDevice
         try process.run()
         server = process
-        var text = ""
-        let deadline = Date().addingTimeInterval(10)
-        while !text.contains("\n") && Date() < deadline {
-            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        }
+        let text = readUntil(output.fileHandleForReading.fileDescriptor, "\n", within: 10)
         let line = try XCTUnwrap(text.split(separator: "\n").first, "the server did not start")
         return try XCTUnwrap(UInt16(line.split(whereSeparator: { $0 == ":" || $0 == " " }).last ?? ""))
     }

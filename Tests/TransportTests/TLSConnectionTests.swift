@@ -1,5 +1,6 @@
 #if TLS
 import Foundation
+import TestSupport
 import XCTest
 @testable import Transport
 import SystemCalls
@@ -47,13 +48,7 @@ final class TLSConnectionTests: XCTestCase {
         process.standardInput = Pipe()
         process.standardError = FileHandle.nullDevice
         try process.run()
-        var text = ""
-        let deadline = Date().addingTimeInterval(10)
-        while !text.contains("ACCEPT") || !text.hasSuffix("\n") {
-            XCTAssertLessThan(Date(), deadline, "s_server did not start: \(text)")
-            guard Date() < deadline else { break }
-            text += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
-        }
+        let text = readUntil(output.fileHandleForReading.fileDescriptor, "ACCEPT", within: 10)
         let line = text.split(separator: "\n").first { $0.hasPrefix("ACCEPT") } ?? ""
         return (process, UInt16(line.split(separator: ":").last ?? "") ?? 0)
     }
