@@ -2,9 +2,9 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe, Supervisor -> Client, SPIFFE -> Transport, Wire, Flags -> HPACK, SystemCalls,
+//   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire, Flags -> Addressing, HPACK, SystemCalls,
 //     TLSShim -> CShim, CZlib, COpenSSL
-// (Supervisor uses Transport only to check -ready-addr as the probe will read it.)
+//   grpc-init -> Supervisor -> Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
@@ -37,17 +37,22 @@ let package = Package(
         .target(name: "TLSShim", dependencies: ["COpenSSL"], cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]),
         .target(name: "SystemCalls", dependencies: ["CShim"], swiftSettings: fastMetadata),
         .target(name: "Flags", swiftSettings: fastMetadata),
+        // The -addr forms, parsed without any network code: the supervisor checks -ready-addr
+        // with it and must not link what talks to peers.
+        .target(name: "Addressing", swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
         .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
         .target(
             name: "Transport",
-            dependencies: ["SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
+            dependencies: ["Addressing", "SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
                            .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
-        .target(name: "SPIFFE", dependencies: ["Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
-        .target(name: "Client", dependencies: ["HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
-        .target(name: "Probe", dependencies: ["Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"], swiftSettings: fastMetadata),
-        .target(name: "Supervisor", dependencies: ["Flags", "SystemCalls", "Transport"], swiftSettings: fastMetadata),
+        .target(name: "SPIFFE", dependencies: ["Addressing", "Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
+        .target(name: "Client", dependencies: ["Addressing", "HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
+                swiftSettings: fastMetadata),
+        // PID 1: no Wire, no Transport, no TLS. Nothing that parses a peer's bytes runs here.
+        .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
             dependencies: ["Probe", "Supervisor", "SystemCalls"],
@@ -65,12 +70,12 @@ let package = Package(
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"]),
-        .testTarget(name: "SPIFFETests", dependencies: ["SPIFFE", "Wire", "Transport"]),
+        .testTarget(name: "TransportTests", dependencies: ["Addressing", "Transport", "TestSupport"]),
+        .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ClientTests", dependencies: ["Client", "Wire", "Transport", "SystemCalls", "TestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["Addressing", "Client", "Wire", "Transport", "SystemCalls", "TestSupport"]),
     ]
 )

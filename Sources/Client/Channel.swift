@@ -1,3 +1,4 @@
+import Addressing
 import Glibc
 import HPACK
 import SystemCalls
@@ -20,8 +21,6 @@ public final class Channel {
     public private(set) var connection: Connection?
     /// Connections made so far (for a reporter, and to show reconnection in tests).
     public private(set) var dials = 0
-    /// Why the last dial failed, when it did.
-    public private(set) var lastDialFailure: DialFailure?
     /// The most streams one connection had open at once.
     public private(set) var peakStreams = 0
 
@@ -126,11 +125,9 @@ public final class Channel {
             let dialed = try dial(target, security: security, userAgent: userAgent,
                                   by: deadline.capped(at: MonotonicClock.deadline(after: connectTimeout)))
             connection = dialed
-            lastDialFailure = nil
             sendWaiting(on: dialed)
             return true
         } catch {
-            lastDialFailure = error
             let status = GRPCStatus(.unavailable, "connection failed: \(error)")
             for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
             return false

@@ -1,3 +1,4 @@
+import Addressing
 import SystemCalls
 import Transport
 import Wire

@@ -1,3 +1,4 @@
+import Addressing
 import Client
 import Flags
 import Glibc

@@ -1,3 +1,4 @@
+import Addressing
 import HPACK
 import Transport
 import Wire

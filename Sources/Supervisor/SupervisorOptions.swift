@@ -1,6 +1,6 @@
+import Addressing
 import Flags
 import SystemCalls
-import Transport
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
 /// one-letter tini spellings are aliases), each also settable as GRPC_INIT_<NAME>.

@@ -1,4 +1,5 @@
 #if TLS
+import Addressing
 import COpenSSL
 import Glibc
 import TLSShim

@@ -1,3 +1,4 @@
+import Addressing
 @testable import SPIFFE
 import Transport
 import Wire
