@@ -26,9 +26,10 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
 
 
 def launcher():
-    """Builds the small C launcher that spawns and measures each probe (see spawn-measure.c)."""
-    out = ROOT / ".build" / "bench" / "spawn-measure"
-    source = ROOT / "scripts" / "spawn-measure.c"
+    """Builds the small C launcher that spawns and measures each probe (Tests/peers/measure), static,
+    so that its own start costs little."""
+    out = ROOT / ".build" / "bench" / "measure"
+    source = ROOT / "Tests" / "peers" / "measure" / "measure.c"
     if not out.exists() or source.stat().st_mtime > out.stat().st_mtime:
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cc", "-O2", "-static", "-o", str(out), str(source)], check=True)
@@ -54,7 +55,7 @@ def cache_whole(path):
 
 def measure(argv, runs, env=None):
     warmup = 10
-    out = subprocess.run([str(launcher()), str(runs + warmup), *argv], capture_output=True, text=True, check=True,
+    out = subprocess.run([str(launcher()), "-n", str(runs + warmup), *argv], capture_output=True, text=True, check=True,
                          env=dict(os.environ, **(env or {})))
     rows = [list(map(int, line.split())) for line in out.stdout.splitlines()][warmup:]
     if any(r[3] != 0 for r in rows):

@@ -28,7 +28,7 @@ def main():
     print(f"{'phase':8} {'past the timeout, median':>25} {'max':>8}   ({RUNS} probes, -*-timeout 300ms)")
     for phase, mode, flag in [("connect", "stall", "-connect-timeout"), ("rpc", "stall-rpc", "-rpc-timeout")]:
         with raw_peer(mode) as port:
-            out = subprocess.run([str(bench_probe.launcher()), str(RUNS), binary, "grpc_health_probe", "-addr", f"127.0.0.1:{port}",
+            out = subprocess.run([str(bench_probe.launcher()), "-n", str(RUNS), binary, "grpc_health_probe", "-addr", f"127.0.0.1:{port}",
                                   flag, "300ms"], capture_output=True, text=True, check=True)
         rows = [list(map(int, line.split())) for line in out.stdout.splitlines()]
         if any(r[3] != {"connect": 2, "rpc": 3}[phase] for r in rows):

@@ -63,7 +63,7 @@ fi
 # Then the data of our modules and of the standard library (type metadata, descriptors, witness
 # tables): grouped, the few pages of it a probe touches are fewer, as fault-around maps whole
 # windows around each.
-nm .build/release/grpc-init | awk '$2 ~ /^[dDrRbB]$/ && $3 ~ /^\$s(6Client|4Wire|9Transport|5Probe|5HPACK|11SystemCalls|5Flags|6SPIFFE)/ {print $3}' >> "$work/order"
+nm .build/release/grpc-init | awk '$2 ~ /^[dDrRbB]$/ && $3 ~ /^\$s(6Client|4Wire|9Transport|5Probe|5HPACK|11SystemCalls|5Flags|6SPIFFE|10Addressing)/ {print $3}' >> "$work/order"
 nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >> "$work/order"
 awk '!seen[$0]++' "$work/order" > Sources/grpc-init/link-order.txt
 echo "$(wc -l < Sources/grpc-init/link-order.txt) symbols in Sources/grpc-init/link-order.txt"

@@ -136,7 +136,3 @@ int tls_provider_install(void) {
     if (!OSSL_PROVIDER_add_builtin(NULL, "grpc-init-tls", tls_provider_init)) return 0;
     return OSSL_PROVIDER_load(NULL, "grpc-init-tls") != NULL;
 }
-
-int tls_provider_in_use(void) {
-    return OSSL_PROVIDER_available(NULL, "grpc-init-tls") && !OSSL_PROVIDER_available(NULL, "default");
-}

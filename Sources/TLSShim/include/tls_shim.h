@@ -11,8 +11,6 @@
 // and installs the TLS-only provider as the only one. Returns 1; 0 when either fails; 2 when
 // OpenSSL's default provider runs instead because this build cannot make ours (dynamic linking).
 int tls_shim_init(void);
-// Whether the TLS-only provider is in use and OpenSSL's default provider is not.
-int tls_provider_in_use(void);
 int tls_provider_install(void);
 
 // The most recent queued error (0 when none), emptying the queue, and the function that raised it.
