@@ -4,6 +4,7 @@ import PackageDescription
 // One module per concern; dependencies point one way:
 //   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire, Flags -> Addressing, HPACK, SystemCalls,
 //     TLSShim -> CShim, CZlib, COpenSSL
+//   grpc-init -> Agent -> Probe, Client, ...   (the readiness gate's network side, a process of its own)
 //   grpc-init -> Supervisor -> Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
@@ -51,11 +52,14 @@ let package = Package(
         .target(name: "Client", dependencies: ["Addressing", "HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
                 swiftSettings: fastMetadata),
+        // The health agent: the network side of the readiness gate, a process of its own.
+        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Probe", "SystemCalls", "Transport", "Wire"],
+                swiftSettings: fastMetadata),
         // PID 1: no Wire, no Transport, no TLS. Nothing that parses a peer's bytes runs here.
         .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
-            dependencies: ["Probe", "Supervisor", "SystemCalls"],
+            dependencies: ["Agent", "Probe", "Supervisor", "SystemCalls"],
             exclude: ["link-order.txt"],
             swiftSettings: fastMetadata,
             linkerSettings: [.unsafeFlags([
@@ -74,6 +78,7 @@ let package = Package(
         .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "SystemCalls"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ClientTests", dependencies: ["Addressing", "Client", "Wire", "Transport", "SystemCalls", "TestSupport"]),

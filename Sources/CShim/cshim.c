@@ -63,10 +63,33 @@ void cshim_discard_own_sigpipe(void) {
     while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
 }
 
-pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd) {
+int cshim_report_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+    int flags = fcntl(fds[0], F_GETFL);
+    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd) {
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
-    if (dup2(output_fd, STDOUT_FILENO) < 0 || dup2(output_fd, STDERR_FILENO) < 0) _exit(127);
+    if (dup2(output_fd, STDOUT_FILENO) < 0) _exit(127);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd >= 0) {
+        dup2(null_fd, STDIN_FILENO);
+    } else {
+        close(STDIN_FILENO);
+    }
+    setpgid(0, 0);
+    // Asked for before exec and checked after: a supervisor that died in between is seen.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
     sigprocmask(SIG_SETMASK, child_mask, NULL);
     execv(path, argv);
     _exit(127);

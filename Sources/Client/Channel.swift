@@ -48,16 +48,21 @@ public final class Channel {
 
     /// A call's outcome as the channel's caller sees it, whichever connection carried it.
     public final class CallHandle {
+        /// Int64.max for a call without one (a Watch that lasts as long as the process).
         public let deadline: Int64
         public fileprivate(set) var status: GRPCStatus?
+        /// Received messages not taken yet; a streaming call's arrive as they come.
         public fileprivate(set) var messages: [[UInt8]] = []
         init(deadline: Int64) { self.deadline = deadline }
+
+        /// Removes and returns the oldest received message.
+        public func nextMessage() -> [UInt8]? { messages.isEmpty ? nil : messages.removeFirst() }
     }
 
-    /// Starts a call; `run` carries it to its end.
+    /// Starts a call; `run` carries it to its end. A nil timeout: no deadline, and no grpc-timeout.
     public func start(path: String, metadata: [HeaderField] = [], request: [UInt8], serverStreaming: Bool = false,
-                      timeout: Int64) -> CallHandle {
-        let handle = CallHandle(deadline: MonotonicClock.deadline(after: timeout))
+                      timeout: Int64?) -> CallHandle {
+        let handle = CallHandle(deadline: timeout.map { MonotonicClock.deadline(after: $0) } ?? Int64.max)
         pending.append(Pending(handle: handle, path: path, metadata: metadata, request: request, serverStreaming: serverStreaming))
         return handle
     }
@@ -137,8 +142,8 @@ public final class Channel {
     private func sendWaiting(on connection: Connection) {
         for index in pending.indices where pending[index].call == nil {
             let entry = pending[index]
-            let remaining = entry.handle.deadline - MonotonicClock.now()
-            pending[index].call = connection.client.startCall(path: entry.path, metadata: entry.metadata, timeoutNanoseconds: max(0, remaining),
+            let remaining = entry.handle.deadline == Int64.max ? nil : max(0, entry.handle.deadline - MonotonicClock.now())
+            pending[index].call = connection.client.startCall(path: entry.path, metadata: entry.metadata, timeoutNanoseconds: remaining,
                                                                serverStreaming: entry.serverStreaming, request: entry.request)
             pending[index].owner = connection
         }
@@ -161,6 +166,11 @@ public final class Channel {
                 while let message = call.nextMessage() { entry.handle.messages.append(message) }
                 finish(index, status)
                 continue
+            }
+            // A stream's messages reach the caller as they arrive; taken from the call, they
+            // count against the handle's caller, who takes them each turn.
+            if let call = entry.call {
+                while let message = call.nextMessage() { entry.handle.messages.append(message) }
             }
             if now >= entry.handle.deadline {
                 expire(entry.handle)

@@ -118,7 +118,7 @@ public struct ProbeFailure: Error, Equatable {
     }
 
     /// Names what the server did instead of completing the HTTP/2 handshake.
-    static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
+    public static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
         let address = failure.address
         if let transport = failure.transportFailure, transport.isTLS { return transport.description }
         let first = failure.firstBytes

@@ -11,7 +11,7 @@ public struct ProbeOptions {
     /// (name, value) pairs in the order given.
     public var rpcHeaders: [(String, String)] = []
     /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own.
-    var sentUserAgent: String { "\(userAgent) grpc-init/\(BuildInfo.version)" }
+    public var sentUserAgent: String { "\(userAgent) grpc-init/\(BuildInfo.version)" }
     public var tls = false
     public var tlsNoVerify = false
     public var tlsCACert = ""
@@ -59,7 +59,8 @@ public struct ProbeOptions {
     }
 
     /// Parses and checks the arguments, in the reference tool's order of checks.
-    public static func parse(_ arguments: [String]) throws(ProbeFailure) -> Parsed {
+    /// `requireAddress` false: no -addr is fine (the health agent finds the address itself).
+    public static func parse(_ arguments: [String], requireAddress: Bool = true) throws(ProbeFailure) -> Parsed {
         let parsed: FlagSet.Parsed
         do {
             parsed = try flagSet.parse(arguments)
@@ -92,30 +93,34 @@ public struct ProbeOptions {
         o.verbose = parsed.bool("v")
         o.gzip = parsed.bool("gzip")
         o.spiffe = parsed.bool("spiffe")
-        try o.validate()
+        try o.validate(requireAddress: requireAddress)
         return .run(o)
     }
 
-    func validate() throws(ProbeFailure) {
+    func validate(requireAddress: Bool = true) throws(ProbeFailure) {
         func fail(_ text: String) throws(ProbeFailure) { throw ProbeFailure.argument(text) }
-        if addr.isEmpty { try fail("-addr not specified") }
+        if addr.isEmpty && requireAddress { try fail("-addr not specified") }
         if connectTimeout.nanoseconds <= 0 { try fail("-connect-timeout must be greater than zero (specified: \(connectTimeout))") }
         if rpcTimeout.nanoseconds <= 0 { try fail("-rpc-timeout must be greater than zero (specified: \(rpcTimeout))") }
         if alts && spiffe { try fail("-alts and -spiffe are mutually incompatible") }
         if tls && alts { try fail("cannot specify -tls with -alts") }
-        if !tls && tlsNoVerify { try fail("specified -tls-no-verify without specifying -tls") }
-        if !tls && !tlsCACert.isEmpty { try fail("specified -tls-ca-cert without specifying -tls") }
-        if !tls && !tlsClientCert.isEmpty { try fail("specified -tls-client-cert without specifying -tls") }
-        if !tls && !tlsServerName.isEmpty { try fail("specified -tls-server-name without specifying -tls") }
-        if !tlsClientCert.isEmpty && tlsClientKey.isEmpty { try fail("specified -tls-client-cert without specifying -tls-client-key") }
-        if tlsClientCert.isEmpty && !tlsClientKey.isEmpty { try fail("specified -tls-client-key without specifying -tls-client-cert") }
-        if tlsNoVerify && !tlsCACert.isEmpty { try fail("cannot specify -tls-ca-cert with -tls-no-verify (CA cert would not be used)") }
-        if tlsNoVerify && !tlsServerName.isEmpty { try fail("cannot specify -tls-server-name with -tls-no-verify (server name would not be used)") }
+        if let problem = tlsFlags.problem(prefix: "-") { try fail(problem) }
         if tls && spiffe { throw ProbeFailure(.invalidArguments, "-tls and -spiffe are mutually incompatible") }
         if alts { try fail("-alts is not supported: ALTS needs Google Cloud's ALTS handshaker; use -tls or -spiffe") }
     }
 
-    var tlsConfiguration: TLSConfiguration {
+    public var tlsFlags: TLSFlags {
+        var f = TLSFlags()
+        f.tls = tls
+        f.noVerify = tlsNoVerify
+        f.caCert = tlsCACert
+        f.clientCert = tlsClientCert
+        f.clientKey = tlsClientKey
+        f.serverName = tlsServerName
+        return f
+    }
+
+    public var tlsConfiguration: TLSConfiguration {
         var c = TLSConfiguration()
         c.verify = !tlsNoVerify
         c.caFile = tlsCACert

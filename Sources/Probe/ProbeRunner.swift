@@ -49,30 +49,17 @@ public enum ProbeRunner {
 }
 
 /// One probe's connect-then-check flow.
-struct Probe {
-    let options: ProbeOptions
-    let signals: SignalFD?
+public struct Probe {
+    public let options: ProbeOptions
+    public let signals: SignalFD?
+
+    public init(options: ProbeOptions, signals: SignalFD?) {
+        self.options = options
+        self.signals = signals
+    }
 
     func run() throws(ProbeFailure) -> Health.ServingStatus {
-        // OpenSSL is touched only here, when -tls or -spiffe asks for it.
-        var security = Security.plaintext
-        if options.spiffe {
-            #if TLS
-            let context = try fetchX509Context()
-            if options.verbose { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
-            var configuration = TLSConfiguration()
-            configuration.spiffe = context.credentials
-            do { security = .tls(try TLSContext(configuration), onHandshake: reportHandshake) } catch { throw ProbeFailure.spiffe(error.description) }
-            #else
-            throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
-            #endif
-        } else if options.tls {
-            #if TLS
-            do { security = .tls(try TLSContext(options.tlsConfiguration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
-            #else
-            throw ProbeFailure.argument("-tls is not available: this grpc-init was built without TLS (the TLS package trait)")
-            #endif
-        }
+        let security = try makeSecurity()
         let addr = options.addr
         let target: Target
         do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
@@ -121,6 +108,30 @@ struct Probe {
         guard serving == .serving else { throw ProbeFailure.unhealthy(serving) }
         if options.verbose { Output.line("time elapsed: connect=\(connectTook) rpc=\(rpcTook)") }
         return serving
+    }
+
+    /// How to secure the connection, as -tls or -spiffe ask: OpenSSL is touched only here, and
+    /// only then. `announce` prints, with -v, the SVID fetched.
+    public func makeSecurity(announce: Bool = true) throws(ProbeFailure) -> Security {
+        var security = Security.plaintext
+        if options.spiffe {
+            #if TLS
+            let context = try fetchX509Context()
+            if options.verbose && announce { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
+            var configuration = TLSConfiguration()
+            configuration.spiffe = context.credentials
+            do { security = .tls(try TLSContext(configuration), onHandshake: reportHandshake) } catch { throw ProbeFailure.spiffe(error.description) }
+            #else
+            throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
+            #endif
+        } else if options.tls {
+            #if TLS
+            do { security = .tls(try TLSContext(options.tlsConfiguration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
+            #else
+            throw ProbeFailure.argument("-tls is not available: this grpc-init was built without TLS (the TLS package trait)")
+            #endif
+        }
+        return security
     }
 
     #if TLS

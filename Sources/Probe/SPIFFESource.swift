@@ -11,7 +11,7 @@ extension Probe {
     /// The first X.509 context the Workload API at SPIFFE_ENDPOINT_SOCKET streams, within the RPC
     /// timeout (as the reference bounds it). Every failure is SPIFFE's (exit 20), and one that
     /// can be known at once (no socket, a refusal from the agent) is reported at once.
-    func fetchX509Context() throws(ProbeFailure) -> WorkloadAPI.X509Context {
+    public func fetchX509Context() throws(ProbeFailure) -> WorkloadAPI.X509Context {
         let value = Environment.value(WorkloadAPI.endpointVariable)
         let endpoint: Target
         do { endpoint = try WorkloadAPI.endpoint(value) } catch { throw ProbeFailure.spiffe(error.description) }

@@ -3,39 +3,79 @@ import Flags
 import Glibc
 import SystemCalls
 
-/// What -ready-addr and its companions ask for.
+/// What the -ready flags ask for.
 public struct ReadinessOptions: Equatable, Sendable {
     public static let defaultInterval = GoDuration(nanoseconds: 250_000_000)
 
-    public var addr: String
-    public var service: String
-    public var interval: GoDuration
-    public var file: String
+    /// Empty: the agent finds the server's port itself.
+    public var addr = ""
+    public var service = ""
+    public var interval = defaultInterval
+    public var file = ""
+    public var tls = TLSFlags()
+    public var spiffe = false
+    public var rpcHeaders: [String] = []
+    public var connectTimeout = GoDuration.second
+    public var rpcTimeout = GoDuration.second
+    /// Not ready this long after start: stop the child (zero: wait for ever).
+    public var startupTimeout = GoDuration(nanoseconds: 0)
 
-    public init(addr: String, service: String = "", interval: GoDuration = defaultInterval, file: String = "") {
-        self.addr = addr
-        self.service = service
-        self.interval = interval
-        self.file = file
+    public init() {}
+
+    /// The agent's arguments: the Check interval, then probe flags.
+    var agentArguments: [String] {
+        var a = [interval.description, "-user-agent", "grpc-init-health",
+                 "-connect-timeout", connectTimeout.description, "-rpc-timeout", rpcTimeout.description]
+        if !addr.isEmpty { a += ["-addr", addr] }
+        if !service.isEmpty { a += ["-service", service] }
+        if tls.tls { a.append("-tls") }
+        if tls.noVerify { a.append("-tls-no-verify") }
+        for (flag, value) in [("-tls-ca-cert", tls.caCert), ("-tls-client-cert", tls.clientCert),
+                              ("-tls-client-key", tls.clientKey), ("-tls-server-name", tls.serverName)] where !value.isEmpty {
+            a += [flag, value]
+        }
+        if spiffe { a.append("-spiffe") }
+        for header in rpcHeaders { a += ["-rpc-header", header] }
+        return a
     }
 }
 
-/// The readiness gate: grpc_health_probe attempts against the child, each our own binary run as
-/// the probe (a process of its own, so the supervisor stays small), one `interval` after the
-/// last, until one reports SERVING. Then it tells: a log line, the -ready-file, and READY=1 to
-/// the service manager's NOTIFY_SOCKET. No attempt follows: an idle supervisor wakes for nothing.
+/// The supervisor's side of the readiness gate. The health agent, our own binary run as a
+/// process of its own, does the network work and reports each change over a pipe; this side
+/// tells the world: the log lines, the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. It
+/// never waits on the agent: its reports are read as they come, and if it dies it is started
+/// again after a pause that doubles with each death.
 final class ReadinessGate {
     let options: ReadinessOptions
     private let log: SupervisorLog
     private let notifySocket: String?
     private let started = MonotonicClock.now()
-    /// The attempt in flight, and the read end of the pipe holding what it printed.
-    private var attempt: (pid: pid_t, output: Int32)? = nil
-    private var nextAttempt: Int64
-    private var attempts = 0
-    private var lastFailure = ""
-    /// Probing until ready; done once ready, or once the child exited or probing cannot succeed.
-    private var probing = true
+    private let executable: String
+
+    private struct Agent {
+        let pid: pid_t
+        /// The read end of its report pipe; -1 once it reached end of file.
+        var output: Int32
+        let started: Int64
+    }
+    private var agent: Agent? = nil
+    /// When to start the agent (again); nil while one runs, and once the gate stopped.
+    private var startAt: Int64?
+    private var deaths = 0
+    /// A partial report line, waiting for its newline.
+    private var partial: [UInt8] = []
+    private var discarding = false
+    private var serving = false
+    private var everReady = false
+    private var lastReason = "no report from the health agent yet"
+    private var stopped = false
+    private var timeoutReported = false
+
+    /// The first pause before restarting a dead agent, and the longest.
+    static let firstRestart: Int64 = 100_000_000
+    static let maxRestart: Int64 = 30_000_000_000
+    /// An agent that lived this long before it died counts as a first death again.
+    static let stableRun: Int64 = 60_000_000_000
 
     /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
     /// gate says READY=1, not a server that may call itself ready before it serves.
@@ -44,8 +84,8 @@ final class ReadinessGate {
         self.log = log
         notifySocket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
         unsetenv("NOTIFY_SOCKET")
-        nextAttempt = MonotonicClock.now()
         executable = ReadinessGate.ownExecutable()
+        startAt = MonotonicClock.now()
         // A ready file left by an earlier run (an emptyDir outlives a container restart) would
         // claim readiness this run has not seen.
         if !options.file.isEmpty && unlink(options.file) != 0 && errno != ENOENT {
@@ -55,105 +95,201 @@ final class ReadinessGate {
 
     /// The path that runs this binary again: /proc/self/exe, or without /proc the path it was
     /// started by (AT_EXECFN).
-    private let executable: String
-
     private static func ownExecutable() -> String {
         if access("/proc/self/exe", X_OK) == 0 { return "/proc/self/exe" }
         guard let path = cshim_exec_path() else { return "/proc/self/exe" }
         return String(cString: path)
     }
 
-    /// When the gate wants to run next; nil while an attempt runs, and once it is done.
-    var deadline: Int64? { probing && attempt == nil ? nextAttempt : nil }
+    /// The report pipe, for the supervisor's poll.
+    var descriptor: Int32? { agent.flatMap { $0.output >= 0 ? $0.output : nil } }
 
-    /// Starts an attempt if one is due.
-    func tick(now: Int64, mask: sigset_t) {
-        guard let due = deadline, now >= due else { return }
+    /// When the gate wants to run next: to start the agent, or to give up on readiness.
+    var deadline: Int64? {
+        var earliest = startAt
+        if options.startupTimeout.nanoseconds > 0 && !everReady && !timeoutReported && !stopped {
+            let limit = started + options.startupTimeout.nanoseconds
+            earliest = min(earliest ?? limit, limit)
+        }
+        return earliest
+    }
+
+    /// Starts the agent when it is due. Returns the reason when -ready-timeout passed without
+    /// readiness (once): the supervisor then stops the child.
+    func tick(now: Int64, mask: sigset_t) -> String? {
+        if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
+        if options.startupTimeout.nanoseconds > 0 && !everReady && !timeoutReported && !stopped
+            && now >= started + options.startupTimeout.nanoseconds {
+            timeoutReported = true
+            return lastReason
+        }
+        return nil
+    }
+
+    private func spawn(mask: sigset_t) {
+        startAt = nil
         var pipeFDs: [Int32] = [-1, -1]
-        guard cshim_pipe_cloexec(&pipeFDs) == 0 else {
-            log.warning("readiness probe: pipe: \(SystemError.describe(errno))")
-            nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+        guard cshim_report_pipe(&pipeFDs) == 0 else {
+            log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
+            scheduleRestart()
             return
         }
-        var arguments = ["grpc_health_probe", "-addr", options.addr, "-user-agent", "grpc-init-readiness"]
-        if !options.service.isEmpty { arguments += ["-service", options.service] }
+        let arguments = ["grpc-init-agent"] + options.agentArguments
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_with_output(executable, &cArgs, &childMask, pipeFDs[1])
+        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1])
         close(pipeFDs[1])
         if pid < 0 {
-            log.warning("readiness probe: fork: \(SystemError.describe(errno))")
+            log.warning("cannot start the health agent: fork: \(SystemError.describe(errno))")
             close(pipeFDs[0])
-            nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+            scheduleRestart()
             return
         }
-        attempts += 1
-        attempt = (pid, pipeFDs[0])
+        agent = Agent(pid: pid, output: pipeFDs[0], started: MonotonicClock.now())
+        log.info("health agent started as pid \(pid)")
     }
 
-    /// Takes an exited process if it is the attempt in flight; returns whether it was.
+    private func scheduleRestart() {
+        let pause = min(ReadinessGate.firstRestart << min(deaths, 20), ReadinessGate.maxRestart)
+        deaths += 1
+        startAt = MonotonicClock.deadline(after: pause)
+    }
+
+    /// The report pipe is readable: takes what is there, a bounded amount per call.
+    func readable() {
+        guard let current = agent, current.output >= 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<4 {
+            let n = buffer.withUnsafeMutableBytes { read(current.output, $0.baseAddress, $0.count) }
+            if n > 0 {
+                take(buffer[0..<n])
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            // End of file (the agent exited) or a failed read: nothing more comes.
+            close(current.output)
+            agent?.output = -1
+            partial = []
+            return
+        }
+    }
+
+    private func take(_ bytes: ArraySlice<UInt8>) {
+        for byte in bytes {
+            if byte == 0x0A {
+                if !discarding, let report = HealthReport(line: String(decoding: partial, as: UTF8.self)) { handle(report) }
+                partial.removeAll(keepingCapacity: true)
+                discarding = false
+            } else if partial.count < HealthReport.maxLine {
+                partial.append(byte)
+            } else {
+                discarding = true
+            }
+        }
+    }
+
+    private func handle(_ report: HealthReport) {
+        guard !stopped else { return }
+        switch report {
+        case .event(let text):
+            log.event(text)
+        case .info(let text):
+            log.info(text)
+        case .serving(let name):
+            guard !serving else { return }
+            serving = true
+            becameServing(name)
+        case .notServing(let reason):
+            let was = serving
+            serving = false
+            if reason != lastReason || was {
+                lastReason = reason
+                if was {
+                    removeFile()
+                    notify("STATUS=not ready: \(reason)")
+                    log.event("health: \(reason) (was SERVING)")
+                } else {
+                    log.info("not ready yet: \(reason)")
+                }
+            }
+        }
+    }
+
+    private var serviceSuffix: String { options.service.isEmpty ? "" : " (service \(goQuote(options.service)))" }
+
+    private func becameServing(_ name: String) {
+        // The file and the notification first: whoever reads the line may rely on them.
+        createFile()
+        if everReady {
+            notify("STATUS=\(name) reports SERVING")
+            log.event("health: SERVING (was \(lastReason))")
+            return
+        }
+        everReady = true
+        notify("READY=1\nSTATUS=\(name) reports SERVING")
+        let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
+        log.event("ready: \(name)\(serviceSuffix) reports SERVING, \(took) after start")
+    }
+
+    private func createFile() {
+        guard !options.file.isEmpty else { return }
+        let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 {
+            log.warning("cannot create the ready file \(options.file): \(SystemError.describe(errno))")
+            return
+        }
+        let text = Array("SERVING\n".utf8)
+        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    private func removeFile() {
+        guard !options.file.isEmpty else { return }
+        if unlink(options.file) != 0 && errno != ENOENT {
+            log.warning("cannot remove the ready file \(options.file): \(SystemError.describe(errno))")
+        }
+    }
+
+    private func notify(_ message: String) {
+        guard let notifySocket else { return }
+        if cshim_notify_socket(notifySocket, message) != 0 {
+            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
+        }
+    }
+
+    /// Takes an exited process if it is the agent; returns whether it was.
     func reaped(_ pid: pid_t, status: Int32) -> Bool {
-        guard let current = attempt, current.pid == pid else { return false }
-        attempt = nil
-        // The probe prints a line or two; its output has all been written once it exited.
-        let output = String(decoding: (try? Files.read(descriptor: current.output, limit: 1 << 16, name: "readiness probe output")) ?? [],
-                            as: UTF8.self)
-        close(current.output)
-        guard probing else { return true }
+        guard let current = agent, current.pid == pid else { return false }
+        // What it wrote before it died is still in the pipe.
+        readable()
+        if let fd = agent?.output, fd >= 0 { close(fd) }
+        agent = nil
+        partial = []
+        discarding = false
+        guard !stopped else { return true }
         let exit = WaitStatus(status)
-        if exit.exitCode == 0 {
-            probing = false
-            becameReady()
-            return true
-        }
-        // The probe's own line says why (a refused connection, NOT_SERVING, ...); with -v each new
-        // reason is logged once.
-        let reason = output.split(separator: "\n").last.map(String.init) ?? exit.description
-        if reason != lastFailure {
-            lastFailure = reason
-            log.info("not ready yet (\(options.addr)): \(reason)")
-        }
-        if exit.exitCode == 127 && output.isEmpty && attempts == 1 {
-            log.warning("readiness probe cannot run: exec \(executable) failed")
-        }
-        if exit.exitCode == 1 {
-            // Invalid arguments (an -addr the probe refuses): no later attempt can succeed.
-            log.warning("readiness gate stopped: the probe refuses -ready-addr \(options.addr): \(reason)")
-            probing = false
-            return true
-        }
-        nextAttempt = MonotonicClock.deadline(after: options.interval.nanoseconds)
+        if MonotonicClock.now() - current.started >= ReadinessGate.stableRun { deaths = 0 }
+        scheduleRestart()
+        let pause = GoDuration(nanoseconds: startAt! - MonotonicClock.now())
+        let how = exit.exitCode == 127 ? "could not run \(executable)" : exit.description
+        log.warning("health agent (pid \(pid)) \(how); starting it again in \(pause.rounded)")
         return true
     }
 
-    /// The child has exited: no more attempts, and the one in flight is ended and reaped.
+    /// The child has exited (or the gate is no longer wanted): the agent is ended and reaped.
     func stop() {
-        probing = false
-        guard let current = attempt else { return }
+        stopped = true
+        startAt = nil
+        guard let current = agent else { return }
         kill(current.pid, SIGKILL)
         var status: Int32 = 0
         _ = retryingOnInterrupt { waitpid(current.pid, &status, 0) }
         _ = reaped(current.pid, status: status)
     }
+}
 
-    private func becameReady() {
-        let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
-        // The file and the notification first: whoever reads the line may rely on them.
-        if !options.file.isEmpty {
-            let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            if fd < 0 {
-                log.warning("cannot create the ready file \(options.file): \(SystemError.describe(errno))")
-            } else {
-                let text = Array("SERVING\n".utf8)
-                _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-                close(fd)
-            }
-        }
-        if let notifySocket, cshim_notify_socket(notifySocket, "READY=1\nSTATUS=\(options.addr) reports SERVING") != 0 {
-            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
-        }
-        let service = options.service.isEmpty ? "" : " (service \(goQuote(options.service)))"
-        log.event("ready: \(options.addr)\(service) reports SERVING, \(took) after start, probe \(attempts)")
-    }
+extension GoDuration {
+    /// To the millisecond, for log lines about pauses.
+    var rounded: GoDuration { GoDuration(nanoseconds: (nanoseconds + 500_000) / 1_000_000 * 1_000_000) }
 }

@@ -20,8 +20,10 @@ final class Supervisor {
         case killing(until: Int64)
     }
     private var cleanup = Cleanup.none
-    /// -ready-addr: probes the child until it serves.
+    /// The readiness gate and its health agent (unless -ready=false).
     private let readiness: ReadinessGate?
+    /// -ready-timeout passed without readiness: the child was stopped, and this is the exit status.
+    private var notReadyExit: Int32? = nil
 
     /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
     private static let killReapBound: Int64 = 1_000_000_000
@@ -62,16 +64,25 @@ final class Supervisor {
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
 
-        var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
         while true {
-            readiness?.tick(now: MonotonicClock.now(), mask: signals.previousMask)
+            if childStatus == nil, let reason = readiness?.tick(now: MonotonicClock.now(), mask: signals.previousMask) {
+                // As a SIGTERM from outside would: the signal, then the grace and the leftovers.
+                notReadyExit = SupervisorOptions.notReadyExit
+                log.error("not ready within \(readiness!.options.startupTimeout) (-ready-timeout): \(reason); stopping the child")
+                forward(SIGTERM)
+            }
+            var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
+            if let report = readiness?.descriptor { fds.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
             let deadline = [graceDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
             let n = wait(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
                 return 1
             }
+            // Signals first: forwarding never waits on the agent's reports.
             while let info = signals.next() { handle(info) }
+            // Once the child has exited, what the agent says about it (a lost connection) is moot.
+            if fds.count > 1 && fds[1].revents != 0 && childStatus == nil { readiness?.readable() }
             let now = MonotonicClock.now()
             if let d = graceDeadline, now >= d, childStatus == nil {
                 graceDeadline = nil
@@ -132,6 +143,10 @@ final class Supervisor {
             return
         }
         guard childStatus == nil else { return }
+        forward(signo)
+    }
+
+    private func forward(_ signo: Int32) {
         let target = options.processGroup ? -child : child
         // The signal first, then the log line: a log that cannot be written must not delay it.
         if kill(target, signo) != 0 && errno != ESRCH {
@@ -191,6 +206,7 @@ final class Supervisor {
                 log.warning("processes in group \(child) still present after SIGKILL; exiting without them")
             }
         }
+        if let notReadyExit { return notReadyExit }
         var code = WaitStatus(status).shellCode
         if options.remapExit.contains(code) {
             log.info("exit status \(code) remapped to 0")

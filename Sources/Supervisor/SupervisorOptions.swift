@@ -11,7 +11,7 @@ public struct SupervisorOptions: Equatable {
     public var verbose = false
     public var warnReaped = false
     public var grace = GoDuration(nanoseconds: 0)
-    /// The readiness gate, when -ready-addr is given.
+    /// The readiness gate; nil with -ready=false.
     public var readiness: ReadinessOptions? = nil
     public var command: [String] = []
     /// The command's arguments byte for byte, for exec (`command` is for messages).
@@ -20,6 +20,8 @@ public struct SupervisorOptions: Equatable {
     /// How long processes left in the child's group get between SIGTERM and SIGKILL once the
     /// child itself has exited.
     public static let leftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
+    /// grpc-init's status when -ready-timeout passed before the child was ready (timeout(1)'s).
+    public static let notReadyExit: Int32 = 124
 
     static let flagSet = FlagSet([
         .init("subreaper", .bool, aliases: ["s"], usage: "accepted for tini compatibility: grpc-init always reaps (as PID 1 or as child subreaper)"),
@@ -32,12 +34,28 @@ public struct SupervisorOptions: Equatable {
         .init("verbose", .bool, aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)"),
         .init("warn-reaped", .bool, aliases: ["w"], usage: "warn when a zombie other than the child is reaped"),
         .init("grace", .duration, usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)"),
+        .init("ready", .bool, default: .bool(true),
+              usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)"),
         .init("ready-addr", .string, placeholder: "ADDR",
-              usage: "probe the child's health service at ADDR (-addr of grpc_health_probe) until it reports SERVING, then tell: a log line, -ready-file, NOTIFY_SOCKET"),
-        .init("ready-service", .string, placeholder: "NAME", usage: "the service name the readiness probes check (default: the server as a whole)"),
+              usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on"),
+        .init("ready-service", .string, placeholder: "NAME", usage: "the service name the gate watches (default: the server as a whole)"),
         .init("ready-interval", .duration, default: .duration(ReadinessOptions.defaultInterval),
-              usage: "pause between readiness probes"),
-        .init("ready-file", .string, placeholder: "PATH", usage: "create this file once the child is ready"),
+              usage: "pause between Checks, for a server without Health/Watch"),
+        .init("ready-file", .string, placeholder: "PATH", usage: "this file exists while the child reports SERVING"),
+        .init("ready-timeout", .duration,
+              usage: "not ready this long after start: stop the child as SIGTERM would, and exit with status 124 (0: wait for ever)"),
+        .init("ready-tls", .bool, usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"),
+        .init("ready-tls-no-verify", .bool, usage: "(with -ready-tls) don't verify the child's certificate"),
+        .init("ready-tls-ca-cert", .string, placeholder: "FILE", usage: "(with -ready-tls) trusted certificates for verifying the child"),
+        .init("ready-tls-client-cert", .string, placeholder: "FILE", usage: "(with -ready-tls) client certificate (requires -ready-tls-client-key)"),
+        .init("ready-tls-client-key", .string, placeholder: "FILE", usage: "(with -ready-tls) client private key (requires -ready-tls-client-cert)"),
+        .init("ready-tls-server-name", .string, placeholder: "NAME", usage: "(with -ready-tls) the host name to verify the child's certificate for"),
+        .init("ready-spiffe", .bool, usage: "reach the child with SPIFFE mTLS (credentials from the Workload API at SPIFFE_ENDPOINT_SOCKET)"),
+        .init("ready-rpc-header", .list(validate: { value in
+            value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))"
+        }), placeholder: "'NAME: VALUE'", usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)"),
+        .init("ready-connect-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's connection attempts"),
+        .init("ready-rpc-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's health calls"),
         .init("version", .bool, usage: "print the version and exit"),
     ])
 
@@ -49,6 +67,10 @@ public struct SupervisorOptions: Equatable {
 
         Runs COMMAND as its child: forwards every signal, reaps every zombie, and exits with the
         child's status (128+N when the child was killed by signal N).
+
+        With no flags it gates readiness: a health agent (a process of its own) finds the port the
+        child listens on, watches grpc.health.v1.Health there, logs each change and keeps
+        -ready-file and NOTIFY_SOCKET current.
 
         Flags (one or two dashes; each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s; empty is unset):
         \(flagSet.usage())
@@ -63,6 +85,40 @@ public struct SupervisorOptions: Equatable {
     public enum Failure: Error, Equatable {
         /// The usage is to be printed: after the message, or alone when it was asked for.
         case usage(String?)
+    }
+
+    private static func readinessOptions(_ parsed: FlagSet.Parsed, source: (String) -> String) throws(Failure) -> ReadinessOptions {
+        var r = ReadinessOptions()
+        r.addr = parsed.string("ready-addr")
+        if !r.addr.isEmpty {
+            // Checked now as the agent will read it: a malformed address would never be ready.
+            do { _ = try Target.parse(r.addr) } catch { throw .usage("invalid \(source("ready-addr")): \(error.description)") }
+        }
+        r.service = parsed.string("ready-service")
+        r.file = parsed.string("ready-file")
+        for (flag, value) in [("ready-interval", parsed.duration("ready-interval")), ("ready-connect-timeout", parsed.duration("ready-connect-timeout")),
+                              ("ready-rpc-timeout", parsed.duration("ready-rpc-timeout"))] where value.nanoseconds <= 0 {
+            throw .usage("\(source(flag)) must be greater than zero (specified: \(value))")
+        }
+        r.interval = parsed.duration("ready-interval")
+        r.connectTimeout = parsed.duration("ready-connect-timeout")
+        r.rpcTimeout = parsed.duration("ready-rpc-timeout")
+        r.startupTimeout = parsed.duration("ready-timeout")
+        if r.startupTimeout.nanoseconds < 0 {
+            throw .usage("\(source("ready-timeout")) must not be negative (specified: \(r.startupTimeout))")
+        }
+        r.tls.tls = parsed.bool("ready-tls")
+        r.tls.noVerify = parsed.bool("ready-tls-no-verify")
+        r.tls.caCert = parsed.string("ready-tls-ca-cert")
+        r.tls.clientCert = parsed.string("ready-tls-client-cert")
+        r.tls.clientKey = parsed.string("ready-tls-client-key")
+        r.tls.serverName = parsed.string("ready-tls-server-name")
+        r.spiffe = parsed.bool("ready-spiffe")
+        r.rpcHeaders = parsed.list("ready-rpc-header")
+        // The probe's rules, in its words, under the gate's names.
+        if let problem = r.tls.problem(prefix: "-ready-") { throw .usage(problem) }
+        if r.tls.tls && r.spiffe { throw .usage("\(source("ready-tls")) and \(source("ready-spiffe")) are mutually incompatible") }
+        return r
     }
 
     /// The environment variable that sets `flag`: GRPC_INIT_ and the name in upper snake case.
@@ -83,7 +139,10 @@ public struct SupervisorOptions: Equatable {
             fromEnvironment.insert(flag.name)
             // A list variable holds several values separated by commas or spaces.
             let values: [String]
-            if case .list = flag.kind {
+            if flag.name == "ready-rpc-header" {
+                // A header holds spaces ("name: value"): only commas separate them.
+                values = raw.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }
+            } else if case .list = flag.kind {
                 values = raw.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             } else {
                 values = [raw]
@@ -120,18 +179,13 @@ public struct SupervisorOptions: Equatable {
             guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source("parent-death-signal"))") }
             o.parentDeathSignal = signo
         }
-        let readyAddr = parsed.string("ready-addr")
-        if readyAddr.isEmpty {
-            for flag in ["ready-service", "ready-file"] where !parsed.string(flag).isEmpty {
-                throw .usage("\(source(flag)) needs -ready-addr")
+        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") }
+        if !parsed.bool("ready") {
+            if let flag = gateFlags.first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
+                throw .usage("\(source(flag)) has no effect with \(source("ready"))=false")
             }
         } else {
-            // Checked now as the probe will read it: a malformed address would never be ready.
-            do { _ = try Target.parse(readyAddr) } catch { throw .usage("invalid \(source("ready-addr")): \(error.description)") }
-            let interval = parsed.duration("ready-interval")
-            if interval.nanoseconds <= 0 { throw .usage("\(source("ready-interval")) must be greater than zero (specified: \(interval))") }
-            o.readiness = ReadinessOptions(addr: readyAddr, service: parsed.string("ready-service"), interval: interval,
-                                           file: parsed.string("ready-file"))
+            o.readiness = try readinessOptions(parsed, source: source)
         }
         o.command = parsed.remaining
         if let rawArguments, rawArguments.count >= o.command.count {

@@ -18,7 +18,8 @@ public enum MonotonicClock {
 
     /// Milliseconds from now until `deadline`, rounded up and clamped for poll(2); -1 waits forever.
     public static func pollTimeout(until deadline: Int64?) -> Int32 {
-        guard let deadline else { return -1 }
+        // Int64.max is no deadline at all: the wait is then for ever, with no timer.
+        guard let deadline, deadline != Int64.max else { return -1 }
         let remaining = deadline - now()
         if remaining <= 0 { return 0 }
         let ms = (remaining + 999_999) / 1_000_000

@@ -1,3 +1,4 @@
+import Agent
 import Glibc
 import Probe
 import Supervisor
@@ -10,6 +11,10 @@ let arguments = rawArguments.map { String(decoding: $0, as: UTF8.self) }
 let probeNames: Set<String> = ["grpc_health_probe", "grpc-health-probe"]
 let invokedAs = arguments.first.map { String($0.split(separator: "/").last ?? "") } ?? ""
 
+// The health agent, as the supervisor starts it (never from a user's command line).
+if invokedAs == "grpc-init-agent" {
+    exit(AgentMain.main(Array(arguments.dropFirst())))
+}
 if probeNames.contains(invokedAs) {
     exit(ProbeRunner.main(Array(arguments.dropFirst())))
 }

@@ -30,7 +30,8 @@ final class SupervisorOptionsTests: XCTestCase {
     }
 
     func testEmptyVariablesCountAsUnset() throws {
-        let names = ["VERBOSE", "GRACE", "REMAP_EXIT", "PARENT_DEATH_SIGNAL", "READY_ADDR", "READY_FILE", "READY_INTERVAL"]
+        let names = ["VERBOSE", "GRACE", "REMAP_EXIT", "PARENT_DEATH_SIGNAL", "READY", "READY_ADDR", "READY_FILE", "READY_INTERVAL",
+                     "READY_TLS", "READY_RPC_HEADER", "READY_TIMEOUT"]
         let options = try parse(["true"], Dictionary(uniqueKeysWithValues: names.map { ("GRPC_INIT_" + $0, "") }))
         XCTAssertEqual(options, try parse(["true"]))
     }
@@ -39,7 +40,9 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_GRACE": "-1s"]), "GRPC_INIT_GRACE must not be negative (specified: -1s)")
         XCTAssertEqual(failure(["-grace=-1s", "true"]), "-grace must not be negative (specified: -1s)")
         XCTAssertEqual(failure(["-grace=-2s", "true"], ["GRPC_INIT_GRACE": "-1s"]), "-grace must not be negative (specified: -2s)")
-        XCTAssertEqual(failure(["true"], ["GRPC_INIT_READY_FILE": "/r"]), "GRPC_INIT_READY_FILE needs -ready-addr")
+        XCTAssertEqual(failure(["true"], ["GRPC_INIT_READY_FILE": "/r", "GRPC_INIT_READY": "0"]),
+                       "GRPC_INIT_READY_FILE has no effect with GRPC_INIT_READY=false")
+        XCTAssertEqual(failure(["-ready=false", "true"], ["GRPC_INIT_READY_FILE": "/r"]), "GRPC_INIT_READY_FILE has no effect with -ready=false")
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_GRACE": "soon"]), "invalid value \"soon\" for GRPC_INIT_GRACE: parse error")
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_PARENT_DEATH_SIGNAL": "NOPE"]), "invalid signal \"NOPE\" for GRPC_INIT_PARENT_DEATH_SIGNAL")
     }
@@ -49,7 +52,11 @@ final class SupervisorOptionsTests: XCTestCase {
             "GRPC_INIT_SUBREAPER": "true", "GRPC_INIT_PROCESS_GROUP": "1", "GRPC_INIT_REMAP_EXIT": "143",
             "GRPC_INIT_PARENT_DEATH_SIGNAL": "SIGKILL", "GRPC_INIT_VERBOSE": "t", "GRPC_INIT_WARN_REAPED": "TRUE",
             "GRPC_INIT_GRACE": "1m30s", "GRPC_INIT_READY_ADDR": "unix:///run/s.sock", "GRPC_INIT_READY_SERVICE": "svc",
-            "GRPC_INIT_READY_INTERVAL": "20ms", "GRPC_INIT_READY_FILE": "/run/ready",
+            "GRPC_INIT_READY_INTERVAL": "20ms", "GRPC_INIT_READY_FILE": "/run/ready", "GRPC_INIT_READY_TIMEOUT": "1m",
+            "GRPC_INIT_READY_TLS": "true", "GRPC_INIT_READY_TLS_CA_CERT": "/ca.pem", "GRPC_INIT_READY_TLS_SERVER_NAME": "svc.local",
+            "GRPC_INIT_READY_TLS_CLIENT_CERT": "/c.pem", "GRPC_INIT_READY_TLS_CLIENT_KEY": "/c.key",
+            "GRPC_INIT_READY_RPC_HEADER": "x-a: 1, x-b: two words", "GRPC_INIT_READY_CONNECT_TIMEOUT": "2s",
+            "GRPC_INIT_READY_RPC_TIMEOUT": "3s",
         ])
         XCTAssertTrue(options.processGroup)
         XCTAssertEqual(options.remapExit, [143])
@@ -57,8 +64,27 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertTrue(options.verbose)
         XCTAssertTrue(options.warnReaped)
         XCTAssertEqual(options.grace.nanoseconds, 90_000_000_000)
-        XCTAssertEqual(options.readiness, ReadinessOptions(addr: "unix:///run/s.sock", service: "svc",
-                                                           interval: GoDuration(nanoseconds: 20_000_000), file: "/run/ready"))
+        var readiness = ReadinessOptions()
+        readiness.addr = "unix:///run/s.sock"
+        readiness.service = "svc"
+        readiness.interval = GoDuration(nanoseconds: 20_000_000)
+        readiness.file = "/run/ready"
+        readiness.startupTimeout = GoDuration(nanoseconds: 60_000_000_000)
+        readiness.tls.tls = true
+        readiness.tls.caCert = "/ca.pem"
+        readiness.tls.serverName = "svc.local"
+        readiness.tls.clientCert = "/c.pem"
+        readiness.tls.clientKey = "/c.key"
+        readiness.rpcHeaders = ["x-a: 1", "x-b: two words"]
+        readiness.connectTimeout = GoDuration(nanoseconds: 2_000_000_000)
+        readiness.rpcTimeout = GoDuration(nanoseconds: 3_000_000_000)
+        XCTAssertEqual(options.readiness, readiness)
+    }
+
+    func testTheGateIsOnByDefaultAndOffWithReadyFalse() throws {
+        XCTAssertEqual(try parse(["server"]).readiness, ReadinessOptions())
+        XCTAssertNil(try parse(["-ready=false", "server"]).readiness)
+        XCTAssertNil(try parse(["server"], ["GRPC_INIT_READY": "false"]).readiness)
     }
 
     func testLongNamesAndTinisLettersAreTheSameFlags() throws {

@@ -73,3 +73,20 @@ def test_readiness_gate_and_supervision_in_a_scratch_image(scratch_root, proc_mo
             os.kill(int(f.read().split()[0]), 15)
         proc.communicate(timeout=15)
     assert proc.returncode == 128 + 15
+
+
+def test_the_config_free_gate_in_a_scratch_image(scratch_root):
+    """No flags at all: the agent finds the server's port from /proc inside the scratch root."""
+    shutil.copy(GO_SERVER, scratch_root / "server")
+    proc = subprocess.Popen(in_root(scratch_root, ["/grpc-init", "--", "/server", "-addr", "127.0.0.1:0"], True),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        log = LineReader(proc, proc.stderr)
+        found = log.next(time.monotonic() + 20)
+        assert found.startswith("[grpc-init] health: found the gRPC server at 127.0.0.1:") and found.endswith(", plaintext"), found
+        assert log.next(time.monotonic() + 20).startswith("[grpc-init] ready: 127.0.0.1:")
+    finally:
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            os.kill(int(f.read().split()[0]), 15)
+        proc.communicate(timeout=15)
+    assert proc.returncode == 128 + 15

@@ -40,9 +40,15 @@ int cshim_ignore_reserved_signals(void);
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int *exec_errno);
 
-// fork + execv of `path` (no PATH search) with child_mask restored and stdout and stderr on
-// output_fd; an exec failure exits 127. Returns the pid, or -1 with errno set.
-pid_t cshim_spawn_with_output(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd);
+// fork + execv of `path` (no PATH search) for a helper of ours: child_mask restored, stdout on
+// output_fd, stdin /dev/null, a process group of its own (a terminal's ^C is the supervisor's
+// to forward, not the helper's to die of), and SIGKILL when the supervisor dies. An exec
+// failure exits 127. Returns the pid, or -1 with errno set.
+// A close-on-exec pipe whose read end (fds[0]) does not block: the supervisor reads a helper's
+// reports without ever waiting on them; the helper writes as to any pipe.
+int cshim_report_pipe(int fds[2]);
+
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd);
 
 // After a write(2) failed with EPIPE in a process that blocks SIGPIPE (the supervisor, which
 // reads signals from a signalfd): takes back the SIGPIPE that write raised, so that it is not

@@ -1,10 +1,13 @@
 // Command goserver is a grpc-go health server used as a real peer by the integration tests.
 // It prints "READY <address>" on stdout once it listens, one "HEADER name=value" line per
 // request header it receives when -echo-headers is set, and "SIGNAL <name>" for SIGUSR1, SIGUSR2
-// and SIGHUP when -report-signals is set.
+// and SIGHUP when -report-signals is set. With -control it reads "SET <service|-> <STATUS>" lines
+// on stdin and prints "SET <service|-> <STATUS> <unix nanoseconds>" as each takes effect; Watch
+// streams every change (or is UNIMPLEMENTED with -no-watch).
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,6 +38,20 @@ type healthServer struct {
 	statuses    map[string]healthpb.HealthCheckResponse_ServingStatus
 	delay       time.Duration
 	echoHeaders bool
+	noWatch     bool
+	watchers    map[chan struct{}]struct{}
+}
+
+func (h *healthServer) set(service string, st healthpb.HealthCheckResponse_ServingStatus) {
+	h.mu.Lock()
+	h.statuses[service] = st
+	for ch := range h.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	h.mu.Unlock()
 }
 
 func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
@@ -51,7 +68,8 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 		select {
 		case <-time.After(h.delay):
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			// As grpc-go's own handlers end: the deadline's status, not Unknown.
+			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 	h.mu.Lock()
@@ -64,17 +82,38 @@ func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReque
 }
 
 func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if h.noWatch {
+		return status.Error(codes.Unimplemented, "unknown method Watch for service grpc.health.v1.Health")
+	}
+	changed := make(chan struct{}, 1)
 	h.mu.Lock()
-	st, ok := h.statuses[req.Service]
+	h.watchers[changed] = struct{}{}
 	h.mu.Unlock()
-	if !ok {
-		st = healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+	defer func() {
+		h.mu.Lock()
+		delete(h.watchers, changed)
+		h.mu.Unlock()
+	}()
+	last := healthpb.HealthCheckResponse_ServingStatus(-1)
+	for {
+		h.mu.Lock()
+		st, ok := h.statuses[req.Service]
+		h.mu.Unlock()
+		if !ok {
+			st = healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+		}
+		if st != last {
+			if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+				return err
+			}
+			last = st
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		}
 	}
-	if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
-		return err
-	}
-	<-stream.Context().Done()
-	return nil
 }
 
 func main() {
@@ -94,6 +133,8 @@ func main() {
 	ignoreTerm := flag.Bool("ignore-sigterm", false, "ignore SIGTERM (a server that does not stop when asked)")
 	reportSignals := flag.Bool("report-signals", false, "print SIGNAL <name> for SIGUSR1, SIGUSR2 and SIGHUP")
 	maxAge := flag.Duration("max-connection-age", 0, "send GOAWAY to each connection this long after it opened (grpc-go adds 10% jitter)")
+	noWatch := flag.Bool("no-watch", false, "answer Health/Watch with UNIMPLEMENTED (a server that only has Check)")
+	control := flag.Bool("control", false, "read SET <service|-> <STATUS> lines on stdin")
 	maxStreams := flag.Uint("max-concurrent-streams", 0, "SETTINGS_MAX_CONCURRENT_STREAMS (0: grpc-go's default, unlimited)")
 	flag.Parse()
 	if *ignoreTerm {
@@ -161,7 +202,8 @@ func main() {
 	}
 	srv := grpc.NewServer(opts...)
 	if !*noHealth {
-		h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo}
+		h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo,
+			noWatch: *noWatch, watchers: map[chan struct{}]struct{}{}}
 		h.statuses[""] = healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[*serving])
 		for _, pair := range strings.Split(*services, ",") {
 			if kv := strings.SplitN(pair, "=", 2); len(kv) == 2 {
@@ -169,13 +211,30 @@ func main() {
 			}
 		}
 		healthpb.RegisterHealthServer(srv, h)
+		if *control {
+			go func() {
+				lines := bufio.NewScanner(os.Stdin)
+				for lines.Scan() {
+					f := strings.Fields(lines.Text())
+					if len(f) != 3 || f[0] != "SET" {
+						continue
+					}
+					service := f[1]
+					if service == "-" {
+						service = ""
+					}
+					at := time.Now().UnixNano()
+					h.set(service, healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[f[2]]))
+					fmt.Printf("SET %s %s %d\n", f[1], f[2], at)
+					os.Stdout.Sync()
+				}
+			}()
+		}
 		if *servingAfter > 0 {
 			final := h.statuses[""]
 			h.statuses[""] = healthpb.HealthCheckResponse_NOT_SERVING
 			time.AfterFunc(*servingAfter, func() {
-				h.mu.Lock()
-				h.statuses[""] = final
-				h.mu.Unlock()
+				h.set("", final)
 				fmt.Printf("SERVING NOW %d\n", time.Now().UnixNano())
 				os.Stdout.Sync()
 			})

@@ -1,0 +1,220 @@
+import Addressing
+import Glibc
+import SystemCalls
+
+/// A socket in the LISTEN state that belongs to the supervised process tree.
+public struct Listener: Hashable, Sendable, CustomStringConvertible {
+    public enum Address: Hashable, Sendable {
+        /// 4 or 16 address bytes in network order, and the port.
+        case tcp(bytes: [UInt8], port: UInt16)
+        /// A path, or an abstract name (its leading NUL shown as "@" by the kernel).
+        case unix(path: String)
+    }
+
+    public let address: Address
+    /// The socket's inode, which /proc/PID/fd links name as `socket:[INODE]`.
+    public let inode: UInt64
+
+    public init(address: Address, inode: UInt64) {
+        self.address = address
+        self.inode = inode
+    }
+
+    /// Where to connect: wildcard listeners (0.0.0.0, ::) over loopback, as the server's own
+    /// container reaches it.
+    public var target: Target {
+        switch address {
+        case .tcp(let bytes, let port):
+            if bytes.count == 4 {
+                return .tcp(host: bytes == [0, 0, 0, 0] ? "127.0.0.1" : Listener.ipv4(bytes), port: port)
+            }
+            if let mapped = Listener.mappedIPv4(bytes) {
+                return .tcp(host: mapped == [0, 0, 0, 0] ? "127.0.0.1" : Listener.ipv4(mapped), port: port)
+            }
+            return .tcp(host: bytes.allSatisfy { $0 == 0 } ? "::1" : Listener.ipv6(bytes), port: port)
+        case .unix(let path):
+            return path.hasPrefix("@") ? .unixAbstract(name: String(path.dropFirst())) : .unix(path: path)
+        }
+    }
+
+    /// As an -addr would name it.
+    public var description: String {
+        switch target {
+        case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        case .unix(let path): return "unix:" + path
+        case .unixAbstract(let name): return "unix-abstract:" + name
+        }
+    }
+
+    static func ipv4(_ b: [UInt8]) -> String { b.map { String($0) }.joined(separator: ".") }
+
+    static func mappedIPv4(_ b: [UInt8]) -> [UInt8]? {
+        b.count == 16 && b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xFF && b[11] == 0xFF ? Array(b[12...]) : nil
+    }
+
+    /// RFC 5952's form: lower-case hex groups, the longest run of two or more zero groups as "::".
+    static func ipv6(_ b: [UInt8]) -> String {
+        let groups = stride(from: 0, to: 16, by: 2).map { UInt16(b[$0]) << 8 | UInt16(b[$0 + 1]) }
+        var best = (start: -1, length: 1)
+        var index = 0
+        while index < 8 {
+            var end = index
+            while end < 8 && groups[end] == 0 { end += 1 }
+            if end - index > best.length { best = (index, end - index) }
+            index = end + 1
+        }
+        func hex(_ range: ArraySlice<UInt16>) -> String { range.map { String($0, radix: 16) }.joined(separator: ":") }
+        guard best.start >= 0 else { return hex(groups[...]) }
+        return hex(groups[..<best.start]) + "::" + hex(groups[(best.start + best.length)...])
+    }
+}
+
+/// Finds the listening sockets of a process tree: the `socket:[INODE]` links in /proc/PID/fd
+/// of each process, matched against the LISTEN rows of /proc/net/tcp, tcp6 and unix. The parsing
+/// is pure, for the tests; `scan` does the reading.
+public enum Discovery {
+    /// Bounds on what one scan reads: a process tree or a socket table larger than these is
+    /// read in part, never without end.
+    static let maxProcesses = 4096
+    static let maxTableBytes = 16 << 20
+
+    public struct Scan: Sendable {
+        /// In the order the kernel's tables list them: TCP, TCP over IPv6, then unix.
+        public var listeners: [Listener] = []
+        /// The process that holds each listener's socket.
+        public var owners: [UInt64: pid_t] = [:]
+        /// Processes looked at (the tree without the excluded ones).
+        public var processes = 0
+        /// /proc cannot be read: nothing can be found.
+        public var procMissing = false
+    }
+
+    /// The listeners held by the descendants of `root`, except `excluded` (the agent itself).
+    public static func scan(root: pid_t, excluding excluded: pid_t) -> Scan {
+        var result = Scan()
+        guard access("/proc/self/net/tcp", R_OK) == 0 else {
+            result.procMissing = true
+            return result
+        }
+        let processes = descendants(of: root).filter { $0 != excluded }
+        result.processes = processes.count
+        var inodes: [UInt64: pid_t] = [:]
+        for pid in processes {
+            for entry in Files.entries(of: "/proc/\(pid)/fd") ?? [] {
+                if let link = Files.linkTarget("/proc/\(pid)/fd/\(entry.name)"), let inode = socketInode(link) {
+                    inodes[inode] = pid
+                }
+            }
+        }
+        guard !inodes.isEmpty else { return result }
+        var all: [Listener] = []
+        for table in ["tcp", "tcp6"] {
+            if let text = Files.text("/proc/self/net/\(table)", limit: maxTableBytes) { all += parseTCP(text) }
+        }
+        if let text = Files.text("/proc/self/net/unix", limit: maxTableBytes) { all += parseUnix(text) }
+        for listener in all {
+            guard let owner = inodes[listener.inode] else { continue }
+            result.listeners.append(listener)
+            result.owners[listener.inode] = owner
+        }
+        return result
+    }
+
+    /// `socket:[12345]` -> 12345.
+    public static func socketInode(_ link: String) -> UInt64? {
+        guard link.hasPrefix("socket:["), link.hasSuffix("]") else { return nil }
+        return UInt64(link.dropFirst("socket:[".count).dropLast())
+    }
+
+    /// The LISTEN rows (state 0A) of /proc/net/tcp or tcp6: each address is printed as 32-bit
+    /// words of network-order bytes read in host order, the port in hex.
+    public static func parseTCP(_ text: String) -> [Listener] {
+        var found: [Listener] = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, fields[3] == "0A", let inode = UInt64(fields[9]), inode != 0 else { continue }
+            let local = fields[1].split(separator: ":")
+            guard local.count == 2, let port = UInt16(local[1], radix: 16), let bytes = addressBytes(local[0]) else { continue }
+            found.append(Listener(address: .tcp(bytes: bytes, port: port), inode: inode))
+        }
+        return found
+    }
+
+    static func addressBytes(_ hex: Substring) -> [UInt8]? {
+        guard hex.count == 8 || hex.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let end = hex.index(index, offsetBy: 8)
+            guard let word = UInt32(hex[index..<end], radix: 16) else { return nil }
+            withUnsafeBytes(of: word) { bytes.append(contentsOf: $0) }
+            index = end
+        }
+        return bytes
+    }
+
+    /// The listening stream sockets of /proc/net/unix: flags __SO_ACCEPTCON (0x10000), type
+    /// SOCK_STREAM (1), with a path (an unnamed socket cannot be connected to).
+    public static func parseUnix(_ text: String) -> [Listener] {
+        var found: [Listener] = []
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ", maxSplits: 7)
+            guard fields.count == 8, let flags = UInt32(fields[3], radix: 16), flags & 0x10000 != 0,
+                  fields[4] == "0001", let inode = UInt64(fields[6]) else { continue }
+            found.append(Listener(address: .unix(path: String(fields[7])), inode: inode))
+        }
+        return found
+    }
+
+    /// `root`'s descendants, breadth first, from the `children` files of each task (every
+    /// thread's, since any thread may fork); where the kernel has no such file, from the parent
+    /// field of every /proc/PID/stat.
+    static func descendants(of root: pid_t) -> [pid_t] {
+        if access("/proc/\(root)/task/\(root)/children", R_OK) != 0 { return descendantsFromStat(of: root) }
+        var found: [pid_t] = []
+        var queue: [pid_t] = [root]
+        var seen: Set<pid_t> = [root]
+        while !queue.isEmpty && found.count < maxProcesses {
+            let pid = queue.removeFirst()
+            for task in Files.entries(of: "/proc/\(pid)/task") ?? [] {
+                let text = Files.text("/proc/\(pid)/task/\(task.name)/children", limit: 1 << 16) ?? ""
+                for field in text.split(separator: " ") {
+                    if let child = pid_t(field.trimmingNewline), seen.insert(child).inserted {
+                        found.append(child)
+                        queue.append(child)
+                    }
+                }
+            }
+        }
+        return found
+    }
+
+    static func descendantsFromStat(of root: pid_t) -> [pid_t] {
+        var parents: [pid_t: pid_t] = [:]
+        for entry in Files.entries(of: "/proc") ?? [] {
+            guard let pid = pid_t(entry.name), let stat = Files.text("/proc/\(pid)/stat", limit: 4096) else { continue }
+            if let ppid = parentPID(stat: stat) { parents[pid] = ppid }
+            if parents.count >= maxProcesses * 4 { break }
+        }
+        var found: [pid_t] = []
+        var frontier: Set<pid_t> = [root]
+        while !frontier.isEmpty && found.count < maxProcesses {
+            let next = parents.filter { frontier.contains($0.value) }.map(\.key)
+            found += next
+            frontier = Set(next)
+        }
+        return found
+    }
+
+    /// The fourth field of /proc/PID/stat, after the command name in parentheses (which may
+    /// itself hold spaces and parentheses).
+    public static func parentPID(stat: String) -> pid_t? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) : nil
+    }
+}
+
+extension Substring {
+    fileprivate var trimmingNewline: Substring { last == "\n" ? dropLast() : self }
+}
