@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
                 swiftSettings: fastMetadata),
         // The health agent: the network side of the readiness gate, a process of its own.
-        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Probe", "SystemCalls", "Transport", "Wire"],
+        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Probe", "SPIFFE", "SystemCalls", "Transport", "Wire"],
                 swiftSettings: fastMetadata),
         // PID 1: no Wire, no Transport, no TLS. Nothing that parses a peer's bytes runs here.
         .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "SystemCalls"], swiftSettings: fastMetadata),

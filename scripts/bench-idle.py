@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The idle supervisor: resident memory and wakeups (context switches) over 10 idle seconds,
 grpc-init beside tini-static, each supervising `sleep`, and grpc-init after its readiness gate
-passed on a grpc-go server.
+passed on a grpc-go server (found with no flags, plaintext and TLS-only), with its health
+agent's figures beside it. Under `sleep` the agent looks for a listener once a second.
 
 The measurement starts once each supervisor is idle: its child running and, for grpc-init, its
 poll(2) waiting with no timeout. grpc-init releases its start-up code pages after one second
@@ -14,6 +15,7 @@ Usage: scripts/bench-idle.py [SECONDS]     (after scripts/install-deps.sh --benc
 """
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -40,23 +42,50 @@ def children(pid):
     return open(f"/proc/{pid}/task/{pid}/children").read().split()
 
 
+def command(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+def agent_of(pid):
+    agents = [c for c in children(pid) if command(c) == "grpc-init-agent"]
+    return int(agents[0]) if agents else None
+
+
+def polling_forever(pid):
+    """Waiting in poll(2) with no timeout (x86_64: syscall 7, timeout -1)."""
+    fields = open(f"/proc/{pid}/syscall").read().split()
+    return fields[:1] == ["7"] and fields[3] == "0xffffffff"
+
+
 def idle(pid, name):
-    """The child runs, no probe is in flight, and grpc-init waits in poll(2) with no timeout
-    (x86_64: syscall 7, timeout -1), after releasing its code pages."""
-    if len(children(pid)) != 1:
+    """The child runs and the supervisor waits in poll(2) with no timeout, after releasing its
+    code pages; a gated one's agent waits likewise, once the server is SERVING."""
+    if len([c for c in children(pid) if command(c) != "grpc-init-agent"]) != 1:
         return False
     if not name.startswith("grpc-init"):
         return True
-    fields = open(f"/proc/{pid}/syscall").read().split()
-    return fields[:1] == ["7"] and fields[3] == "0xffffffff"
+    if "gated" in name:
+        agent = agent_of(pid)
+        if agent is None or not polling_forever(agent):
+            return False
+    return polling_forever(pid)
 
 
 def main():
     binary = str(ROOT / ".build/release/grpc-init")
     server = str(ROOT / ".build/peers/goserver")
+    pki = tempfile.mkdtemp(prefix="bench-idle-")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", f"{pki}/key.pem", "-out", f"{pki}/cert.pem"],
+                   check=True, capture_output=True, timeout=60)
     candidates = [("grpc-init", [binary, "--", "sleep", "1000"]),
-                  ("grpc-init, gated", [binary, "-ready-addr", "127.0.0.1:50987", "-ready-interval", "20ms", "--",
-                                        server, "-addr", "127.0.0.1:50987"])]
+                  ("grpc-init -ready=false", [binary, "-ready=false", "--", "sleep", "1000"]),
+                  ("grpc-init, gated", [binary, "--", server, "-addr", "127.0.0.1:0"]),
+                  ("grpc-init, gated TLS", [binary, "--", server, "-addr", "127.0.0.1:0",
+                                            "-tls-cert", f"{pki}/cert.pem", "-tls-key", f"{pki}/key.pem"])]
     baseline = os.environ.get("BENCH_BASELINE")  # another grpc-init binary, for a before/after row
     if baseline:
         candidates.append(("grpc-init, baseline", [baseline, "--", "sleep", "1000"]))
@@ -72,12 +101,20 @@ def main():
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name} did not settle")
                 time.sleep(0.01)
+        agents = {name: agent_of(p.pid) for name, p in procs if name.startswith("grpc-init")}
         before = {name: switches(p.pid) for name, p in procs}
+        before_agents = {name: switches(a) for name, a in agents.items() if a}
         time.sleep(SECONDS)  # the measurement itself: idle time
-        print(f"{'supervisor':20} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}")
+        print(f"{'supervisor':24} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}"
+              f" {'agent RSS MiB':>14} {'agent wakeups':>14}")
         for name, p in procs:
             rss = int(status(p.pid)["VmRSS"].split()[0]) / 1024
-            print(f"{name:20} {rss:8.2f} {switches(p.pid) - before[name]:16d}")
+            row = f"{name:24} {rss:8.2f} {switches(p.pid) - before[name]:16d}"
+            agent = agents.get(name)
+            if agent:
+                agent_rss = int(status(agent)["VmRSS"].split()[0]) / 1024
+                row += f" {agent_rss:14.2f} {switches(agent) - before_agents[name]:14d}"
+            print(row)
     finally:
         # SIGTERM, which each supervisor forwards to its sleep; SIGKILL would orphan the sleep.
         for _, p in procs:

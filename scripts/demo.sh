@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end: grpc-init as PID 1 (in a fresh PID namespace) supervising a real
-# grpc-go server, the grpc_health_probe symlink answering against it, then a SIGTERM that
-# grpc-init forwards and whose exit status it passes on. Then TLS: a grpc-go server with a
-# certificate made here, verified, and the failures the probe names at once.
+# grpc-go server, its readiness gate finding the server's port with no flags, the
+# grpc_health_probe symlink answering against it, then a SIGTERM that grpc-init forwards and
+# whose exit status it passes on. Then TLS: a TLS-only grpc-go server (a certificate made here)
+# gated with no flags, the probe verifying it, and the failures the probe names at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 exec 2>&1  # one ordered stream: the probes print on stderr, as the reference tool does
@@ -19,8 +20,8 @@ cp .build/peers/goserver "$work/server"
 port=$((20000 + RANDOM % 20000))
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-say "grpc-init -v -ready-addr 127.0.0.1:$port -ready-file ready -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1)"
-unshare --pid --fork --kill-child --mount-proc "$work/grpc-init" -v -ready-addr "127.0.0.1:$port" -ready-file "$work/ready" \
+say "grpc-init -ready-file ready -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1; no -ready-addr: the gate finds the port)"
+unshare --pid --fork --kill-child --mount-proc "$work/grpc-init" -ready-file "$work/ready" \
     -- "$work/server" -addr "127.0.0.1:$port" -services ready=SERVING,db=NOT_SERVING >/dev/null &
 supervisor=$!
 
@@ -44,9 +45,12 @@ echo "grpc-init exited with status $status"
 # TLS: a certificate chain for localhost (root, intermediate, leaf) made with the openssl command.
 .venv/bin/python -c "import sys; sys.path.insert(0, 'Tests/integration'); from pathlib import Path; from pki import PKI; PKI(Path('$work/pki'))"
 pki=$work/pki
-"$work/server" -addr 127.0.0.1:0 -tls-cert "$pki/server-ecdsa.pem" -tls-key "$pki/server-ecdsa.key" > "$work/tls.out" &
+say "grpc-init -ready-file tls-ready -- server -addr 127.0.0.1:0 -tls-cert server-ecdsa.pem -tls-key server-ecdsa.key   (TLS only, no gate flags)"
+"$work/grpc-init" -ready-file "$work/tls-ready" -- "$work/server" -addr 127.0.0.1:0 \
+    -tls-cert "$pki/server-ecdsa.pem" -tls-key "$pki/server-ecdsa.key" > "$work/tls.out" &
 tls_server=$!
-for _ in $(seq 1 500); do grep -q READY "$work/tls.out" && break; sleep 0.01; done
+for _ in $(seq 1 1000); do [ -e "$work/tls-ready" ] && break; sleep 0.01; done
+[ -e "$work/tls-ready" ] || { echo "the TLS server did not become ready" >&2; exit 1; }
 tls_port=$(sed -n 's/READY .*://p' "$work/tls.out")
 probe -addr "localhost:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -v
 probe -addr "127.0.0.1:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -tls-server-name other.example

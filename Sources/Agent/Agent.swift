@@ -4,6 +4,7 @@ import Flags
 import Glibc
 import HPACK
 import Probe
+import SPIFFE
 import SystemCalls
 import Transport
 import Wire
@@ -128,13 +129,16 @@ final class Agent {
         if !options.addr.isEmpty {
             var retry = Agent.firstRedial
             while true {
+                let target: Target
+                do { target = try Target.parse(options.addr) } catch {
+                    reporter.send(.notServing(error.description))
+                    return nil
+                }
                 do {
-                    let target = try Target.parse(options.addr)
                     return Found(target: target, security: try makeSecurity(), name: options.addr, discovered: false)
-                } catch let failure as ProbeFailure {
-                    reporter.send(.notServing(failure.lines.first ?? "cannot set up the connection"))
                 } catch {
-                    reporter.send(.notServing("\(error)"))
+                    if cancelled { return nil }
+                    reporter.send(.notServing(error.reason))
                 }
                 if !pause(retry) { return nil }
                 retry = min(retry * 2, Agent.maxRedial)
@@ -207,7 +211,7 @@ final class Agent {
         let name = listener.description
         if options.tls || options.spiffe {
             let security: Security
-            do { security = try makeSecurity() } catch { return .unavailable(error.lines.first ?? "") }
+            do { security = try makeSecurity() } catch { return cancelled ? .cancelled : .unavailable(error.reason) }
             let how = options.spiffe ? "SPIFFE mTLS" : "TLS"
             return verdict(attempt(target, security), found: Found(target: target, security: security, name: name, discovered: true), how: how)
         }
@@ -284,8 +288,42 @@ final class Agent {
         return status.fromServer || !call.messages.isEmpty ? .answered : .noAnswer(status.description)
     }
 
-    private func makeSecurity() throws(ProbeFailure) -> Security {
-        try Probe(options: options, signals: signals).makeSecurity(announce: false)
+    struct SetupFailure: Error {
+        let reason: String
+    }
+
+    private lazy var svids = SVIDSource(userAgent: options.sentUserAgent, timeout: options.rpcTimeout.nanoseconds, signals: signals)
+    private var lastSVID: [UInt8] = []
+
+    /// The security the flags ask for; with -ready-spiffe, from the newest SVID.
+    private func makeSecurity() throws(SetupFailure) -> Security {
+        guard options.spiffe else {
+            do { return try Probe(options: options, signals: signals).makeSecurity(announce: false) } catch {
+                throw SetupFailure(reason: error.lines.first ?? "cannot set up TLS")
+            }
+        }
+        #if TLS
+        let context: WorkloadAPI.X509Context
+        do { context = try svids.current() } catch {
+            switch error {
+            case .cancelled:
+                cancelled = true
+                throw SetupFailure(reason: "cancelled")
+            case .unavailable(let why):
+                throw SetupFailure(reason: "SPIFFE credentials unavailable: \(why)")
+            }
+        }
+        let svid = context.svids[0]
+        if svid.certificates != lastSVID {
+            reporter.send(.info("health: \(lastSVID.isEmpty ? "using" : "rotated to") an X.509-SVID for \(svid.spiffeID)"))
+            lastSVID = svid.certificates
+        }
+        var configuration = TLSConfiguration()
+        configuration.spiffe = context.credentials
+        do { return .tls(try TLSContext(configuration)) } catch { throw SetupFailure(reason: "SPIFFE credentials unusable: \(error)") }
+        #else
+        throw SetupFailure(reason: "-ready-spiffe is not available: this grpc-init was built without TLS")
+        #endif
     }
 
     // MARK: Watching it
@@ -296,15 +334,22 @@ final class Agent {
     private func watch(_ found: Found) {
         let channel = Channel(target: found.target, security: found.security, userAgent: options.sentUserAgent,
                               connectTimeout: options.connectTimeout.nanoseconds)
+        channel.releasesCodeWhenIdle = true
         let watch = channel.start(path: Health.watchPath, metadata: metadata, request: request, serverStreaming: true, timeout: nil)
         while true {
-            let outcome = channel.run(until: { !watch.messages.isEmpty || watch.status != nil },
+            let outcome = channel.run(until: { !watch.messages.isEmpty || watch.status != nil || channel.isDraining },
                                       by: Deadline(Int64.max, cancellation: signals))
             if case .cancelled = outcome {
                 cancelled = true
                 return
             }
             while let message = watch.nextMessage() { report(message, from: found) }
+            if watch.status == nil && channel.isDraining {
+                // GOAWAY: the Watch moves to a new connection (and, with -ready-spiffe, the newest
+                // SVID) now, not when the server finally closes this one.
+                reporter.send(.info("health: \(found.name) sent GOAWAY; watching on a new connection"))
+                return
+            }
             guard let status = watch.status else {
                 if case .closed = outcome { return }
                 continue
@@ -321,6 +366,8 @@ final class Agent {
 
     private func checkEvery(_ found: Found, on channel: Channel) {
         while true {
+            // One Check per interval, counted from each start: a change is seen within one interval.
+            let started = MonotonicClock.now()
             let check = channel.start(path: Health.checkPath, metadata: metadata, request: request,
                                       timeout: options.rpcTimeout.nanoseconds)
             if case .cancelled = channel.run(until: { check.status != nil }, by: Deadline(check.deadline, cancellation: signals)) {
@@ -336,7 +383,7 @@ final class Agent {
                 reporter.send(.notServing(status.message))
                 if found.discovered && status.code == .unavailable { return }
             }
-            if case .cancelled = channel.run(until: { false }, by: Deadline.after(interval.nanoseconds, cancellation: signals)) {
+            if case .cancelled = channel.run(until: { false }, by: Deadline(started + interval.nanoseconds, cancellation: signals)) {
                 cancelled = true
                 return
             }

@@ -23,6 +23,9 @@ public final class Channel {
     public private(set) var dials = 0
     /// The most streams one connection had open at once.
     public private(set) var peakStreams = 0
+    /// A wait with no deadline releases the process's code pages once it has settled
+    /// (IdleWait): for a process that holds a channel open and mostly sleeps.
+    public var releasesCodeWhenIdle = false
 
     /// A call in flight, with what it takes to send it again.
     private struct Pending {
@@ -88,7 +91,8 @@ public final class Channel {
             if let cancelFD = deadline.cancelFD { fds.append(pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0)) }
             let earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
             let timeout = live.contains { $0.moreToRead } ? 0 : MonotonicClock.pollTimeout(until: earliest)
-            if poll(&fds, nfds_t(fds.count), timeout) < 0 && errno != EINTR { return .closed }
+            let n = timeout < 0 && releasesCodeWhenIdle ? IdleWait.poll(&fds) : poll(&fds, nfds_t(fds.count), timeout)
+            if n < 0 && errno != EINTR { return .closed }
             if deadline.cancelFD != nil && fds[fds.count - 1].revents != 0, let info = deadline.cancellation?.next() {
                 return .cancelled(signal: Int32(info.ssi_signo))
             }
@@ -97,6 +101,13 @@ public final class Channel {
             }
             retire()
         }
+    }
+
+    /// The server sent GOAWAY on the connection new calls would go to: a caller holding a long
+    /// call (a Watch) may move it to a new connection before the server closes this one.
+    public var isDraining: Bool {
+        if let connection { return connection.client.isDraining }
+        return draining.contains { !$0.isClosed && $0.client.isDraining }
     }
 
     /// A connection that is draining (GOAWAY) or closed takes no new calls; once it carries none,

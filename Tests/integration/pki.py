@@ -74,6 +74,8 @@ class PKI:
         self.spiffe_server = self._leaf("spiffe-server", "server", "URI:spiffe://example.org/server", issuer="spiffe-example", key="ec")
         self.spiffe_probe = self._leaf("spiffe-probe", "probe", "URI:spiffe://example.org/probe", issuer="spiffe-example", key="ec",
                                        client=True)
+        self.spiffe_probe_rotated = self._leaf("spiffe-probe-rotated", "probe-rotated", "URI:spiffe://example.org/probe",
+                                               issuer="spiffe-example", key="ec", client=True)
         self.spiffe_other_server = self._leaf("spiffe-other-server", "server", "URI:spiffe://other.org/server",
                                               issuer="spiffe-other", key="ec")
         self.spiffe_other_probe = self._leaf("spiffe-other-probe", "probe", "URI:spiffe://other.org/probe",

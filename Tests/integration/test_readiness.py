@@ -394,3 +394,37 @@ def test_rpc_headers_reach_the_server(bindir):
             seen.add(lines.next(deadline))
     finally:
         stop(proc, "subreaper")
+
+
+def test_ready_spiffe_presents_the_rotated_svid_on_new_connections(bindir, pki, tmp_path):
+    """The agent keeps its Workload API stream open: an SVID rotated while it runs is the one
+    its next connection presents (the server's GOAWAY after a second forces one)."""
+    cert, key = pki.spiffe_probe
+    new_cert, new_key = pki.spiffe_probe_rotated
+    workload = subprocess.Popen([sys.executable, str(PEERS / "workloadapi.py"), "--socket", str(tmp_path / "agent.sock"),
+                                 "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key),
+                                 "--bundle", str(pki.spiffe_ca), "--rotate-to", f"{new_cert},{new_key}"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    api = LineReader(workload)
+    server_cert, server_key = pki.spiffe_server
+    proc = None
+    try:
+        endpoint = api.until("READY ", time.monotonic() + 20).split()[1]
+        env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint)
+        proc, lines, log = launch(bindir, "subreaper", ["-v", "-ready-spiffe"],
+                                  go_server("-tls-cert", str(server_cert), "-tls-key", str(server_key), "-tls-client-ca",
+                                            str(pki.spiffe_ca), "-print-client-cert", "-max-connection-age", "1s"), env=env)
+        assert ", SPIFFE mTLS" in await_line(log, "[grpc-init] health: found the gRPC server at ")
+        await_line(log, "[grpc-init] ready: ")
+        assert lines.until("CLIENT ", time.monotonic() + 10) == "CLIENT probe"
+        workload.stdin.write(b"ROTATE\n")
+        workload.stdin.flush()
+        assert api.until("ROTATED ", time.monotonic() + 10) == "ROTATED 1", "the agent's stream was open"
+        lines.until("CLIENT probe-rotated", time.monotonic() + 20)
+        await_line(log, "[grpc-init] health: rotated to an X.509-SVID for spiffe://example.org/probe")
+    finally:
+        if proc:
+            rest = stop(proc, "subreaper")
+            assert "was SERVING" not in rest, "no flapping across the reconnections"
+        workload.kill()
+        workload.wait(timeout=10)

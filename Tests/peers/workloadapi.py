@@ -7,12 +7,15 @@ each call. READY gives the SPIFFE_ENDPOINT_SOCKET value.
 --mode serve (default), deny (PERMISSION_DENIED, an agent with no identity for the caller),
 stall (never answers), empty (a response with no SVIDs, the stream then held open), empty-first
 (a response with no SVIDs, then the real one), empty-end (a response with no SVIDs, then the
-end of the stream).
+end of the stream). With --rotate-to CERT,KEY, a line "ROTATE" on stdin sends every open stream
+a response with that SVID (the same ID, a new certificate), as an agent rotating SVIDs does, and
+prints "ROTATED <streams>".
 """
 import argparse
 import re
 import ssl
 import subprocess
+import sys
 import threading
 from concurrent import futures
 
@@ -52,6 +55,7 @@ def main():
     p.add_argument("--federated", action="append", default=[], help="KEY=PEM roots of another trust domain")
     p.add_argument("--extra-svid", action="append", default=[],
                    help="ID,CERT,KEY,BUNDLE: another SVID after the first, with its trust domain's roots")
+    p.add_argument("--rotate-to", help="CERT,KEY: the SVID sent on every open stream when stdin says ROTATE")
     p.add_argument("--mode", default="serve", choices=["serve", "deny", "stall", "empty", "empty-first", "empty-end"])
     args = p.parse_args()
 
@@ -66,6 +70,21 @@ def main():
         key, path = pair.split("=", 1)
         response += field(3, field(1, key.encode()) + field(2, pem_certificates_der(path)))
     answers = {"empty": [b""], "empty-first": [b"", response], "empty-end": [b""]}.get(args.mode, [response])
+    rotation = threading.Condition()
+    state = {"generation": 0, "streams": 0}
+    if args.rotate_to:
+        cert, key = args.rotate_to.split(",")
+        rotated = svid(args.spiffe_id, cert, key, args.bundle)
+
+        def read_commands():
+            for line in sys.stdin:
+                if line.strip() == "ROTATE":
+                    with rotation:
+                        state["generation"] += 1
+                        rotation.notify_all()
+                        streams = state["streams"]
+                    print(f"ROTATED {streams}", flush=True)
+        threading.Thread(target=read_commands, daemon=True).start()
 
     def fetch(request, context):
         header = dict(context.invocation_metadata()).get("workload.spiffe.io", "-")
@@ -82,8 +101,26 @@ def main():
             return
         # As an agent: the stream stays open for updates until the client goes.
         done = threading.Event()
-        context.add_callback(done.set)
-        done.wait(60)
+
+        def gone():
+            done.set()
+            with rotation:
+                rotation.notify_all()
+        context.add_callback(gone)
+        with rotation:
+            seen = state["generation"]
+            state["streams"] += 1
+        try:
+            while not done.is_set():
+                with rotation:
+                    rotation.wait_for(lambda: done.is_set() or state["generation"] != seen, timeout=60)
+                    if done.is_set() or state["generation"] == seen:
+                        return
+                    seen = state["generation"]
+                yield rotated
+        finally:
+            with rotation:
+                state["streams"] -= 1
 
     handler = grpc.method_handlers_generic_handler("SpiffeWorkloadAPI", {
         "FetchX509SVID": grpc.unary_stream_rpc_method_handler(

@@ -133,6 +133,7 @@ func main() {
 	ignoreTerm := flag.Bool("ignore-sigterm", false, "ignore SIGTERM (a server that does not stop when asked)")
 	reportSignals := flag.Bool("report-signals", false, "print SIGNAL <name> for SIGUSR1, SIGUSR2 and SIGHUP")
 	maxAge := flag.Duration("max-connection-age", 0, "send GOAWAY to each connection this long after it opened (grpc-go adds 10% jitter)")
+	printClient := flag.Bool("print-client-cert", false, "print CLIENT <common name> for each TLS client certificate")
 	noWatch := flag.Bool("no-watch", false, "answer Health/Watch with UNIMPLEMENTED (a server that only has Check)")
 	control := flag.Bool("control", false, "read SET <service|-> <STATUS> lines on stdin")
 	maxStreams := flag.Uint("max-concurrent-streams", 0, "SETTINGS_MAX_CONCURRENT_STREAMS (0: grpc-go's default, unlimited)")
@@ -191,6 +192,15 @@ func main() {
 			pool.AppendCertsFromPEM(pem)
 			cfg.ClientCAs = pool
 			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		if *printClient {
+			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) > 0 {
+					fmt.Printf("CLIENT %s\n", cs.PeerCertificates[0].Subject.CommonName)
+					os.Stdout.Sync()
+				}
+				return nil
+			}
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
