@@ -111,9 +111,11 @@ def names(podman, request):
 
 
 def test_pid1_gates_and_supervises(podman, names):
+    """ENTRYPOINT ["/grpc-init", "--"] and nothing else: the gate finds the server's port."""
     port, c = free_port(), names()
-    podman.run(c, env={"GRPC_INIT_READY_ADDR": f"127.0.0.1:{port}"}, image_args=server_args(port, "-serving-after", "300ms"))
+    podman.run(c, image_args=server_args(port, "-serving-after", "300ms"))
     logs = podman.await_log(c, "[grpc-init] ready: ")
+    assert f"[grpc-init] health: found the gRPC server at 127.0.0.1:{port} (pid " in logs
     assert f"[grpc-init] ready: 127.0.0.1:{port} reports SERVING" in logs
     host_pid = json.loads(podman("inspect", c).stdout)[0]["State"]["Pid"]
     status = dict(line.split(":\t", 1) for line in open(f"/proc/{host_pid}/status").read().splitlines() if ":\t" in line)
@@ -173,8 +175,7 @@ def test_sdnotify_container_reports_ready_once_serving(podman, names, tmp_path):
     manager.settimeout(20)
     port, c = free_port(), names()
     try:
-        podman.run(c, "--sdnotify=container", env={"GRPC_INIT_READY_ADDR": f"127.0.0.1:{port}"},
-                   image_args=server_args(port, "-serving-after", "500ms"), podman_env=dict(os.environ, NOTIFY_SOCKET=str(notify)))
+        podman.run(c, "--sdnotify=container", image_args=server_args(port, "-serving-after", "500ms"), podman_env=dict(os.environ, NOTIFY_SOCKET=str(notify)))
         messages = []
         while "READY=1" not in messages:
             messages += manager.recv(4096).decode().splitlines()
