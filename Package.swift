@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
         .target(
             name: "Transport",
-            dependencies: ["Addressing", "SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
+            dependencies: ["Addressing", "CShim", "SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
                            .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Addressing", "Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),

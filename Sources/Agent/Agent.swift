@@ -14,21 +14,27 @@ import Wire
 /// change to the supervisor, one `HealthReport` line on stdout. It parses every byte a peer
 /// sends, so it runs outside PID 1: a crash here costs a restart of the agent, not the container.
 public enum AgentMain {
-    /// The arguments (after argv[0]), as the supervisor writes them: the Check interval, then
-    /// grpc_health_probe flags (-addr only when the target is given).
+    static let flagSet = FlagSet([
+        .init("interval", .duration, default: .duration(GoDuration(nanoseconds: 250_000_000)), usage: "a Check this often without Watch"),
+        .init("health-addr", .string, usage: "serve the health endpoint here"),
+    ])
+
+    /// The arguments (after argv[0]), as the supervisor writes them: the agent's own flags, then
+    /// `--` and grpc_health_probe flags (-addr only when the target is given). The supervisor
+    /// sends "drain" lines on stdin.
     public static func main(_ arguments: [String]) -> Int32 {
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)
         sigprocmask(SIG_BLOCK, &pipeSignal, nil)
         let reporter = Reporter()
-        guard let first = arguments.first, let interval = try? GoDuration.parse(first), interval.nanoseconds > 0 else {
-            reporter.send(.event("health agent: invalid arguments (a Check interval first)"))
+        guard let own = try? flagSet.parse(arguments), own.duration("interval").nanoseconds > 0 else {
+            reporter.send(.event("health agent: invalid arguments"))
             return 1
         }
         let options: ProbeOptions
         do {
-            guard case .run(let parsed) = try ProbeOptions.parse(Array(arguments.dropFirst()), requireAddress: false) else { return 1 }
+            guard case .run(let parsed) = try ProbeOptions.parse(own.remaining, requireAddress: false) else { return 1 }
             options = parsed
         } catch {
             reporter.send(.event("health agent: invalid arguments: \(error.lines.first ?? "")"))
@@ -36,7 +42,20 @@ public enum AgentMain {
         }
         // SIGTERM (or the supervisor's death, which is SIGKILL) ends the agent; either cuts any wait.
         let signals = try? SignalFD(signals: [SIGTERM, SIGINT, SIGHUP])
-        Agent(options: options, interval: interval, signals: signals, reporter: reporter).run()
+        var endpoint: HealthEndpoint? = nil
+        let healthAddr = own.string("health-addr")
+        if !healthAddr.isEmpty {
+            do {
+                endpoint = try HealthEndpoint(address: healthAddr, metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
+                                              control: STDIN_FILENO, reason: { reporter.lastReason })
+            } catch {
+                let cause: String
+                if case .system(_, _, let step, let code) = error { cause = "\(step): \(goErrnoText(code))" } else { cause = "\(error)" }
+                reporter.send(.event("health endpoint: cannot listen on \(healthAddr): \(cause)"))
+                return 2
+            }
+        }
+        Agent(options: options, interval: own.duration("interval"), signals: signals, reporter: reporter, endpoint: endpoint).run()
         return 0
     }
 }
@@ -44,10 +63,13 @@ public enum AgentMain {
 /// Writes reports to the supervisor; a state (serving or not, and why) only when it changed.
 final class Reporter {
     private var lastState: HealthReport?
+    /// Why the server is not SERVING, as last reported (for the health endpoint's answers).
+    private(set) var lastReason = "starting"
 
     func send(_ report: HealthReport) {
         switch report {
         case .serving, .notServing:
+            if case .notServing(let why) = report { lastReason = why }
             if report == lastState { return }
             lastState = report
         case .event, .info:
@@ -71,6 +93,7 @@ final class Agent {
     let interval: GoDuration
     let signals: SignalFD?
     let reporter: Reporter
+    let endpoint: HealthEndpoint?
     private let supervisor = getppid()
     private let me = getpid()
     /// Listeners that are not gRPC servers (or not ones we can talk to), and why: not tried again.
@@ -84,7 +107,8 @@ final class Agent {
     static let firstRedial: Int64 = 100_000_000
     static let maxRedial: Int64 = 5_000_000_000
 
-    init(options: ProbeOptions, interval: GoDuration, signals: SignalFD?, reporter: Reporter) {
+    init(options: ProbeOptions, interval: GoDuration, signals: SignalFD?, reporter: Reporter, endpoint: HealthEndpoint?) {
+        self.endpoint = endpoint
         self.options = options
         self.interval = interval
         self.signals = signals
@@ -108,15 +132,20 @@ final class Agent {
         }
     }
 
-    /// Waits `nanoseconds`, or less when a signal arrives (then false).
+    /// Waits `nanoseconds`, serving the health endpoint meanwhile, or less when a signal
+    /// arrives (then false).
     private func pause(_ nanoseconds: Int64) -> Bool {
         let deadline = Deadline.after(nanoseconds, cancellation: signals)
         while !deadline.hasPassed {
-            var pfd = pollfd(fd: deadline.cancelFD ?? -1, events: Int16(POLLIN), revents: 0)
-            if poll(&pfd, 1, deadline.pollTimeout) > 0, signals?.next() != nil {
+            var fds = [pollfd(fd: deadline.cancelFD ?? -1, events: Int16(POLLIN), revents: 0)]
+            if let endpoint { fds += endpoint.pollDescriptors() }
+            let until = min(deadline.instant, endpoint?.wakeAt ?? Int64.max)
+            let n = poll(&fds, nfds_t(fds.count), MonotonicClock.pollTimeout(until: until))
+            if n > 0 && fds[0].revents != 0, signals?.next() != nil {
                 cancelled = true
                 return false
             }
+            endpoint?.serve(fds[1...])
         }
         return true
     }
@@ -281,7 +310,10 @@ final class Agent {
         let call = pending!
         switch connection.run(until: { call.status != nil }, by: Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)) {
         case .cancelled: return .cancelled
-        case .timedOut: return .noAnswer("no answer to Health/Check within \(options.rpcTimeout)")
+        case .timedOut:
+            // An HTTP/2 server that took the Check and is slow to answer it is the gRPC server
+            // with a slow health service (what a liveness probe is for), not another protocol.
+            return .answered
         case .done, .closed: break
         }
         guard let status = call.status else { return .noAnswer("connection closed") }
@@ -334,11 +366,15 @@ final class Agent {
     private func watch(_ found: Found) {
         let channel = Channel(target: found.target, security: found.security, userAgent: options.sentUserAgent,
                               connectTimeout: options.connectTimeout.nanoseconds)
-        channel.releasesCodeWhenIdle = true
+        // With the endpoint on, probes come every few seconds: releasing the code between them
+        // would make each fault it back in, so only a long quiet releases it.
+        channel.releasesCodeAfter = endpoint == nil ? IdleWait.settle : 60_000
+        endpoint?.attach(channel)
+        defer { endpoint?.detach() }
         let watch = channel.start(path: Health.watchPath, metadata: metadata, request: request, serverStreaming: true, timeout: nil)
         while true {
             let outcome = channel.run(until: { !watch.messages.isEmpty || watch.status != nil || channel.isDraining },
-                                      by: Deadline(Int64.max, cancellation: signals))
+                                      by: Deadline(Int64.max, cancellation: signals), serving: endpoint)
             if case .cancelled = outcome {
                 cancelled = true
                 return
@@ -370,7 +406,8 @@ final class Agent {
             let started = MonotonicClock.now()
             let check = channel.start(path: Health.checkPath, metadata: metadata, request: request,
                                       timeout: options.rpcTimeout.nanoseconds)
-            if case .cancelled = channel.run(until: { check.status != nil }, by: Deadline(check.deadline, cancellation: signals)) {
+            if case .cancelled = channel.run(until: { check.status != nil }, by: Deadline(check.deadline, cancellation: signals),
+                                             serving: endpoint) {
                 cancelled = true
                 return
             }
@@ -383,7 +420,8 @@ final class Agent {
                 reporter.send(.notServing(status.message))
                 if found.discovered && status.code == .unavailable { return }
             }
-            if case .cancelled = channel.run(until: { false }, by: Deadline(started + interval.nanoseconds, cancellation: signals)) {
+            if case .cancelled = channel.run(until: { false }, by: Deadline(started + interval.nanoseconds, cancellation: signals),
+                                             serving: endpoint) {
                 cancelled = true
                 return
             }

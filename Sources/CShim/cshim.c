@@ -63,10 +63,10 @@ void cshim_discard_own_sigpipe(void) {
     while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
 }
 
-int cshim_report_pipe(int fds[2]) {
+int cshim_pipe_nonblocking_end(int fds[2], int end) {
     if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-    int flags = fcntl(fds[0], F_GETFL);
-    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+    int flags = fcntl(fds[end], F_GETFL);
+    if (flags < 0 || fcntl(fds[end], F_SETFL, flags | O_NONBLOCK) != 0) {
         int saved = errno;
         close(fds[0]);
         close(fds[1]);
@@ -76,16 +76,20 @@ int cshim_report_pipe(int fds[2]) {
     return 0;
 }
 
-pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd) {
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
     if (dup2(output_fd, STDOUT_FILENO) < 0) _exit(127);
-    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null_fd >= 0) {
-        dup2(null_fd, STDIN_FILENO);
+    if (input_fd >= 0) {
+        if (dup2(input_fd, STDIN_FILENO) < 0) _exit(127);
     } else {
-        close(STDIN_FILENO);
+        int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null_fd >= 0) {
+            dup2(null_fd, STDIN_FILENO);
+        } else {
+            close(STDIN_FILENO);
+        }
     }
     setpgid(0, 0);
     // Asked for before exec and checked after: a supervisor that died in between is seen.
@@ -179,4 +183,9 @@ int cshim_ignore_reserved_signals(void) {
         if (syscall(SYS_rt_sigaction, signo, &ignore, NULL, sizeof ignore.mask) != 0) return -1;
     }
     return 0;
+}
+
+#include <sys/socket.h>
+int cshim_accept(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

@@ -5,6 +5,16 @@ import SystemCalls
 import Transport
 import Wire
 
+/// Something else one poll(2) watches beside a channel's connections: a server whose requests
+/// become the channel's calls. `serve` is called with its descriptors' results after each poll,
+/// and with none whenever the channel's calls have moved, so that it can answer what finished.
+public protocol EventSource: AnyObject {
+    func pollDescriptors() -> [pollfd]
+    /// When it needs to run next (a client's deadline), if ever.
+    var wakeAt: Int64? { get }
+    func serve(_ polled: ArraySlice<pollfd>)
+}
+
 /// Calls to one server over a connection that lives: many calls, each with its own deadline,
 /// share it; when the server goes away (GOAWAY) the calls on it finish there and new ones go to
 /// a new connection; a call the server did not process (above a GOAWAY's last stream, refused,
@@ -23,9 +33,10 @@ public final class Channel {
     public private(set) var dials = 0
     /// The most streams one connection had open at once.
     public private(set) var peakStreams = 0
-    /// A wait with no deadline releases the process's code pages once it has settled
-    /// (IdleWait): for a process that holds a channel open and mostly sleeps.
-    public var releasesCodeWhenIdle = false
+    /// A wait with no deadline releases the process's code pages once nothing has happened for
+    /// this many milliseconds (IdleWait): for a process that holds a channel open and mostly
+    /// sleeps. Nil: never.
+    public var releasesCodeAfter: Int32? = nil
 
     /// A call in flight, with what it takes to send it again.
     private struct Pending {
@@ -72,10 +83,12 @@ public final class Channel {
 
     /// Moves every started call forward until `finished` holds, `deadline` passes or its
     /// cancellation arrives. Calls whose own deadline passes end with DEADLINE_EXCEEDED. One
-    /// poll(2) covers every connection with calls on it, and the cancellation.
-    public func run(until finished: () -> Bool, by deadline: Deadline) -> Connection.Outcome {
+    /// poll(2) covers every connection with calls on it, the cancellation, and the descriptors
+    /// of `source` (a server in the same process, whose requests become calls here).
+    public func run(until finished: () -> Bool, by deadline: Deadline, serving source: EventSource? = nil) -> Connection.Outcome {
         while true {
             settle()
+            source?.serve([])
             if finished() { return .done }
             if deadline.hasPassed { return .timedOut }
             if pending.contains(where: { $0.call == nil }) && !ensureConnection(by: deadline) { continue }
@@ -86,20 +99,37 @@ public final class Channel {
             }
             retire()
             settle()
+            source?.serve([])
             if finished() { return .done }
             var fds = live.map { pollfd(fd: $0.stream.fd, events: $0.pollEvents, revents: 0) }
-            if let cancelFD = deadline.cancelFD { fds.append(pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0)) }
-            let earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
+            var cancelIndex: Int? = nil
+            if let cancelFD = deadline.cancelFD {
+                cancelIndex = fds.count
+                fds.append(pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0))
+            }
+            let sourceStart = fds.count
+            if let source { fds += source.pollDescriptors() }
+            var earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
+            if let wake = source?.wakeAt { earliest = min(earliest, wake) }
             let timeout = live.contains { $0.moreToRead } ? 0 : MonotonicClock.pollTimeout(until: earliest)
-            let n = timeout < 0 && releasesCodeWhenIdle ? IdleWait.poll(&fds) : poll(&fds, nfds_t(fds.count), timeout)
+            let n: Int32
+            if timeout < 0, let settle = releasesCodeAfter {
+                n = IdleWait.poll(&fds, settle: settle)
+            } else {
+                n = poll(&fds, nfds_t(fds.count), timeout)
+            }
             if n < 0 && errno != EINTR { return .closed }
-            if deadline.cancelFD != nil && fds[fds.count - 1].revents != 0, let info = deadline.cancellation?.next() {
+            if let cancelIndex, fds[cancelIndex].revents != 0, let info = deadline.cancellation?.next() {
                 return .cancelled(signal: Int32(info.ssi_signo))
             }
             for (index, each) in live.enumerated() where fds[index].revents != 0 || each.moreToRead {
                 _ = each.pump(readable: true)
             }
             retire()
+            if let source {
+                settle()
+                source.serve(fds[sourceStart...])
+            }
         }
     }
 
@@ -189,6 +219,14 @@ public final class Channel {
             }
             index += 1
         }
+    }
+
+    /// Gives up a call (its caller went away): its stream is reset, its status CANCELLED.
+    public func cancel(_ handle: CallHandle) {
+        guard let index = pending.firstIndex(where: { $0.handle === handle }) else { return }
+        let status = GRPCStatus(.canceled, "context canceled")
+        if let call = pending[index].call, let owner = pending[index].owner { owner.client.cancel(call, status) }
+        finish(index, status)
     }
 
     /// Ends a call at its deadline: its stream is cancelled, its status DEADLINE_EXCEEDED.

@@ -19,12 +19,16 @@ public struct ReadinessOptions: Equatable, Sendable {
     public var rpcTimeout = GoDuration.second
     /// Not ready this long after start: stop the child (zero: wait for ever).
     public var startupTimeout = GoDuration(nanoseconds: 0)
+    /// -health-addr: where the agent answers kubelet's native probes (empty: nowhere).
+    public var healthAddr = ""
 
     public init() {}
 
     /// The agent's arguments: the Check interval, then probe flags.
     var agentArguments: [String] {
-        var a = [interval.description, "-user-agent", "grpc-init-health",
+        var a = ["-interval", interval.description]
+        if !healthAddr.isEmpty { a += ["-health-addr", healthAddr] }
+        a += ["--", "-user-agent", "grpc-init-health",
                  "-connect-timeout", connectTimeout.description, "-rpc-timeout", rpcTimeout.description]
         if !addr.isEmpty { a += ["-addr", addr] }
         if !service.isEmpty { a += ["-service", service] }
@@ -56,8 +60,13 @@ final class ReadinessGate {
         let pid: pid_t
         /// The read end of its report pipe; -1 once it reached end of file.
         var output: Int32
+        /// The write end of its control pipe (its stdin), when it serves -health-addr; -1 if not.
+        let control: Int32
         let started: Int64
     }
+    /// SIGTERM arrived with -drain-delay: the endpoint answers "draining" (a restarted agent is
+    /// told again), and SERVING reports no longer make the child ready.
+    private(set) var draining = false
     private var agent: Agent? = nil
     /// When to start the agent (again); nil while one runs, and once the gate stopped.
     private var startAt: Int64?
@@ -129,8 +138,16 @@ final class ReadinessGate {
     private func spawn(mask: sigset_t) {
         startAt = nil
         var pipeFDs: [Int32] = [-1, -1]
-        guard cshim_report_pipe(&pipeFDs) == 0 else {
+        guard cshim_pipe_nonblocking_end(&pipeFDs, 0) == 0 else {
             log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
+            scheduleRestart()
+            return
+        }
+        var controlFDs: [Int32] = [-1, -1]
+        if !options.healthAddr.isEmpty && cshim_pipe_nonblocking_end(&controlFDs, 1) != 0 {
+            log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
+            close(pipeFDs[0])
+            close(pipeFDs[1])
             scheduleRestart()
             return
         }
@@ -138,16 +155,39 @@ final class ReadinessGate {
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1])
+        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0])
         close(pipeFDs[1])
+        if controlFDs[0] >= 0 { close(controlFDs[0]) }
         if pid < 0 {
             log.warning("cannot start the health agent: fork: \(SystemError.describe(errno))")
             close(pipeFDs[0])
+            if controlFDs[1] >= 0 { close(controlFDs[1]) }
             scheduleRestart()
             return
         }
-        agent = Agent(pid: pid, output: pipeFDs[0], started: MonotonicClock.now())
+        agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1], started: MonotonicClock.now())
         log.info("health agent started as pid \(pid)")
+        if draining { tellDrain() }
+    }
+
+    /// SIGTERM with -drain-delay: not ready from now on, and the endpoint says "draining".
+    func drain(for delay: GoDuration) {
+        guard !draining else { return }
+        draining = true
+        let was = serving
+        serving = false
+        removeFile()
+        notify("STATUS=draining")
+        log.event("draining: SIGTERM goes to the child in \(delay)" + (options.healthAddr.isEmpty ? "" : "; the health endpoint answers draining")
+                  + (was ? " (was SERVING)" : ""))
+        tellDrain()
+    }
+
+    private func tellDrain() {
+        guard let control = agent?.control, control >= 0 else { return }
+        // An empty pipe takes these bytes at once; the write end does not block either way.
+        let line = Array("drain\n".utf8)
+        _ = line.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
     }
 
     private func scheduleRestart() {
@@ -197,10 +237,11 @@ final class ReadinessGate {
         case .info(let text):
             log.info(text)
         case .serving(let name):
-            guard !serving else { return }
+            guard !serving, !draining else { return }
             serving = true
             becameServing(name)
         case .notServing(let reason):
+            if draining { return }
             let was = serving
             serving = false
             if reason != lastReason || was {
@@ -264,6 +305,7 @@ final class ReadinessGate {
         // What it wrote before it died is still in the pipe.
         readable()
         if let fd = agent?.output, fd >= 0 { close(fd) }
+        if let fd = agent?.control, fd >= 0 { close(fd) }
         agent = nil
         partial = []
         discarding = false

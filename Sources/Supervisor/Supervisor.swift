@@ -12,6 +12,8 @@ final class Supervisor {
     private var childStatus: Int32? = nil
     /// When a forwarded SIGTERM/SIGINT escalates to SIGKILL (--grace).
     private var graceDeadline: Int64? = nil
+    /// -drain-delay: when the SIGTERM held back goes to the child.
+    private var drainDeadline: Int64? = nil
     /// Processes left in the child's group after it exited: SIGTERM, then SIGKILL, each with a
     /// deadline, and their exits reaped before grpc-init exits.
     private enum Cleanup {
@@ -73,7 +75,7 @@ final class Supervisor {
             }
             var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
             if let report = readiness?.descriptor { fds.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
-            let deadline = [graceDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
+            let deadline = [graceDeadline, drainDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
             let n = wait(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
@@ -84,6 +86,10 @@ final class Supervisor {
             // Once the child has exited, what the agent says about it (a lost connection) is moot.
             if fds.count > 1 && fds[1].revents != 0 && childStatus == nil { readiness?.readable() }
             let now = MonotonicClock.now()
+            if let d = drainDeadline, now >= d {
+                drainDeadline = nil
+                if childStatus == nil { forward(SIGTERM) }
+            }
             if let d = graceDeadline, now >= d, childStatus == nil {
                 graceDeadline = nil
                 // The kill first: a log that cannot be written must not delay it.
@@ -143,8 +149,27 @@ final class Supervisor {
             return
         }
         guard childStatus == nil else { return }
+        if signo == SIGTERM && options.drainDelay.nanoseconds > 0 && drainDeadline == nil && readiness?.draining != true
+            && !drained {
+            // The preStop sleep a scratch image cannot run: out of rotation first, then the signal.
+            drained = true
+            drainDeadline = MonotonicClock.deadline(after: options.drainDelay.nanoseconds)
+            if let readiness {
+                readiness.drain(for: options.drainDelay)
+            } else {
+                log.event("draining: SIGTERM goes to the child in \(options.drainDelay)")
+            }
+            return
+        }
+        if drainDeadline != nil && (signo == SIGTERM || signo == SIGINT) {
+            drainDeadline = nil
+            log.info("\(Signals.name(signo)) during the drain: passing it on now")
+        }
         forward(signo)
     }
+
+    /// The drain happened (or is under way): a later SIGTERM is forwarded at once.
+    private var drained = false
 
     private func forward(_ signo: Int32) {
         let target = options.processGroup ? -child : child

@@ -1,5 +1,6 @@
 import Addressing
 import Flags
+import Glibc
 import SystemCalls
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
@@ -11,6 +12,8 @@ public struct SupervisorOptions: Equatable {
     public var verbose = false
     public var warnReaped = false
     public var grace = GoDuration(nanoseconds: 0)
+    /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init.
+    public var drainDelay = GoDuration(nanoseconds: 0)
     /// The readiness gate; nil with -ready=false.
     public var readiness: ReadinessOptions? = nil
     public var command: [String] = []
@@ -56,6 +59,10 @@ public struct SupervisorOptions: Equatable {
         }), placeholder: "'NAME: VALUE'", usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)"),
         .init("ready-connect-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's connection attempts"),
         .init("ready-rpc-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's health calls"),
+        .init("health-addr", .string, placeholder: "ADDR",
+              usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz and /livez, and grpc.health.v1.Health over h2c, from a fresh Check of the child"),
+        .init("drain-delay", .duration,
+              usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)"),
         .init("version", .bool, usage: "print the version and exit"),
     ])
 
@@ -115,10 +122,29 @@ public struct SupervisorOptions: Equatable {
         r.tls.serverName = parsed.string("ready-tls-server-name")
         r.spiffe = parsed.bool("ready-spiffe")
         r.rpcHeaders = parsed.list("ready-rpc-header")
+        r.healthAddr = parsed.string("health-addr")
+        if !r.healthAddr.isEmpty && !validListenAddress(r.healthAddr) {
+            throw .usage("invalid \(source("health-addr")) \(goQuote(r.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
+        }
         // The probe's rules, in its words, under the gate's names.
         if let problem = r.tls.problem(prefix: "-ready-") { throw .usage(problem) }
         if r.tls.tls && r.spiffe { throw .usage("\(source("ready-tls")) and \(source("ready-spiffe")) are mutually incompatible") }
         return r
+    }
+
+    /// `:8086`, `127.0.0.1:8086`, `[::]:8086`: an IP literal or nothing, and a port. Names are
+    /// refused: what the endpoint listens on must not depend on a resolver.
+    static func validListenAddress(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port != 0 else { return false }
+        var host = String(text[..<colon])
+        if host.isEmpty { return true }
+        var v6 = false
+        if host.hasPrefix("[") && host.hasSuffix("]") {
+            host = String(host.dropFirst().dropLast())
+            v6 = true
+        }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        return inet_pton(v6 ? AF_INET6 : AF_INET, host, &buffer) == 1
     }
 
     /// The environment variable that sets `flag`: GRPC_INIT_ and the name in upper snake case.
@@ -179,7 +205,9 @@ public struct SupervisorOptions: Equatable {
             guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source("parent-death-signal"))") }
             o.parentDeathSignal = signo
         }
-        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") }
+        o.drainDelay = parsed.duration("drain-delay")
+        if o.drainDelay.nanoseconds < 0 { throw .usage("\(source("drain-delay")) must not be negative (specified: \(o.drainDelay))") }
+        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") || $0 == "health-addr" }
         if !parsed.bool("ready") {
             if let flag = gateFlags.first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
                 throw .usage("\(source(flag)) has no effect with \(source("ready"))=false")

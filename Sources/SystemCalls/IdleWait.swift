@@ -8,7 +8,7 @@ import Glibc
 public enum IdleWait {
     public static let settle: Int32 = 1000
 
-    public static func poll(_ fds: inout [pollfd]) -> Int32 {
+    public static func poll(_ fds: inout [pollfd], settle: Int32 = IdleWait.settle) -> Int32 {
         let n = Glibc.poll(&fds, nfds_t(fds.count), settle)
         if n != 0 { return n }
         return cshim_idle_poll(&fds, nfds_t(fds.count), -1)

@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 import SystemCalls
 
@@ -115,6 +116,32 @@ public final class Socket: ByteStream {
         if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) < 0 { throw failure("getsockopt", errno) }
         if soError != 0 { throw failure("connect", soError) }
         return sock
+    }
+
+    /// A non-blocking socket listening on `address` (SO_REUSEADDR, so that a restarted process
+    /// gets its port back at once). On failure, the step that failed and its errno.
+    public static func listen(on address: SocketAddress, backlog: Int32 = 128) throws(ConnectFailure) -> Socket {
+        func failure(_ step: String, _ code: Int32) -> ConnectFailure {
+            .system(network: "tcp", address: address, step: step, errno: code)
+        }
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { throw failure("socket", errno) }
+        let sock = Socket(fd: fd)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if address.withSockaddr({ bind(fd, $0, $1) }) != 0 { throw failure("bind", errno) }
+        if Glibc.listen(fd, backlog) != 0 { throw failure("listen", errno) }
+        return sock
+    }
+
+    /// The next pending connection, non-blocking, or nil when none waits (or accept failed:
+    /// the listener stays usable either way).
+    public func accept() -> Socket? {
+        let client = retryingOnInterrupt { cshim_accept(fd) }
+        guard client >= 0 else { return nil }
+        var one: Int32 = 1
+        setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return Socket(fd: client)
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {

@@ -97,6 +97,20 @@ public struct Frame: Equatable, Sendable {
     }
 }
 
+/// A header block as HEADERS and as many CONTINUATION frames as `maxFrameSize` needs.
+func serializeHeaderBlock(_ block: [UInt8], streamID: UInt32, endStream: Bool, maxFrameSize: Int, into out: inout [UInt8]) {
+    var rest = block[...]
+    var first = true
+    repeat {
+        let chunk = rest.prefix(maxFrameSize)
+        rest = rest.dropFirst(chunk.count)
+        var flags: UInt8 = rest.isEmpty ? FrameFlags.endHeaders : 0
+        if first && endStream { flags |= FrameFlags.endStream }
+        Frame(first ? .headers : .continuation, flags: flags, streamID: streamID, payload: Array(chunk)).serialize(into: &out)
+        first = false
+    } while !rest.isEmpty
+}
+
 @inline(__always)
 func appendUInt32(_ v: UInt32, to out: inout [UInt8]) {
     out.append(contentsOf: [UInt8(truncatingIfNeeded: v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)])

@@ -127,3 +127,20 @@ public func encodeGRPCTimeout(nanoseconds: Int64) -> String {
     }
     return "\(limit)H"
 }
+
+/// grpc-timeout's value (PROTOCOL-HTTP2.md: at most 8 digits and a unit) in nanoseconds; nil
+/// when malformed.
+public func decodeGRPCTimeout(_ text: String) -> Int64? {
+    guard let unit = text.last, text.count >= 2, text.count <= 9, let value = Int64(text.dropLast()), value >= 0 else { return nil }
+    let scale: Int64
+    switch unit {
+    case "n": scale = 1
+    case "u": scale = 1_000
+    case "m": scale = 1_000_000
+    case "S": scale = 1_000_000_000
+    case "M": scale = 60_000_000_000
+    case "H": scale = 3_600_000_000_000
+    default: return nil
+    }
+    return value.multipliedReportingOverflow(by: scale).overflow ? Int64.max : value * scale
+}

@@ -146,16 +146,7 @@ public final class HTTP2Connection {
         nextStreamID += 2
         streams[id] = Stream(state: endStream ? .halfClosedLocal(receiveUnacknowledged: 0)
                                               : .open(sendWindow: peerInitialWindow, receiveUnacknowledged: 0))
-        var block = encoder.encode(headers)[...]
-        var first = true
-        repeat {
-            let chunk = block.prefix(peerMaxFrameSize)
-            block = block.dropFirst(chunk.count)
-            var flags: UInt8 = block.isEmpty ? FrameFlags.endHeaders : 0
-            if first && endStream { flags |= FrameFlags.endStream }
-            Frame(first ? .headers : .continuation, flags: flags, streamID: id, payload: Array(chunk)).serialize(into: &outbound)
-            first = false
-        } while !block.isEmpty
+        serializeHeaderBlock(encoder.encode(headers), streamID: id, endStream: endStream, maxFrameSize: peerMaxFrameSize, into: &outbound)
         return id
     }
 

@@ -18,6 +18,16 @@ public enum Health {
             }
         }
 
+        public var rawValue: Int32 {
+            switch self {
+            case .unknown: return 0
+            case .serving: return 1
+            case .notServing: return 2
+            case .serviceUnknown: return 3
+            case .other(let n): return n
+            }
+        }
+
         /// The enum value's name, as protobuf-go's String() prints it (the number when unknown).
         public var description: String {
             switch self {
@@ -34,6 +44,22 @@ public enum Health {
     public static func request(service: String) -> [UInt8] {
         var w = ProtobufWriter()
         w.string(1, service)
+        return w.bytes
+    }
+
+    /// The service a HealthCheckRequest names.
+    public static func decodeRequest(_ bytes: [UInt8]) throws(ProtobufError) -> String {
+        var reader = ProtobufReader(bytes)
+        var service = ""
+        while let field = try reader.next() {
+            if field.number == 1 && field.wireType == .lengthDelimited { service = String(decoding: field.bytes, as: UTF8.self) }
+        }
+        return service
+    }
+
+    public static func response(_ status: ServingStatus) -> [UInt8] {
+        var w = ProtobufWriter()
+        w.uint(1, UInt64(bitPattern: Int64(status.rawValue)))  // negative values sign-extended, as protobuf has them
         return w.bytes
     }
 

@@ -45,7 +45,8 @@ final class DeadlineTests: XCTestCase {
         XCTAssertTrue(capped.hasPassed)
         XCTAssertEqual(capped.pollTimeout, 0)
         XCTAssertFalse(later.hasPassed)
-        XCTAssertEqual(Deadline(Int64.max).pollTimeout, Int32.max, "no overflow for a far deadline")
+        XCTAssertEqual(Deadline(Int64.max - 1).pollTimeout, Int32.max, "no overflow for a far deadline")
+        XCTAssertEqual(Deadline(Int64.max).pollTimeout, -1, "no deadline: a wait with no timer")
     }
 }
 

@@ -206,3 +206,43 @@ def test_podman_healthcheck_runs_the_probe(podman, names):
         healthy = service == ""
         assert podman("healthcheck", "run", name, check=False).returncode == (0 if healthy else 1)
         assert json.loads(podman("inspect", name).stdout)[0]["State"]["Health"]["Status"] == ("healthy" if healthy else "unhealthy")
+
+
+def test_native_probes_from_the_host_reach_the_health_port(podman, names):
+    """kubelet's httpGet and grpc probes, sent from the host over loopback to the health port,
+    then `podman stop` with a drain: 503 draining at once, the server's SIGTERM a second later."""
+    import http.client
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port, health, c = free_port(), free_port(), names()
+    podman.run(c, env={"GRPC_INIT_HEALTH_ADDR": f"127.0.0.1:{health}", "GRPC_INIT_DRAIN_DELAY": "1s"},
+               image_args=server_args(port, "-services", "down=NOT_SERVING"))
+    podman.await_log(c, "[grpc-init] ready: ")
+
+    def get(path):
+        conn = http.client.HTTPConnection("127.0.0.1", health, timeout=5)
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+
+    assert get("/readyz") == (200, "SERVING\n")
+    assert get("/readyz?service=down") == (503, "NOT_SERVING\n")
+    assert get("/livez") == (200, "SERVING\n")
+    with grpc.insecure_channel(f"127.0.0.1:{health}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        assert stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    stop = subprocess.Popen([*podman.base, "stop", "-t", "10", c], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    try:
+        deadline = start + 5
+        while get("/readyz") != (503, "draining\n"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)  # podman delivering the SIGTERM, which nothing here can await; bounded
+        stop.wait(timeout=20)
+    finally:
+        if stop.poll() is None:
+            stop.kill()
+    assert time.monotonic() - start >= 1.0, "the server got SIGTERM only after the drain"
+    assert podman.exit_code(c) == 143

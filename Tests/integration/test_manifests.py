@@ -1,16 +1,23 @@
 """The shipped Kubernetes examples and Dockerfiles work as written: each manifest passes
-kubernetes-validate, each exec probe answers SERVING against a live server of its kind (with
-its paths and socket mapped to the test's), the supervisor settings in the environment behave
-as their comments say, and the Dockerfiles pass hadolint."""
+kubernetes-validate, each probe answers SERVING against a live server of its kind (with its
+paths, ports and socket mapped to the test's): an exec probe run as kubelet runs it, a native
+httpGet or grpc probe sent to grpc-init's health port (the server under grpc-init with the
+manifest's environment), the supervisor settings in the environment behave as their comments
+say, and the Dockerfiles pass hadolint."""
+import http.client
 import os
+import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import PEERS, ROOT, running, server
+from conftest import GO_SERVER, PEERS, ROOT, LineReader, running, server
 
 K8S = ROOT / "k8s"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
@@ -64,6 +71,51 @@ def live_server(manifest, pki, tmp_path):
             yield port, {}, {"SPIFFE_ENDPOINT_SOCKET": endpoint}
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def native(bindir, spec, pki, probes):
+    """The manifest's native probes against grpc-init's health port, the server of its kind as
+    grpc-init's child, with the manifest's environment (paths and port mapped)."""
+    name_paths = {"/etc/probe-tls/ca.crt": str(pki.ca), "/etc/probe-tls/tls.crt": str(pki.client_ec_sec1[0]),
+                  "/etc/probe-tls/tls.key": str(pki.client_ec_sec1[1])}
+    health = free_port()
+    env = dict(os.environ)
+    for e in spec.get("env", []):
+        value = name_paths.get(e["value"], e["value"])
+        env[e["name"]] = f"127.0.0.1:{health}" if e["name"] == "GRPC_INIT_HEALTH_ADDR" else value
+    assert "GRPC_INIT_HEALTH_ADDR" in {e["name"] for e in spec["env"]}
+    command = [str(GO_SERVER), "-addr", "127.0.0.1:0", "-services", "greeter.Greeter=SERVING"]
+    if "GRPC_INIT_READY_TLS" in env:
+        command += ["-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]), "-tls-client-ca", str(pki.ca)]
+    ports = {p.get("name"): p["containerPort"] for p in spec["ports"]}
+    proc = subprocess.Popen([str(bindir / "grpc-init"), "--", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        LineReader(proc, proc.stderr).until("[grpc-init] ready: ", time.monotonic() + 20)
+        for probe in probes:
+            p = spec[probe]
+            if "httpGet" in p:
+                port = p["httpGet"]["port"]
+                assert ports.get(port, port) == int(env["GRPC_INIT_HEALTH_ADDR"].rsplit(":", 1)[1]) or ports.get(port, port) == 8086
+                conn = http.client.HTTPConnection("127.0.0.1", health, timeout=5)
+                conn.request("GET", p["httpGet"]["path"])
+                r = conn.getresponse()
+                assert (r.status, r.read()) == (200, b"SERVING\n"), (probe, p)
+                conn.close()
+            else:
+                assert p["grpc"]["port"] == 8086, p
+                with grpc.insecure_channel(f"127.0.0.1:{health}") as channel:
+                    answer = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=p["grpc"].get("service", "")), timeout=5)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING, (probe, p)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+
+
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name for m in MANIFESTS])
 def test_manifest_probes_answer_serving(bindir, pki, tmp_path, manifest):
     spec = container(manifest)
@@ -71,10 +123,16 @@ def test_manifest_probes_answer_serving(bindir, pki, tmp_path, manifest):
     declared = {e["name"]: e["value"] for e in spec.get("env", [])}
     probes = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p in spec]
     assert "startupProbe" in probes and "readinessProbe" in probes, probes
+    native_probes = [p for p in probes if "exec" not in spec[p]]
+    if native_probes:
+        native(bindir, spec, pki, native_probes)
+    exec_probes = [p for p in probes if "exec" in spec[p]]
+    if not exec_probes:
+        return
     with live_server(manifest, pki, tmp_path) as (live, paths, env):
         if "SPIFFE_ENDPOINT_SOCKET" in env:
             assert declared["SPIFFE_ENDPOINT_SOCKET"].startswith("unix:///spiffe-workload-api/")
-        for probe in probes:
+        for probe in exec_probes:
             command = spec[probe]["exec"]["command"]
             assert command[0] == "/bin/grpc_health_probe", command
             args = [arg.replace(f"localhost:{port}", f"localhost:{live}") for arg in command[1:]]
@@ -86,8 +144,16 @@ def test_manifest_probes_answer_serving(bindir, pki, tmp_path, manifest):
             assert (out.returncode, out.stderr) == (0, "status: SERVING\n"), (probe, out)
 
 
+def test_the_native_and_the_exec_paths_are_both_shown():
+    kinds = {m.name: {next(iter(set(container(m)[p]) & {"exec", "httpGet", "grpc"})) for p in ("startupProbe", "readinessProbe")
+                      if p in container(m)} for m in MANIFESTS}
+    assert kinds["deployment.yaml"] <= {"httpGet", "grpc"} and kinds["deployment-tls.yaml"] <= {"httpGet", "grpc"}, kinds
+    assert kinds["deployment-spiffe.yaml"] == {"exec"}, kinds
+
+
 def test_manifest_environment_makes_a_sigterm_shutdown_a_success(bindir):
     env = dict(os.environ, **{e["name"]: e["value"] for e in container(K8S / "deployment.yaml")["env"]})
+    env["GRPC_INIT_HEALTH_ADDR"] = f"127.0.0.1:{free_port()}"  # loopback only, here
     clean = subprocess.run([str(bindir / "grpc-init"), "--", "sh", "-c", "kill -TERM $$"], env=env,
                            capture_output=True, text=True, timeout=10)
     assert (clean.returncode, clean.stderr) == (0, ""), clean

@@ -41,14 +41,15 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
                   int new_process_group, int foreground_fd, int *exec_errno);
 
 // fork + execv of `path` (no PATH search) for a helper of ours: child_mask restored, stdout on
-// output_fd, stdin /dev/null, a process group of its own (a terminal's ^C is the supervisor's
+// output_fd, stdin input_fd (or /dev/null when it is -1), a process group of its own (a terminal's ^C is the supervisor's
 // to forward, not the helper's to die of), and SIGKILL when the supervisor dies. An exec
 // failure exits 127. Returns the pid, or -1 with errno set.
-// A close-on-exec pipe whose read end (fds[0]) does not block: the supervisor reads a helper's
-// reports without ever waiting on them; the helper writes as to any pipe.
-int cshim_report_pipe(int fds[2]);
+// A close-on-exec pipe whose end fds[end] does not block: the supervisor reads a helper's
+// reports (end 0) and tells it things (end 1) without ever waiting on it; the helper's end is
+// an ordinary pipe.
+int cshim_pipe_nonblocking_end(int fds[2], int end);
 
-pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd);
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd);
 
 // After a write(2) failed with EPIPE in a process that blocks SIGPIPE (the supervisor, which
 // reads signals from a signalfd): takes back the SIGPIPE that write raised, so that it is not
@@ -61,4 +62,7 @@ int cshim_pipe_cloexec(int fds[2]);
 // One datagram to the unix socket `path` ("@name": an abstract one), as sd_notify(3) sends it.
 // Returns 0, or -1 with errno set.
 int cshim_notify_socket(const char *path, const char *message);
+// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (a GNU extension the Swift importer does not see).
+int cshim_accept(int fd);
+
 #endif

@@ -1,0 +1,550 @@
+import Client
+import Flags
+import Glibc
+import HPACK
+import SystemCalls
+import Transport
+import Wire
+
+/// -health-addr: one port that answers kubelet's native probes for the child, whatever the
+/// child's own transport. HTTP/1.1 `GET /readyz` and `/livez`, and gRPC over h2c
+/// (`grpc.health.v1.Health/Check` and `Watch`), told apart by the first bytes. Each answer comes
+/// from a fresh Check of the child on the agent's kept-open connection (a Watch is relayed), so
+/// a hung child fails as it would under an exec probe. It faces the pod network: connections,
+/// request heads, frames, header lists, queued bytes and resets are bounded, slow and idle
+/// clients are cut off, and the answers hold health status and nothing else.
+final class HealthEndpoint: EventSource {
+    struct Limits {
+        var maxConnections = 128
+        var maxHeadBytes = 8 << 10
+        /// A client must have sent a whole HTTP/1 request head (or the HTTP/2 preface) by then.
+        var headTimeout: Int64 = 5_000_000_000
+        /// An HTTP/2 connection with no stream open is closed after this.
+        var idleTimeout: Int64 = 60_000_000_000
+        var maxOutbound = 256 << 10
+        var maxWatches = 64
+        var defaultTimeout: Int64 = 1_000_000_000
+        var maxTimeout: Int64 = 60_000_000_000
+    }
+
+    let limits: Limits
+    let address: String
+    private let listener: Socket
+    /// The supervisor's end of the conversation: "drain" lines. Nil once it closed.
+    private var control: Int32?
+    private var controlBuffer: [UInt8] = []
+    /// The channel to the child while the agent holds one.
+    private(set) var channel: Channel?
+    /// What to answer while there is no channel: the agent's last reason.
+    var reason: () -> String
+    let metadata: [HeaderField]
+    private(set) var draining = false
+
+    private enum Speaks {
+        case undecided
+        case http1
+        case http2(HTTP2ServerConnection)
+    }
+
+    /// What a request waits for.
+    private enum Kind {
+        case readyz, livez
+        case check(streamID: UInt32)
+        case watch(streamID: UInt32)
+    }
+
+    private struct Pending {
+        let kind: Kind
+        var handle: Channel.CallHandle?
+
+        var stream: UInt32? {
+            switch kind {
+            case .check(let s), .watch(let s): return s
+            default: return nil
+            }
+        }
+
+        var isWatch: Bool {
+            if case .watch = kind { return true }
+            return false
+        }
+    }
+
+    private final class Peer {
+        let socket: Socket
+        let accepted: Int64
+        var speaks = Speaks.undecided
+        var inbound: [UInt8] = []
+        var outbound = ByteBuffer()
+        var lastActivity: Int64
+        var pending: [Pending] = []
+        var closeWhenFlushed = false
+        var closed = false
+
+        init(socket: Socket, now: Int64) {
+            self.socket = socket
+            accepted = now
+            lastActivity = now
+        }
+
+        var hasRequest: Bool { !pending.isEmpty }
+    }
+
+    private var peers: [Peer] = []
+
+    init(address: String, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
+         reason: @escaping () -> String) throws(ConnectFailure) {
+        self.address = address
+        self.metadata = metadata
+        self.control = control
+        self.limits = limits
+        self.reason = reason
+        listener = try Socket.listen(on: try HealthEndpoint.socketAddress(address))
+    }
+
+    /// `:8086`, `127.0.0.1:8086`, `[::]:8086`: an IP literal (or none: every address) and a port.
+    static func socketAddress(_ text: String) throws(ConnectFailure) -> SocketAddress {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+            throw .system(network: "tcp", address: .ipv4([0, 0, 0, 0], port: 0), step: "parse", errno: EINVAL)
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { return .ipv6([UInt8](repeating: 0, count: 16), port: port) }
+        guard let address = SocketAddress.literal(host, port: port) else {
+            throw .system(network: "tcp", address: .ipv4([0, 0, 0, 0], port: port), step: "parse", errno: EINVAL)
+        }
+        return address
+    }
+
+    // MARK: The channel to the child
+
+    func attach(_ channel: Channel) { self.channel = channel }
+
+    /// The agent let its channel go: whatever waited on it is answered with the reason now.
+    func detach() {
+        channel = nil
+        for peer in peers {
+            for index in peer.pending.indices.reversed() where index < peer.pending.count && peer.pending[index].handle != nil {
+                answerWithoutChild(peer, index)
+            }
+        }
+    }
+
+    // MARK: EventSource
+
+    func pollDescriptors() -> [pollfd] {
+        var fds = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
+        if let control { fds.append(pollfd(fd: control, events: Int16(POLLIN), revents: 0)) }
+        for peer in peers {
+            fds.append(pollfd(fd: peer.socket.fd, events: Int16(POLLIN) | (peer.outbound.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+        }
+        return fds
+    }
+
+    var wakeAt: Int64? {
+        peers.map { deadline(of: $0) }.min()
+    }
+
+    private func deadline(of peer: Peer) -> Int64 {
+        switch peer.speaks {
+        case .undecided, .http1: return peer.hasRequest ? Int64.max : peer.accepted + limits.headTimeout
+        case .http2(let connection): return connection.openStreams > 0 ? Int64.max : peer.lastActivity + limits.idleTimeout
+        }
+    }
+
+    func serve(_ polled: ArraySlice<pollfd>) {
+        let now = MonotonicClock.now()
+        var index = polled.startIndex
+        if index < polled.endIndex && polled[index].fd == listener.fd {
+            if polled[index].revents != 0 { acceptAll(now: now) }
+            index += 1
+        }
+        if let control, index < polled.endIndex, polled[index].fd == control {
+            if polled[index].revents != 0 { readControl() }
+            index += 1
+        }
+        var ready: Set<Int32> = []
+        while index < polled.endIndex {
+            if polled[index].revents != 0 { ready.insert(polled[index].fd) }
+            index += 1
+        }
+        for peer in peers where !peer.closed {
+            if ready.contains(peer.socket.fd) { read(peer, now: now) }
+            progress(peer)
+            flush(peer)
+            if !peer.closed && now >= deadline(of: peer) { close(peer) }
+        }
+        peers.removeAll { $0.closed }
+    }
+
+    // MARK: Connections
+
+    private func acceptAll(now: Int64) {
+        for _ in 0..<16 {
+            guard let socket = listener.accept() else { return }
+            if peers.count >= limits.maxConnections {
+                // Full: the oldest connection with nothing asked makes room, so that a flood of
+                // idle connections cannot keep a probe out.
+                guard let idle = peers.filter({ !$0.hasRequest && !$0.closed }).min(by: { $0.lastActivity < $1.lastActivity }) else {
+                    continue  // everyone waits for an answer: this one is refused (closed)
+                }
+                close(idle)
+                peers.removeAll { $0.closed }
+            }
+            peers.append(Peer(socket: socket, now: now))
+        }
+    }
+
+    private func readControl() {
+        guard let fd = control else { return }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 {
+            if n == 0 || (errno != EAGAIN && errno != EINTR) { control = nil }
+            return
+        }
+        controlBuffer.append(contentsOf: buffer[0..<n])
+        while let newline = controlBuffer.firstIndex(of: 0x0A) {
+            let line = String(decoding: controlBuffer[..<newline], as: UTF8.self)
+            controlBuffer.removeFirst(newline + 1)
+            if line == "drain" { startDraining() }
+        }
+        if controlBuffer.count > 1024 { controlBuffer.removeAll() }
+    }
+
+    private func startDraining() {
+        guard !draining else { return }
+        draining = true
+        // Watches hear it at once; the child's own Watches are let go.
+        for peer in peers {
+            guard case .http2(let connection) = peer.speaks else { continue }
+            for index in peer.pending.indices {
+                guard case .watch(let stream) = peer.pending[index].kind else { continue }
+                if let handle = peer.pending[index].handle { channel?.cancel(handle) }
+                peer.pending[index].handle = nil
+                connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
+            }
+        }
+    }
+
+    /// One read buffer for every client: reads take turns.
+    private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
+
+    private func read(_ peer: Peer, now: Int64) {
+        switch readBuffer.withUnsafeMutableBytes({ peer.socket.read(into: $0) }) {
+        case .bytes(let n):
+            peer.lastActivity = now
+            take(peer, Array(readBuffer[0..<n]))
+        case .wouldBlock:
+            break
+        case .endOfStream, .failed:
+            close(peer)
+        }
+    }
+
+    private func take(_ peer: Peer, _ bytes: [UInt8]) {
+        switch peer.speaks {
+        case .undecided:
+            peer.inbound += bytes
+            let preface = HTTP2Connection.preface
+            if peer.inbound.starts(with: preface.prefix(min(peer.inbound.count, preface.count))) {
+                guard peer.inbound.count >= preface.count else { return }
+                let connection = HTTP2ServerConnection()
+                peer.speaks = .http2(connection)
+                let first = peer.inbound
+                peer.inbound = []
+                take(peer, first)
+            } else {
+                peer.speaks = .http1
+                let first = peer.inbound
+                peer.inbound = []
+                take(peer, first)
+            }
+        case .http1:
+            // One request per connection: bytes after its head are not read.
+            guard !peer.hasRequest, !peer.closeWhenFlushed else { return }
+            peer.inbound += bytes
+            switch HTTP1Request.parse(peer.inbound, limit: limits.maxHeadBytes) {
+            case .incomplete:
+                return
+            case .invalid(let status, let why):
+                respond(peer, status: status, body: why, head: false)
+            case .request(let request, _):
+                peer.inbound = []
+                handle(request, on: peer)
+            }
+        case .http2(let connection):
+            for event in connection.receive(bytes) {
+                switch event {
+                case .request(let stream, let fields, let body):
+                    handleGRPC(stream: stream, fields: fields, body: body, on: peer, connection)
+                case .cancelled(let stream):
+                    if let index = peer.pending.firstIndex(where: { $0.stream == stream }) {
+                        if let handle = peer.pending[index].handle { channel?.cancel(handle) }
+                        peer.pending.remove(at: index)
+                    }
+                }
+            }
+            pull(connection, into: peer)
+        }
+    }
+
+    // MARK: HTTP/1.1
+
+    private func handle(_ request: HTTP1Request, on peer: Peer) {
+        let head = request.method == "HEAD"
+        let kind: Kind
+        switch request.path {
+        case "/readyz": kind = .readyz
+        case "/livez": kind = .livez
+        default:
+            respond(peer, status: 404, body: "not found", head: head)
+            return
+        }
+        guard request.method == "GET" || head else {
+            respond(peer, status: 405, body: "method not allowed", head: false, extra: "Allow: GET, HEAD\r\n")
+            return
+        }
+        var timeout = limits.defaultTimeout
+        if let text = request.parameter("timeout") {
+            guard let parsed = try? GoDuration.parse(text), parsed.nanoseconds > 0 else {
+                respond(peer, status: 400, body: "invalid timeout", head: head)
+                return
+            }
+            timeout = min(parsed.nanoseconds, limits.maxTimeout)
+        }
+        let service = request.parameter("service") ?? ""
+        if case .readyz = kind, draining {
+            respond(peer, status: 503, body: "draining", head: head)
+            return
+        }
+        peer.pending = [Pending(kind: kind, handle: nil)]
+        headOnly[ObjectIdentifier(peer)] = head
+        guard let channel else {
+            answerWithoutChild(peer, 0)
+            return
+        }
+        peer.pending[0].handle = channel.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
+                                               timeout: timeout)
+    }
+
+    private var headOnly: [ObjectIdentifier: Bool] = [:]
+
+    private func respond(_ peer: Peer, status: Int, body: String, head: Bool, extra: String = "") {
+        let text = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
+                    503: "Service Unavailable", 505: "HTTP Version Not Supported"][status] ?? "Error"
+        let line = HealthReport.clean(body) + "\n"
+        var response = "HTTP/1.1 \(status) \(text)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(line.utf8.count)\r\n"
+        response += "Cache-Control: no-store\r\nConnection: close\r\n\(extra)\r\n"
+        if !head { response += line }
+        peer.outbound.append(contentsOf: response.utf8)
+        peer.closeWhenFlushed = true
+        peer.pending = []
+        headOnly[ObjectIdentifier(peer)] = nil
+    }
+
+    // MARK: gRPC over h2c
+
+    private func handleGRPC(stream: UInt32, fields: [HeaderField], body: [UInt8], on peer: Peer, _ connection: HTTP2ServerConnection) {
+        func value(_ name: String) -> String? { fields.first { $0.name == name }?.value }
+        guard value(":method") == "POST", value("content-type")?.hasPrefix("application/grpc") == true else {
+            connection.sendHeaders(streamID: stream, [HeaderField(":status", "415")], endStream: true)
+            return
+        }
+        let path = value(":path") ?? ""
+        let watch = path == Health.watchPath
+        guard path == Health.checkPath || watch else {
+            trailersOnly(connection, stream, GRPCStatus(.unimplemented, "unknown method \(path)"))
+            return
+        }
+        // One uncompressed message: a HealthCheckRequest.
+        guard body.count >= 5, body[0] == 0, Int(readLength(body)) == body.count - 5,
+              let service = try? Health.decodeRequest(Array(body[5...])) else {
+            trailersOnly(connection, stream, GRPCStatus(.internalError, "a request that is not one uncompressed HealthCheckRequest"))
+            return
+        }
+        var timeout = limits.defaultTimeout
+        if let text = value("grpc-timeout"), let parsed = decodeGRPCTimeout(text) { timeout = min(parsed, limits.maxTimeout) }
+        connection.sendHeaders(streamID: stream, [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")], endStream: false)
+        if watch {
+            guard peer.pending.filter({ $0.isWatch }).count < limits.maxWatches else {
+                trailers(connection, stream, GRPCStatus(.resourceExhausted, "too many watches"))
+                return
+            }
+            peer.pending.append(Pending(kind: .watch(streamID: stream), handle: nil))
+            if draining {
+                connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
+                return
+            }
+            guard let channel else {
+                trailers(connection, stream, GRPCStatus(.unavailable, reason()))
+                peer.pending.removeLast()
+                return
+            }
+            peer.pending[peer.pending.count - 1].handle = channel.start(path: Health.watchPath, metadata: metadata,
+                                                                          request: Health.request(service: service), serverStreaming: true,
+                                                                          timeout: nil)
+            return
+        }
+        if draining {
+            connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
+            trailers(connection, stream, GRPCStatus(.ok))
+            return
+        }
+        guard let channel else {
+            trailers(connection, stream, GRPCStatus(.unavailable, reason()))
+            return
+        }
+        peer.pending.append(Pending(kind: .check(streamID: stream),
+                                    handle: channel.start(path: Health.checkPath, metadata: metadata,
+                                                          request: Health.request(service: service), timeout: timeout)))
+    }
+
+    private func readLength(_ body: [UInt8]) -> UInt32 {
+        UInt32(body[1]) << 24 | UInt32(body[2]) << 16 | UInt32(body[3]) << 8 | UInt32(body[4])
+    }
+
+    private func grpcMessage(_ message: [UInt8]) -> [UInt8] {
+        let n = UInt32(message.count)
+        return [0, UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + message
+    }
+
+    private func trailers(_ connection: HTTP2ServerConnection, _ stream: UInt32, _ status: GRPCStatus) {
+        var fields = [HeaderField("grpc-status", String(status.rawCode))]
+        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
+        connection.sendHeaders(streamID: stream, fields, endStream: true)
+    }
+
+    private func trailersOnly(_ connection: HTTP2ServerConnection, _ stream: UInt32, _ status: GRPCStatus) {
+        var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
+                      HeaderField("grpc-status", String(status.rawCode))]
+        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
+        connection.sendHeaders(streamID: stream, fields, endStream: true)
+    }
+
+    /// grpc-message's encoding: printable ASCII except '%' as is, the rest %XX.
+    private func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "%") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count < 2 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
+    // MARK: Answers
+
+    /// Answers what finished on the channel.
+    private func progress(_ peer: Peer) {
+        switch peer.speaks {
+        case .undecided:
+            return
+        case .http1:
+            guard let first = peer.pending.first, let handle = first.handle, let status = handle.status else { return }
+            let head = headOnly[ObjectIdentifier(peer)] ?? false
+            let message = handle.nextMessage()
+            switch first.kind {
+            case .readyz:
+                let serving = status.code == .ok ? message.flatMap { try? Health.decodeResponse($0) } : nil
+                if let serving {
+                    respond(peer, status: serving == .serving ? 200 : 503, body: serving.description, head: head)
+                } else {
+                    respond(peer, status: 503, body: status.fromServer ? status.description : status.message, head: head)
+                }
+            case .livez:
+                // Any answer from the child's health service is alive; no answer in time is not.
+                if status.code == .ok || status.fromServer {
+                    let text = status.code == .ok ? (message.flatMap { try? Health.decodeResponse($0) }?.description ?? "OK") : status.description
+                    respond(peer, status: 200, body: text, head: head)
+                } else {
+                    respond(peer, status: 503, body: status.message, head: head)
+                }
+            default:
+                break
+            }
+        case .http2(let connection):
+            var index = 0
+            while index < peer.pending.count {
+                let entry = peer.pending[index]
+                guard let handle = entry.handle else {
+                    index += 1
+                    continue
+                }
+                switch entry.kind {
+                case .check(let stream):
+                    guard let status = handle.status else { break }
+                    if status.code == .ok, let message = handle.nextMessage() {
+                        connection.sendData(streamID: stream, grpcMessage(message), endStream: false)
+                        trailers(connection, stream, GRPCStatus(.ok))
+                    } else if status.fromServer {
+                        trailers(connection, stream, status)
+                    } else {
+                        trailers(connection, stream, GRPCStatus(status.code == .deadlineExceeded ? .deadlineExceeded : .unavailable, status.message))
+                    }
+                    peer.pending.remove(at: index)
+                    continue
+                case .watch(let stream):
+                    while let message = handle.nextMessage() {
+                        connection.sendData(streamID: stream, grpcMessage(message), endStream: false)
+                    }
+                    if let status = handle.status {
+                        trailers(connection, stream, status.fromServer ? status : GRPCStatus(.unavailable, status.message))
+                        peer.pending.remove(at: index)
+                        continue
+                    }
+                default:
+                    break
+                }
+                index += 1
+            }
+            pull(connection, into: peer)
+        }
+    }
+
+    /// What to answer when there is no channel to the child: why, at once.
+    private func answerWithoutChild(_ peer: Peer, _ index: Int) {
+        let why = reason()
+        switch peer.speaks {
+        case .http1:
+            respond(peer, status: 503, body: why, head: headOnly[ObjectIdentifier(peer)] ?? false)
+        case .http2(let connection):
+            if let stream = peer.pending[index].stream { trailers(connection, stream, GRPCStatus(.unavailable, why)) }
+            peer.pending.remove(at: index)
+            pull(connection, into: peer)
+        case .undecided:
+            break
+        }
+    }
+
+    private func pull(_ connection: HTTP2ServerConnection, into peer: Peer) {
+        if !connection.outbound.isEmpty { peer.outbound.append(contentsOf: connection.takeOutbound()) }
+        if connection.closing != nil { peer.closeWhenFlushed = true }
+    }
+
+    private func flush(_ peer: Peer) {
+        guard !peer.closed else { return }
+        if !peer.outbound.isEmpty {
+            switch peer.outbound.withUnsafeBytes({ peer.socket.write($0) }) {
+            case .wrote(let n): peer.outbound.consume(n)
+            case .failed: close(peer)
+            }
+        }
+        if peer.outbound.count > limits.maxOutbound { close(peer) }
+        if peer.outbound.isEmpty && peer.closeWhenFlushed { close(peer) }
+    }
+
+    private func close(_ peer: Peer) {
+        guard !peer.closed else { return }
+        peer.closed = true
+        for entry in peer.pending { if let handle = entry.handle { channel?.cancel(handle) } }
+        peer.pending = []
+        headOnly[ObjectIdentifier(peer)] = nil
+        // The socket closes as the peer goes.
+        shutdown(peer.socket.fd, Int32(SHUT_RDWR))
+    }
+}
+
