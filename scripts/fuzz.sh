@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes what a server's bytes reach (HPACK, HTTP/2 frames and the gRPC call layer, protobuf,
-# gzip) with libFuzzer and AddressSanitizer, outside SwiftPM: the modules are compiled with
+# Fuzzes what a peer's bytes reach (HPACK, HTTP/2 frames and the gRPC call layer, protobuf,
+# gzip, and the health endpoint's HTTP/2 server side and HTTP/1.1 parser) with libFuzzer and AddressSanitizer, outside SwiftPM: the modules are compiled with
 # -sanitize=fuzzer,address around Tests/fuzz/WireFuzz.swift. Not part of scripts/test.sh.
 # Usage: scripts/fuzz.sh [SECONDS]   (default 300; crash inputs are left in .build/fuzz)
 set -euo pipefail

@@ -41,8 +41,10 @@ runs=(
     "$work/grpc_health_probe -version"
     "$work/grpc_health_probe -addr localhost:$tls_port -tls -tls-ca-cert $pki/root.pem"
     "$work/grpc_health_probe -addr localhost:$tls_port -tls -tls-no-verify -v"
-    "$work/grpc-init -- true"
-    "$work/grpc-init -v -- sh -c exit"
+    # The supervisor without its agent: the agent is a process of its own, and its functions
+    # must not be placed among the probe's.
+    "$work/grpc-init -ready=false -- true"
+    "$work/grpc-init -ready=false -v -- sh -c exit"
 )
 i=0
 for run in "${runs[@]}"; do

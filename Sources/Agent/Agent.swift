@@ -120,11 +120,21 @@ final class Agent {
 
     func run() {
         var redial = Agent.firstRedial
+        var next: Found? = nil
         while !cancelled {
-            guard let found = locate() else { return }
+            guard let found = next ?? locate() else { return }
+            next = nil
             let started = MonotonicClock.now()
-            watch(found)
+            let goingAway = watch(found)
             if cancelled { return }
+            if goingAway {
+                // The server asked for a new connection: the same server, at once, with fresh
+                // credentials; no rediscovery and no report in between.
+                if let security = try? makeSecurity(listenerSecurity: found.security) {
+                    next = Found(target: found.target, security: security, name: found.name, discovered: found.discovered)
+                    continue
+                }
+            }
             // A server that stayed up a while gets the first pause again, not the longest.
             if MonotonicClock.now() - started > 10 * Agent.maxRedial { redial = Agent.firstRedial }
             if !pause(redial) { return }
@@ -327,6 +337,12 @@ final class Agent {
     private lazy var svids = SVIDSource(userAgent: options.sentUserAgent, timeout: options.rpcTimeout.nanoseconds, signals: signals)
     private var lastSVID: [UInt8] = []
 
+    /// For a new connection to a server already found: SPIFFE gets the newest SVID; otherwise
+    /// the security it was found with (plaintext, or TLS chosen by discovery) is kept.
+    private func makeSecurity(listenerSecurity: Security) throws(SetupFailure) -> Security {
+        options.spiffe ? try makeSecurity() : listenerSecurity
+    }
+
     /// The security the flags ask for; with -ready-spiffe, from the newest SVID.
     private func makeSecurity() throws(SetupFailure) -> Security {
         guard options.spiffe else {
@@ -363,7 +379,9 @@ final class Agent {
     /// Health/Watch on one kept-open connection, each status reported as it arrives; a server
     /// without Watch gets a Check every interval. Returns when the connection is lost (or the
     /// agent is signalled): the caller redials.
-    private func watch(_ found: Found) {
+    /// Returns true when the server sent GOAWAY (the caller moves to a new connection at once).
+    @discardableResult
+    private func watch(_ found: Found) -> Bool {
         let channel = Channel(target: found.target, security: found.security, userAgent: options.sentUserAgent,
                               connectTimeout: options.connectTimeout.nanoseconds)
         // With the endpoint on, probes come every few seconds: releasing the code between them
@@ -377,26 +395,26 @@ final class Agent {
                                       by: Deadline(Int64.max, cancellation: signals), serving: endpoint)
             if case .cancelled = outcome {
                 cancelled = true
-                return
+                return false
             }
             while let message = watch.nextMessage() { report(message, from: found) }
             if watch.status == nil && channel.isDraining {
                 // GOAWAY: the Watch moves to a new connection (and, with -ready-spiffe, the newest
                 // SVID) now, not when the server finally closes this one.
                 reporter.send(.info("health: \(found.name) sent GOAWAY; watching on a new connection"))
-                return
+                return true
             }
             guard let status = watch.status else {
-                if case .closed = outcome { return }
+                if case .closed = outcome { return false }
                 continue
             }
             if status.code == .unimplemented && status.fromServer {
                 reporter.send(.info("health: \(found.name) has no Health/Watch; a Check every \(interval)"))
                 checkEvery(found, on: channel)
-                return
+                return false
             }
             reporter.send(.notServing(status.fromServer ? "Health/Watch ended: \(status)" : status.message))
-            return
+            return false
         }
     }
 

@@ -1,16 +1,19 @@
 // libFuzzer entry point for scripts/fuzz.sh: a server's bytes into the HPACK decoder, a client
-// with a Check in flight, and the protobuf, health and gzip decoders. Not a SwiftPM target.
+// with a Check in flight, and the protobuf, health and gzip decoders; a client's bytes into the
+// health endpoint's HTTP/2 server connection (answering each request) and HTTP/1.1 request
+// parser. Not a SwiftPM target.
 import HPACK
 import Wire
 
 // Modes by the first byte: 0 HPACK decoder alone; 1 a whole server response to three calls
 // (two Checks and a Watch; a chunk length of 255 cancels one of them instead), in chunks;
-// 2 protobuf/health decoding.
+// 2 protobuf/health decoding; 3 the server side: the HTTP/2 preface then chunks into
+// HTTP2ServerConnection, each request answered; 4 HTTP/1.1 request heads.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 1 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
-    switch data[0] % 3 {
+    switch data[0] % 5 {
     case 0:
         var decoder = HPACKDecoder()
         var i = 0
@@ -51,6 +54,29 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             _ = each.status?.description
         }
         _ = client.outstanding
+    case 3:
+        let server = HTTP2ServerConnection()
+        var i = 0
+        var first = true
+        while i < bytes.count {
+            let n = min(Int(bytes[i]) * 4 + 1, bytes.count - i - 1)
+            if n <= 0 { break }
+            let chunk = Array(bytes[(i + 1)...(i + n)])
+            for event in server.receive(first ? HTTP2Connection.preface + chunk : chunk) {
+                if case .request(let stream, _, let body) = event {
+                    _ = try? Health.decodeRequest(Array(body.dropFirst(5)))
+                    server.sendHeaders(streamID: stream, [HeaderField(":status", "200")], endStream: false)
+                    server.sendData(streamID: stream, [0, 0, 0, 0, 2, 8, 1], endStream: false)
+                    server.sendHeaders(streamID: stream, [HeaderField("grpc-status", "0")], endStream: true)
+                }
+            }
+            first = false
+            _ = server.takeOutbound()
+            i += n + 1
+        }
+    case 4:
+        if case .request(let request, _) = HTTP1Request.parse(bytes, limit: 8192) { _ = request.parameter("service") }
+        _ = decodeGRPCTimeout(String(decoding: bytes.prefix(12), as: UTF8.self))
     default:
         var reader = ProtobufReader(bytes)
         while let f = try? reader.next() { _ = f.bytes.count }
