@@ -18,10 +18,11 @@ cp .build/release/grpc-init "$work/grpc-init"
 "$work/grpc-init" --install "$work"
 cp .build/peers/goserver "$work/server"
 port=$((20000 + RANDOM % 20000))
+health=$((port + 1))
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-say "grpc-init -ready-file ready -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1; no -ready-addr: the gate finds the port)"
-unshare --pid --fork --kill-child --mount-proc "$work/grpc-init" -ready-file "$work/ready" \
+say "grpc-init -ready-file ready -health-addr 127.0.0.1:$health -- server -addr 127.0.0.1:$port -services ready=SERVING,db=NOT_SERVING   (as PID 1; no -ready-addr: the gate finds the port)"
+unshare --pid --fork --kill-child --mount-proc "$work/grpc-init" -ready-file "$work/ready" -health-addr "127.0.0.1:$health" \
     -- "$work/server" -addr "127.0.0.1:$port" -services ready=SERVING,db=NOT_SERVING >/dev/null &
 supervisor=$!
 
@@ -35,6 +36,19 @@ probe -addr "localhost:$port" -service db
 probe -addr "localhost:$port" -service nope
 probe -addr "localhost:$port" -v -gzip -rpc-header "x-request-id: demo"
 probe -addr "127.0.0.1:1"
+
+# kubelet's native probes need no process in the container: the health port answers them.
+get() {
+    say "GET $1   (an httpGet probe to the health port)"
+    exec 3<>"/dev/tcp/127.0.0.1/$health"
+    printf 'GET %s HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n' "$1" >&3
+    tr -d '\r' <&3 | sed -n '1p;$p'
+    exec 3<&-
+}
+get /readyz
+get "/readyz?service=db"
+get /livez
+probe -addr "127.0.0.1:$health"   # a grpc probe to the health port, as kubelet's native one would
 
 say "kill -TERM <grpc-init>   (forwarded to the server; grpc-init exits with its status)"
 kill -TERM "$(cat "/proc/$supervisor/task/$supervisor/children")"
