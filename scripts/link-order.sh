@@ -67,7 +67,16 @@ fi
 # windows around each.
 nm .build/release/grpc-init | awk '$2 ~ /^[dDrRbB]$/ && $3 ~ /^\$s(6Client|4Wire|9Transport|5Probe|5HPACK|11SystemCalls|5Flags|6SPIFFE|10Addressing)/ {print $3}' >> "$work/order"
 nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >> "$work/order"
-awk '!seen[$0]++' "$work/order" > Sources/grpc-init/link-order.txt
+# The C library's start-up (and its ifunc resolvers), which every process runs before main and
+# callgrind does not name, go first.
+{
+    printf '%s\n' _start __libc_start_main_impl __libc_start_call_main _dl_aux_init __tunables_init __init_misc \
+        __libc_setup_tls _dl_relocate_static_pie __libc_init_secure _dl_non_dynamic_init __libc_init_first \
+        __tls_pre_init_tp _dl_early_allocate _dl_init_paths getenv __sbrk sbrk __brk malloc \
+        __pthread_mutex_lock __pthread_mutex_unlock
+    nm .build/release/grpc-init | awk '$3 ~ /_ifunc$/ {print $3}'
+    cat "$work/order"
+} | awk '!seen[$0]++' > Sources/grpc-init/link-order.txt
 echo "$(wc -l < Sources/grpc-init/link-order.txt) symbols in Sources/grpc-init/link-order.txt"
 rm -f .build/release/grpc-init "$(readlink -f .build/release)/grpc-init"  # SwiftPM does not see the list as a link input
 swift build -c release >/dev/null

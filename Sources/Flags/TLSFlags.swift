@@ -13,6 +13,8 @@ public struct TLSFlags: Equatable, Sendable {
     /// The first combination that makes no sense, in the reference tool's words, with the flag
     /// names spelt `prefix` + "tls..." ("-" for the probe, "-ready-" for the gate).
     public func problem(prefix: String) -> String? {
+        // The common case, no TLS flag at all, builds no string.
+        if !tls && !noVerify && caCert.isEmpty && clientCert.isEmpty && clientKey.isEmpty && serverName.isEmpty { return nil }
         let tlsFlag = prefix + "tls"
         if !tls && noVerify { return "specified \(tlsFlag)-no-verify without specifying \(tlsFlag)" }
         if !tls && !caCert.isEmpty { return "specified \(tlsFlag)-ca-cert without specifying \(tlsFlag)" }
