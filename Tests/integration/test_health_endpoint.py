@@ -92,10 +92,12 @@ def test_in_front_of_a_tls_only_child(bindir, pki, kind):
         stop(proc, "pid1")
 
 
-def test_in_front_of_an_mtls_child(bindir, pki):
+@pytest.mark.parametrize("kind", ["go", "python"])
+def test_in_front_of_an_mtls_child(bindir, pki, kind):
     cert, key = pki.server_rsa
     client_cert, client_key = pki.client_rsa_pkcs8
-    command = go_server("-tls-cert", str(cert), "-tls-key", str(key), "-tls-client-ca", str(pki.ca))
+    command = go_server("-tls-cert", str(cert), "-tls-key", str(key), "-tls-client-ca", str(pki.ca)) if kind == "go" else \
+        py_server("--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(pki.ca))
     gate = ["-ready-tls", "-ready-tls-ca-cert", str(pki.ca), "-ready-tls-server-name", "localhost",
             "-ready-tls-client-cert", str(client_cert), "-ready-tls-client-key", str(client_key)]
     proc, _, _, port = gated(bindir, command, *gate)
