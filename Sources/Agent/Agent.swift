@@ -45,9 +45,13 @@ public enum AgentMain {
         var endpoint: HealthEndpoint? = nil
         let healthAddr = own.string("health-addr")
         if !healthAddr.isEmpty {
+            guard let address = ListenAddress.parse(healthAddr) else {
+                reporter.send(.event("health endpoint: invalid address \(healthAddr)"))
+                return 1
+            }
             do {
-                endpoint = try HealthEndpoint(address: healthAddr, metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
-                                              control: STDIN_FILENO, reason: { reporter.lastReason })
+                endpoint = try HealthEndpoint(address: address, metadata: options.metadata, control: STDIN_FILENO,
+                                              reason: { reporter.lastReason })
             } catch {
                 let cause: String
                 if case .system(_, _, let step, let code) = error { cause = "\(step): \(goErrnoText(code))" } else { cause = "\(error)" }
@@ -113,10 +117,12 @@ final class Agent {
         self.interval = interval
         self.signals = signals
         self.reporter = reporter
+        metadata = options.metadata
+        request = Health.request(service: options.service)
     }
 
-    var metadata: [HeaderField] { options.rpcHeaders.map { HeaderField($0.0, $0.1) } }
-    var request: [UInt8] { Health.request(service: options.service) }
+    let metadata: [HeaderField]
+    let request: [UInt8]
 
     func run() {
         var redial = Agent.firstRedial
@@ -346,7 +352,7 @@ final class Agent {
     /// The security the flags ask for; with -ready-spiffe, from the newest SVID.
     private func makeSecurity() throws(SetupFailure) -> Security {
         guard options.spiffe else {
-            do { return try Probe(options: options, signals: signals).makeSecurity(announce: false) } catch {
+            do { return try Probe(options: options, signals: signals).makeSecurity() } catch {
                 throw SetupFailure(reason: error.lines.first ?? "cannot set up TLS")
             }
         }
@@ -377,10 +383,9 @@ final class Agent {
     // MARK: Watching it
 
     /// Health/Watch on one kept-open connection, each status reported as it arrives; a server
-    /// without Watch gets a Check every interval. Returns when the connection is lost (or the
-    /// agent is signalled): the caller redials.
-    /// Returns true when the server sent GOAWAY (the caller moves to a new connection at once).
-    @discardableResult
+    /// without Watch gets a Check every interval. Returns when the connection is lost or the
+    /// agent is signalled (false: the caller redials after a pause), or when the server sent
+    /// GOAWAY (true: the caller moves to a new connection at once).
     private func watch(_ found: Found) -> Bool {
         let channel = Channel(target: found.target, security: found.security, userAgent: options.sentUserAgent,
                               connectTimeout: options.connectTimeout.nanoseconds)

@@ -83,8 +83,6 @@ public enum Discovery {
         public var listeners: [Listener] = []
         /// The process that holds each listener's socket.
         public var owners: [UInt64: pid_t] = [:]
-        /// Processes looked at (the tree without the excluded ones).
-        public var processes = 0
         /// /proc cannot be read: nothing can be found.
         public var procMissing = false
     }
@@ -96,10 +94,8 @@ public enum Discovery {
             result.procMissing = true
             return result
         }
-        let processes = descendants(of: root).filter { $0 != excluded }
-        result.processes = processes.count
         var inodes: [UInt64: pid_t] = [:]
-        for pid in processes {
+        for pid in descendants(of: root) where pid != excluded {
             for entry in Files.entries(of: "/proc/\(pid)/fd") ?? [] {
                 if let link = Files.linkTarget("/proc/\(pid)/fd/\(entry.name)"), let inode = socketInode(link) {
                     inodes[inode] = pid

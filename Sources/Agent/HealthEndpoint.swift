@@ -1,3 +1,4 @@
+import Addressing
 import Client
 import Flags
 import Glibc
@@ -28,7 +29,6 @@ final class HealthEndpoint: EventSource {
     }
 
     let limits: Limits
-    let address: String
     private let listener: Socket
     /// The supervisor's end of the conversation: "drain" lines. Nil once it closed.
     private var control: Int32?
@@ -78,6 +78,8 @@ final class HealthEndpoint: EventSource {
         var outbound = ByteBuffer()
         var lastActivity: Int64
         var pending: [Pending] = []
+        /// The HTTP/1 request was HEAD: its answer has no body.
+        var headOnly = false
         var closeWhenFlushed = false
         var closed = false
 
@@ -92,28 +94,16 @@ final class HealthEndpoint: EventSource {
 
     private var peers: [Peer] = []
 
-    init(address: String, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
+    init(address: ListenAddress, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
          reason: @escaping () -> String) throws(ConnectFailure) {
-        self.address = address
         self.metadata = metadata
         self.control = control
         self.limits = limits
         self.reason = reason
-        listener = try Socket.listen(on: try HealthEndpoint.socketAddress(address))
-    }
-
-    /// `:8086`, `127.0.0.1:8086`, `[::]:8086`: an IP literal (or none: every address) and a port.
-    static func socketAddress(_ text: String) throws(ConnectFailure) -> SocketAddress {
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-            throw .system(network: "tcp", address: .ipv4([0, 0, 0, 0], port: 0), step: "parse", errno: EINVAL)
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        if host.isEmpty { return .ipv6([UInt8](repeating: 0, count: 16), port: port) }
-        guard let address = SocketAddress.literal(host, port: port) else {
-            throw .system(network: "tcp", address: .ipv4([0, 0, 0, 0], port: port), step: "parse", errno: EINVAL)
-        }
-        return address
+        // No host: every address, IPv6 and (dual stack) IPv4. The host was checked as a literal.
+        let socketAddress = address.host.isEmpty ? SocketAddress.ipv6([UInt8](repeating: 0, count: 16), port: address.port)
+            : SocketAddress.literal(address.host, port: address.port)!
+        listener = try Socket.listen(on: socketAddress)
     }
 
     // MARK: The channel to the child
@@ -319,7 +309,7 @@ final class HealthEndpoint: EventSource {
             return
         }
         peer.pending = [Pending(kind: kind, handle: nil)]
-        headOnly[ObjectIdentifier(peer)] = head
+        peer.headOnly = head
         guard let channel else {
             answerWithoutChild(peer, 0)
             return
@@ -327,8 +317,6 @@ final class HealthEndpoint: EventSource {
         peer.pending[0].handle = channel.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
                                                timeout: timeout)
     }
-
-    private var headOnly: [ObjectIdentifier: Bool] = [:]
 
     private func respond(_ peer: Peer, status: Int, body: String, head: Bool, extra: String = "") {
         let text = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
@@ -340,7 +328,6 @@ final class HealthEndpoint: EventSource {
         peer.outbound.append(contentsOf: response.utf8)
         peer.closeWhenFlushed = true
         peer.pending = []
-        headOnly[ObjectIdentifier(peer)] = nil
     }
 
     // MARK: gRPC over h2c
@@ -445,7 +432,7 @@ final class HealthEndpoint: EventSource {
             return
         case .http1:
             guard let first = peer.pending.first, let handle = first.handle, let status = handle.status else { return }
-            let head = headOnly[ObjectIdentifier(peer)] ?? false
+            let head = peer.headOnly
             let message = handle.nextMessage()
             switch first.kind {
             case .readyz:
@@ -510,7 +497,7 @@ final class HealthEndpoint: EventSource {
         let why = reason()
         switch peer.speaks {
         case .http1:
-            respond(peer, status: 503, body: why, head: headOnly[ObjectIdentifier(peer)] ?? false)
+            respond(peer, status: 503, body: why, head: peer.headOnly)
         case .http2(let connection):
             if let stream = peer.pending[index].stream { trailers(connection, stream, GRPCStatus(.unavailable, why)) }
             peer.pending.remove(at: index)
@@ -542,7 +529,6 @@ final class HealthEndpoint: EventSource {
         peer.closed = true
         for entry in peer.pending { if let handle = entry.handle { channel?.cancel(handle) } }
         peer.pending = []
-        headOnly[ObjectIdentifier(peer)] = nil
         // The socket closes as the peer goes.
         shutdown(peer.socket.fd, Int32(SHUT_RDWR))
     }

@@ -99,7 +99,6 @@ public final class Channel {
             }
             retire()
             settle()
-            source?.serve([])
             if finished() { return .done }
             var fds = live.map { pollfd(fd: $0.stream.fd, events: $0.pollEvents, revents: 0) }
             var cancelIndex: Int? = nil
@@ -126,10 +125,8 @@ public final class Channel {
                 _ = each.pump(readable: true)
             }
             retire()
-            if let source {
-                settle()
-                source.serve(fds[sourceStart...])
-            }
+            // What finished is answered at the top of the next turn, after settle().
+            source?.serve(fds[sourceStart...])
         }
     }
 
@@ -222,17 +219,13 @@ public final class Channel {
     }
 
     /// Gives up a call (its caller went away): its stream is reset, its status CANCELLED.
-    public func cancel(_ handle: CallHandle) {
-        guard let index = pending.firstIndex(where: { $0.handle === handle }) else { return }
-        let status = GRPCStatus(.canceled, "context canceled")
-        if let call = pending[index].call, let owner = pending[index].owner { owner.client.cancel(call, status) }
-        finish(index, status)
-    }
+    public func cancel(_ handle: CallHandle) { end(handle, GRPCStatus(.canceled, "context canceled")) }
 
     /// Ends a call at its deadline: its stream is cancelled, its status DEADLINE_EXCEEDED.
-    private func expire(_ handle: CallHandle) {
+    private func expire(_ handle: CallHandle) { end(handle, GRPCStatus(.deadlineExceeded, "context deadline exceeded")) }
+
+    private func end(_ handle: CallHandle, _ status: GRPCStatus) {
         guard let index = pending.firstIndex(where: { $0.handle === handle }) else { return }
-        let status = GRPCStatus(.deadlineExceeded, "context deadline exceeded")
         if let call = pending[index].call, let owner = pending[index].owner { owner.client.cancel(call, status) }
         finish(index, status)
     }

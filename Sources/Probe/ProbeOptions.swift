@@ -1,4 +1,5 @@
 import Flags
+import HPACK
 import Transport
 
 /// The probe's flags: the reference tool's names, defaults and checks.
@@ -11,6 +12,8 @@ public struct ProbeOptions {
     /// (name, value) pairs in the order given.
     public var rpcHeaders: [(String, String)] = []
     /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own.
+    /// -rpc-header as the metadata of a call.
+    public var metadata: [HeaderField] { rpcHeaders.map { HeaderField($0.0, $0.1) } }
     public var sentUserAgent: String { "\(userAgent) grpc-init/\(BuildInfo.version)" }
     public var tls = false
     public var tlsNoVerify = false

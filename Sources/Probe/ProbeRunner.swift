@@ -74,7 +74,7 @@ public struct Probe {
                                   by: Deadline.after(options.connectTimeout.nanoseconds, cancellation: signals)) { client in
                 pending = client.startCall(
                     path: Health.checkPath,
-                    metadata: options.rpcHeaders.map { HeaderField($0.0, $0.1) },
+                    metadata: options.metadata,
                     timeoutNanoseconds: options.rpcTimeout.nanoseconds,
                     compress: options.gzip,
                     request: Health.request(service: options.service))
@@ -111,13 +111,13 @@ public struct Probe {
     }
 
     /// How to secure the connection, as -tls or -spiffe ask: OpenSSL is touched only here, and
-    /// only then. `announce` prints, with -v, the SVID fetched.
-    public func makeSecurity(announce: Bool = true) throws(ProbeFailure) -> Security {
+    /// only then. With -v, it prints the SVID fetched.
+    public func makeSecurity() throws(ProbeFailure) -> Security {
         var security = Security.plaintext
         if options.spiffe {
             #if TLS
             let context = try fetchX509Context()
-            if options.verbose && announce { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
+            if options.verbose { Output.line("SPIFFE Verifiable Identity Document (SVID): \(goQuote(context.svids[0].spiffeID))") }
             var configuration = TLSConfiguration()
             configuration.spiffe = context.credentials
             do { security = .tls(try TLSContext(configuration), onHandshake: reportHandshake) } catch { throw ProbeFailure.spiffe(error.description) }

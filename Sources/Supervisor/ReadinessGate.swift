@@ -66,7 +66,7 @@ final class ReadinessGate {
     }
     /// SIGTERM arrived with -drain-delay: the endpoint answers "draining" (a restarted agent is
     /// told again), and SERVING reports no longer make the child ready.
-    private(set) var draining = false
+    private var draining = false
     private var agent: Agent? = nil
     /// When to start the agent (again); nil while one runs, and once the gate stopped.
     private var startAt: Int64?
@@ -115,20 +115,20 @@ final class ReadinessGate {
 
     /// When the gate wants to run next: to start the agent, or to give up on readiness.
     var deadline: Int64? {
-        var earliest = startAt
-        if options.startupTimeout.nanoseconds > 0 && !everReady && !timeoutReported && !stopped {
-            let limit = started + options.startupTimeout.nanoseconds
-            earliest = min(earliest ?? limit, limit)
-        }
-        return earliest
+        [startAt, readyDeadline].compactMap { $0 }.min()
+    }
+
+    /// When -ready-timeout gives up, while it still may.
+    private var readyDeadline: Int64? {
+        guard options.startupTimeout.nanoseconds > 0, !everReady, !timeoutReported, !stopped else { return nil }
+        return started + options.startupTimeout.nanoseconds
     }
 
     /// Starts the agent when it is due. Returns the reason when -ready-timeout passed without
     /// readiness (once): the supervisor then stops the child.
     func tick(now: Int64, mask: sigset_t) -> String? {
         if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
-        if options.startupTimeout.nanoseconds > 0 && !everReady && !timeoutReported && !stopped
-            && now >= started + options.startupTimeout.nanoseconds {
+        if let limit = readyDeadline, now >= limit {
             timeoutReported = true
             return lastReason
         }

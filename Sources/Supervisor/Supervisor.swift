@@ -14,6 +14,8 @@ final class Supervisor {
     private var graceDeadline: Int64? = nil
     /// -drain-delay: when the SIGTERM held back goes to the child.
     private var drainDeadline: Int64? = nil
+    /// The drain happened (or is under way): a later SIGTERM is forwarded at once.
+    private var drained = false
     /// Processes left in the child's group after it exited: SIGTERM, then SIGKILL, each with a
     /// deadline, and their exits reaped before grpc-init exits.
     private enum Cleanup {
@@ -149,8 +151,7 @@ final class Supervisor {
             return
         }
         guard childStatus == nil else { return }
-        if signo == SIGTERM && options.drainDelay.nanoseconds > 0 && drainDeadline == nil && readiness?.draining != true
-            && !drained {
+        if signo == SIGTERM && options.drainDelay.nanoseconds > 0 && !drained {
             // The preStop sleep a scratch image cannot run: out of rotation first, then the signal.
             drained = true
             drainDeadline = MonotonicClock.deadline(after: options.drainDelay.nanoseconds)
@@ -167,9 +168,6 @@ final class Supervisor {
         }
         forward(signo)
     }
-
-    /// The drain happened (or is under way): a later SIGTERM is forwarded at once.
-    private var drained = false
 
     private func forward(_ signo: Int32) {
         let target = options.processGroup ? -child : child

@@ -1,6 +1,5 @@
 import Addressing
 import Flags
-import Glibc
 import SystemCalls
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
@@ -123,28 +122,13 @@ public struct SupervisorOptions: Equatable {
         r.spiffe = parsed.bool("ready-spiffe")
         r.rpcHeaders = parsed.list("ready-rpc-header")
         r.healthAddr = parsed.string("health-addr")
-        if !r.healthAddr.isEmpty && !validListenAddress(r.healthAddr) {
+        if !r.healthAddr.isEmpty && ListenAddress.parse(r.healthAddr) == nil {
             throw .usage("invalid \(source("health-addr")) \(goQuote(r.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
         }
         // The probe's rules, in its words, under the gate's names.
         if let problem = r.tls.problem(prefix: "-ready-") { throw .usage(problem) }
         if r.tls.tls && r.spiffe { throw .usage("\(source("ready-tls")) and \(source("ready-spiffe")) are mutually incompatible") }
         return r
-    }
-
-    /// `:8086`, `127.0.0.1:8086`, `[::]:8086`: an IP literal or nothing, and a port. Names are
-    /// refused: what the endpoint listens on must not depend on a resolver.
-    static func validListenAddress(_ text: String) -> Bool {
-        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]), port != 0 else { return false }
-        var host = String(text[..<colon])
-        if host.isEmpty { return true }
-        var v6 = false
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-            v6 = true
-        }
-        var buffer = [UInt8](repeating: 0, count: 16)
-        return inet_pton(v6 ? AF_INET6 : AF_INET, host, &buffer) == 1
     }
 
     /// The environment variable that sets `flag`: GRPC_INIT_ and the name in upper snake case.

@@ -294,18 +294,6 @@ public final class HTTP2ServerConnection {
         rstStream(streamID, code)
     }
 
-    /// Ends the connection politely (GOAWAY, NO_ERROR): streams under way are answered first.
-    public func close(_ reason: String) {
-        guard closing == nil else { return }
-        goAway(.noError, debug: "")
-        closing = reason
-    }
-
-    public func isResponding(_ streamID: UInt32) -> Bool {
-        if case .responding? = streams[streamID] { return true }
-        return false
-    }
-
     private func enqueue(_ streamID: UInt32, _ segment: Segment) {
         guard case .responding(let window, var queue)? = streams[streamID] else { return }
         queue.append(segment)

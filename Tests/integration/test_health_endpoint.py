@@ -44,6 +44,15 @@ def check(port, service="", timeout=5):
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout).status
 
 
+def tls_server(kind, pair, client_ca=None):
+    """A TLS-only child of `kind` ("go" or "python") with the certificate `pair`, and with
+    `client_ca`, one that requires client certificates signed by it."""
+    cert, key = pair
+    if kind == "go":
+        return go_server("-tls-cert", str(cert), "-tls-key", str(key), *(["-tls-client-ca", str(client_ca)] if client_ca else []))
+    return py_server("--tls-cert", str(cert), "--tls-key", str(key), *(["--tls-client-ca", str(client_ca)] if client_ca else []))
+
+
 def gated(bindir, command, *gate, mode="subreaper", env=None, stdin=None):
     """grpc-init with the endpoint on a free port, once the child is ready; (proc, lines, log, port)."""
     port = free_port()
@@ -81,10 +90,7 @@ def test_readyz_livez_and_grpc_check_in_front_of_a_plaintext_child(bindir, kind)
 
 @pytest.mark.parametrize("kind", ["go", "python"])
 def test_in_front_of_a_tls_only_child(bindir, pki, kind):
-    cert, key = pki.server_ecdsa
-    command = go_server("-tls-cert", str(cert), "-tls-key", str(key)) if kind == "go" else \
-        py_server("--tls-cert", str(cert), "--tls-key", str(key))
-    proc, _, _, port = gated(bindir, command, mode="pid1")
+    proc, _, _, port = gated(bindir, tls_server(kind, pki.server_ecdsa), mode="pid1")
     try:
         assert get(port, "/readyz") == (200, "SERVING")
         assert check(port) == SERVING
@@ -94,10 +100,8 @@ def test_in_front_of_a_tls_only_child(bindir, pki, kind):
 
 @pytest.mark.parametrize("kind", ["go", "python"])
 def test_in_front_of_an_mtls_child(bindir, pki, kind):
-    cert, key = pki.server_rsa
     client_cert, client_key = pki.client_rsa_pkcs8
-    command = go_server("-tls-cert", str(cert), "-tls-key", str(key), "-tls-client-ca", str(pki.ca)) if kind == "go" else \
-        py_server("--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(pki.ca))
+    command = tls_server(kind, pki.server_rsa, client_ca=pki.ca)
     gate = ["-ready-tls", "-ready-tls-ca-cert", str(pki.ca), "-ready-tls-server-name", "localhost",
             "-ready-tls-client-cert", str(client_cert), "-ready-tls-client-key", str(client_key)]
     proc, _, _, port = gated(bindir, command, *gate)
@@ -117,9 +121,7 @@ def test_in_front_of_a_spiffe_child(bindir, pki, tmp_path, kind):
     proc = None
     try:
         endpoint = LineReader(workload).until("READY ", time.monotonic() + 20).split()[1]
-        server_cert, server_key = pki.spiffe_server
-        command = go_server("-tls-cert", str(server_cert), "-tls-key", str(server_key), "-tls-client-ca", str(pki.spiffe_ca)) \
-            if kind == "go" else py_server("--tls-cert", str(server_cert), "--tls-key", str(server_key), "--tls-client-ca", str(pki.spiffe_ca))
+        command = tls_server(kind, pki.spiffe_server, client_ca=pki.spiffe_ca)
         proc, _, _, port = gated(bindir, command, "-ready-spiffe", env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint))
         assert get(port, "/readyz") == (200, "SERVING")
         assert check(port) == SERVING
@@ -274,12 +276,13 @@ def test_garbage_bytes_are_answered_or_dropped_and_nothing_crashes(bindir):
 
 
 def test_the_agent_killed_mid_request_is_started_again(bindir):
-    proc, _, log, port = gated(bindir, go_server("-delay", "10s"), "-v")
+    proc, lines, log, port = gated(bindir, go_server("-delay", "10s", "-echo-headers"), "-v")
     try:
         agent = agent_of(proc.pid)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", "/livez?timeout=5s")
-        time.sleep(0.1)  # the request reaching the agent, which nothing signals; bounded
+        conn.request("GET", "/livez?service=mid-request&timeout=5s")
+        # The child prints the Check the agent made for this request: it is in flight.
+        lines.until('SERVICE "mid-request"', time.monotonic() + 10)
         os.kill(agent, signal.SIGKILL)
         with pytest.raises((http.client.RemoteDisconnected, ConnectionResetError)):
             conn.getresponse()
