@@ -443,8 +443,9 @@ final class HealthEndpoint: EventSource {
                     respond(peer, status: 503, body: status.fromServer ? status.description : status.message, head: head)
                 }
             case .livez:
-                // Any answer from the child's health service is alive; no answer in time is not.
-                if status.code == .ok || status.fromServer {
+                // Any answer from the child's health service is alive; no answer in time is not,
+                // whether our deadline or the child's own (sent as grpc-timeout) said so first.
+                if status.code == .ok || (status.fromServer && status.code != .deadlineExceeded) {
                     let text = status.code == .ok ? (message.flatMap { try? Health.decodeResponse($0) }?.description ?? "OK") : status.description
                     respond(peer, status: 200, body: text, head: head)
                 } else {
