@@ -74,6 +74,10 @@ let package = Package(
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
+        // The stateful fuzzing's short pass: whole conversations (Tests/fuzz/Conversation.swift,
+        // which scripts/fuzz.sh also builds into its libFuzzer target) and the kept corpus.
+        .testTarget(name: "FuzzTests", dependencies: ["Wire", "HPACK"], path: "Tests/fuzz",
+                    exclude: ["entry", "corpus", "c"]),
         .testTarget(name: "TransportTests", dependencies: ["Addressing", "Transport", "TestSupport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),

@@ -1,20 +1,62 @@
 #!/usr/bin/env bash
-# Fuzzes what a peer's bytes reach (HPACK, HTTP/2 frames and the gRPC call layer, protobuf,
-# gzip, and the health endpoint's HTTP/2 server side and HTTP/1.1 parser) with libFuzzer and AddressSanitizer, outside SwiftPM: the modules are compiled with
-# -sanitize=fuzzer,address around Tests/fuzz/WireFuzz.swift. Not part of scripts/test.sh.
-# Usage: scripts/fuzz.sh [SECONDS]   (default 300; crash inputs are left in .build/fuzz)
+# The long, coverage-guided fuzzing pass (libFuzzer with AddressSanitizer), outside SwiftPM:
+#   conversation  whole HTTP/2 conversations, both roles, an adversary between them, invariants
+#                 checked after every step (Tests/fuzz/Conversation.swift)
+#   wire          a peer's bytes into HPACK, a client with calls in flight, the server role,
+#                 protobuf, gzip and HTTP/1.1 heads (Tests/fuzz/entry/WireFuzz.swift)
+#   pem           PEM bundles into TLSShim's base64 decoder and DER walker (Tests/fuzz/c)
+#   maps          /proc/self/maps text into CShim's code-range parser (Tests/fuzz/c)
+# Seeds come from Tests/fuzz/corpus/TARGET; what libFuzzer finds goes to .build/fuzz/corpus-TARGET,
+# crash inputs to .build/fuzz. The test suite runs the short pass (FuzzTests, test_fuzz.py).
+# Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (default 300 seconds, shared by every target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-300}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(conversation wire pem maps)
 out=.build/fuzz
-mkdir -p "$out/corpus"
-flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo)
-swiftc "${flags[@]}" -module-name HPACK -emit-module -emit-module-path "$out/HPACK.swiftmodule" \
-    -c Sources/HPACK/*.swift -o "$out/hpack.o"
-swiftc "${flags[@]}" -module-name Wire -I "$out" -I Sources/CZlib -emit-module -emit-module-path "$out/Wire.swiftmodule" \
-    -c Sources/Wire/*.swift -o "$out/wire.o"
-swiftc "${flags[@]}" -I "$out" -I Sources/CZlib Tests/fuzz/WireFuzz.swift "$out/hpack.o" "$out/wire.o" -lz -o "$out/wire-fuzz" \
-    2>&1 | grep -v "Cannot export" || true
-[ -n "$(ls -A "$out/corpus")" ] || printf '\001\000' > "$out/corpus/seed"
-cd "$out"
-exec ./wire-fuzz -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 corpus
+mkdir -p "$out"
+root=$PWD
+
+build_swift() {
+    [ -x "$out/wire.o" ] && [ -z "$(find Sources/HPACK Sources/Wire -newer "$out/wire.o" -name '*.swift')" ] && return
+    local flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo)
+    swiftc "${flags[@]}" -module-name HPACK -emit-module -emit-module-path "$out/HPACK.swiftmodule" \
+        -c Sources/HPACK/*.swift -o "$out/hpack.o"
+    swiftc "${flags[@]}" -module-name Wire -I "$out" -I Sources/CZlib -emit-module -emit-module-path "$out/Wire.swiftmodule" \
+        -c Sources/Wire/*.swift -o "$out/wire.o"
+}
+
+build() {
+    local flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo -I "$out" -I Sources/CZlib)
+    case "$1" in
+    conversation)
+        build_swift
+        swiftc "${flags[@]}" Tests/fuzz/Conversation.swift Tests/fuzz/entry/ConversationFuzz.swift "$out/hpack.o" "$out/wire.o" -lz \
+            -o "$out/conversation-fuzz" 2>&1 | grep -v "Cannot export" || true ;;
+    wire)
+        build_swift
+        swiftc "${flags[@]}" Tests/fuzz/entry/WireFuzz.swift "$out/hpack.o" "$out/wire.o" -lz -o "$out/wire-fuzz" \
+            2>&1 | grep -v "Cannot export" || true ;;
+    pem)
+        clang -g -O1 -fsanitize=fuzzer,address -fuse-ld=lld -I Sources/TLSShim/include Tests/fuzz/c/pem_bundle_fuzz.c \
+            Sources/TLSShim/shim.c Sources/TLSShim/provider.c -lssl -lcrypto -o "$out/pem-fuzz" ;;
+    maps)
+        clang -g -O1 -fsanitize=fuzzer,address -fuse-ld=lld -I Sources/CShim/include Tests/fuzz/c/proc_maps_fuzz.c \
+            Sources/CShim/cshim.c -o "$out/maps-fuzz" ;;
+    *) echo "unknown target $1" >&2; exit 2 ;;
+    esac
+}
+
+each=$(( seconds / ${#targets[@]} ))
+[ "$each" -gt 0 ] || each=1
+for target in "${targets[@]}"; do
+    build "$target"
+    mkdir -p "$out/corpus-$target"
+    seeds=Tests/fuzz/corpus/$target
+    [ -d "$seeds" ] || seeds=
+    echo "== $target: $each s"
+    (cd "$out" && "./$target-fuzz" -max_total_time="$each" -max_len=4096 -print_final_stats=1 -artifact_prefix="$root/$out/$target-" \
+        "corpus-$target" ${seeds:+"$root/$seeds"})
+done

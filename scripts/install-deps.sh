@@ -31,11 +31,13 @@ if [ -n "$(grep -v '^#' Tests/requirements.txt | sort | comm -23 - .venv/install
     .venv/bin/pip install -q -r Tests/requirements.txt
 fi
 
-# The launcher that measures a probe's peak RSS in the tests.
-if [ ! -x .build/peers/measure ] || [ Tests/peers/measure/measure.c -nt .build/peers/measure ]; then
-    mkdir -p .build/peers
-    cc -O2 -o .build/peers/measure Tests/peers/measure/measure.c
-fi
+# The launcher that measures a probe's peak RSS, and the signal storm of the supervisor's tests.
+for peer in measure storm; do
+    if [ ! -x .build/peers/$peer ] || [ Tests/peers/$peer/$peer.c -nt .build/peers/$peer ]; then
+        mkdir -p .build/peers
+        cc -O2 -Wall -o .build/peers/$peer Tests/peers/$peer/$peer.c
+    fi
+done
 
 # The grpc-go peers, built from Debian's grpc-go in GOPATH mode: static, no module download.
 for peer in goserver goprobe; do

@@ -23,6 +23,8 @@ final class HealthEndpoint: EventSource {
         /// An HTTP/2 connection with no stream open is closed after this.
         var idleTimeout: Int64 = 60_000_000_000
         var maxOutbound = 256 << 10
+        /// An HTTP/2 request's body: a HealthCheckRequest is a few bytes.
+        var maxRequestBody = 16 << 10
         var maxWatches = 64
         var defaultTimeout: Int64 = 1_000_000_000
         var maxTimeout: Int64 = 60_000_000_000
@@ -43,31 +45,27 @@ final class HealthEndpoint: EventSource {
     private enum Speaks {
         case undecided
         case http1
-        case http2(HTTP2ServerConnection)
+        case http2(HTTP2Connection)
     }
 
     /// What a request waits for.
     private enum Kind {
-        case readyz, livez
-        case check(streamID: UInt32)
-        case watch(streamID: UInt32)
+        case readyz, livez, check, watch
     }
 
     private struct Pending {
         let kind: Kind
+        /// The HTTP/2 stream it came on; nil over HTTP/1.1.
+        let stream: UInt32?
+        /// HEAD: the answer has no body.
+        var headOnly = false
         var handle: Channel.CallHandle?
+    }
 
-        var stream: UInt32? {
-            switch kind {
-            case .check(let s), .watch(let s): return s
-            default: return nil
-            }
-        }
-
-        var isWatch: Bool {
-            if case .watch = kind { return true }
-            return false
-        }
+    /// An HTTP/2 request still arriving: its head and the body so far.
+    private struct Arriving {
+        let fields: [HeaderField]
+        var body: [UInt8] = []
     }
 
     private final class Peer {
@@ -78,8 +76,7 @@ final class HealthEndpoint: EventSource {
         var outbound = ByteBuffer()
         var lastActivity: Int64
         var pending: [Pending] = []
-        /// The HTTP/1 request was HEAD: its answer has no body.
-        var headOnly = false
+        var arriving: [UInt32: Arriving] = [:]
         var closeWhenFlushed = false
         var closed = false
 
@@ -94,16 +91,17 @@ final class HealthEndpoint: EventSource {
 
     private var peers: [Peer] = []
 
-    init(address: ListenAddress, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
-         reason: @escaping () -> String) throws(ConnectFailure) {
+    /// Lines for the supervisor's log with -v.
+    private let info: (String) -> Void
+
+    init(listener: Socket, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
+         reason: @escaping () -> String, info: @escaping (String) -> Void) {
         self.metadata = metadata
         self.control = control
         self.limits = limits
         self.reason = reason
-        // No host: every address, IPv6 and (dual stack) IPv4. The host was checked as a literal.
-        let socketAddress = address.host.isEmpty ? SocketAddress.ipv6([UInt8](repeating: 0, count: 16), port: address.port)
-            : SocketAddress.literal(address.host, port: address.port)!
-        listener = try Socket.listen(on: socketAddress)
+        self.info = info
+        self.listener = listener
     }
 
     // MARK: The channel to the child
@@ -138,7 +136,7 @@ final class HealthEndpoint: EventSource {
     private func deadline(of peer: Peer) -> Int64 {
         switch peer.speaks {
         case .undecided, .http1: return peer.hasRequest ? Int64.max : peer.accepted + limits.headTimeout
-        case .http2(let connection): return connection.openStreams > 0 ? Int64.max : peer.lastActivity + limits.idleTimeout
+        case .http2(let connection): return connection.activeStreams > 0 ? Int64.max : peer.lastActivity + limits.idleTimeout
         }
     }
 
@@ -209,7 +207,7 @@ final class HealthEndpoint: EventSource {
         for peer in peers {
             guard case .http2(let connection) = peer.speaks else { continue }
             for index in peer.pending.indices {
-                guard case .watch(let stream) = peer.pending[index].kind else { continue }
+                guard case .watch = peer.pending[index].kind, let stream = peer.pending[index].stream else { continue }
                 if let handle = peer.pending[index].handle { channel?.cancel(handle) }
                 peer.pending[index].handle = nil
                 connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
@@ -236,20 +234,23 @@ final class HealthEndpoint: EventSource {
         switch peer.speaks {
         case .undecided:
             peer.inbound += bytes
+            // A TLS record (a ClientHello) on this plaintext port: nothing here can read it, so
+            // the connection ends now, not at the head timeout.
+            if peer.inbound.first == 0x16 {
+                info("health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed")
+                close(peer)
+                return
+            }
             let preface = HTTP2Connection.preface
             if peer.inbound.starts(with: preface.prefix(min(peer.inbound.count, preface.count))) {
                 guard peer.inbound.count >= preface.count else { return }
-                let connection = HTTP2ServerConnection()
-                peer.speaks = .http2(connection)
-                let first = peer.inbound
-                peer.inbound = []
-                take(peer, first)
+                peer.speaks = .http2(HTTP2Connection(role: .server, limits: .server))
             } else {
                 peer.speaks = .http1
-                let first = peer.inbound
-                peer.inbound = []
-                take(peer, first)
             }
+            let first = peer.inbound
+            peer.inbound = []
+            take(peer, first)
         case .http1:
             // One request per connection: bytes after its head are not read.
             guard !peer.hasRequest, !peer.closeWhenFlushed else { return }
@@ -261,84 +262,145 @@ final class HealthEndpoint: EventSource {
                 respond(peer, status: status, body: why, head: false)
             case .request(let request, _):
                 peer.inbound = []
-                handle(request, on: peer)
-            }
-        case .http2(let connection):
-            for event in connection.receive(bytes) {
-                switch event {
-                case .request(let stream, let fields, let body):
-                    handleGRPC(stream: stream, fields: fields, body: body, on: peer, connection)
-                case .cancelled(let stream):
-                    if let index = peer.pending.firstIndex(where: { $0.stream == stream }) {
-                        if let handle = peer.pending[index].handle { channel?.cancel(handle) }
-                        peer.pending.remove(at: index)
-                    }
+                let head = request.method == "HEAD"
+                switch healthRequest(method: request.method, path: request.path, parameter: request.parameter, stream: nil) {
+                case .now(let status, let body, let extra): respond(peer, status: status, body: body, head: head, extra: extra)
+                case .check(let pending):
+                    peer.pending = [pending]
+                    if pending.handle == nil { answerWithoutChild(peer, 0) }
                 }
             }
+        case .http2(let connection):
+            // A connection error has queued GOAWAY: the connection closes once that is written.
+            let events = (try? connection.receive(bytes)) ?? []
+            for event in events { take(event, on: peer, connection) }
             pull(connection, into: peer)
         }
     }
 
-    // MARK: HTTP/1.1
-
-    private func handle(_ request: HTTP1Request, on peer: Peer) {
-        let head = request.method == "HEAD"
-        let kind: Kind
-        switch request.path {
-        case "/readyz": kind = .readyz
-        case "/livez": kind = .livez
-        default:
-            respond(peer, status: 404, body: "not found", head: head)
-            return
-        }
-        guard request.method == "GET" || head else {
-            respond(peer, status: 405, body: "method not allowed", head: false, extra: "Allow: GET, HEAD\r\n")
-            return
-        }
-        var timeout = limits.defaultTimeout
-        if let text = request.parameter("timeout") {
-            guard let parsed = try? GoDuration.parse(text), parsed.nanoseconds > 0 else {
-                respond(peer, status: 400, body: "invalid timeout", head: head)
-                return
+    private func take(_ event: HTTP2Connection.Event, on peer: Peer, _ connection: HTTP2Connection) {
+        switch event {
+        case .headers(let stream, let fields, let end):
+            // A second header block is the request's trailers, which end it.
+            let request = peer.arriving.removeValue(forKey: stream) ?? Arriving(fields: fields)
+            if end { answer(request, stream: stream, on: peer, connection) } else { peer.arriving[stream] = request }
+        case .data(let stream, let bytes, let end):
+            guard var request = peer.arriving.removeValue(forKey: stream) else { return }
+            request.body += bytes
+            if request.body.count > limits.maxRequestBody {
+                connection.reset(streamID: stream, code: .enhanceYourCalm)
+            } else if end {
+                answer(request, stream: stream, on: peer, connection)
+            } else {
+                peer.arriving[stream] = request
             }
-            timeout = min(parsed.nanoseconds, limits.maxTimeout)
+        case .reset(let stream, _), .streamError(let stream, _, _):
+            peer.arriving[stream] = nil
+            if let index = peer.pending.firstIndex(where: { $0.stream == stream }) {
+                if let handle = peer.pending[index].handle { channel?.cancel(handle) }
+                peer.pending.remove(at: index)
+            }
+        case .goAway:
+            peer.closeWhenFlushed = true
+        case .ready:
+            break
         }
-        let service = request.parameter("service") ?? ""
-        if case .readyz = kind, draining {
-            respond(peer, status: 503, body: "draining", head: head)
-            return
-        }
-        peer.pending = [Pending(kind: kind, handle: nil)]
-        peer.headOnly = head
-        guard let channel else {
-            answerWithoutChild(peer, 0)
-            return
-        }
-        peer.pending[0].handle = channel.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
-                                               timeout: timeout)
     }
 
+    // MARK: Requests
+
+    /// What a request for /readyz or /livez gets, over either transport: an answer now, or a
+    /// Check of the child to wait for (without a handle when there is no channel).
+    private enum HealthRequest {
+        case now(status: Int, body: String, extra: String)
+        case check(Pending)
+    }
+
+    private func healthRequest(method: String, path: String, parameter: (String) -> String?, stream: UInt32?) -> HealthRequest {
+        let head = method == "HEAD"
+        let kind: Kind
+        switch path {
+        case "/readyz": kind = .readyz
+        case "/livez": kind = .livez
+        default: return .now(status: 404, body: "not found", extra: "")
+        }
+        guard method == "GET" || head else { return .now(status: 405, body: "method not allowed", extra: "Allow: GET, HEAD\r\n") }
+        var timeout = limits.defaultTimeout
+        if let text = parameter("timeout") {
+            guard let parsed = try? GoDuration.parse(text), parsed.nanoseconds > 0 else { return .now(status: 400, body: "invalid timeout", extra: "") }
+            timeout = min(parsed.nanoseconds, limits.maxTimeout)
+        }
+        if case .readyz = kind, draining { return .now(status: 503, body: "draining", extra: "") }
+        let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: parameter("service") ?? ""),
+                                    timeout: timeout)
+        return .check(Pending(kind: kind, stream: stream, headOnly: head, handle: handle))
+    }
+
+    /// A complete HTTP/2 request: /readyz and /livez as over HTTP/1.1, gRPC Health, and a small
+    /// answer with a body for anything else (so that a client can test flow control on it).
+    private func answer(_ request: Arriving, stream: UInt32, on peer: Peer, _ connection: HTTP2Connection) {
+        func value(_ name: String) -> String? { request.fields.first { $0.name == name }?.value }
+        let method = value(":method") ?? ""
+        guard case .success(let (path, query)) = HTTP1Request.target(Array((value(":path") ?? "").utf8)) else {
+            return respond(connection, stream, status: 400, body: "malformed path or query", head: false)
+        }
+        if method == "POST", value("content-type")?.hasPrefix("application/grpc") == true {
+            return handleGRPC(stream: stream, path: path, fields: request.fields, body: request.body, on: peer, connection)
+        }
+        if path == Health.checkPath || path == Health.watchPath {
+            return respond(connection, stream, status: 415, body: "a gRPC method: POST with content-type application/grpc", head: method == "HEAD")
+        }
+        switch healthRequest(method: method, path: path, parameter: { name in query.first { $0.0 == name }?.1 }, stream: stream) {
+        case .now(let status, let body, _):
+            respond(connection, stream, status: status, body: body, head: method == "HEAD")
+        case .check(let pending):
+            peer.pending.append(pending)
+            if pending.handle == nil { answerWithoutChild(peer, peer.pending.count - 1) }
+        }
+    }
+
+    // MARK: Answers over HTTP/1.1 and HTTP/2
+
+    private static let reasonPhrases = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 415: "Unsupported Media Type",
+                                        431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported"]
+
     private func respond(_ peer: Peer, status: Int, body: String, head: Bool, extra: String = "") {
-        let text = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large",
-                    503: "Service Unavailable", 505: "HTTP Version Not Supported"][status] ?? "Error"
         let line = HealthReport.clean(body) + "\n"
-        var response = "HTTP/1.1 \(status) \(text)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(line.utf8.count)\r\n"
-        response += "Cache-Control: no-store\r\nConnection: close\r\n\(extra)\r\n"
+        var response = "HTTP/1.1 \(status) \(HealthEndpoint.reasonPhrases[status] ?? "Error")\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        response += "Content-Length: \(line.utf8.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\(extra)\r\n"
         if !head { response += line }
         peer.outbound.append(contentsOf: response.utf8)
         peer.closeWhenFlushed = true
         peer.pending = []
     }
 
+    private func respond(_ connection: HTTP2Connection, _ stream: UInt32, status: Int, body: String, head: Bool) {
+        let line = Array((HealthReport.clean(body) + "\n").utf8)
+        connection.sendHeaders(streamID: stream, [HeaderField(":status", String(status)), HeaderField("content-type", "text/plain; charset=utf-8"),
+                                                  HeaderField("content-length", String(line.count)), HeaderField("cache-control", "no-store")],
+                               endStream: head)
+        if !head { connection.sendData(streamID: stream, line, endStream: true) }
+    }
+
+    /// The status and text for a finished Check of /readyz or /livez.
+    private func healthAnswer(_ kind: Kind, _ status: GRPCStatus, _ message: [UInt8]?) -> (Int, String) {
+        if case .readyz = kind {
+            if status.code == .ok, let serving = message.flatMap({ try? Health.decodeResponse($0) }) {
+                return (serving == .serving ? 200 : 503, serving.description)
+            }
+            return (503, status.fromServer ? status.description : status.message)
+        }
+        // Any answer from the child's health service is alive; no answer in time is not,
+        // whether our deadline or the child's own (sent as grpc-timeout) said so first.
+        if status.code == .ok || (status.fromServer && status.code != .deadlineExceeded) {
+            return (200, status.code == .ok ? (message.flatMap { try? Health.decodeResponse($0) }?.description ?? "OK") : status.description)
+        }
+        return (503, status.message)
+    }
+
     // MARK: gRPC over h2c
 
-    private func handleGRPC(stream: UInt32, fields: [HeaderField], body: [UInt8], on peer: Peer, _ connection: HTTP2ServerConnection) {
-        func value(_ name: String) -> String? { fields.first { $0.name == name }?.value }
-        guard value(":method") == "POST", value("content-type")?.hasPrefix("application/grpc") == true else {
-            connection.sendHeaders(streamID: stream, [HeaderField(":status", "415")], endStream: true)
-            return
-        }
-        let path = value(":path") ?? ""
+    private func handleGRPC(stream: UInt32, path: String, fields: [HeaderField], body: [UInt8], on peer: Peer, _ connection: HTTP2Connection) {
         let watch = path == Health.watchPath
         guard path == Health.checkPath || watch else {
             trailersOnly(connection, stream, GRPCStatus(.unimplemented, "unknown method \(path)"))
@@ -351,26 +413,27 @@ final class HealthEndpoint: EventSource {
             return
         }
         var timeout = limits.defaultTimeout
-        if let text = value("grpc-timeout"), let parsed = decodeGRPCTimeout(text) { timeout = min(parsed, limits.maxTimeout) }
+        if let text = fields.first(where: { $0.name == "grpc-timeout" })?.value, let parsed = decodeGRPCTimeout(text) {
+            timeout = min(parsed, limits.maxTimeout)
+        }
         connection.sendHeaders(streamID: stream, [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc")], endStream: false)
         if watch {
-            guard peer.pending.filter({ $0.isWatch }).count < limits.maxWatches else {
+            guard peer.pending.filter({ if case .watch = $0.kind { return true } else { return false } }).count < limits.maxWatches else {
                 trailers(connection, stream, GRPCStatus(.resourceExhausted, "too many watches"))
                 return
             }
-            peer.pending.append(Pending(kind: .watch(streamID: stream), handle: nil))
             if draining {
+                peer.pending.append(Pending(kind: .watch, stream: stream))
                 connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
                 return
             }
             guard let channel else {
                 trailers(connection, stream, GRPCStatus(.unavailable, reason()))
-                peer.pending.removeLast()
                 return
             }
-            peer.pending[peer.pending.count - 1].handle = channel.start(path: Health.watchPath, metadata: metadata,
-                                                                          request: Health.request(service: service), serverStreaming: true,
-                                                                          timeout: nil)
+            peer.pending.append(Pending(kind: .watch, stream: stream,
+                                        handle: channel.start(path: Health.watchPath, metadata: metadata, request: Health.request(service: service),
+                                                              serverStreaming: true, timeout: nil)))
             return
         }
         if draining {
@@ -382,7 +445,7 @@ final class HealthEndpoint: EventSource {
             trailers(connection, stream, GRPCStatus(.unavailable, reason()))
             return
         }
-        peer.pending.append(Pending(kind: .check(streamID: stream),
+        peer.pending.append(Pending(kind: .check, stream: stream,
                                     handle: channel.start(path: Health.checkPath, metadata: metadata,
                                                           request: Health.request(service: service), timeout: timeout)))
     }
@@ -396,13 +459,13 @@ final class HealthEndpoint: EventSource {
         return [0, UInt8(n >> 24), UInt8(n >> 16 & 0xFF), UInt8(n >> 8 & 0xFF), UInt8(n & 0xFF)] + message
     }
 
-    private func trailers(_ connection: HTTP2ServerConnection, _ stream: UInt32, _ status: GRPCStatus) {
+    private func trailers(_ connection: HTTP2Connection, _ stream: UInt32, _ status: GRPCStatus) {
         var fields = [HeaderField("grpc-status", String(status.rawCode))]
         if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
         connection.sendHeaders(streamID: stream, fields, endStream: true)
     }
 
-    private func trailersOnly(_ connection: HTTP2ServerConnection, _ stream: UInt32, _ status: GRPCStatus) {
+    private func trailersOnly(_ connection: HTTP2Connection, _ stream: UInt32, _ status: GRPCStatus) {
         var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
                       HeaderField("grpc-status", String(status.rawCode))]
         if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
@@ -423,8 +486,6 @@ final class HealthEndpoint: EventSource {
         return out
     }
 
-    // MARK: Answers
-
     /// Answers what finished on the channel.
     private func progress(_ peer: Peer) {
         switch peer.speaks {
@@ -432,38 +493,24 @@ final class HealthEndpoint: EventSource {
             return
         case .http1:
             guard let first = peer.pending.first, let handle = first.handle, let status = handle.status else { return }
-            let head = peer.headOnly
-            let message = handle.nextMessage()
-            switch first.kind {
-            case .readyz:
-                let serving = status.code == .ok ? message.flatMap { try? Health.decodeResponse($0) } : nil
-                if let serving {
-                    respond(peer, status: serving == .serving ? 200 : 503, body: serving.description, head: head)
-                } else {
-                    respond(peer, status: 503, body: status.fromServer ? status.description : status.message, head: head)
-                }
-            case .livez:
-                // Any answer from the child's health service is alive; no answer in time is not,
-                // whether our deadline or the child's own (sent as grpc-timeout) said so first.
-                if status.code == .ok || (status.fromServer && status.code != .deadlineExceeded) {
-                    let text = status.code == .ok ? (message.flatMap { try? Health.decodeResponse($0) }?.description ?? "OK") : status.description
-                    respond(peer, status: 200, body: text, head: head)
-                } else {
-                    respond(peer, status: 503, body: status.message, head: head)
-                }
-            default:
-                break
-            }
+            let (code, text) = healthAnswer(first.kind, status, handle.nextMessage())
+            respond(peer, status: code, body: text, head: first.headOnly)
         case .http2(let connection):
             var index = 0
             while index < peer.pending.count {
                 let entry = peer.pending[index]
-                guard let handle = entry.handle else {
+                guard let handle = entry.handle, let stream = entry.stream else {
                     index += 1
                     continue
                 }
                 switch entry.kind {
-                case .check(let stream):
+                case .readyz, .livez:
+                    guard let status = handle.status else { break }
+                    let (code, text) = healthAnswer(entry.kind, status, handle.nextMessage())
+                    respond(connection, stream, status: code, body: text, head: entry.headOnly)
+                    peer.pending.remove(at: index)
+                    continue
+                case .check:
                     guard let status = handle.status else { break }
                     if status.code == .ok, let message = handle.nextMessage() {
                         connection.sendData(streamID: stream, grpcMessage(message), endStream: false)
@@ -475,7 +522,7 @@ final class HealthEndpoint: EventSource {
                     }
                     peer.pending.remove(at: index)
                     continue
-                case .watch(let stream):
+                case .watch:
                     while let message = handle.nextMessage() {
                         connection.sendData(streamID: stream, grpcMessage(message), endStream: false)
                     }
@@ -484,8 +531,6 @@ final class HealthEndpoint: EventSource {
                         peer.pending.remove(at: index)
                         continue
                     }
-                default:
-                    break
                 }
                 index += 1
             }
@@ -496,11 +541,17 @@ final class HealthEndpoint: EventSource {
     /// What to answer when there is no channel to the child: why, at once.
     private func answerWithoutChild(_ peer: Peer, _ index: Int) {
         let why = reason()
+        let entry = peer.pending[index]
         switch peer.speaks {
         case .http1:
-            respond(peer, status: 503, body: why, head: peer.headOnly)
+            respond(peer, status: 503, body: why, head: entry.headOnly)
         case .http2(let connection):
-            if let stream = peer.pending[index].stream { trailers(connection, stream, GRPCStatus(.unavailable, why)) }
+            if let stream = entry.stream {
+                switch entry.kind {
+                case .readyz, .livez: respond(connection, stream, status: 503, body: why, head: entry.headOnly)
+                case .check, .watch: trailers(connection, stream, GRPCStatus(.unavailable, why))
+                }
+            }
             peer.pending.remove(at: index)
             pull(connection, into: peer)
         case .undecided:
@@ -508,9 +559,9 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    private func pull(_ connection: HTTP2ServerConnection, into peer: Peer) {
-        if !connection.outbound.isEmpty { peer.outbound.append(contentsOf: connection.takeOutbound()) }
-        if connection.closing != nil { peer.closeWhenFlushed = true }
+    private func pull(_ connection: HTTP2Connection, into peer: Peer) {
+        if connection.hasOutbound { peer.outbound.append(contentsOf: connection.takeOutbound()) }
+        if connection.failure != nil { peer.closeWhenFlushed = true }
     }
 
     private func flush(_ peer: Peer) {

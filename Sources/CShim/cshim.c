@@ -14,6 +14,28 @@ int cshim_sigrtmin(void) { return SIGRTMIN; }
 
 int cshim_sigrtmax(void) { return SIGRTMAX; }
 
+#include <sys/syscall.h>
+
+// The kernel's struct sigaction for rt_sigaction(2), which glibc's sigaction() does not let
+// through for its reserved signals.
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    unsigned long mask;
+};
+
+// Signals 32 .. SIGRTMIN-1, the C library's own, set to `handler`.
+static int set_reserved_signals(void (*handler)(int)) {
+    struct kernel_sigaction action = {.handler = handler};
+    for (int signo = 32; signo < SIGRTMIN; signo++) {
+        if (syscall(SYS_rt_sigaction, signo, &action, NULL, sizeof action.mask) != 0) return -1;
+    }
+    return 0;
+}
+
+int cshim_ignore_reserved_signals(void) { return set_reserved_signals(SIG_IGN); }
+
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int *exec_errno) {
     int report[2];
@@ -33,6 +55,9 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
             // SIGTTOU is still blocked here, so a background group may take the terminal.
             if (foreground_fd >= 0) tcsetpgrp(foreground_fd, getpid());
         }
+        // What grpc-init ignores for itself is not the child's: an ignored disposition survives
+        // exec, so the child would start without the default for them.
+        set_reserved_signals(SIG_DFL);
         sigprocmask(SIG_SETMASK, child_mask, NULL);
         execvp(file, argv);
         int failure = errno;
@@ -76,7 +101,8 @@ int cshim_pipe_nonblocking_end(int fds[2], int end) {
     return 0;
 }
 
-pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd) {
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
+                         int inherited_fd) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
@@ -90,6 +116,10 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
         } else {
             close(STDIN_FILENO);
         }
+    }
+    // The descriptor handed down (the health port's listener) as 3, open across exec.
+    if (inherited_fd >= 0) {
+        if (inherited_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(inherited_fd, 3) < 0) _exit(127);
     }
     setpgid(0, 0);
     // Asked for before exec and checked after: a supervisor that died in between is seen.
@@ -132,60 +162,98 @@ int cshim_notify_socket(const char *path, const char *message) {
 // Our executable's mappings that are never written: code (r-xp) and the read-only data at the
 // start of the file (r--p at offset 0). Written mappings (data, and RELRO, which start-up
 // fix-ups wrote) are left alone: MADV_DONTNEED would revert them to the file's contents.
-static struct { unsigned long start, end; } code_ranges[8];
+static unsigned long code_ranges[8][2];
 static int code_range_count = -1;
+
+int cshim_parse_code_ranges(FILE *maps, unsigned long ranges[][2], int capacity) {
+    int count = 0;
+    char line[512], path[256] = "";
+    while (count < capacity && fgets(line, sizeof line, maps)) {
+        unsigned long start, end, offset;
+        char perms[8];
+        int consumed = 0;
+        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &start, &end, perms, &offset, &consumed) < 4 || consumed == 0) continue;
+        char *name = line + consumed;
+        name[strcspn(name, "\n")] = 0;
+        if (!path[0]) snprintf(path, sizeof path, "%s", name);  // the first mapping is the executable
+        if (strcmp(name, path) != 0 || end <= start) continue;
+        if (strcmp(perms, "r-xp") == 0 || (strcmp(perms, "r--p") == 0 && offset == 0)) {
+            ranges[count][0] = start;
+            ranges[count][1] = end;
+            count++;
+        }
+    }
+    return count;
+}
 
 static void find_code_ranges(void) {
     code_range_count = 0;
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps) return;
-    char line[512], path[256] = "";
-    while (fgets(line, sizeof line, maps) && code_range_count < 8) {
-        unsigned long start, end, offset;
-        char perms[8];
-        int consumed = 0;
-        if (sscanf(line, "%lx-%lx %7s %lx %*s %*s %n", &start, &end, perms, &offset, &consumed) < 4) continue;
-        char *name = line + consumed;
-        name[strcspn(name, "\n")] = 0;
-        if (!path[0]) snprintf(path, sizeof path, "%s", name);  // the first mapping is the executable
-        if (strcmp(name, path) != 0) continue;
-        if (strcmp(perms, "r-xp") == 0 || (strcmp(perms, "r--p") == 0 && offset == 0)) {
-            code_ranges[code_range_count].start = start;
-            code_ranges[code_range_count].end = end;
-            code_range_count++;
-        }
-    }
+    code_range_count = cshim_parse_code_ranges(maps, code_ranges, 8);
     fclose(maps);
 }
 
 int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
     if (code_range_count < 0) find_code_ranges();
     for (int i = 0; i < code_range_count; i++) {
-        madvise((void *)code_ranges[i].start, code_ranges[i].end - code_ranges[i].start, MADV_DONTNEED);
+        madvise((void *)code_ranges[i][0], code_ranges[i][1] - code_ranges[i][0], MADV_DONTNEED);
     }
     return poll(fds, count, timeout);
 }
 
-#include <sys/syscall.h>
-
-// The kernel's struct sigaction for rt_sigaction(2), which glibc's sigaction() does not let
-// through for its reserved signals.
-struct kernel_sigaction {
-    void (*handler)(int);
-    unsigned long flags;
-    void (*restorer)(void);
-    unsigned long mask;
-};
-
-int cshim_ignore_reserved_signals(void) {
-    struct kernel_sigaction ignore = {.handler = SIG_IGN};
-    for (int signo = 32; signo < SIGRTMIN; signo++) {
-        if (syscall(SYS_rt_sigaction, signo, &ignore, NULL, sizeof ignore.mask) != 0) return -1;
-    }
-    return 0;
-}
 
 #include <sys/socket.h>
 int cshim_accept(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const char **step) {
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof address);
+    socklen_t length;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
+    if (host[0] != 0 && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        length = sizeof *v4;
+    } else if (host[0] == 0 || inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;  // host empty: in6addr_any, all zeros
+        v6->sin6_port = htons(port);
+        length = sizeof *v6;
+    } else {
+        *step = "parse";
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 && host[0] == 0 && errno == EAFNOSUPPORT) {
+        // No IPv6 in this kernel: every IPv4 address.
+        memset(&address, 0, sizeof address);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        length = sizeof *v4;
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    if (fd < 0) {
+        *step = "socket";
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&address, length) != 0) {
+        *step = "bind";
+    } else if (listen(fd, backlog) != 0) {
+        *step = "listen";
+    } else {
+        return fd;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
 }

@@ -1,3 +1,4 @@
+import Addressing
 import CShim
 import Flags
 import Glibc
@@ -62,7 +63,6 @@ final class ReadinessGate {
         var output: Int32
         /// The write end of its control pipe (its stdin), when it serves -health-addr; -1 if not.
         let control: Int32
-        let started: Int64
     }
     /// SIGTERM arrived with -drain-delay: the endpoint answers "draining" (a restarted agent is
     /// told again), and SERVING reports no longer make the child ready.
@@ -70,7 +70,11 @@ final class ReadinessGate {
     private var agent: Agent? = nil
     /// When to start the agent (again); nil while one runs, and once the gate stopped.
     private var startAt: Int64?
-    private var deaths = 0
+    /// When the agent died lately (within `deathWindow`), oldest first.
+    private var deaths: [Int64] = []
+    /// -health-addr's listening socket: bound here, handed to each agent as descriptor 3, so
+    /// the port stays bound across an agent's restart and clients wait in its backlog.
+    private var healthListener: Int32 = -1
     /// A partial report line, waiting for its newline.
     private var partial: [UInt8] = []
     private var discarding = false
@@ -80,11 +84,13 @@ final class ReadinessGate {
     private var stopped = false
     private var timeoutReported = false
 
-    /// The first pause before restarting a dead agent, and the longest.
+    /// A dead agent is started again at once this many times within `deathWindow`; past that,
+    /// after `firstRestart`, doubling to `maxRestart`: a crash costs milliseconds, a crash loop
+    /// does not spin.
+    static let immediateRestarts = 3
+    static let deathWindow: Int64 = 60_000_000_000
     static let firstRestart: Int64 = 100_000_000
     static let maxRestart: Int64 = 30_000_000_000
-    /// An agent that lived this long before it died counts as a first death again.
-    static let stableRun: Int64 = 60_000_000_000
 
     /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
     /// gate says READY=1, not a server that may call itself ready before it serves.
@@ -108,6 +114,17 @@ final class ReadinessGate {
         if access("/proc/self/exe", X_OK) == 0 { return "/proc/self/exe" }
         guard let path = cshim_exec_path() else { return "/proc/self/exe" }
         return String(cString: path)
+    }
+
+    /// Binds -health-addr, before the child starts: a port that cannot be had is known at once.
+    /// Returns why it failed.
+    func listenForHealth() -> String? {
+        guard !options.healthAddr.isEmpty, let address = ListenAddress.parse(options.healthAddr) else { return nil }
+        var step: UnsafePointer<CChar>? = nil
+        let fd = cshim_listen_tcp(address.host, address.port, 128, &step)
+        guard fd >= 0 else { return "\(step.map { String(cString: $0) } ?? "listen"): \(SystemError.describe(errno))" }
+        healthListener = fd
+        return nil
     }
 
     /// The report pipe, for the supervisor's poll.
@@ -151,11 +168,11 @@ final class ReadinessGate {
             scheduleRestart()
             return
         }
-        let arguments = ["grpc-init-agent"] + options.agentArguments
+        let arguments = ["grpc-init-agent"] + (healthListener >= 0 ? ["-health-fd", "3"] : []) + options.agentArguments
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0])
+        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0], healthListener)
         close(pipeFDs[1])
         if controlFDs[0] >= 0 { close(controlFDs[0]) }
         if pid < 0 {
@@ -165,7 +182,7 @@ final class ReadinessGate {
             scheduleRestart()
             return
         }
-        agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1], started: MonotonicClock.now())
+        agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1])
         log.info("health agent started as pid \(pid)")
         if draining { tellDrain() }
     }
@@ -191,9 +208,12 @@ final class ReadinessGate {
     }
 
     private func scheduleRestart() {
-        let pause = min(ReadinessGate.firstRestart << min(deaths, 20), ReadinessGate.maxRestart)
-        deaths += 1
-        startAt = MonotonicClock.deadline(after: pause)
+        let now = MonotonicClock.now()
+        deaths.removeAll { now - $0 >= ReadinessGate.deathWindow }
+        deaths.append(now)
+        let beyond = deaths.count - ReadinessGate.immediateRestarts
+        let pause = beyond <= 0 ? 0 : min(ReadinessGate.firstRestart << min(beyond - 1, 20), ReadinessGate.maxRestart)
+        startAt = now + pause
     }
 
     /// The report pipe is readable: takes what is there, a bounded amount per call.
@@ -311,11 +331,10 @@ final class ReadinessGate {
         discarding = false
         guard !stopped else { return true }
         let exit = WaitStatus(status)
-        if MonotonicClock.now() - current.started >= ReadinessGate.stableRun { deaths = 0 }
         scheduleRestart()
-        let pause = GoDuration(nanoseconds: startAt! - MonotonicClock.now())
+        let pause = GoDuration(nanoseconds: max(0, startAt! - MonotonicClock.now()))
         let how = exit.exitCode == 127 ? "could not run \(executable)" : exit.description
-        log.warning("health agent (pid \(pid)) \(how); starting it again in \(pause.rounded)")
+        log.warning("health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)"))
         return true
     }
 

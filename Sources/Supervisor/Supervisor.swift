@@ -35,6 +35,8 @@ final class Supervisor {
     /// pages: releasing them on every wake-up would make a burst of events (an orphan storm)
     /// fault the code back in once per event.
     private static let idleSettle: Int32 = 1000
+    /// Signals read from the signalfd before the deadlines are looked at again.
+    private static let signalsPerTurn = 32
     /// The code pages were released and nothing has run since.
     private var released = false
 
@@ -65,6 +67,10 @@ final class Supervisor {
             log.error("cannot set up signal handling: \(error)")
             return 1
         }
+        if let readiness, let failure = readiness.listenForHealth() {
+            log.error("health endpoint: cannot listen on \(readiness.options.healthAddr): \(failure)")
+            return 1
+        }
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
 
@@ -83,8 +89,10 @@ final class Supervisor {
                 log.error("poll: \(SystemError.describe(errno))")
                 return 1
             }
-            // Signals first: forwarding never waits on the agent's reports.
-            while let info = signals.next() { handle(info) }
+            // Signals first: forwarding never waits on the agent's reports. A bounded batch per
+            // turn, then every deadline: a process queueing signals as fast as it can delays
+            // neither the grace nor the child's exit (what is left is read on the next turn).
+            for info in signals.next(upTo: Supervisor.signalsPerTurn) { handle(info) }
             // Once the child has exited, what the agent says about it (a lost connection) is moot.
             if fds.count > 1 && fds[1].revents != 0 && childStatus == nil { readiness?.readable() }
             let now = MonotonicClock.now()
@@ -210,8 +218,8 @@ final class Supervisor {
     /// After the child exits: SIGTERM what is left of its group, SIGKILL after the leftover
     /// grace, reap them, then exit with the child's status. Returns nil while waiting.
     private func finish(childStatus status: Int32, now: Int64) -> Int32? {
-        // kill(-pgid, 0) also counts zombies, and ours are reaped as SIGCHLD arrives.
-        if kill(-child, 0) == 0 {
+        // Ours are reaped as SIGCHLD arrives; a zombie another parent holds is not waited for.
+        if ProcessGroup.hasProcessesToWaitFor(child) {
             switch cleanup {
             case .none:
                 kill(-child, SIGTERM)

@@ -73,4 +73,15 @@ public struct SignalFD {
         let n = retryingOnInterrupt { read(fd, &info, MemoryLayout<signalfd_siginfo>.size) }
         return n == MemoryLayout<signalfd_siginfo>.size ? info : nil
     }
+
+    /// Up to `limit` pending signals in one read, in the kernel's order (the lowest number
+    /// first, so SIGCHLD before any real-time signal); empty when none is pending. A caller that
+    /// takes a bounded batch per turn keeps its deadlines however fast signals are queued.
+    public func next(upTo limit: Int) -> [signalfd_siginfo] {
+        let size = MemoryLayout<signalfd_siginfo>.size
+        var batch = [signalfd_siginfo](repeating: signalfd_siginfo(), count: limit)
+        let n = batch.withUnsafeMutableBytes { raw in retryingOnInterrupt { read(fd, raw.baseAddress, raw.count) } }
+        batch.removeLast(limit - max(0, n) / size)
+        return batch
+    }
 }

@@ -134,6 +134,15 @@ public final class Socket: ByteStream {
         return sock
     }
 
+    /// A listening socket this process was given (a descriptor inherited across exec), made
+    /// non-blocking and close-on-exec.
+    public static func adopt(listening fd: Int32) -> Socket {
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let flags = fcntl(fd, F_GETFL)
+        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+        return Socket(fd: fd)
+    }
+
     /// The next pending connection, non-blocking, or nil when none waits (or accept failed:
     /// the listener stays usable either way).
     public func accept() -> Socket? {

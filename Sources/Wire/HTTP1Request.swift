@@ -53,24 +53,39 @@ public struct HTTP1Request: Equatable, Sendable {
             let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
             headers.append((name, value))
         }
-        let target = parts[1]
-        let question = target.firstIndex(of: UInt8(ascii: "?"))
-        guard let path = percentDecoded(target[..<(question ?? target.endIndex)], plusIsSpace: false) else {
-            return .invalid(status: 400, reason: "malformed path")
+        let path: String, query: [(String, String)]
+        switch target(parts[1]) {
+        case .success(let parsed): (path, query) = parsed
+        case .failure(let problem): return .invalid(status: 400, reason: problem.reason)
         }
+        return .request(HTTP1Request(method: String(decoding: parts[0], as: UTF8.self), path: path, query: query,
+                                     version: version, headers: headers), headLength: end)
+    }
+
+    /// A request target's path and query parameters, percent-decoded (`+` as a space in the
+    /// query). HTTP/2's `:path` is read the same way.
+    public static func target(_ target: some Collection<UInt8>) -> Result<(path: String, query: [(String, String)]), TargetProblem> {
+        let target = Array(target)[...]
+        let question = target.firstIndex(of: UInt8(ascii: "?"))
+        guard let path = percentDecoded(target[..<(question ?? target.endIndex)], plusIsSpace: false) else { return .failure(.path) }
         var query: [(String, String)] = []
         if let question {
             for pair in target[(question + 1)...].split(separator: UInt8(ascii: "&")) {
                 let equals = pair.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
                 guard let name = percentDecoded(pair[..<equals], plusIsSpace: true),
                       let value = percentDecoded(equals < pair.endIndex ? pair[(equals + 1)...] : [][...], plusIsSpace: true) else {
-                    return .invalid(status: 400, reason: "malformed query")
+                    return .failure(.query)
                 }
                 query.append((name, value))
             }
         }
-        return .request(HTTP1Request(method: String(decoding: parts[0], as: UTF8.self), path: path, query: query,
-                                     version: version, headers: headers), headLength: end)
+        return .success((path, query))
+    }
+
+    public enum TargetProblem: Error {
+        case path, query
+
+        public var reason: String { self == .path ? "malformed path" : "malformed query" }
     }
 
     /// The index just past the blank line that ends the head (CRLF CRLF, or bare LFs).

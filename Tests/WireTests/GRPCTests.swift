@@ -170,8 +170,8 @@ final class GRPCClientTests: XCTestCase {
             XCTAssertEqual(call.status, GRPCStatus(.internalError, problem))
             XCTAssertTrue(frames(client.connection.takeOutbound()).contains { $0.type == FrameType.rstStream.rawValue && $0.payload == [0, 0, 0, 1] })
         }
-        XCTAssertNil(HTTP2Connection.malformedField([HeaderField(":status", "200"), HeaderField("x-tab", "a\tb")]))
-        XCTAssertNotNil(HTTP2Connection.malformedField([HeaderField("x", "1"), HeaderField(":status", "200")]))
+        XCTAssertNil(HTTP2FieldRules.malformedField([HeaderField(":status", "200"), HeaderField("x-tab", "a\tb")]))
+        XCTAssertNotNil(HTTP2FieldRules.malformedField([HeaderField("x", "1"), HeaderField(":status", "200")]))
     }
 
     func testReservedMetadataIsLeftOutAsGRPCGoLeavesItOut() throws {

@@ -312,14 +312,39 @@ def test_endpoint_flag_errors(bindir, args, message):
     assert out.stderr.splitlines()[0] == "[grpc-init] error: " + message
 
 
-def test_a_port_in_use_is_reported(bindir):
+def test_a_port_in_use_is_reported_at_once(bindir):
+    """The supervisor binds the health port before it starts the child: a port it cannot have
+    is an error at once (exit 1), not an agent failing in a loop."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{port}"], go_server())
-        try:
-            line = await_line(log, "[grpc-init] health endpoint: ")
-            assert line == f"[grpc-init] health endpoint: cannot listen on 127.0.0.1:{port}: bind: address already in use", line
-        finally:
-            stop(proc, "subreaper")
+        out = subprocess.run([str(bindir / "grpc-init"), "-health-addr", f"127.0.0.1:{port}", "--", *go_server()],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 1
+        assert out.stderr.splitlines() == [f"[grpc-init] error: health endpoint: cannot listen on 127.0.0.1:{port}: bind: Address already in use"]
+
+
+def test_a_crashing_agent_costs_milliseconds_not_probes(bindir):
+    """The port stays bound while an agent is restarted (the supervisor holds it), so a probe
+    sent just after a crash waits in the backlog and is answered by the next agent, started at
+    once for the first crashes in a minute, then after a pause that doubles."""
+    proc, _, log, port = gated(bindir, go_server(), "-v")
+    try:
+        for crash in range(4):
+            agent = agent_of(proc.pid)
+            os.kill(agent, signal.SIGSEGV)
+            start = time.monotonic()
+            status, body = get(port, "/livez?timeout=2s")
+            elapsed = time.monotonic() - start
+            assert status in (200, 503), (status, body)
+            when = "now" if crash < 3 else "in 100ms"
+            await_line(log, f"[grpc-init] warning: health agent (pid {agent}) killed by SIGSEGV; starting it again {when}")
+            print(f"crash {crash + 1}: answered {status} {body!r} {1000 * elapsed:.1f} ms after the agent died")
+            assert elapsed < (1.0 if crash < 3 else 1.5), elapsed
+            deadline = time.monotonic() + 10
+            while get(port, "/readyz") != (200, "SERVING"):
+                assert time.monotonic() < deadline, "the new agent did not find the child again"
+                time.sleep(0.01)  # the new agent's discovery; bounded
+    finally:
+        stop(proc, "subreaper")

@@ -19,6 +19,11 @@ int cshim_sigrtmax(void);
 #include <poll.h>
 int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
 
+#include <stdio.h>
+/// Reads /proc/self/maps' lines from `maps`: the executable's mappings that are never written
+/// (r-xp, and r--p at offset 0), at most `capacity`, as [start, end) pairs. Returns how many.
+int cshim_parse_code_ranges(FILE *maps, unsigned long ranges[][2], int capacity);
+
 // The process's argc and argv as the C library passed them: every byte as given, and available
 // without /proc.
 int cshim_argc(void);
@@ -49,7 +54,13 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
 // an ordinary pipe.
 int cshim_pipe_nonblocking_end(int fds[2], int end);
 
-pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd);
+pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
+                         int inherited_fd);
+
+/// A non-blocking TCP socket listening on `host` (an IPv4 or IPv6 literal; empty: every address,
+/// IPv6 and IPv4 together where the kernel has IPv6) and `port`, with SO_REUSEADDR and close on
+/// exec. Returns the descriptor, or -1 with errno set and `*step` naming the call that failed.
+int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const char **step);
 
 // After a write(2) failed with EPIPE in a process that blocks SIGPIPE (the supervisor, which
 // reads signals from a signalfd): takes back the SIGPIPE that write raised, so that it is not

@@ -1,14 +1,14 @@
 // libFuzzer entry point for scripts/fuzz.sh: a server's bytes into the HPACK decoder, a client
 // with a Check in flight, and the protobuf, health and gzip decoders; a client's bytes into the
-// health endpoint's HTTP/2 server connection (answering each request) and HTTP/1.1 request
-// parser. Not a SwiftPM target.
+// connection machine in its server role (answering each request) and the HTTP/1.1 request
+// parser. Not a SwiftPM target. Whole conversations are ConversationFuzz.swift's.
 import HPACK
 import Wire
 
 // Modes by the first byte: 0 HPACK decoder alone; 1 a whole server response to three calls
 // (two Checks and a Watch; a chunk length of 255 cancels one of them instead), in chunks;
-// 2 protobuf/health decoding; 3 the server side: the HTTP/2 preface then chunks into
-// HTTP2ServerConnection, each request answered; 4 HTTP/1.1 request heads.
+// 2 protobuf/health decoding; 3 the server side: the HTTP/2 preface then chunks into the
+// connection machine as a server, each request answered; 4 HTTP/1.1 request heads.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard size > 1 else { return 0 }
@@ -45,6 +45,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             let n = min(Int(bytes[i]) * 4 + 1, bytes.count - i - 1)
             if n <= 0 { break }
             client.receive(Array(bytes[(i + 1)...(i + n)]))
+            if let violation = client.connection.invariantViolation { fatalError(violation) }
             _ = client.connection.takeOutbound()
             i += n + 1
         }
@@ -55,21 +56,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
         _ = client.outstanding
     case 3:
-        let server = HTTP2ServerConnection()
+        let server = HTTP2Connection(role: .server, limits: .server)
         var i = 0
         var first = true
         while i < bytes.count {
             let n = min(Int(bytes[i]) * 4 + 1, bytes.count - i - 1)
             if n <= 0 { break }
             let chunk = Array(bytes[(i + 1)...(i + n)])
-            for event in server.receive(first ? HTTP2Connection.preface + chunk : chunk) {
-                if case .request(let stream, _, let body) = event {
+            for event in (try? server.receive(first ? HTTP2Connection.preface + chunk : chunk)) ?? [] {
+                if case .data(let stream, let body, true) = event {
                     _ = try? Health.decodeRequest(Array(body.dropFirst(5)))
                     server.sendHeaders(streamID: stream, [HeaderField(":status", "200")], endStream: false)
                     server.sendData(streamID: stream, [0, 0, 0, 0, 2, 8, 1], endStream: false)
                     server.sendHeaders(streamID: stream, [HeaderField("grpc-status", "0")], endStream: true)
                 }
             }
+            if let violation = server.invariantViolation { fatalError(violation) }
             first = false
             _ = server.takeOutbound()
             i += n + 1
