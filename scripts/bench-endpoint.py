@@ -10,6 +10,7 @@ The exec probe is `grpc_health_probe -addr` run by a small C launcher (Tests/pee
 its wall and CPU are the probe process's own. Then the agent's and supervisor's idle figures.
 
 Usage: scripts/bench-endpoint.py [N]     (after scripts/install-deps.sh and a release build)
+       BENCH_BASELINE=BINARY adds the same figures for another grpc-init binary, in the same run.
 """
 import os
 import socket
@@ -102,8 +103,17 @@ def timed(probe, port, agent):
 
 
 def main():
+    binaries = [("this build", ROOT / ".build/release/grpc-init")]
+    if os.environ.get("BENCH_BASELINE"):
+        binaries.append(("baseline " + os.environ["BENCH_BASELINE"], Path(os.environ["BENCH_BASELINE"])))
+    for label, binary in binaries:
+        print(f"== {label}")
+        bench(binary)
+
+
+def bench(binary):
     health, app = free_port(), free_port()
-    proc = subprocess.Popen([str(ROOT / ".build/release/grpc-init"), "-health-addr", f"127.0.0.1:{health}", "--",
+    proc = subprocess.Popen([str(binary), "-health-addr", f"127.0.0.1:{health}", "--",
                              str(ROOT / ".build/peers/goserver"), "-addr", f"127.0.0.1:{app}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -125,7 +135,7 @@ def main():
             wall, cpu = timed(probe, health, agent)
             print(f"{name:44} {wall:8.3f} {cpu:8.3f}   (CPU: the agent's)")
         measure = ROOT / ".build/peers/measure"
-        out = subprocess.run([str(measure), "-n", str(min(N, 300)), str(ROOT / ".build/release/grpc-init"), "grpc_health_probe",
+        out = subprocess.run([str(measure), "-n", str(min(N, 300)), str(binary), "grpc_health_probe",
                               "-addr", f"127.0.0.1:{app}"], capture_output=True, text=True, check=True).stdout
         rows = [line.split() for line in out.splitlines() if line.strip()]
         wall = statistics.median(int(r[0]) for r in rows) / 1000

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils podman runc
-          ca-certificates strace gdb)
-if [ "${1:-}" = "--bench" ]; then packages+=(tini hyperfine); fi
+          ca-certificates strace gdb tini)
+if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -56,6 +56,8 @@ public struct FlagSet: Sendable {
         public var remaining: [String]
         /// The flags the arguments set (by their names, not their aliases).
         public var given: Set<String> = []
+        /// How many times the arguments gave each flag (`-vvv`: verbose three times).
+        public var counts: [String: Int] = [:]
 
         public func bool(_ name: String) -> Bool {
             if case .bool(let b)? = values[name] { return b }
@@ -116,10 +118,17 @@ public struct FlagSet: Sendable {
         return values
     }
 
-    public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil) throws(ParseError) -> Parsed
+    /// Parses flags with Go's `flag` syntax: one or two dashes, `-name=value` or `-name value`,
+    /// parsing stops at the first argument that is not a flag or after `--`. With
+    /// `bundlingLetters`, a single dash before what is not a defined name also reads as getopt
+    /// reads it: one-letter flags bundled (`-sgv`, `-vvv`), the last of them taking the rest as
+    /// its value (`-e143`, `-pSIGKILL`) or the next argument.
+    public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil,
+                                     bundlingLetters: Bool = false) throws(ParseError) -> Parsed
     where C.Element == String {
         var values = initial ?? defaults()
         var given: Set<String> = []
+        var counts: [String: Int] = [:]
         var args = ArraySlice(arguments)
         while let s = args.first {
             let chars = Array(s.utf8)
@@ -134,6 +143,11 @@ public struct FlagSet: Sendable {
                 throw .invalid("bad flag syntax: \(s)")
             }
             args = args.dropFirst()
+            if bundlingLetters && dashes == 1 && flag(named: String(name.prefix { $0 != "=" })) == nil
+                && name.count > 1 && flag(named: String(name.first!))?.name.count ?? 0 > 1 {
+                try parseBundle(name, &args, &values, &given, &counts)
+                continue
+            }
             var value: String? = nil
             if let eq = name.firstIndex(of: "=") {
                 value = String(name[name.index(after: eq)...])
@@ -144,6 +158,7 @@ public struct FlagSet: Sendable {
                 throw .invalid("flag provided but not defined: -\(name)")
             }
             given.insert(flag.name)
+            counts[flag.name, default: 0] += 1
             if case .bool = flag.kind {
                 if let value {
                     if FlagSet.assign(flag, value, into: &values) != nil {
@@ -163,7 +178,37 @@ public struct FlagSet: Sendable {
                 }
             }
         }
-        return Parsed(values: values, remaining: Array(args), given: given)
+        return Parsed(values: values, remaining: Array(args), given: given, counts: counts)
+    }
+
+    /// One argument of bundled one-letter flags, as getopt reads it (the dash already gone).
+    private func parseBundle(_ letters: String, _ args: inout ArraySlice<String>, _ values: inout [String: Value],
+                             _ given: inout Set<String>, _ counts: inout [String: Int]) throws(ParseError) {
+        var rest = Substring(letters)
+        while let letter = rest.first {
+            rest = rest.dropFirst()
+            guard let flag = flag(named: String(letter)) else {
+                if letter == "h" { throw .help }
+                throw .invalid("flag provided but not defined: -\(letter)")
+            }
+            given.insert(flag.name)
+            counts[flag.name, default: 0] += 1
+            if case .bool = flag.kind {
+                values[flag.name] = .bool(true)
+                continue
+            }
+            // The rest of the argument is the value, or else the next argument is.
+            var value = String(rest)
+            if value.isEmpty {
+                guard let next = args.first else { throw .invalid("flag needs an argument: -\(letter)") }
+                value = next
+                args = args.dropFirst()
+            }
+            if let problem = FlagSet.assign(flag, value, into: &values) {
+                throw .invalid("invalid value \(goQuote(value)) for flag -\(letter): \(problem)")
+            }
+            return
+        }
     }
 
     /// Go's FlagSet.PrintDefaults layout, flags sorted by name.

@@ -133,7 +133,9 @@ final class Supervisor {
 
     private func spawn(childMask: sigset_t) -> Int32? {
         var mask = childMask
-        let foreground: Int32 = isatty(STDIN_FILENO) == 1 ? STDIN_FILENO : -1
+        // The terminal goes to the child only when it is ours to give: grpc-init's own group is
+        // its foreground (`grpc-init -- cmd &` in an interactive shell leaves it to the shell).
+        let foreground: Int32 = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp() ? STDIN_FILENO : -1
         var execErrno: Int32 = 0
         // The command's bytes as given: an argument that is not UTF-8 reaches exec unchanged.
         let pid = ProcessArguments.withCArguments(options.commandBytes) { cArgs in
@@ -219,22 +221,23 @@ final class Supervisor {
     /// grace, reap them, then exit with the child's status. Returns nil while waiting.
     private func finish(childStatus status: Int32, now: Int64) -> Int32? {
         // Ours are reaped as SIGCHLD arrives; a zombie another parent holds is not waited for.
-        if ProcessGroup.hasProcessesToWaitFor(child) {
+        let leftovers: Leftovers = getpid() == 1 ? .everyone : .group(child)
+        if leftovers.remain {
             switch cleanup {
             case .none:
-                kill(-child, SIGTERM)
-                cleanup = .terminating(until: MonotonicClock.deadline(after: SupervisorOptions.leftoverGrace.nanoseconds))
-                log.info("sending SIGTERM to processes left in process group \(child)")
+                leftovers.signal(SIGTERM)
+                cleanup = .terminating(until: MonotonicClock.deadline(after: options.leftoverGrace.nanoseconds))
+                log.info("sending SIGTERM to \(leftovers)")
                 return nil
             case .terminating(let until):
                 if now < until { return nil }
-                kill(-child, SIGKILL)
+                leftovers.signal(SIGKILL)
                 cleanup = .killing(until: MonotonicClock.deadline(after: Supervisor.killReapBound))
-                log.warning("processes in group \(child) outlived \(SupervisorOptions.leftoverGrace) after SIGTERM; sending SIGKILL")
+                log.warning("\(leftovers) outlived \(options.leftoverGrace) after SIGTERM; sending SIGKILL")
                 return nil
             case .killing(let until):
                 if now < until { return nil }
-                log.warning("processes in group \(child) still present after SIGKILL; exiting without them")
+                log.warning("\(leftovers) still present after SIGKILL; exiting without them")
             }
         }
         if let notReadyExit { return notReadyExit }

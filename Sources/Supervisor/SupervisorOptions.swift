@@ -19,9 +19,10 @@ public struct SupervisorOptions: Equatable {
     /// The command's arguments byte for byte, for exec (`command` is for messages).
     public var commandBytes: [[UInt8]] = []
 
-    /// How long processes left in the child's group get between SIGTERM and SIGKILL once the
-    /// child itself has exited.
-    public static let leftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
+    /// How long processes left behind (the child's group; as PID 1, everyone) get between
+    /// SIGTERM and SIGKILL once the child itself has exited.
+    public var leftoverGrace = SupervisorOptions.defaultLeftoverGrace
+    public static let defaultLeftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
     /// grpc-init's status when -ready-timeout passed before the child was ready (timeout(1)'s).
     public static let notReadyExit: Int32 = 124
 
@@ -36,6 +37,8 @@ public struct SupervisorOptions: Equatable {
         .init("verbose", .bool, aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)"),
         .init("warn-reaped", .bool, aliases: ["w"], usage: "warn when a zombie other than the child is reaped"),
         .init("grace", .duration, usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)"),
+        .init("leftover-grace", .duration, default: .duration(SupervisorOptions.defaultLeftoverGrace),
+              usage: "once the child has exited, what it left (its group; as PID 1, every process) gets SIGTERM, and SIGKILL this long later (0: at once)"),
         .init("ready", .bool, default: .bool(true),
               usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)"),
         .init("ready-addr", .string, placeholder: "ADDR",
@@ -136,11 +139,25 @@ public struct SupervisorOptions: Equatable {
         "GRPC_INIT_" + String(flag.uppercased().map { $0 == "-" ? "_" : $0 })
     }
 
+    /// tini's variables, read as tini reads them where the matching GRPC_INIT_* variable is not
+    /// set: TINI_SUBREAPER and TINI_KILL_PROCESS_GROUP turn their feature on when they are set at
+    /// all (even empty), TINI_VERBOSITY is a number (C's atoi) whose 2 or more is -v.
+    private static func tiniVariables(_ environment: (String) -> String?, into values: inout [String: FlagSet.Value]) {
+        func unset(_ flag: String) -> Bool { environment(environmentName(flag)).map { $0.isEmpty } ?? true }
+        if unset("process-group") && environment("TINI_KILL_PROCESS_GROUP") != nil { values["process-group"] = .bool(true) }
+        if unset("subreaper") && environment("TINI_SUBREAPER") != nil { values["subreaper"] = .bool(true) }
+        if unset("verbose"), let text = environment("TINI_VERBOSITY") {
+            let digits = text.drop { $0 == " " || $0 == "\t" }.prefix { $0.isASCII && $0.isNumber }
+            values["verbose"] = .bool((Int(digits.prefix(9)) ?? 0) >= 2)
+        }
+    }
+
     /// Parses `arguments` (without argv[0]) over the GRPC_INIT_* variables of `environment`.
     /// `rawArguments`, the same arguments as bytes, give the command its exact bytes.
     public static func parse(_ arguments: [String], rawArguments: [[UInt8]]? = nil,
                              environment: (String) -> String? = Environment.value) throws(Failure) -> Parsed {
         var initial = flagSet.defaults()
+        tiniVariables(environment, into: &initial)
         var fromEnvironment: Set<String> = []
         for flag in flagSet.flags {
             // Empty counts as unset, as tini reads its variables (and as a template that leaves a
@@ -165,7 +182,8 @@ public struct SupervisorOptions: Equatable {
         }
         let parsed: FlagSet.Parsed
         do {
-            parsed = try flagSet.parse(arguments, startingWith: initial)
+            // Short letters as tini reads them (getopt: -vvv, -sg, -e143), long names as Go does.
+            parsed = try flagSet.parse(arguments, startingWith: initial, bundlingLetters: true)
         } catch {
             switch error {
             case .help: throw .usage(nil)
@@ -184,6 +202,10 @@ public struct SupervisorOptions: Equatable {
         o.warnReaped = parsed.bool("warn-reaped")
         o.grace = parsed.duration("grace")
         if o.grace.nanoseconds < 0 { throw .usage("\(source("grace")) must not be negative (specified: \(o.grace))") }
+        o.leftoverGrace = parsed.duration("leftover-grace")
+        if o.leftoverGrace.nanoseconds < 0 {
+            throw .usage("\(source("leftover-grace")) must not be negative (specified: \(o.leftoverGrace))")
+        }
         let signalName = parsed.string("parent-death-signal")
         if !signalName.isEmpty {
             guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source("parent-death-signal"))") }

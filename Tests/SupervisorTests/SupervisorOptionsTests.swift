@@ -1,3 +1,4 @@
+import Glibc
 import Flags
 import XCTest
 @testable import Supervisor
@@ -27,6 +28,30 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertTrue(options.verbose)
         XCTAssertEqual(options.remapExit, [143, 2])
         XCTAssertEqual(options.command, ["server"])
+    }
+
+    func testShortLettersAsGetoptReadsThem() throws {
+        let bundled = try parse(["-sgv", "-e143", "-e", "2", "-pSIGKILL", "server", "-x"])
+        XCTAssertTrue(bundled.processGroup && bundled.verbose)
+        XCTAssertEqual(bundled.remapExit, [143, 2])
+        XCTAssertEqual(bundled.parentDeathSignal, SIGKILL)
+        XCTAssertEqual(bundled.command, ["server", "-x"], "options end at the command: its own are its own")
+        XCTAssertEqual(try parse(["-ve143", "--", "server"]).remapExit, [143])
+        XCTAssertEqual(try parse(["--grace=2s", "-leftover-grace", "500ms", "server"]).leftoverGrace.nanoseconds, 500_000_000)
+        XCTAssertEqual(failure(["-vq", "server"]), "flag provided but not defined: -q")
+        XCTAssertEqual(failure(["-ve", "300", "server"]), "invalid value \"300\" for flag -e: exit code must be 0 to 255")
+        XCTAssertEqual(failure(["-sp"]), "flag needs an argument: -p")
+    }
+
+    func testTinisVariablesAsTiniReadsThem() throws {
+        XCTAssertTrue(try parse(["server"], ["TINI_KILL_PROCESS_GROUP": ""]).processGroup, "set at all, even empty")
+        XCTAssertTrue(try parse(["server"], ["TINI_KILL_PROCESS_GROUP": "0"]).processGroup, "set at all, even 0")
+        XCTAssertFalse(try parse(["server"], ["TINI_KILL_PROCESS_GROUP": "", "GRPC_INIT_PROCESS_GROUP": "false"]).processGroup)
+        XCTAssertTrue(try parse(["server"], ["TINI_VERBOSITY": "2"]).verbose)
+        XCTAssertTrue(try parse(["server"], ["TINI_VERBOSITY": " 3x"]).verbose, "atoi: leading blanks, then digits")
+        XCTAssertFalse(try parse(["server"], ["TINI_VERBOSITY": "1"]).verbose)
+        XCTAssertFalse(try parse(["server"], ["TINI_VERBOSITY": "3", "GRPC_INIT_VERBOSE": "0"]).verbose)
+        XCTAssertEqual(try parse(["server"], ["TINI_SUBREAPER": ""]), try parse(["-s", "server"]))
     }
 
     func testEmptyVariablesCountAsUnset() throws {
