@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Addressing", "Transport", "TestSupport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "SystemCalls"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -1,3 +1,5 @@
+import Glibc
+
 /// Where to connect, parsed from -addr the way grpc-go's default (passthrough) target reads it,
 /// plus the unix schemes grpc-go understands.
 public enum Target: Equatable, Sendable {
@@ -25,6 +27,10 @@ public enum Target: Equatable, Sendable {
             guard !name.isEmpty else { throw .invalid(address, "empty abstract socket name") }
             return .unixAbstract(name: name)
         }
+        if address.hasPrefix("unix:@") {
+            // Go's net reads a leading '@' as the abstract namespace.
+            return try parse("unix-abstract:" + address.dropFirst("unix:@".count))
+        }
         if address.hasPrefix("unix:") {
             var path = String(address.dropFirst("unix:".count))
             if path.hasPrefix("//") {
@@ -35,7 +41,19 @@ public enum Target: Equatable, Sendable {
             return .unix(path: path)
         }
         var hostPort = Substring(address)
-        if hostPort.hasPrefix("dns:///") { hostPort = hostPort.dropFirst("dns:///".count) }
+        if hostPort.hasPrefix("passthrough:///") {
+            hostPort = hostPort.dropFirst("passthrough:///".count)
+        } else if hostPort.hasPrefix("dns:///") {
+            hostPort = hostPort.dropFirst("dns:///".count)
+        } else if hostPort.hasPrefix("dns://"), let slash = hostPort.dropFirst("dns://".count).firstIndex(of: "/") {
+            // dns://RESOLVER/HOST:PORT: the named resolver is asked only for a name; an IP
+            // endpoint needs no lookup and is reached as grpc-go reaches it.
+            let endpoint = try parse(String(hostPort[hostPort.index(after: slash)...]))
+            guard case .tcp(let host, _) = endpoint, Target.isIPLiteral(host) else {
+                throw .invalid(address, "a DNS resolver other than the system's is not supported; give an IP endpoint or dns:///HOST:PORT")
+            }
+            return endpoint
+        }
         let host: Substring
         let portText: Substring
         if hostPort.hasPrefix("[") {
@@ -53,11 +71,19 @@ public enum Target: Equatable, Sendable {
             portText = hostPort[hostPort.index(after: colon)...]
             if host.contains(":") { throw .invalid(address, "too many colons in address") }
         }
-        guard !portText.isEmpty, portText.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let port = UInt16(portText) else {
+        // Go's port parser takes a sign before the digits.
+        let digits = portText.hasPrefix("+") ? portText.dropFirst() : portText
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let port = UInt16(digits) else {
             throw .invalidPort(address)
         }
         // ":port" means this host, as Go's dialer reads it.
         return .tcp(host: host.isEmpty ? "localhost" : String(host), port: port)
+    }
+
+    /// An IPv4 or IPv6 literal (no name, no zone).
+    static func isIPLiteral(_ host: String) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        return inet_pton(AF_INET, host, &buffer) == 1 || inet_pton(AF_INET6, host, &buffer) == 1
     }
 
     /// The :authority a request carries for this target.

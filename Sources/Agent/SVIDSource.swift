@@ -12,14 +12,14 @@ import Wire
 /// that fetched once would go on presenting an expired one. The stream is not polled between
 /// connections: what arrived waits in the socket and is read when credentials are next needed.
 final class SVIDSource {
-    let userAgent: String
+    let userAgent: [UInt8]
     let timeout: Int64
     let signals: SignalFD?
     private var connection: Connection?
     private var call: GRPCCall?
     private(set) var latest: WorkloadAPI.X509Context?
 
-    init(userAgent: String, timeout: Int64, signals: SignalFD?) {
+    init(userAgent: [UInt8], timeout: Int64, signals: SignalFD?) {
         self.userAgent = userAgent
         self.timeout = timeout
         self.signals = signals

@@ -23,7 +23,7 @@ public protocol EventSource: AnyObject {
 public final class Channel {
     public let target: Target
     public let security: Security
-    public let userAgent: String
+    public let userAgent: [UInt8]
     /// How long one dial may take (resolving, connecting, the handshakes).
     public let connectTimeout: Int64
 
@@ -53,7 +53,7 @@ public final class Channel {
     /// Connections still draining after a GOAWAY: their in-flight calls finish there.
     private var draining: [Connection] = []
 
-    public init(target: Target, security: Security, userAgent: String, connectTimeout: Int64) {
+    public init(target: Target, security: Security, userAgent: [UInt8], connectTimeout: Int64) {
         self.target = target
         self.security = security
         self.userAgent = userAgent

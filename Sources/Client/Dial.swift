@@ -62,7 +62,7 @@ public struct HandshakeFailure: Sendable {
 /// the TLS handshake when asked, then the HTTP/2 one: the connection is returned once the
 /// server's SETTINGS arrived. `prepare` runs on the gRPC client before the handshake, so that
 /// a first call goes out right behind the connection preface (RFC 9113 §3.4).
-public func dial(_ target: Target, security: Security, userAgent: String, authority: String? = nil, by deadline: Deadline,
+public func dial(_ target: Target, security: Security, userAgent: [UInt8], authority: String? = nil, by deadline: Deadline,
                  prepare: (GRPCClient) -> Void = { _ in }) throws(DialFailure) -> Connection {
     let addresses: [SocketAddress]
     do { addresses = try Resolver().resolve(target, by: deadline) } catch {

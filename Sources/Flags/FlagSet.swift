@@ -181,6 +181,31 @@ public struct FlagSet: Sendable {
         return Parsed(values: values, remaining: Array(args), given: given, counts: counts)
     }
 
+    /// The values the arguments gave `names`, byte for byte, in order: `arguments` are the bytes
+    /// of what `parse` read as text (Go's flag package keeps a value's bytes; text made from
+    /// bytes that are not UTF-8 would not). Read with `parse`'s grammar, without bundling.
+    public func rawValues(of names: Set<String>, in arguments: [[UInt8]]) -> [String: [[UInt8]]] {
+        var found: [String: [[UInt8]]] = [:]
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.count >= 2, argument[0] == UInt8(ascii: "-") else { break }
+            let dashes = argument[1] == UInt8(ascii: "-") ? 2 : 1
+            if dashes == 2 && argument.count == 2 { break }
+            index += 1
+            let body = argument[dashes...]
+            let equals = body.firstIndex(of: UInt8(ascii: "="))
+            guard let flag = flag(named: String(decoding: body[..<(equals ?? body.endIndex)], as: UTF8.self)) else { break }
+            var value: [UInt8]? = equals.map { Array(body[($0 + 1)...]) }
+            if case .bool = flag.kind {} else if value == nil, index < arguments.count {
+                value = arguments[index]
+                index += 1
+            }
+            if let value, names.contains(flag.name) { found[flag.name, default: []].append(value) }
+        }
+        return found
+    }
+
     /// One argument of bundled one-letter flags, as getopt reads it (the dash already gone).
     private func parseBundle(_ letters: String, _ args: inout ArraySlice<String>, _ values: inout [String: Value],
                              _ given: inout Set<String>, _ counts: inout [String: Int]) throws(ParseError) {

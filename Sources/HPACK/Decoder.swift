@@ -47,12 +47,12 @@ public struct HPACKDecoder: Sendable {
 
     private func literal(_ bytes: ArraySlice<UInt8>, at index: inout Int, prefixBits: Int) throws(HPACKError) -> HeaderField {
         let nameIndex = try IntegerCoding.decode(bytes, at: &index, prefixBits: prefixBits)
-        let name = nameIndex == 0 ? try string(bytes, at: &index) : try HeaderIndex.field(at: nameIndex, dynamic: table).name
+        let name = nameIndex == 0 ? try string(bytes, at: &index) : try HeaderIndex.field(at: nameIndex, dynamic: table).nameBytes
         let value = try string(bytes, at: &index)
-        return HeaderField(name, value)
+        return HeaderField(name: name, value: value)
     }
 
-    private func string(_ bytes: ArraySlice<UInt8>, at index: inout Int) throws(HPACKError) -> String {
+    private func string(_ bytes: ArraySlice<UInt8>, at index: inout Int) throws(HPACKError) -> [UInt8] {
         guard index < bytes.endIndex else { throw .truncated }
         let huffman = bytes[index] & 0x80 != 0
         let length = try IntegerCoding.decode(bytes, at: &index, prefixBits: 7)
@@ -60,7 +60,7 @@ public struct HPACKDecoder: Sendable {
         guard bytes.endIndex - index >= length else { throw .truncated }
         let raw = bytes[index..<index + length]
         index += length
-        if huffman { return String(decoding: try Huffman.decode(raw), as: UTF8.self) }
-        return String(decoding: raw, as: UTF8.self)
+        if huffman { return try Huffman.decode(raw) }
+        return Array(raw)
     }
 }

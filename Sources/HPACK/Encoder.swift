@@ -33,13 +33,12 @@ public struct HPACKEncoder: Sendable {
         }
         let (prefixBits, flags): (Int, UInt8) = indexing == .incremental ? (6, 0x40) : (4, 0x00)
         IntegerCoding.encode(match.name ?? 0, prefixBits: prefixBits, flags: flags, into: &out)
-        if match.name == nil { encodeString(field.name, into: &out) }
-        encodeString(field.value, into: &out)
+        if match.name == nil { encodeString(field.nameBytes, into: &out) }
+        encodeString(field.valueBytes, into: &out)
         if indexing == .incremental { table.add(field) }
     }
 
-    private func encodeString(_ text: String, into out: inout [UInt8]) {
-        let bytes = text.utf8
+    private func encodeString(_ bytes: [UInt8], into out: inout [UInt8]) {
         let coded = huffman ? Huffman.encodedLength(bytes) : Int.max
         if coded <= bytes.count {
             IntegerCoding.encode(coded, prefixBits: 7, flags: 0x80, into: &out)

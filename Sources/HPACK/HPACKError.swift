@@ -23,17 +23,28 @@ public enum HPACKError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// A header field as it goes on the wire: bytes, compared as bytes, as Go's strings are (a
+/// Swift String would compare by canonical equivalence and would repair invalid UTF-8). `name`
+/// and `value` read them as text.
 public struct HeaderField: Equatable, Sendable, CustomStringConvertible {
-    public var name: String
-    public var value: String
+    public var nameBytes: [UInt8]
+    public var valueBytes: [UInt8]
 
     public init(_ name: String, _ value: String) {
-        self.name = name
-        self.value = value
+        nameBytes = Array(name.utf8)
+        valueBytes = Array(value.utf8)
     }
 
+    public init(name: [UInt8], value: [UInt8]) {
+        nameBytes = name
+        valueBytes = value
+    }
+
+    public var name: String { String(decoding: nameBytes, as: UTF8.self) }
+    public var value: String { String(decoding: valueBytes, as: UTF8.self) }
+
     /// RFC 7541 §4.1: an entry's size counts its name and value plus 32 octets of overhead.
-    public var size: Int { name.utf8.count + value.utf8.count + 32 }
+    public var size: Int { nameBytes.count + valueBytes.count + 32 }
 
     public var description: String { "\(name): \(value)" }
 }

@@ -67,12 +67,12 @@ struct HeaderIndex {
     /// (index of an exact match, index of a name match), each searching static then dynamic.
     static func find(_ field: HeaderField, dynamic: DynamicTable) -> (full: Int?, name: Int?) {
         var nameMatch: Int? = nil
-        for (i, entry) in staticTable.enumerated() where entry.name == field.name {
-            if entry.value == field.value { return (i + 1, i + 1) }
+        for (i, entry) in staticTable.enumerated() where entry.nameBytes == field.nameBytes {
+            if entry.valueBytes == field.valueBytes { return (i + 1, i + 1) }
             if nameMatch == nil { nameMatch = i + 1 }
         }
-        for (i, entry) in dynamic.entries.enumerated() where entry.name == field.name {
-            if entry.value == field.value { return (staticTable.count + 1 + i, nameMatch ?? staticTable.count + 1 + i) }
+        for (i, entry) in dynamic.entries.enumerated() where entry.nameBytes == field.nameBytes {
+            if entry.valueBytes == field.valueBytes { return (staticTable.count + 1 + i, nameMatch ?? staticTable.count + 1 + i) }
             if nameMatch == nil { nameMatch = staticTable.count + 1 + i }
         }
         return (nil, nameMatch)

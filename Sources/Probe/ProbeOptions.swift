@@ -1,20 +1,27 @@
 import Flags
 import HPACK
 import Transport
+import Wire
 
 /// The probe's flags: the reference tool's names, defaults and checks.
 public struct ProbeOptions {
     public var addr = ""
-    public var service = ""
-    public var userAgent = "grpc_health_probe"
+    /// -service, -user-agent and -rpc-header as the arguments' bytes: Go sends a flag's bytes as
+    /// they are (a service name that is not UTF-8 fails the call, as grpc-go's marshaling does).
+    public var service: [UInt8] = []
+    public var userAgent = Array("grpc_health_probe".utf8)
     public var connectTimeout = GoDuration.second
     public var rpcTimeout = GoDuration.second
-    /// (name, value) pairs in the order given.
-    public var rpcHeaders: [(String, String)] = []
-    /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own.
-    /// -rpc-header as the metadata of a call.
-    public var metadata: [HeaderField] { rpcHeaders.map { HeaderField($0.0, $0.1) } }
-    public var sentUserAgent: String { "\(userAgent) grpc-init/\(BuildInfo.version)" }
+    /// -rpc-header as the metadata of a call, in the order given.
+    public var metadata: [HeaderField] = []
+    /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own. An empty
+    /// -user-agent leaves our token alone (a value may not start with a space, RFC 9113 §8.2.1).
+    public var sentUserAgent: [UInt8] {
+        (userAgent.isEmpty ? [] : userAgent + [UInt8(ascii: " ")]) + Array("grpc-init/\(BuildInfo.version)".utf8)
+    }
+    /// What goes out as :authority: grpc-go sends the TLS server name when one is given, else the
+    /// address.
+    public var authority: String? { tls && !tlsServerName.isEmpty ? tlsServerName : nil }
     public var tls = false
     public var tlsNoVerify = false
     public var tlsCACert = ""
@@ -27,7 +34,9 @@ public struct ProbeOptions {
     public var spiffe = false
 
     static let flagSet = FlagSet([
-        .init("addr", .string, usage: "(required) tcp host:port to connect (also [ipv6]:port, :port, unix:PATH, unix-abstract:NAME)"),
+        // The reference tool's words, exactly: its usage is part of the drop-in (our extras are in
+        // `grpc-init --help`).
+        .init("addr", .string, usage: "(required) tcp host:port to connect"),
         .init("service", .string, usage: "service name to check (default: \"\")"),
         .init("user-agent", .string, default: .string("grpc_health_probe"), usage: "user-agent header value of health check requests"),
         .init("connect-timeout", .duration, default: .duration(.second), usage: "timeout for establishing connection"),
@@ -41,20 +50,14 @@ public struct ProbeOptions {
         .init("tls-client-cert", .string, usage: "(with -tls, optional) client certificate for authenticating to the server (requires -tls-client-key)"),
         .init("tls-client-key", .string, usage: "(with -tls) client private key for authenticating to the server (requires -tls-client-cert)"),
         .init("tls-server-name", .string, usage: "(with -tls) override the hostname used to verify the server certificate"),
-        .init("alts", .bool, usage: "use ALTS (not supported: ALTS needs Google Cloud's handshaker service)"),
+        .init("alts", .bool, usage: "use ALTS (default: false, INSECURE plaintext transport)"),
         .init("v", .bool, usage: "verbose logs"),
-        .init("version", .bool, usage: "print the version and exit"),
+        .init("version", .bool, usage: "print the probe version and exit"),
         .init("gzip", .bool, usage: "use GZIPCompressor for requests and GZIPDecompressor for response (default: false)"),
         .init("spiffe", .bool, usage: "use SPIFFE to obtain mTLS credentials"),
     ])
 
-    public static var usage: String { "Usage:\n" + flagSet.usage() + exitCodeHelp }
-
-    static let exitCodeHelp = """
-
-    Exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out,
-    3 RPC failed or timed out, 4 not SERVING, 20 SPIFFE credentials unavailable.
-    """
+    public static var usage: String { "Usage:\n" + flagSet.usage() }
 
     public enum Parsed {
         case run(ProbeOptions)
@@ -63,7 +66,9 @@ public struct ProbeOptions {
 
     /// Parses and checks the arguments, in the reference tool's order of checks.
     /// `requireAddress` false: no -addr is fine (the health agent finds the address itself).
-    public static func parse(_ arguments: [String], requireAddress: Bool = true) throws(ProbeFailure) -> Parsed {
+    /// `rawArguments`, the same arguments as bytes, give -service, -user-agent and -rpc-header
+    /// their exact bytes.
+    public static func parse(_ arguments: [String], rawArguments: [[UInt8]]? = nil, requireAddress: Bool = true) throws(ProbeFailure) -> Parsed {
         let parsed: FlagSet.Parsed
         do {
             parsed = try flagSet.parse(arguments)
@@ -77,14 +82,16 @@ public struct ProbeOptions {
 
         var o = ProbeOptions()
         o.addr = parsed.string("addr")
-        o.service = parsed.string("service")
-        o.userAgent = parsed.string("user-agent")
+        let raw = flagSet.rawValues(of: ["service", "user-agent", "rpc-header"], in: rawArguments ?? arguments.map { Array($0.utf8) })
+        o.service = raw["service"]?.last ?? []
+        o.userAgent = raw["user-agent"]?.last ?? Array("grpc_health_probe".utf8)
         o.connectTimeout = parsed.duration("connect-timeout")
         o.rpcTimeout = parsed.duration("rpc-timeout")
-        o.rpcHeaders = parsed.list("rpc-header").map { header in
-            let colon = header.firstIndex(of: ":")!
-            let value = header[header.index(after: colon)...].drop(while: { $0.isWhitespace })
-            return (String(header[..<colon]), String(value))
+        // Split at the first ':', the value's leading white space trimmed, rune by rune as Go's
+        // strings.TrimLeftFunc(unicode.IsSpace) does (a combining mark after a space stays).
+        o.metadata = (raw["rpc-header"] ?? []).map { header in
+            let colon = header.firstIndex(of: UInt8(ascii: ":"))!
+            return HeaderField(name: Array(header[..<colon]), value: ProbeOptions.trimmingLeadingSpace(header[(colon + 1)...]))
         }
         o.tls = parsed.bool("tls")
         o.tlsNoVerify = parsed.bool("tls-no-verify")
@@ -133,14 +140,30 @@ public struct ProbeOptions {
         return c
     }
 
+    /// `bytes` without the white space it starts with, as Go's TrimLeftFunc(unicode.IsSpace):
+    /// whole runes; bytes that are not UTF-8 end the trimming.
+    static func trimmingLeadingSpace(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        var rest = bytes
+        while let first = rest.first {
+            let length = first < 0x80 ? 1 : first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : first >= 0xC0 ? 2 : 0
+            guard length > 0, rest.count >= length,
+                  let scalar = String(validating: rest.prefix(length), as: UTF8.self)?.unicodeScalars.first,
+                  scalar.properties.isWhitespace else { break }
+            rest = rest.dropFirst(length)
+        }
+        return Array(rest)
+    }
+
     /// The `-v` option lines, as the reference prints them.
     var verboseLines: [String] {
         var lines = ["parsed options:", "> addr=\(addr) conn_timeout=\(connectTimeout) rpc_timeout=\(rpcTimeout)"]
-        if !rpcHeaders.isEmpty {
-            // Go prints metadata.MD (keys lower-cased, sorted) inside the flag's struct braces.
-            var grouped: [String: [String]] = [:]
-            for (name, value) in rpcHeaders { grouped[name.lowercased(), default: []].append(value) }
-            let entries = grouped.keys.sorted().map { "\($0):[\(grouped[$0]!.joined(separator: " "))]" }
+        if !metadata.isEmpty {
+            // Go prints metadata.MD (keys lower-cased, sorted by their bytes) inside the flag's
+            // struct braces.
+            var grouped: [[UInt8]: [String]] = [:]
+            for field in metadata { grouped[GRPCClient.goLowercased(field.nameBytes), default: []].append(field.value) }
+            let entries = grouped.keys.sorted { $0.lexicographicallyPrecedes($1) }
+                .map { "\(String(decoding: $0, as: UTF8.self)):[\(grouped[$0]!.joined(separator: " "))]" }
             lines.append("> headers: {map[\(entries.joined(separator: " "))]}")
         }
         lines.append("> tls=\(tls)")

@@ -10,8 +10,9 @@ import Wire
 /// grpc_health_probe: parse flags, connect, call grpc.health.v1.Health/Check once, and exit
 /// with the reference tool's code and message.
 public enum ProbeRunner {
-    /// Runs the probe with `arguments` (without argv[0]) and returns the exit status.
-    public static func main(_ arguments: [String]) -> Int32 {
+    /// Runs the probe with `arguments` (without argv[0]; `rawArguments`, the same as bytes) and
+    /// returns the exit status.
+    public static func main(_ arguments: [String], rawArguments: [[UInt8]]? = nil) -> Int32 {
         // A closed stderr (or a peer gone mid-write) must not kill the probe: its exit code is its
         // answer. SIGPIPE is blocked, so such writes just fail with EPIPE (blocking costs nothing
         // new on this path; signal(2) here cost a plaintext probe ~0.25 MiB of code pages).
@@ -21,7 +22,7 @@ public enum ProbeRunner {
         sigprocmask(SIG_BLOCK, &pipeSignal, nil)
         let options: ProbeOptions
         do {
-            switch try ProbeOptions.parse(arguments) {
+            switch try ProbeOptions.parse(arguments, rawArguments: rawArguments) {
             case .version:
                 Output.line("grpc_health_probe (grpc-init) \(BuildInfo.version)", to: STDOUT_FILENO)
                 return 0
@@ -61,17 +62,22 @@ public struct Probe {
     func run() throws(ProbeFailure) -> Health.ServingStatus {
         let security = try makeSecurity()
         let addr = options.addr
+        // As the reference: the line comes first, and an address that cannot be parsed fails the
+        // dial that follows it.
+        if options.verbose { Output.line("establishing connection") }
         let target: Target
         do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
-        if options.verbose { Output.line("establishing connection") }
         let connectStart = MonotonicClock.now()
         // The Check goes out right behind the connection preface (RFC 9113 §3.4 allows it), saving
         // a round trip; the connection still counts as established only once SETTINGS arrive.
         var pending: GRPCCall? = nil
         let connection: Connection
         do {
-            connection = try dial(target, security: security, userAgent: options.sentUserAgent,
+            connection = try dial(target, security: security, userAgent: options.sentUserAgent, authority: options.authority,
                                   by: Deadline.after(options.connectTimeout.nanoseconds, cancellation: signals)) { client in
+                // A service name that is not UTF-8 cannot be marshaled: the call fails once the
+                // connection is up, as grpc-go's does.
+                guard String(validating: options.service, as: UTF8.self) != nil else { return }
                 pending = client.startCall(
                     path: Health.checkPath,
                     metadata: options.metadata,
@@ -82,9 +88,9 @@ public struct Probe {
         } catch {
             throw ProbeFailure.dial(error, options: options)
         }
-        let call = pending!
         let connectTook = GoDuration(nanoseconds: MonotonicClock.now() - connectStart)
         if options.verbose { Output.line("connection established (took \(connectTook))") }
+        guard let call = pending else { throw ProbeFailure.rpc(Health.invalidUTF8, timeout: options.rpcTimeout) }
 
         let rpcStart = MonotonicClock.now()
         switch connection.run(until: { call.status != nil }, by: Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)) {

@@ -81,6 +81,13 @@ public struct SupervisorOptions: Equatable {
         child listens on, watches grpc.health.v1.Health there, logs each change and keeps
         -ready-file and NOTIFY_SOCKET current.
 
+        grpc_health_probe takes the reference tool's flags (its -h prints them as that tool does).
+        -addr also takes [IPv6]:PORT, :PORT (this host), [::]:PORT (either loopback), unix:PATH,
+        unix:@NAME and unix-abstract:NAME (abstract), passthrough:///HOST:PORT, dns:///HOST:PORT and
+        dns://RESOLVER/IP:PORT. -alts is refused: ALTS needs Google Cloud's handshaker service.
+        Its exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out, 3 RPC
+        failed or timed out, 4 not SERVING, 20 SPIFFE credentials unavailable.
+
         Flags (one or two dashes; each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s; empty is unset):
         \(flagSet.usage())
         """

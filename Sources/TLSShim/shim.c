@@ -313,10 +313,16 @@ int tls_shim_add_lazy_bundle(X509_STORE *store, const void *pem, int length) {
     if (!prefix) return 0;
     int added = 0;
     while ((p = tls_shim_find(p, end, begin)) != NULL) {
+        // As Go's pem.Decode: the BEGIN line starts a line, and so does the END line.
+        if (p != text && p[-1] != '\n') {
+            p++;
+            continue;
+        }
         const unsigned char *body = p + sizeof begin - 1;
         const unsigned char *stop = tls_shim_find(body, end, finish);
         if (!stop) break;
         p = stop + sizeof finish - 1;
+        if (stop[-1] != '\n') continue;
         const unsigned char *subject = NULL;
         long subject_length = 0;
         // Most subjects end within the first 512 bytes; the rest need more of the certificate.
@@ -354,18 +360,28 @@ void tls_shim_decode_small_index(X509_STORE *store, int limit) {
     }
 }
 
-// The names a certificate is valid for (DNS and IP SANs, else its common name), comma
-// separated into buf, for "certificate is valid for A, B, not C".
-void tls_shim_certificate_names(X509 *cert, char *buf, size_t size) {
-    buf[0] = 0;
+// Go's x509.HostnameError text for a certificate that does not match `host` (as given; `matched`
+// is the form that was matched: no trailing dot, IPv4-mapped as IPv4; `is_ip`: an IP address): the legacy Common Name case, an IP host against a certificate
+// without IP SANs, no names at all, or the names it is valid for (IP SANs for an IP host, DNS
+// SANs for a name).
+void tls_shim_hostname_error(X509 *cert, const char *host, const char *matched, int is_ip, char *buf, size_t size) {
     GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int has_san = X509_get_ext_by_NID(cert, NID_subject_alt_name, -1) >= 0;
+    char common_name[256] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, common_name, (int)sizeof common_name);
+    if (!has_san && common_name[0] && (is_ip ? strcmp(common_name, matched) == 0 : X509_check_host(cert, matched, 0, 0, NULL) == 1)) {
+        snprintf(buf, size, "x509: certificate relies on legacy Common Name field, use SANs instead");
+        if (names) GENERAL_NAMES_free(names);
+        return;
+    }
+    char valid[1024] = "";
     int count = names ? sk_GENERAL_NAME_num(names) : 0;
     for (int i = 0; i < count; i++) {
         GENERAL_NAME *name = sk_GENERAL_NAME_value(names, i);
         char item[64] = "";
-        if (name->type == GEN_DNS) {
+        if (!is_ip && name->type == GEN_DNS) {
             snprintf(item, sizeof item, "%.*s", ASN1_STRING_length(name->d.dNSName), (const char *)ASN1_STRING_get0_data(name->d.dNSName));
-        } else if (name->type == GEN_IPADD) {
+        } else if (is_ip && name->type == GEN_IPADD) {
             const unsigned char *ip = ASN1_STRING_get0_data(name->d.iPAddress);
             int len = ASN1_STRING_length(name->d.iPAddress);
             if (len == 4) snprintf(item, sizeof item, "%u.%u.%u.%u", ip[0], ip[1], ip[2], ip[3]);
@@ -375,11 +391,15 @@ void tls_shim_certificate_names(X509 *cert, char *buf, size_t size) {
             }
         }
         if (!item[0]) continue;
-        if (buf[0]) strncat(buf, ", ", size - strlen(buf) - 1);
-        strncat(buf, item, size - strlen(buf) - 1);
+        if (valid[0]) strncat(valid, ", ", sizeof valid - strlen(valid) - 1);
+        strncat(valid, item, sizeof valid - strlen(valid) - 1);
     }
     if (names) GENERAL_NAMES_free(names);
-    if (!buf[0]) {
-        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, (int)size);
+    if (is_ip && !valid[0]) {
+        snprintf(buf, size, "x509: cannot validate certificate for %s because it doesn't contain any IP SANs", host);
+    } else if (!valid[0]) {
+        snprintf(buf, size, "x509: certificate is not valid for any names, but wanted to match %s", host);
+    } else {
+        snprintf(buf, size, "x509: certificate is valid for %s, not %s", valid, host);
     }
 }

@@ -2,17 +2,23 @@
 /// tls.X509KeyPair, decided from the PEM blocks the file holds (OpenSSL's own errors do not
 /// tell "no PEM at all" from "the files were swapped").
 public enum PEMInput {
-    /// The types of the file's PEM blocks, in order: "CERTIFICATE", "EC PRIVATE KEY", ...
+    /// The types of the file's PEM blocks, in order: "CERTIFICATE", "EC PRIVATE KEY", ... A block
+    /// counts as Go's pem.Decode counts it: its BEGIN line starts a line, and a line starting
+    /// with its END follows (a truncated block is no block).
     public static func blockTypes(_ text: [UInt8]) -> [String] {
         let begin = Array("-----BEGIN ".utf8), dashes = Array("-----".utf8)
         var types: [String] = []
         var i = 0
         while let start = find(begin, in: text, from: i) {
+            i = start + 1
+            guard start == 0 || text[start - 1] == UInt8(ascii: "\n") else { continue }
             let nameStart = start + begin.count
             guard let end = find(dashes, in: text, from: nameStart) else { break }
             let name = text[nameStart..<end]
-            if !name.contains(UInt8(ascii: "\n")) { types.append(String(decoding: name, as: UTF8.self)) }
-            i = end + dashes.count
+            guard !name.contains(UInt8(ascii: "\n")) else { continue }
+            guard let close = find(Array("\n-----END ".utf8) + Array(name) + dashes, in: text, from: end) else { continue }
+            types.append(String(decoding: name, as: UTF8.self))
+            i = close + 1
         }
         return types
     }
@@ -30,17 +36,13 @@ public enum PEMInput {
         return "tls: failed to find \"CERTIFICATE\" PEM block in certificate input after skipping PEM blocks of the following types: [\(types.joined(separator: " "))]"
     }
 
-    /// The failure for a key file that OpenSSL could not load. `encrypted`: the key block is
-    /// encrypted, which Go's reader cannot read either; we say so.
-    public static func keyFailure(_ types: [String], encrypted: Bool) -> String {
-        guard let keyIndex = types.firstIndex(where: isKey) else {
+    /// The failure for a key file that OpenSSL could not load. An encrypted key (which Go's
+    /// reader cannot read either) is, as there, a key that does not parse.
+    public static func keyFailure(_ types: [String]) -> String {
+        guard types.contains(where: isKey) else {
             if types.isEmpty { return "tls: failed to find any PEM data in key input" }
             if types == ["CERTIFICATE"] { return "tls: found a certificate rather than a key in the PEM for the private key" }
             return "tls: failed to find PEM block with type ending in \"PRIVATE KEY\" in key input after skipping PEM blocks of the following types: [\(types.joined(separator: " "))]"
-        }
-        let type = types[keyIndex]
-        if encrypted || type.hasPrefix("ENCRYPTED") {
-            return "tls: failed to parse private key: it is encrypted; use an unencrypted key"
         }
         return "tls: failed to parse private key"
     }
@@ -55,8 +57,4 @@ public enum PEMInput {
         return nil
     }
 
-    /// Whether a legacy PEM key carries "Proc-Type: 4,ENCRYPTED".
-    public static func hasEncryptedHeader(_ text: [UInt8]) -> Bool {
-        find(Array("Proc-Type: 4,ENCRYPTED".utf8), in: text, from: 0) != nil
-    }
 }

@@ -36,7 +36,15 @@ public struct Resolver {
             guard let a = SocketAddress.unix(name, abstract: true) else { throw Failure.failed("abstract socket name too long: \(name)") }
             return [a]
         case .tcp(let host, let port):
-            if let literal = SocketAddress.literal(host, port: port) { return [literal] }
+            if let literal = SocketAddress.literal(host, port: port) {
+                // The unspecified address means this host, as it does to a dialer: both
+                // loopbacks, so that a server on either is reached ([::] is copied from a
+                // server's listen address, which may be 127.0.0.1 only).
+                if literal.isUnspecified {
+                    return [.ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port), .ipv4([127, 0, 0, 1], port: port)]
+                }
+                return [literal]
+            }
             let fromHosts = HostsFile.lookup(host, text: Files.text(hostsPath) ?? "", port: port)
             if !fromHosts.isEmpty { return fromHosts }
             let lower = host.lowercased()

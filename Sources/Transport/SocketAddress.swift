@@ -37,6 +37,15 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// 0.0.0.0 or ::, whatever the port.
+    public var isUnspecified: Bool {
+        switch family {
+        case AF_INET: return bytes[4..<8].allSatisfy { $0 == 0 }
+        case AF_INET6: return bytes[8..<24].allSatisfy { $0 == 0 }
+        default: return false
+        }
+    }
+
     public static func ipv4(_ octets: [UInt8], port: UInt16) -> SocketAddress {
         var sa = sockaddr_in()
         sa.sin_family = sa_family_t(AF_INET)

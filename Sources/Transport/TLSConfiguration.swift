@@ -71,7 +71,8 @@ public enum TLSFailure: Error, Equatable, CustomStringConvertible {
 
 /// Why a server's certificate did not verify, as Go's x509 package says it.
 public enum CertificateFailure: Equatable, Sendable, CustomStringConvertible {
-    case nameMismatch(validFor: String, name: String)
+    /// The name did not match: Go's x509.HostnameError text.
+    case nameMismatch(String)
     case expired(notAfter: String)
     case notYetValid
     /// No trusted root vouches for the chain; `roots` says which roots were trusted.
@@ -81,7 +82,7 @@ public enum CertificateFailure: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .nameMismatch(let valid, let name): return "x509: certificate is valid for \(valid.isEmpty ? "no names" : valid), not \(name)"
+        case .nameMismatch(let text): return text
         case .expired(let notAfter): return "x509: certificate has expired (not valid after \(notAfter))"
         case .notYetValid: return "x509: certificate is not yet valid"
         case .unknownAuthority(let roots): return "x509: certificate signed by unknown authority (trusted roots: \(roots))"

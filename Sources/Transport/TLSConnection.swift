@@ -59,6 +59,8 @@ public final class TLSContext {
                 throw TLSSetupError(description: "no root CA certs parsed from file \(configuration.caFile)")
             }
             rootsSource = configuration.caFile
+            // As Go's pool: any certificate in the file is an anchor, a leaf or an intermediate too.
+            X509_STORE_set_flags(store, UInt(X509_V_FLAG_PARTIAL_CHAIN))
         } else {
             let count = SystemRoots.load(into: store)
             rootsSource = count > 0 ? "the system roots" : "no system roots (none found; set SSL_CERT_FILE or use -tls-ca-cert)"
@@ -124,7 +126,7 @@ public final class TLSContext {
         if SSL_CTX_use_PrivateKey_file(ctx, keyFile, SSL_FILETYPE_PEM) != 1 {
             // A key of another certificate is refused here already by OpenSSL.
             if OpenSSLError.last().isKeyMismatch { throw fail("tls: private key does not match public key") }
-            throw fail(PEMInput.keyFailure(PEMInput.blockTypes(texts[1]), encrypted: PEMInput.hasEncryptedHeader(texts[1])))
+            throw fail(PEMInput.keyFailure(PEMInput.blockTypes(texts[1])))
         }
         if SSL_CTX_check_private_key(ctx) != 1 {
             ERR_clear_error()
@@ -158,14 +160,16 @@ public final class TLSConnection: ByteStream {
         let connection = TLSConnection(socket: socket, ssl: ssl)
         SSL_set_fd(ssl, socket.fd)
         let name = context.configuration.serverName.isEmpty ? host : context.configuration.serverName
-        let isAddress = SocketAddress.literal(name, port: 0) != nil
-        if !isAddress { tls_shim_set_sni(ssl, name) }
+        let (checked, isAddress) = TLSConnection.matchedName(name)
+        if !isAddress { tls_shim_set_sni(ssl, checked) }
         // A SPIFFE server is verified by its SPIFFE ID's trust domain, not by host name.
         if context.configuration.verify && context.configuration.spiffe == nil {
             if isAddress {
-                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name)
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), checked)
             } else {
-                SSL_set1_host(ssl, name)
+                // Go has ignored the Common Name since 1.15: only SANs name a server.
+                SSL_set_hostflags(ssl, UInt32(X509_CHECK_FLAG_NEVER_CHECK_SUBJECT))
+                SSL_set1_host(ssl, checked)
             }
         }
         var warmed = false
@@ -249,6 +253,19 @@ public final class TLSConnection: ByteStream {
         return failure.failure
     }
 
+    /// The form of a server name that is sent in SNI and matched against the certificate, and
+    /// whether it is an IP address. As Go: a name's trailing dot goes (RFC 6066), and an
+    /// IPv4-mapped address is its IPv4 address ("::ffff:127.0.0.1" is 127.0.0.1: Go compares IP
+    /// values).
+    static func matchedName(_ name: String) -> (name: String, isAddress: Bool) {
+        guard SocketAddress.literal(name, port: 0) != nil else { return (name.hasSuffix(".") ? String(name.dropLast()) : name, false) }
+        let lower = name.lowercased()
+        if lower.hasPrefix("::ffff:"), lower.dropFirst(7).contains("."), SocketAddress.literal(String(lower.dropFirst(7)), port: 0) != nil {
+            return (String(lower.dropFirst(7)), true)
+        }
+        return (name, true)
+    }
+
     /// Whether the server asked for a client certificate during the handshake: a server that
     /// then closes the connection (or sends an alert) wanted one, or refused ours.
     public var certificateWasRequested: Bool { tls_shim_certificate_requested(ssl) != 0 }
@@ -257,9 +274,10 @@ public final class TLSConnection: ByteStream {
         let peer = tls_shim_peer_leaf(ssl)
         switch Int32(code) {
         case X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH:
-            var names = [CChar](repeating: 0, count: 1024)
-            if let peer { tls_shim_certificate_names(peer, &names, names.count) }
-            return .nameMismatch(validFor: String(decoding: names.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self), name: name)
+            var text = [CChar](repeating: 0, count: 1536)
+            let (checked, isAddress) = TLSConnection.matchedName(name)
+            if let peer { tls_shim_hostname_error(peer, name, checked, isAddress ? 1 : 0, &text, text.count) }
+            return .nameMismatch(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         case X509_V_ERR_CERT_HAS_EXPIRED:
             return .expired(notAfter: peer.map { notAfter($0) } ?? "?")
         case X509_V_ERR_CERT_NOT_YET_VALID:

@@ -7,12 +7,13 @@ public final class GRPCClient {
     public struct Settings: Sendable {
         public var authority: String
         public var scheme: String
-        public var userAgent: String
+        /// The user-agent's bytes (a -user-agent that is not UTF-8 goes out as given, as Go's).
+        public var userAgent: [UInt8]
         /// The largest response message accepted, before or after decompression.
         public var maxMessageSize = 4 << 20
         public var limits = HTTP2Connection.Limits()
 
-        public init(authority: String, scheme: String = "http", userAgent: String) {
+        public init(authority: String, scheme: String = "http", userAgent: [UInt8]) {
             self.authority = authority
             self.scheme = scheme
             self.userAgent = userAgent
@@ -40,7 +41,7 @@ public final class GRPCClient {
         var headers = [
             HeaderField(":method", "POST"), HeaderField(":scheme", settings.scheme),
             HeaderField(":path", path), HeaderField(":authority", settings.authority),
-            HeaderField("content-type", "application/grpc"), HeaderField("user-agent", settings.userAgent),
+            HeaderField("content-type", "application/grpc"), HeaderField(name: Array("user-agent".utf8), value: settings.userAgent),
             HeaderField("te", "trailers"),
         ]
         if compress { headers.append(HeaderField("grpc-encoding", "gzip")) }
@@ -70,7 +71,7 @@ public final class GRPCClient {
         let call = GRPCCall(streamID: 0, maxMessageSize: settings.maxMessageSize, serverStreaming: serverStreaming)
         if let connectionFailure {
             call.refuse(connectionFailure)
-        } else if connection.canOpenStream {
+        } else if connection.canOpenStream && (connection.isReady || GRPCClient.headerListSize(headers) <= GRPCClient.pipelinedHeaderListLimit) {
             open(call, headers: headers, message: framed)
         } else {
             // Over the server's MAX_CONCURRENT_STREAMS: opened when a stream closes.
@@ -79,10 +80,22 @@ public final class GRPCClient {
         return call
     }
 
+    /// The request list's size as RFC 7541 counts it (names, values, 32 each), as grpc-go checks
+    /// it against the server's SETTINGS_MAX_HEADER_LIST_SIZE.
+    private static func headerListSize(_ headers: [HeaderField]) -> Int { headers.reduce(0) { $0 + $1.size } }
+
+    /// Sent before the server's SETTINGS (pipelined behind the preface) only when no server
+    /// would refuse it: larger lists wait for the SETTINGS that say the server's limit.
+    static let pipelinedHeaderListLimit = 4096
+
     private func open(_ call: GRPCCall, headers: [HeaderField], message: [UInt8]) {
+        if let limit = connection.peerMaxHeaderListSize, GRPCClient.headerListSize(headers) > limit {
+            return call.finish(GRPCStatus(.internalError, "header list size to send violates the maximum size (\(limit) bytes) set by server"))
+        }
         let id = connection.openStream(headers: headers, endStream: false)
         connection.sendData(streamID: id, message, endStream: true)
         call.streamID = id
+        call.request = (headers, message)
         calls[id] = call
     }
 
@@ -106,7 +119,7 @@ public final class GRPCClient {
     }
 
     private func openWaiting() {
-        while connection.canOpenStream && !waiting.isEmpty && connectionFailure == nil {
+        while connection.canOpenStream && connection.isReady && !waiting.isEmpty && connectionFailure == nil {
             let next = waiting.removeFirst()
             open(next.call, headers: next.headers, message: next.message)
         }
@@ -118,19 +131,35 @@ public final class GRPCClient {
     static func metadataHeaders(_ metadata: [HeaderField]) -> Result<[HeaderField], GRPCStatus> {
         var fields: [HeaderField] = []
         for field in metadata {
-            let name = field.name.lowercased()
-            if name.hasPrefix(":") || reservedNames.contains(name) { continue }
-            if let problem = invalidMetadataName(name) { return .failure(GRPCStatus(.internalError, problem)) }
+            let nameBytes = goLowercased(field.nameBytes)
+            let name = String(decoding: nameBytes, as: UTF8.self)
+            if nameBytes.first == UInt8(ascii: ":") || reservedNames.contains(name) { continue }
+            if let problem = invalidMetadataName(nameBytes) { return .failure(GRPCStatus(.internalError, problem)) }
             if name.hasSuffix("-bin") {
-                fields.append(HeaderField(name, base64(Array(field.value.utf8))))
+                fields.append(HeaderField(name: nameBytes, value: Array(base64(field.valueBytes).utf8)))
                 continue
             }
-            if field.value.utf8.contains(where: { $0 < 0x20 || $0 > 0x7E }) {
+            if field.valueBytes.contains(where: { $0 < 0x20 || $0 > 0x7E }) {
                 return .failure(GRPCStatus(.internalError, "header key \(quoted(name)) contains value with non-printable ASCII characters"))
             }
-            fields.append(HeaderField(name, field.value))
+            fields.append(HeaderField(name: nameBytes, value: field.valueBytes))
         }
         return .success(fields)
+    }
+
+    /// Go's strings.ToLower over bytes: each rune to its simple lower case (U+0130 to "i", not
+    /// "i" and a combining dot as Swift's full mapping has it), ASCII at once, bytes that are
+    /// not UTF-8 as the replacement character.
+    public static func goLowercased(_ bytes: [UInt8]) -> [UInt8] {
+        if !bytes.contains(where: { $0 >= 0x80 }) {
+            return bytes.map { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") ? $0 + 32 : $0 }
+        }
+        var out: [UInt8] = []
+        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars {
+            let lower = scalar.properties.lowercaseMapping.unicodeScalars.first ?? scalar
+            out.append(contentsOf: String(lower).utf8)
+        }
+        return out
     }
 
     /// What grpc-go's transport sets itself and drops from user metadata.
@@ -162,8 +191,17 @@ public final class GRPCClient {
                 settle(call)
             case .reset(let id, let code):
                 guard let call = calls.removeValue(forKey: id) else { continue }
-                // REFUSED_STREAM: the server did not process the call (RFC 9113 §8.7).
-                if code == .refusedStream { call.refuse(GRPCStatus.fromReset(code)) } else { call.finish(GRPCStatus.fromReset(code)) }
+                // REFUSED_STREAM: the server did not process the call (RFC 9113 §8.7). Sent again
+                // once on a new stream, as grpc-go retries transparently; refused twice, it is
+                // left for the caller (which may try another connection).
+                if code == .refusedStream, !call.retriedTransparently, let request = call.request {
+                    call.retriedTransparently = true
+                    waiting.insert((call, request.headers, request.message), at: 0)
+                } else if code == .refusedStream {
+                    call.refuse(GRPCStatus.fromReset(code))
+                } else {
+                    call.finish(GRPCStatus.fromReset(code))
+                }
             case .streamError(let id, let code, let reason):
                 guard let call = calls.removeValue(forKey: id) else { continue }
                 call.finish(GRPCStatus(GRPCStatus.fromReset(code).code, reason))
@@ -209,12 +247,12 @@ public final class GRPCClient {
     }
 
     /// grpc-go's rule for metadata keys; nil when `name` is acceptable.
-    static func invalidMetadataName(_ name: String) -> String? {
+    static func invalidMetadataName(_ name: [UInt8]) -> String? {
         if name.isEmpty { return "there is an empty key in the header" }
-        let ok = name.utf8.allSatisfy { c in
+        let ok = name.allSatisfy { c in
             (c >= 48 && c <= 57) || (c >= 97 && c <= 122) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
         }
-        return ok ? nil : "header key \(quoted(name)) contains illegal characters not in [0-9a-z-_.]"
+        return ok ? nil : "header key \(quoted(String(decoding: name, as: UTF8.self))) contains illegal characters not in [0-9a-z-_.]"
     }
 }
 
@@ -261,6 +299,9 @@ public final class GRPCCall {
     private var pending: [UInt8] = []
     /// The stream is still open at the server: finishing early must RST it.
     fileprivate private(set) var needsReset = false
+    /// What was sent, for the one transparent retry of a stream the server refused.
+    fileprivate var request: (headers: [HeaderField], message: [UInt8])?
+    fileprivate var retriedTransparently = false
 
     init(streamID: UInt32, maxMessageSize: Int, serverStreaming: Bool) {
         self.streamID = streamID

@@ -75,6 +75,8 @@ public final class HTTP2Connection {
     public private(set) var goAwayLastStreamID: UInt32? = nil
     /// SETTINGS_MAX_CONCURRENT_STREAMS from the peer: how many streams we may open.
     public private(set) var peerMaxConcurrentStreams = Int.max
+    /// SETTINGS_MAX_HEADER_LIST_SIZE from the peer, once it said one.
+    public private(set) var peerMaxHeaderListSize: Int? = nil
 
     private var inbound = ByteBuffer()
     /// A server waits for the client's preface before any frame.
@@ -430,6 +432,8 @@ public final class HTTP2Connection {
                 guard value <= 1 else { throw .connection(.protocolError, "SETTINGS_ENABLE_PUSH not 0 or 1") }
             case .maxConcurrentStreams:
                 peerMaxConcurrentStreams = Int(value)
+            case .maxHeaderListSize:
+                peerMaxHeaderListSize = Int(value)
             default:
                 break  // Our encoder never indexes, so HEADER_TABLE_SIZE does not concern it.
             }

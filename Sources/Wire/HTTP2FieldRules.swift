@@ -10,7 +10,7 @@ enum HTTP2FieldRules {
     static func malformedField(_ fields: [HeaderField]) -> String? {
         var regularSeen = false
         for field in fields {
-            var name = field.name.utf8[...]
+            var name = field.nameBytes[...]
             if name.first == UInt8(ascii: ":") {
                 if regularSeen { return "pseudo-header field \(quoted(field.name)) after a regular field" }
                 name = name.dropFirst()
@@ -20,7 +20,7 @@ enum HTTP2FieldRules {
             if name.isEmpty || !name.allSatisfy(isLowerCaseTokenByte) {
                 return "invalid header field name \(quoted(field.name))"
             }
-            if field.value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
+            if field.valueBytes.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) {
                 return "invalid header field value for \(quoted(field.name))"
             }
         }

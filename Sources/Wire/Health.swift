@@ -41,11 +41,18 @@ public enum Health {
     }
 
     /// HealthCheckRequest { string service = 1; }
-    public static func request(service: String) -> [UInt8] {
+    public static func request(service: String) -> [UInt8] { request(service: Array(service.utf8)) }
+
+    /// A HealthCheckRequest for a service name's bytes; nil when they are not UTF-8, which a
+    /// proto3 string may not hold (grpc-go's marshaling refuses it).
+    public static func request(service: [UInt8]) -> [UInt8] {
         var w = ProtobufWriter()
-        w.string(1, service)
+        if !service.isEmpty { w.lengthDelimited(1, service) }
         return w.bytes
     }
+
+    /// grpc-go's words for a request whose string field is not UTF-8.
+    public static let invalidUTF8 = GRPCStatus(.internalError, "grpc: error while marshaling: string field contains invalid UTF-8")
 
     /// The service a HealthCheckRequest names.
     public static func decodeRequest(_ bytes: [UInt8]) throws(ProtobufError) -> String {

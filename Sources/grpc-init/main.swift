@@ -16,10 +16,10 @@ if invokedAs == "grpc-init-agent" {
     exit(AgentMain.main(Array(arguments.dropFirst())))
 }
 if probeNames.contains(invokedAs) {
-    exit(ProbeRunner.main(Array(arguments.dropFirst())))
+    exit(ProbeRunner.main(Array(arguments.dropFirst()), rawArguments: Array(rawArguments.dropFirst())))
 }
 if arguments.count > 1 && probeNames.contains(arguments[1]) {
-    exit(ProbeRunner.main(Array(arguments.dropFirst(2))))
+    exit(ProbeRunner.main(Array(arguments.dropFirst(2)), rawArguments: Array(rawArguments.dropFirst(2))))
 }
 if arguments.count > 1 && (arguments[1] == "--install" || arguments[1] == "-install") {
     exit(Installer.install(into: arguments.count > 2 ? arguments[2] : nil, names: probeNames.sorted()))

@@ -48,7 +48,7 @@ final class ChannelTests: XCTestCase {
     }
 
     func channel(_ port: UInt16) -> Channel {
-        Channel(target: .tcp(host: "127.0.0.1", port: port), security: .plaintext, userAgent: "grpc-init-tests", connectTimeout: 1_000_000_000)
+        Channel(target: .tcp(host: "127.0.0.1", port: port), security: .plaintext, userAgent: Array("grpc-init-tests".utf8), connectTimeout: 1_000_000_000)
     }
 
     func serving(_ handle: Channel.CallHandle) throws -> Health.ServingStatus? {

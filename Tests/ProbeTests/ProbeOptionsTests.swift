@@ -1,4 +1,5 @@
 import XCTest
+import Wire
 @testable import Probe
 
 final class ProbeOptionsTests: XCTestCase {
@@ -40,8 +41,22 @@ final class ProbeOptionsTests: XCTestCase {
     func testHeadersSplitAtTheFirstColonAndTheUserAgentIsOurs() throws {
         guard case .run(let options) = try ProbeOptions.parse(["-addr=x:1", "-rpc-header", "a: b: c", "-rpc-header", "x:y",
                                                                "-user-agent", "kubelet"]) else { return XCTFail() }
-        XCTAssertEqual(options.rpcHeaders.map { "\($0.0)=\($0.1)" }, ["a=b: c", "x=y"])
-        XCTAssertTrue(options.sentUserAgent.hasPrefix("kubelet grpc-init/"))
+        XCTAssertEqual(options.metadata.map { "\($0.name)=\($0.value)" }, ["a=b: c", "x=y"])
+        XCTAssertTrue(String(decoding: options.sentUserAgent, as: UTF8.self).hasPrefix("kubelet grpc-init/"))
+    }
+
+    func testArgumentsAreBytesAsGoKeepsThem() throws {
+        let raw: [[UInt8]] = [Array("-addr=x:1".utf8), Array("-service=ok".utf8) + [0xC3], Array("-user-agent".utf8), [0xFF],
+                              Array("-rpc-header=k: ".utf8) + [0xCC, 0x81] + Array("b".utf8),
+                              Array("-rpc-header=\u{E9}:1".utf8), Array("-rpc-header=e\u{301}:2".utf8)]
+        guard case .run(let options) = try ProbeOptions.parse(raw.map { String(decoding: $0, as: UTF8.self) }, rawArguments: raw) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(options.service, Array("ok".utf8) + [0xC3], "not re-encoded")
+        XCTAssertEqual(options.userAgent, [0xFF])
+        XCTAssertEqual(options.metadata[0].valueBytes, [0xCC, 0x81] + Array("b".utf8), "a combining mark after the space stays")
+        XCTAssertEqual(Set(options.metadata.dropFirst().map(\.nameBytes)).count, 2, "é and e+U+0301 are two keys, as bytes")
+        XCTAssertEqual(GRPCClient.goLowercased(Array("\u{130}".utf8)), Array("i".utf8), "Go's simple lower case")
         XCTAssertEqual(options.connectTimeout.nanoseconds, 1_000_000_000)
         XCTAssertEqual(options.rpcTimeout.nanoseconds, 1_000_000_000)
     }

@@ -102,17 +102,21 @@ final class PEMInputTests: XCTestCase {
     }
 
     func testKeyFailuresInGoWords() {
-        XCTAssertEqual(PEMInput.keyFailure([], encrypted: false), "tls: failed to find any PEM data in key input")
-        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE"], encrypted: false),
-                       "tls: found a certificate rather than a key in the PEM for the private key")
-        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PUBLIC KEY"], encrypted: false),
+        XCTAssertEqual(PEMInput.keyFailure([]), "tls: failed to find any PEM data in key input")
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE"]), "tls: found a certificate rather than a key in the PEM for the private key")
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PUBLIC KEY"]),
                        "tls: failed to find PEM block with type ending in \"PRIVATE KEY\" in key input after skipping PEM blocks of the following types: [CERTIFICATE PUBLIC KEY]")
-        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PRIVATE KEY"], encrypted: false), "tls: failed to parse private key")
-        XCTAssertEqual(PEMInput.keyFailure(["ENCRYPTED PRIVATE KEY"], encrypted: false),
-                       "tls: failed to parse private key: it is encrypted; use an unencrypted key")
-        XCTAssertEqual(PEMInput.keyFailure(["RSA PRIVATE KEY"], encrypted: true),
-                       "tls: failed to parse private key: it is encrypted; use an unencrypted key")
-        XCTAssertTrue(PEMInput.hasEncryptedHeader(Array("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n".utf8)))
+        XCTAssertEqual(PEMInput.keyFailure(["CERTIFICATE", "PRIVATE KEY"]), "tls: failed to parse private key")
+        // An encrypted key does not parse, in Go's words too.
+        XCTAssertEqual(PEMInput.keyFailure(["ENCRYPTED PRIVATE KEY"]), "tls: failed to parse private key")
+    }
+
+    func testBlocksCountAsGosPEMDecoderCountsThem() {
+        let truncated = Array("-----BEGIN CERTIFICATE-----\nMIIB\n".utf8)
+        XCTAssertEqual(PEMInput.blockTypes(truncated), [], "no END line: no block")
+        XCTAssertEqual(PEMInput.certificateFailure(PEMInput.blockTypes(truncated)), "tls: failed to find any PEM data in certificate input")
+        let indented = Array("  -----BEGIN CERTIFICATE-----\n  AAAA\n  -----END CERTIFICATE-----\n".utf8)
+        XCTAssertEqual(PEMInput.blockTypes(indented), [], "a BEGIN line starts a line")
     }
 }
 

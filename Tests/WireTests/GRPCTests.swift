@@ -20,7 +20,7 @@ struct ScriptedServer {
 
 final class GRPCClientTests: XCTestCase {
     func readyClient() -> GRPCClient {
-        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: "grpc_health_probe grpc-init/test"))
+        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: Array("grpc_health_probe grpc-init/test".utf8)))
         client.receive(settingsFrame())
         _ = client.connection.takeOutbound()
         return client
@@ -95,13 +95,21 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertEqual(status { $0.headers(1, ok, end: false) + $0.message(1, [8, 1], end: true) }?.code, .internalError)
         XCTAssertEqual(status { $0.headers(1, ok + [("grpc-status", "x")], end: true) }?.code, .internalError)
         XCTAssertEqual(status { $0.headers(1, ok, end: false) + $0.message(1, [1, 2], compressed: true) }?.code, .internalError)
-        XCTAssertEqual(status { _ in Frame(.rstStream, streamID: 1, payload: [0, 0, 0, 7]).serialized() }?.code, .unavailable)
+        // REFUSED_STREAM: sent again once on a new stream (3); refused again, the call fails.
+        XCTAssertEqual(status { _ in Frame(.rstStream, streamID: 1, payload: [0, 0, 0, 7]).serialized() }, nil)
+        let client = readyClient()
+        let call = client.startCall(path: Health.checkPath, request: [])
+        client.receive(Frame(.rstStream, streamID: 1, payload: [0, 0, 0, 7]).serialized())
+        XCTAssertEqual(call.streamID, 3)
+        client.receive(Frame(.rstStream, streamID: 3, payload: [0, 0, 0, 7]).serialized())
+        XCTAssertEqual(call.status?.code, .unavailable)
+        XCTAssertTrue(call.wasNotProcessed)
         XCTAssertEqual(status { _ in Frame(.goAway, streamID: 0, payload: [0, 0, 0, 0, 0, 0, 0, 0]).serialized() }?.code, .unavailable)
         XCTAssertEqual(status { _ in Frame(.headers, flags: FrameFlags.endHeaders, streamID: 1, payload: [0xFF]).serialized() }?.code, .internalError)
     }
 
     func testCallsWaitForAStreamUnderMaxConcurrentStreams() throws {
-        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: "test"))
+        let client = GRPCClient(GRPCClient.Settings(authority: "example:50051", userAgent: Array("test".utf8)))
         client.receive(settingsFrame([(SettingID.maxConcurrentStreams.rawValue, 2)]))
         _ = client.connection.takeOutbound()
         let calls = (0..<3).map { _ in client.startCall(path: Health.checkPath, request: []) }

@@ -41,7 +41,7 @@ final class HostileInputTests: XCTestCase {
         var rng = SplitMix(state: 9113)
         var failures = 0
         for _ in 0..<3_000 {
-            let client = GRPCClient(GRPCClient.Settings(authority: "x:1", userAgent: "t"))
+            let client = GRPCClient(GRPCClient.Settings(authority: "x:1", userAgent: Array("t".utf8)))
             client.receive(settingsFrame())
             let call = client.startCall(path: Health.checkPath, request: [])
             // A plausible frame header with a random type, flags, stream and payload, a few times.

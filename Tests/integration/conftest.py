@@ -93,7 +93,7 @@ class LineReader:
                     raise EOFError(f"peer exited ({self.proc.poll()})")
                 self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
+        return line.decode(errors="surrogateescape")  # bytes that are not UTF-8 kept as they came
 
     def until(self, text, deadline):
         """Reads lines until one equal to or starting with `text`; raises past `deadline`."""

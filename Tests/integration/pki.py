@@ -67,6 +67,10 @@ class PKI:
         self.client_ed25519 = self._leaf("client-ed", "client", "DNS:client", issuer="root", key="ed25519", client=True)
         self.client_untrusted = self._leaf("client-untrusted", "client", "DNS:client", issuer="other-root", key="ec", client=True)
         self.ca = d / "root.pem"
+        self.intermediate = d / "intermediate.pem"
+        # Names only in the Common Name, no subjectAltName (Go has ignored the CN since 1.15).
+        self.server_cn_only = self._cn_only("server-cn-only", "localhost")
+        self.server_cn_ip_only = self._cn_only("server-cn-ip-only", "127.0.0.1")
         # SPIFFE: two trust domains; SVIDs carry their ID as a URI SAN.
         self._ca("spiffe-example", "example.org SPIFFE CA")
         self._ca("spiffe-other", "other.org SPIFFE CA")
@@ -127,6 +131,11 @@ class PKI:
         args += ["-md", md] if md else []
         args += sum((["-sigopt", o] for o in sigopts), [])
         openssl(*args, cwd=d)
+
+    def _cn_only(self, name, cn):
+        self._key(name, "ec")
+        self._sign(name, cn, "root", ["extendedKeyUsage=serverAuth"])
+        return self.dir / f"{name}.pem", self.dir / f"{name}.key"
 
     def _leaf(self, name, cn, san, issuer, key, client=False, chain=False, dates=None, md=None, sigopts=()):
         self._key(name, key)

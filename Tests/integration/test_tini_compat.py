@@ -60,10 +60,13 @@ def test_verbosity_counts_and_long_names_keep_gos_syntax(bindir):
 def group_forwarding(prefix, env):
     """Whether a SIGTERM to the supervisor reaches a process in the child's group other than
     the child: the child (a shell ignoring SIGTERM) waits for it, and exits with its status."""
-    child = ["sh", "-c", "sleep 30 & trap '' TERM; echo READY; wait $!"]
+    child = ["sh", "-c", "sleep 30 & echo $!; trap '' TERM; echo READY; wait $!"]
     proc = subprocess.Popen(prefix + ["--", *child], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**QUIET, **env})
+    lines = LineReader(proc)
+    sleeper = None
     try:
-        assert LineReader(proc).next(time.monotonic() + 10) == "READY"
+        sleeper = int(lines.next(time.monotonic() + 10))
+        assert lines.next(time.monotonic() + 10) == "READY"
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.wait(timeout=1.5) == 143
@@ -73,7 +76,11 @@ def group_forwarding(prefix, env):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        subprocess.run(["pkill", "-f", "sleep 30"], check=False)
+        if sleeper:
+            try:
+                os.kill(sleeper, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.parametrize("value", ["", "1", "0"])
@@ -173,7 +180,7 @@ def test_a_background_job_leaves_the_terminal_to_the_shell(bindir, tmp_path):
         os.execvpe("bash", ["bash", "--norc", "--noprofile", "-i"], {"PATH": os.environ["PATH"], "PS1": "$ ", "GRPC_INIT_READY": "false"})
     try:
         marker = tmp_path / "started"
-        os.write(master, f"{bindir / 'grpc-init'} -- sh -c 'echo $$ > {marker}; sleep 3' &\n".encode())
+        os.write(master, f"{bindir / 'grpc-init'} -- sh -c 'echo $$ > {marker}; exec sleep 3' &\n".encode())
         deadline = time.monotonic() + 10
         while not (marker.exists() and marker.read_text().strip()):
             assert time.monotonic() < deadline, "the background job did not start"
@@ -187,4 +194,8 @@ def test_a_background_job_leaves_the_terminal_to_the_shell(bindir, tmp_path):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(master)
-        subprocess.run(["pkill", "-f", "sleep 3"], check=False)
+        if marker.exists() and marker.read_text().strip():
+            try:
+                os.kill(int(marker.read_text()), signal.SIGKILL)  # the job's sleep; its grpc-init follows
+            except ProcessLookupError:
+                pass

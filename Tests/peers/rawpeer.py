@@ -35,15 +35,16 @@ def hpack_literal(name, value):
     return b"\x00" + string(name) + string(value)
 
 
-def read_until_request(conn):
-    """Reads the client preface and frames until a frame with END_STREAM (the request's DATA)."""
+def read_until_request(conn, preface=True):
+    """Reads the client preface (unless it came already) and frames until a frame with
+    END_STREAM (the request's DATA)."""
     buf = b""
-    while len(buf) < len(PREFACE):
+    while preface and len(buf) < len(PREFACE):
         chunk = conn.recv(65536)
         if not chunk:
             return False
         buf += chunk
-    buf = buf[len(PREFACE):]
+    buf = buf[len(PREFACE):] if preface else buf
     while True:
         while len(buf) < 9:
             chunk = conn.recv(65536)
@@ -202,6 +203,15 @@ def serve(conn, mode):
             threading.Event().wait(5)
         elif mode == "rst":
             conn.sendall(frame(3, 0, 1, struct.pack(">I", 2)))
+            threading.Event().wait(5)
+        elif mode in ("refused-once", "refused-twice"):  # REFUSED_STREAM: not processed, may be retried
+            conn.sendall(frame(3, 0, 1, struct.pack(">I", 7)))
+            if not read_until_request(conn, preface=False):
+                return
+            if mode == "refused-twice":
+                conn.sendall(frame(3, 0, 3, struct.pack(">I", 7)))
+            else:
+                conn.sendall(frame(1, 4, 3, OK_HEADERS) + frame(0, 0, 3, message(SERVING)) + frame(1, 5, 3, hpack_literal("grpc-status", "0")))
             threading.Event().wait(5)
         elif mode == "goaway":
             conn.sendall(frame(7, 0, 0, struct.pack(">II", 0, 0) + b"going away"))

@@ -27,8 +27,8 @@ long tls_shim_mem_data(BIO *bio, char **data);
 
 // The server's leaf certificate, also after a failed verification. Not owned by the caller.
 X509 *tls_shim_peer_leaf(const SSL *ssl);
-// The names a certificate is valid for (DNS and IP SANs, else its common name), comma separated.
-void tls_shim_certificate_names(X509 *cert, char *buf, size_t size);
+// Go's x509.HostnameError text for `cert` not matching `host` (`is_ip`: an IP address).
+void tls_shim_hostname_error(X509 *cert, const char *host, const char *matched, int is_ip, char *buf, size_t size);
 
 // Records, per connection, whether the server asked for a client certificate. Returns 0 on failure.
 int tls_shim_track_certificate_request(SSL_CTX *ctx);

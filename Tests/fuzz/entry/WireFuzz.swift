@@ -24,7 +24,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             i += n + 1
         }
     case 1:
-        let client = GRPCClient(GRPCClient.Settings(authority: "localhost:1", userAgent: "fuzz"))
+        let client = GRPCClient(GRPCClient.Settings(authority: "localhost:1", userAgent: Array("fuzz".utf8)))
         let call = client.startCall(path: Health.checkPath, timeoutNanoseconds: 1_000_000_000, compress: bytes.first.map { $0 & 1 == 1 } ?? false,
                                     request: Health.request(service: ""))
         let calls = [call, client.startCall(path: Health.watchPath, serverStreaming: true, request: []),
