@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
-            dependencies: ["Agent", "Probe", "Supervisor", "SystemCalls"],
+            dependencies: ["Agent", "CShim", "Flags", "Probe", "Supervisor", "SystemCalls", "Transport", "Wire"],
             exclude: ["link-order.txt"],
             swiftSettings: fastMetadata,
             linkerSettings: [.unsafeFlags([

@@ -29,3 +29,6 @@ int cshim_argc(void) { return saved_argc; }
 char **cshim_argv(void) { return saved_argv; }
 
 const char *cshim_exec_path(void) { return (const char *)getauxval(AT_EXECFN); }
+
+#include <gnu/libc-version.h>
+const char *cshim_libc_version(void) { return gnu_get_libc_version(); }

@@ -61,7 +61,8 @@ public struct ProbeOptions {
 
     public enum Parsed {
         case run(ProbeOptions)
-        case version
+        /// -version; with -v, the linked components too.
+        case version(verbose: Bool)
     }
 
     /// Parses and checks the arguments, in the reference tool's order of checks.
@@ -78,7 +79,7 @@ public struct ProbeOptions {
             case .invalid(let message): throw ProbeFailure.flags(message, usage: usage)
             }
         }
-        if parsed.bool("version") { return .version }
+        if parsed.bool("version") { return .version(verbose: parsed.bool("v")) }
 
         var o = ProbeOptions()
         o.addr = parsed.string("addr")

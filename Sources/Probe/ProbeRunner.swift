@@ -23,8 +23,8 @@ public enum ProbeRunner {
         let options: ProbeOptions
         do {
             switch try ProbeOptions.parse(arguments, rawArguments: rawArguments) {
-            case .version:
-                Output.line("grpc_health_probe (grpc-init) \(BuildInfo.version)", to: STDOUT_FILENO)
+            case .version(let verbose):
+                BuildInfo.versionLines("grpc_health_probe (grpc-init)", verbose: verbose).forEach { Output.line($0, to: STDOUT_FILENO) }
                 return 0
             case .run(let o): options = o
             }

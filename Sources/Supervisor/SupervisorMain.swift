@@ -8,8 +8,8 @@ public enum SupervisorMain {
     public static func main(_ arguments: [String], rawArguments: [[UInt8]]) -> Int32 {
         do {
             switch try SupervisorOptions.parse(arguments, rawArguments: rawArguments) {
-            case .version:
-                Output.line("grpc-init \(BuildInfo.version)", to: STDOUT_FILENO)
+            case .version(let verbose):
+                BuildInfo.versionLines("grpc-init", verbose: verbose).forEach { Output.line($0, to: STDOUT_FILENO) }
                 return 0
             case .run(let options):
                 return Supervisor(options: options).run()

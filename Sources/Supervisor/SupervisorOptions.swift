@@ -95,7 +95,8 @@ public struct SupervisorOptions: Equatable {
 
     public enum Parsed: Equatable {
         case run(SupervisorOptions)
-        case version
+        /// -version; with -v, the linked components too.
+        case version(verbose: Bool)
     }
 
     public enum Failure: Error, Equatable {
@@ -197,7 +198,7 @@ public struct SupervisorOptions: Equatable {
             case .invalid(let message): throw .usage(message)
             }
         }
-        if parsed.bool("version") { return .version }
+        if parsed.bool("version") { return .version(verbose: parsed.bool("verbose")) }
         /// Where a value came from, for messages: the flag, or the variable that set it.
         func source(_ flag: String) -> String {
             fromEnvironment.contains(flag) && !parsed.given.contains(flag) ? environmentName(flag) : "-" + flag

@@ -1,3 +1,6 @@
+#if TLS
+import COpenSSL
+#endif
 
 /// What -tls and its companion flags ask for.
 public struct TLSConfiguration: Equatable, Sendable {
@@ -102,3 +105,15 @@ public struct TLSSetupError: Error, Equatable, CustomStringConvertible {
 public final class TLSContext {}
 public final class TLSConnection {}
 #endif
+
+/// The TLS library linked in, for -version -v: OpenSSL's version ("3.0.19"), read without
+/// initialising it; nil in a build without TLS.
+public enum TLSLibrary {
+    public static var version: String? {
+        #if TLS
+        return String(cString: OpenSSL_version(Int32(OPENSSL_VERSION_STRING)))
+        #else
+        return nil
+        #endif
+    }
+}

@@ -1,5 +1,8 @@
 import CZlib
 
+/// The zlib linked in, for -version -v.
+public let zlibLinkedVersion = String(cString: zlibVersion())
+
 /// gzip for gRPC messages (grpc-encoding: gzip) through zlib. Only loaded when a message is
 /// compressed, so a plaintext probe without -gzip never touches zlib.
 public enum Gzip {

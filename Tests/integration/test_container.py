@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -246,3 +247,72 @@ def test_native_probes_from_the_host_reach_the_health_port(podman, names):
             stop.kill()
     assert time.monotonic() - start >= 1.0, "the server got SIGTERM only after the drain"
     assert podman.exit_code(c) == 143
+
+
+def test_release_files(podman, tmp_path):
+    """scripts/release.sh, twice from the same commit: byte-identical files whose checksums
+    verify, an SBOM that validates and names the linked versions Debian reports, and an OCI image
+    that loads with its labels and runs grpc-init as PID 1."""
+    runs = []
+    for n in (1, 2):
+        out = tmp_path / f"release{n}"
+        started = time.monotonic()
+        subprocess.run([str(ROOT / "scripts" / "release.sh"), str(out)], check=True, capture_output=True, timeout=600)
+        print(f"release.sh run {n}: {time.monotonic() - started:.1f} s")
+        runs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
+    assert runs[0] == runs[1], "two runs from one commit give the same bytes"
+    first = tmp_path / "release1"
+    names = sorted(runs[0])
+    version = next(n for n in names if n.endswith(".spdx.json"))[len("grpc-init-"):-len(".spdx.json")]
+    assert names == sorted(["checksums.txt", f"grpc-init-{version}-linux-amd64.tar.gz", f"grpc-init-{version}.spdx.json",
+                            f"grpc-init-{version}.oci.tar"])
+    subprocess.run(["sha256sum", "-c", "checksums.txt"], cwd=first, check=True, capture_output=True)
+    with tarfile.open(first / f"grpc-init-{version}-linux-amd64.tar.gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        top = f"grpc-init-{version}-linux-amd64"
+        assert members[f"{top}/grpc_health_probe"].issym() and members[f"{top}/grpc_health_probe"].linkname == "grpc-init"
+        assert {f"{top}/LICENSE", f"{top}/README", f"{top}/licenses/openssl.txt", f"{top}/licenses/zlib.txt"} <= set(members)
+        assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+    sbom_path = first / f"grpc-init-{version}.spdx.json"
+    validated = subprocess.run([str(ROOT / ".venv" / "bin" / "pyspdxtools"), "-i", str(sbom_path)], capture_output=True, text=True)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    packages = {p["name"]: p for p in json.loads(sbom_path.read_text())["packages"]}
+    for name, debian in [("openssl", "libssl-dev"), ("zlib", "zlib1g-dev"), ("glibc", "libc6-dev")]:
+        wanted = subprocess.run(["dpkg-query", "-W", "-f=${Version}", debian], capture_output=True, text=True, check=True).stdout
+        assert packages[name]["versionInfo"] == wanted, name
+    assert packages["grpc-init"]["versionInfo"] == version and packages["grpc-init"]["licenseDeclared"] == "Apache-2.0"
+    loaded = podman("load", "-i", str(first / f"grpc-init-{version}.oci.tar"), timeout=300)
+    image = loaded.stdout.strip().splitlines()[-1].split("Loaded image:")[-1].strip()
+    labels = json.loads(podman("image", "inspect", image).stdout)[0]["Labels"]
+    assert labels["org.opencontainers.image.version"] == version
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.revision"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                                                         text=True).stdout.strip()
+    assert {"org.opencontainers.image.source", "org.opencontainers.image.created", "org.opencontainers.image.title",
+            "org.opencontainers.image.description"} <= set(labels)
+    ran = podman("run", "--rm", "--network", "host", *podman.run_flags, "-e", "GRPC_INIT_READY=false", image, "/bin/grpc_health_probe", "-version")
+    assert ran.stdout.startswith("grpc_health_probe (grpc-init) "), ran
+    # grpc-init is the container's PID 1: a probe that waits on a silent port keeps it running.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        name = "release-pid1"
+        podman("run", "-d", "--name", name, "--network", "host", *podman.run_flags, "-e", "GRPC_INIT_READY=false", image,
+               "/bin/grpc_health_probe", f"-addr=127.0.0.1:{silent.getsockname()[1]}", "-connect-timeout=30s")
+        try:
+            host_pid = json.loads(podman("inspect", name).stdout)[0]["State"]["Pid"]
+            status = dict(line.split(":\t", 1) for line in open(f"/proc/{host_pid}/status").read().splitlines() if ":\t" in line)
+            assert status["Name"] == "grpc-init" and status["NSpid"].split()[-1] == "1", status
+        finally:
+            podman("rm", "-f", name, check=False)
+    # docker/Dockerfile.from-release, as written: grpc-init taken from the loaded image.
+    assert image == f"localhost/grpc-init:{version}", image
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copy(GO_SERVER, context / "server")
+    podman("build", "-q", "-f", str(ROOT / "docker" / "Dockerfile.from-release"), "--build-arg", f"GRPC_INIT={image}",
+           "-t", "localhost/grpc-init-from-release:test", str(context), timeout=300)
+    ran = podman("run", "--rm", "--network", "host", *podman.run_flags, "-e", "GRPC_INIT_READY=false",
+                 "localhost/grpc-init-from-release:test", "/bin/grpc_health_probe", "-version")
+    assert ran.stdout.startswith("grpc_health_probe (grpc-init) "), ran
+    podman("rmi", "localhost/grpc-init-from-release:test", image, check=False)

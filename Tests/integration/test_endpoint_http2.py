@@ -25,7 +25,7 @@ CHECK = [(":method", "POST"), (":scheme", "http"), (":path", "/grpc.health.v1.He
 EMPTY_REQUEST = b"\x00\x00\x00\x00\x00"
 SERVING_MESSAGE = b"\x00\x00\x00\x00\x02\x08\x01"
 
-# What h2spec reports that we do on purpose, with why (the README lists the same).
+# What h2spec reports that we do on purpose, with why (docs/testing.md lists the same).
 EXPECTED_FAILURES = {
     # The port also speaks HTTP/1.1: bytes that are not the HTTP/2 preface are read as an
     # HTTP/1.1 request and answered 400 Bad Request, not with an HTTP/2 GOAWAY.

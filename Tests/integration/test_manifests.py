@@ -42,7 +42,7 @@ def test_manifest_is_valid_kubernetes(manifest):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.release"])
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.release", "Dockerfile.from-release"])
 def test_dockerfile_passes_hadolint(dockerfile):
     out = subprocess.run([str(VENV / "hadolint"), str(ROOT / "docker" / dockerfile)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -160,3 +160,34 @@ def test_manifest_environment_makes_a_sigterm_shutdown_a_success(bindir):
     failed = subprocess.run([str(bindir / "grpc-init"), "--", "sh", "-c", "exit 3"], env=env,
                             capture_output=True, text=True, timeout=10)
     assert failed.returncode == 3, failed
+
+
+def seconds(duration):
+    """A Go duration of the forms the manifests use (1s, 500ms, 2m) in seconds."""
+    for unit, scale in (("ms", 0.001), ("s", 1), ("m", 60)):
+        if duration.endswith(unit) and duration[:-len(unit)].replace(".", "", 1).isdigit():
+            return float(duration[:-len(unit)]) * scale
+    raise ValueError(duration)
+
+
+def own_bound(probe):
+    """The longest a probe of grpc-init's can take by its own timeouts, in seconds."""
+    if "exec" in probe:
+        flags = dict(a.lstrip("-").split("=", 1) for a in probe["exec"]["command"][1:] if "=" in a)
+        connect, rpc = seconds(flags.get("connect-timeout", "1s")), seconds(flags.get("rpc-timeout", "1s"))
+        # -spiffe fetches the SVID within -rpc-timeout before connecting.
+        return connect + rpc + (rpc if "-spiffe" in probe["exec"]["command"] else 0)
+    if "httpGet" in probe:
+        query = dict(p.split("=", 1) for p in probe["httpGet"]["path"].partition("?")[2].split("&") if "=" in p)
+        return seconds(query.get("timeout", "1s"))  # the endpoint's default answer deadline
+    return 0.0  # a native gRPC probe sends kubelet's own deadline
+
+
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name for m in MANIFESTS])
+def test_every_probe_ends_by_its_own_timeout_before_kubelets(manifest):
+    """A probe killed by kubelet's timeoutSeconds says nothing: its own timeouts must come first."""
+    c = container(manifest)
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        if kind in c:
+            probe = c[kind]
+            assert own_bound(probe) < probe.get("timeoutSeconds", 1), (manifest.name, kind, own_bound(probe))

@@ -19,6 +19,9 @@ int cshim_sigrtmax(void);
 #include <poll.h>
 int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout);
 
+/// The C library's version ("2.36"), for -version -v.
+const char *cshim_libc_version(void);
+
 #include <stdio.h>
 /// Reads /proc/self/maps' lines from `maps`: the executable's mappings that are never written
 /// (r-xp, and r--p at offset 0), at most `capacity`, as [start, end) pairs. Returns how many.
