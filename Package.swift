@@ -60,14 +60,13 @@ let package = Package(
         .executableTarget(
             name: "grpc-init",
             dependencies: ["Agent", "CShim", "Flags", "Probe", "Supervisor", "SystemCalls", "Transport", "Wire"],
-            exclude: ["link-order.txt"],
             swiftSettings: fastMetadata,
             linkerSettings: [.unsafeFlags([
                 "-static-executable",
                 // lld places the functions a probe runs side by side (scripts/link-order.sh
                 // lists them), so a probe faults in a few hundred KiB of code, not megabytes.
                 "-use-ld=lld",
-                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Sources/grpc-init/link-order.txt",
+                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order.txt",
                 "-Xlinker", "--no-warn-symbol-ordering",
             ])]
         ),

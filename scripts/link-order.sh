@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/grpc-init/link-order.txt: the functions a probe and the supervisor run,
+# Regenerates scripts/link-order.txt: the functions a probe and the supervisor run,
 # in the order they first run, recorded with callgrind, then the data they use. lld lays them out side by side
 # (--symbol-ordering-file), so a probe faults in a few hundred KiB of code instead of pages
 # scattered over megabytes. Run after changes to the probe's path; a stale list only costs memory.
@@ -59,7 +59,7 @@ done > "$work/order"
 nm .build/release/grpc-init | awk '$3 ~ /^__(mem|str|stp|wmem|wcs|raw)[a-z0-9]*_(sse|avx|evex|erms)/ {print $3}' >> "$work/order"
 # With --append, the current list stays as it is and only functions it lacks are added at its end.
 if [ "${1:-}" = "--append" ]; then
-    cat Sources/grpc-init/link-order.txt "$work/order" | awk '!seen[$0]++' > "$work/merged"
+    cat scripts/link-order.txt "$work/order" | awk '!seen[$0]++' > "$work/merged"
     mv "$work/merged" "$work/order"
 fi
 # Then the data of our modules and of the standard library (type metadata, descriptors, witness
@@ -76,7 +76,7 @@ nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >
         __pthread_mutex_lock __pthread_mutex_unlock
     nm .build/release/grpc-init | awk '$3 ~ /_ifunc$/ {print $3}'
     cat "$work/order"
-} | awk '!seen[$0]++' > Sources/grpc-init/link-order.txt
-echo "$(wc -l < Sources/grpc-init/link-order.txt) symbols in Sources/grpc-init/link-order.txt"
+} | awk '!seen[$0]++' > scripts/link-order.txt
+echo "$(wc -l < scripts/link-order.txt) symbols in scripts/link-order.txt"
 rm -f .build/release/grpc-init "$(readlink -f .build/release)/grpc-init"  # SwiftPM does not see the list as a link input
 swift build -c release >/dev/null
