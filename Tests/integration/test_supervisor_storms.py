@@ -73,7 +73,6 @@ def test_grace_fires_on_time_under_a_signal_storm(bindir, mode):
         assert lines.next(time.monotonic() + 20) == "ready"
         target = supervisor_pid(proc, mode)
         storm = start_storm(target)
-        time.sleep(0.2)  # the storm's queue fills; bounded
         start = time.monotonic()
         os.kill(target, signal.SIGTERM)
         ended = wait_exit(proc, start + 10)
@@ -95,7 +94,6 @@ def test_the_childs_exit_is_acted_on_at_once_under_a_signal_storm(bindir, mode):
     try:
         assert lines.next(time.monotonic() + 20) == "ready"
         storm = start_storm(supervisor_pid(proc, mode))
-        time.sleep(0.2)  # the storm's queue fills; bounded
         proc.stdin.write(b"exit\n")
         proc.stdin.flush()
         exited = float(lines.next(time.monotonic() + 10))

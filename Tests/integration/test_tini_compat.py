@@ -187,7 +187,7 @@ def test_a_background_job_leaves_the_terminal_to_the_shell(bindir, tmp_path):
             readable, _, _ = select.select([master], [], [], 0.01)  # the terminal kept drained; bounded
             if readable:
                 os.read(master, 65536)
-        time.sleep(0.2)  # grpc-init hands the terminal over, if it does, right after the fork; bounded
+        # grpc-init hands the terminal over, when it does, in the child before exec: done by now.
         foreground = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[5])
         assert foreground == pid, f"the terminal's foreground group is {foreground}, not the shell's {pid}"
     finally:

@@ -30,9 +30,8 @@ int main(int argc, char **argv) {
     int signo = atoi(argv[2]);
     double until = now() + atof(argv[3]);
     signal(SIGTERM, on_term);
-    printf("storming\n");
-    fflush(stdout);
     unsigned long queued = 0, refused = 0;
+    int announced = 0;
     while (!stop) {
         for (int i = 0; i < 1000; i++) {
             union sigval value = {.sival_int = 0};
@@ -44,6 +43,13 @@ int main(int argc, char **argv) {
                 stop = 1;  // the target is gone
                 break;
             }
+        }
+        // Said once the storm is under way: the target's queue of pending signals is full, or a
+        // hundred thousand went out.
+        if (!announced && (refused > 0 || queued >= 100000)) {
+            printf("storming\n");
+            fflush(stdout);
+            announced = 1;
         }
         if (now() >= until) break;
     }
