@@ -88,7 +88,9 @@ public struct SupervisorOptions: Equatable {
         Its exit codes: 0 SERVING, 1 invalid arguments, 2 connection failed or timed out, 3 RPC
         failed or timed out, 4 not SERVING, 20 SPIFFE credentials unavailable.
 
-        Flags (one or two dashes; each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s; empty is unset):
+        Flags (long names with one or two dashes; one-letter names as tini reads them: -sg, -vvv, -e143;
+        each also read from GRPC_INIT_<NAME>, e.g. GRPC_INIT_GRACE=10s, empty is unset; tini's
+        TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY are read as tini reads them):
         \(flagSet.usage())
         """
     }
