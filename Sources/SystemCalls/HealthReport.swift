@@ -36,8 +36,8 @@ public enum HealthReport: Equatable, Sendable {
         }
     }
 
-    /// Control characters escaped (a peer's text may hold any), and the length capped, so one
-    /// report is one line.
+    /// Control characters escaped, C0, DEL and C1 (a peer's text may hold any), and the length
+    /// capped, so one report is one line.
     public static func clean(_ text: String) -> String {
         var out = ""
         for scalar in text.unicodeScalars {
@@ -45,6 +45,9 @@ public enum HealthReport: Equatable, Sendable {
             if scalar.value < 0x20 || scalar.value == 0x7F {
                 let hex = String(scalar.value, radix: 16)
                 out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+            } else if scalar.value >= 0x80 && scalar.value <= 0x9F {
+                // C1 controls too: U+009B is a terminal's CSI, as ESC [ is.
+                out += "\\u00" + String(scalar.value, radix: 16)
             } else {
                 out.unicodeScalars.append(scalar)
             }
