@@ -36,7 +36,11 @@ public final class Channel {
     /// A wait with no deadline releases the process's code pages once nothing has happened for
     /// this many milliseconds (IdleWait): for a process that holds a channel open and mostly
     /// sleeps. Nil: never.
-    public var releasesCodeAfter: Int32? = nil
+    public var releasesCodeAfter: Int32? {
+        get { idle.settle }
+        set { idle.settle = newValue }
+    }
+    private var idle = IdleWait(settle: nil)
 
     /// A call in flight, with what it takes to send it again.
     private struct Pending {
@@ -111,12 +115,7 @@ public final class Channel {
             var earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
             if let wake = source?.wakeAt { earliest = min(earliest, wake) }
             let timeout = live.contains { $0.moreToRead } ? 0 : MonotonicClock.pollTimeout(until: earliest)
-            let n: Int32
-            if timeout < 0, let settle = releasesCodeAfter {
-                n = IdleWait.poll(&fds, settle: settle)
-            } else {
-                n = poll(&fds, nfds_t(fds.count), timeout)
-            }
+            let n = idle.poll(&fds, timeout: timeout)
             if n < 0 && errno != EINTR { return .closed }
             if let cancelIndex, fds[cancelIndex].revents != 0, let info = deadline.cancellation?.next() {
                 return .cancelled(signal: Int32(info.ssi_signo))

@@ -31,14 +31,13 @@ final class Supervisor {
 
     /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
     private static let killReapBound: Int64 = 1_000_000_000
-    /// How long nothing must happen before the supervisor counts as idle and releases its code
-    /// pages: releasing them on every wake-up would make a burst of events (an orphan storm)
-    /// fault the code back in once per event.
-    private static let idleSettle: Int32 = 1000
     /// Signals read from the signalfd before the deadlines are looked at again.
     private static let signalsPerTurn = 32
-    /// The code pages were released and nothing has run since.
-    private var released = false
+    /// The one wait of the loop. Start-up code (runtime initialisation, flags, spawning) is not
+    /// needed while idle, so a wait with nothing pending releases those pages once nothing has
+    /// happened for a second: an idle supervisor's resident set stays small, and a burst of
+    /// events (an orphan storm) does not fault the code back in once per event.
+    private var idle = IdleWait()
 
     init(options: SupervisorOptions) {
         self.options = options
@@ -84,7 +83,7 @@ final class Supervisor {
             var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
             if let report = readiness?.descriptor { fds.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
             let deadline = [graceDeadline, drainDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
-            let n = wait(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
+            let n = idle.poll(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
             if n < 0 && errno != EINTR {
                 log.error("poll: \(SystemError.describe(errno))")
                 return 1
@@ -111,24 +110,6 @@ final class Supervisor {
                 if let exit = finish(childStatus: status, now: now) { return exit }
             }
         }
-    }
-
-    /// poll(2) on the signalfd. Start-up code (runtime initialisation, flags, spawning) is not
-    /// needed while idle, so a wait with nothing pending releases those pages, once nothing has
-    /// happened for `idleSettle`: an idle supervisor's resident set stays small, and a burst of
-    /// events does not pay for the release on each of them.
-    private func wait(_ fds: inout [pollfd], timeout: Int32) -> Int32 {
-        if timeout >= 0 || released {
-            let n = poll(&fds, nfds_t(fds.count), timeout)
-            if n != 0 { released = false }
-            return n
-        }
-        let n = poll(&fds, nfds_t(fds.count), Supervisor.idleSettle)
-        if n != 0 { return n }
-        released = true
-        let woken = cshim_idle_poll(&fds, nfds_t(fds.count), -1)
-        if woken != 0 { released = false }
-        return woken
     }
 
     private func spawn(childMask: sigset_t) -> Int32? {
