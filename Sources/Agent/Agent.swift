@@ -117,10 +117,8 @@ final class Agent {
     private var cancelled = false
 
     /// Pauses between rescans while nothing is found, and between redials of a lost server.
-    static let firstRescan: Int64 = 10_000_000
-    static let maxRescan: Int64 = 1_000_000_000
-    static let firstRedial: Int64 = 100_000_000
-    static let maxRedial: Int64 = 5_000_000_000
+    static let rescans = Backoff(first: 10_000_000, maximum: 1_000_000_000)
+    static let redials = Backoff(first: 100_000_000, maximum: 5_000_000_000)
 
     init(options: ProbeOptions, interval: GoDuration, signals: SignalFD?, reporter: Reporter, endpoint: HealthEndpoint?) {
         self.endpoint = endpoint
@@ -136,7 +134,7 @@ final class Agent {
     let request: [UInt8]
 
     func run() {
-        var redial = Agent.firstRedial
+        var redial = Agent.redials
         var next: Found? = nil
         while !cancelled {
             guard let found = next ?? locate() else { return }
@@ -153,9 +151,8 @@ final class Agent {
                 }
             }
             // A server that stayed up a while gets the first pause again, not the longest.
-            if MonotonicClock.now() - started > 10 * Agent.maxRedial { redial = Agent.firstRedial }
-            if !pause(redial) { return }
-            redial = min(redial * 2, Agent.maxRedial)
+            if MonotonicClock.now() - started > 10 * redial.maximum { redial.reset() }
+            if !pause(redial.next()) { return }
         }
     }
 
@@ -183,7 +180,7 @@ final class Agent {
     /// Health service. Nil once a signal ends the agent.
     private func locate() -> Found? {
         if !options.addr.isEmpty {
-            var retry = Agent.firstRedial
+            var retry = Agent.redials
             while true {
                 let target: Target
                 do { target = try Target.parse(options.addr) } catch {
@@ -196,11 +193,10 @@ final class Agent {
                     if cancelled { return nil }
                     reporter.send(.notServing(error.reason))
                 }
-                if !pause(retry) { return nil }
-                retry = min(retry * 2, Agent.maxRedial)
+                if !pause(retry.next()) { return nil }
             }
         }
-        var rescan = Agent.firstRescan
+        var rescan = Agent.rescans
         var lastCount = -1
         while true {
             let scan = Discovery.scan(root: supervisor, excluding: me)
@@ -234,10 +230,9 @@ final class Agent {
                 reporter.send(.notServing("no gRPC server among the listening sockets: " + reasons.joined(separator: "; ")))
             }
             // A change in what listens starts the pauses over: the server is coming up.
-            if scan.listeners.count != lastCount { rescan = Agent.firstRescan }
+            if scan.listeners.count != lastCount { rescan.reset() }
             lastCount = scan.listeners.count
-            if !pause(rescan) { return nil }
-            rescan = min(rescan * 2, Agent.maxRescan)
+            if !pause(rescan.next()) { return nil }
         }
     }
 

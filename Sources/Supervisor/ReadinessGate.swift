@@ -85,12 +85,11 @@ final class ReadinessGate {
     private var timeoutReported = false
 
     /// A dead agent is started again at once this many times within `deathWindow`; past that,
-    /// after `firstRestart`, doubling to `maxRestart`: a crash costs milliseconds, a crash loop
+    /// after `restarts` (100 ms doubling to 30 s): a crash costs milliseconds, a crash loop
     /// does not spin.
     static let immediateRestarts = 3
     static let deathWindow: Int64 = 60_000_000_000
-    static let firstRestart: Int64 = 100_000_000
-    static let maxRestart: Int64 = 30_000_000_000
+    static let restarts = Backoff(first: 100_000_000, maximum: 30_000_000_000)
 
     /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
     /// gate says READY=1, not a server that may call itself ready before it serves.
@@ -211,8 +210,10 @@ final class ReadinessGate {
         let now = MonotonicClock.now()
         deaths.removeAll { now - $0 >= ReadinessGate.deathWindow }
         deaths.append(now)
-        let beyond = deaths.count - ReadinessGate.immediateRestarts
-        let pause = beyond <= 0 ? 0 : min(ReadinessGate.firstRestart << min(beyond - 1, 20), ReadinessGate.maxRestart)
+        // The deaths beyond the immediate ones walk the backoff from its start.
+        var backoff = ReadinessGate.restarts
+        var pause: Int64 = 0
+        for _ in 0..<max(0, deaths.count - ReadinessGate.immediateRestarts) { pause = backoff.next() }
         startAt = now + pause
     }
 

@@ -69,3 +69,12 @@ final class HealthReportTests: XCTestCase {
         XCTAssertEqual(HealthReport(line: "unready bad\u{9B}"), .notServing("bad\\u009b"))
     }
 }
+
+final class BackoffTests: XCTestCase {
+    func testDoublesToItsMaximumAndStartsOver() {
+        var backoff = Backoff(first: 100, maximum: 500)
+        XCTAssertEqual((0..<5).map { _ in backoff.next() }, [100, 200, 400, 500, 500])
+        backoff.reset()
+        XCTAssertEqual(backoff.next(), 100)
+    }
+}
