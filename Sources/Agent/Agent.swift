@@ -260,7 +260,7 @@ final class Agent {
     private func classify(_ listener: Listener) -> Verdict {
         let target = listener.target
         let name = listener.description
-        if options.tls || options.spiffe {
+        if options.tls.tls || options.spiffe {
             let security: Security
             do { security = try makeSecurity() } catch { return cancelled ? .cancelled : .unavailable(error.reason) }
             let how = options.spiffe ? "SPIFFE mTLS" : "TLS"
@@ -279,7 +279,7 @@ final class Agent {
         }
         #if TLS
         var configuration = options.tlsConfiguration
-        configuration.verify = !options.tlsCACert.isEmpty
+        configuration.verify = !options.tls.caCert.isEmpty
         let security: Security
         do { security = .tls(try TLSContext(configuration)) } catch { return .rejected("TLS set-up failed: \(error)") }
         let how = configuration.verify ? "TLS, certificate verified (-ready-tls-ca-cert)"
@@ -310,7 +310,7 @@ final class Agent {
             case .cancelled: return .cancelled
             case .handshake(let handshake): return .rejected(ProbeFailure.describe(handshake, tls: handshake.tls))
             case .certificateRejected:
-                return .rejected("the server requires a client certificate" + (options.tlsClientCert.isEmpty ? " (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)" : " and rejected ours"))
+                return .rejected("the server requires a client certificate" + (options.tls.clientCert.isEmpty ? " (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)" : " and rejected ours"))
             }
         }
     }

@@ -106,14 +106,14 @@ public struct ProbeFailure: Error, Equatable {
             return cancelledWhileConnecting(addr, signal: signal)
         case .certificateRejected(let failure):
             let alert = failure.map { " (\($0))" } ?? ""
-            if options.tlsClientCert.isEmpty {
+            if options.tls.clientCert.isEmpty {
                 return connectFailed(addr, "tls: the server requires a client certificate and closed the connection\(alert); "
                                          + "none was given (-tls-client-cert, -tls-client-key)")
             }
             return connectFailed(addr, "tls: the server asked for a client certificate and closed the connection\(alert) "
-                                     + "after receiving \(options.tlsClientCert): it rejected it")
+                                     + "after receiving \(options.tls.clientCert): it rejected it")
         case .handshake(let handshake):
-            return connectFailed(addr, describe(handshake, tls: options.tls))
+            return connectFailed(addr, describe(handshake, tls: options.tls.tls))
         }
     }
 

@@ -21,13 +21,9 @@ public struct ProbeOptions {
     }
     /// What goes out as :authority: grpc-go sends the TLS server name when one is given, else the
     /// address.
-    public var authority: String? { tls && !tlsServerName.isEmpty ? tlsServerName : nil }
-    public var tls = false
-    public var tlsNoVerify = false
-    public var tlsCACert = ""
-    public var tlsClientCert = ""
-    public var tlsClientKey = ""
-    public var tlsServerName = ""
+    public var authority: String? { tls.tls && !tls.serverName.isEmpty ? tls.serverName : nil }
+    /// -tls and its companions, in the one shape the gate's -ready-tls flags share.
+    public var tls = TLSFlags()
     public var alts = false
     public var verbose = false
     public var gzip = false
@@ -94,12 +90,12 @@ public struct ProbeOptions {
             let colon = header.firstIndex(of: UInt8(ascii: ":"))!
             return HeaderField(name: Array(header[..<colon]), value: ProbeOptions.trimmingLeadingSpace(header[(colon + 1)...]))
         }
-        o.tls = parsed.bool("tls")
-        o.tlsNoVerify = parsed.bool("tls-no-verify")
-        o.tlsCACert = parsed.string("tls-ca-cert")
-        o.tlsClientCert = parsed.string("tls-client-cert")
-        o.tlsClientKey = parsed.string("tls-client-key")
-        o.tlsServerName = parsed.string("tls-server-name")
+        o.tls.tls = parsed.bool("tls")
+        o.tls.noVerify = parsed.bool("tls-no-verify")
+        o.tls.caCert = parsed.string("tls-ca-cert")
+        o.tls.clientCert = parsed.string("tls-client-cert")
+        o.tls.clientKey = parsed.string("tls-client-key")
+        o.tls.serverName = parsed.string("tls-server-name")
         o.alts = parsed.bool("alts")
         o.verbose = parsed.bool("v")
         o.gzip = parsed.bool("gzip")
@@ -114,30 +110,19 @@ public struct ProbeOptions {
         if connectTimeout.nanoseconds <= 0 { try fail("-connect-timeout must be greater than zero (specified: \(connectTimeout))") }
         if rpcTimeout.nanoseconds <= 0 { try fail("-rpc-timeout must be greater than zero (specified: \(rpcTimeout))") }
         if alts && spiffe { try fail("-alts and -spiffe are mutually incompatible") }
-        if tls && alts { try fail("cannot specify -tls with -alts") }
-        if let problem = tlsFlags.problem(prefix: "-") { try fail(problem) }
-        if tls && spiffe { throw ProbeFailure(.invalidArguments, "-tls and -spiffe are mutually incompatible") }
+        if tls.tls && alts { try fail("cannot specify -tls with -alts") }
+        if let problem = tls.problem(prefix: "-") { try fail(problem) }
+        if tls.tls && spiffe { throw ProbeFailure(.invalidArguments, "-tls and -spiffe are mutually incompatible") }
         if alts { try fail("-alts is not supported: ALTS needs Google Cloud's ALTS handshaker; use -tls or -spiffe") }
-    }
-
-    public var tlsFlags: TLSFlags {
-        var f = TLSFlags()
-        f.tls = tls
-        f.noVerify = tlsNoVerify
-        f.caCert = tlsCACert
-        f.clientCert = tlsClientCert
-        f.clientKey = tlsClientKey
-        f.serverName = tlsServerName
-        return f
     }
 
     public var tlsConfiguration: TLSConfiguration {
         var c = TLSConfiguration()
-        c.verify = !tlsNoVerify
-        c.caFile = tlsCACert
-        c.certificateFile = tlsClientCert
-        c.keyFile = tlsClientKey
-        c.serverName = tlsServerName
+        c.verify = !tls.noVerify
+        c.caFile = tls.caCert
+        c.certificateFile = tls.clientCert
+        c.keyFile = tls.clientKey
+        c.serverName = tls.serverName
         return c
     }
 
@@ -167,10 +152,10 @@ public struct ProbeOptions {
                 .map { "\(String(decoding: $0, as: UTF8.self)):[\(grouped[$0]!.joined(separator: " "))]" }
             lines.append("> headers: {map[\(entries.joined(separator: " "))]}")
         }
-        lines.append("> tls=\(tls)")
-        if tls {
-            lines += ["  > no-verify=\(tlsNoVerify) ", "  > ca-cert=\(tlsCACert)", "  > client-cert=\(tlsClientCert)",
-                      "  > client-key=\(tlsClientKey)", "  > server-name=\(tlsServerName)"]
+        lines.append("> tls=\(tls.tls)")
+        if tls.tls {
+            lines += ["  > no-verify=\(tls.noVerify) ", "  > ca-cert=\(tls.caCert)", "  > client-cert=\(tls.clientCert)",
+                      "  > client-key=\(tls.clientKey)", "  > server-name=\(tls.serverName)"]
         }
         lines += ["> alts=\(alts)", "> spiffe=\(spiffe)"]
         return lines

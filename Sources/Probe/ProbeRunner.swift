@@ -130,7 +130,7 @@ public struct Probe {
             #else
             throw ProbeFailure.spiffe("this grpc-init was built without TLS (the TLS package trait)")
             #endif
-        } else if options.tls {
+        } else if options.tls.tls {
             #if TLS
             do { security = .tls(try TLSContext(options.tlsConfiguration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
             #else
@@ -144,7 +144,7 @@ public struct Probe {
     /// -v: what the handshake settled.
     private func reportHandshake(_ connection: TLSConnection) {
         guard options.verbose else { return }
-        let verified = options.tlsNoVerify ? "server certificate NOT verified (-tls-no-verify)" : "server certificate verified"
+        let verified = options.tls.noVerify ? "server certificate NOT verified (-tls-no-verify)" : "server certificate verified"
         Output.line("tls: \(connection.version) \(connection.cipher), ALPN \(connection.alpn ?? "none"), \(verified)")
     }
     #endif
