@@ -16,8 +16,7 @@ import Wire
 public enum AgentMain {
     static let flagSet = FlagSet([
         .init("interval", .duration, default: .duration(GoDuration(nanoseconds: 250_000_000)), usage: "a Check this often without Watch"),
-        .init("health-addr", .string, usage: "serve the health endpoint here"),
-        .init("health-fd", .string, usage: "the endpoint's listening socket, bound by the supervisor"),
+        .init("health-fd", .string, usage: "serve the health endpoint on this listening socket, bound by the supervisor"),
     ])
 
     /// The arguments (after argv[0]), as the supervisor writes them: the agent's own flags, then
@@ -44,31 +43,11 @@ public enum AgentMain {
         // SIGTERM (or the supervisor's death, which is SIGKILL) ends the agent; either cuts any wait.
         let signals = try? SignalFD(signals: [SIGTERM, SIGINT, SIGHUP])
         var endpoint: HealthEndpoint? = nil
-        let healthAddr = own.string("health-addr")
-        if !healthAddr.isEmpty {
-            guard let address = ListenAddress.parse(healthAddr) else {
-                reporter.send(.event("health endpoint: invalid address \(healthAddr)"))
-                return 1
-            }
-            do throws(ConnectFailure) {
-                // The supervisor binds the port and hands it down, so that it stays bound while
-                // an agent restarts; run by hand, the agent binds it itself. No host: every
-                // address, IPv6 and (dual stack) IPv4. The host was checked as a literal.
-                let listener: Socket
-                if let fd = Int32(own.string("health-fd")) {
-                    listener = Socket.adopt(listening: fd)
-                } else {
-                    listener = try Socket.listen(on: address.host.isEmpty ? SocketAddress.ipv6([UInt8](repeating: 0, count: 16), port: address.port)
-                                                                          : SocketAddress.literal(address.host, port: address.port)!)
-                }
-                endpoint = HealthEndpoint(listener: listener, metadata: options.metadata, control: STDIN_FILENO,
-                                              reason: { reporter.lastReason }, info: { reporter.send(.info($0)) })
-            } catch {
-                let cause: String
-                if case .system(_, _, let step, let code) = error { cause = "\(step): \(goErrnoText(code))" } else { cause = "\(error)" }
-                reporter.send(.event("health endpoint: cannot listen on \(healthAddr): \(cause)"))
-                return 2
-            }
+        // The supervisor binds -health-addr and hands the socket down, so that the port stays
+        // bound while an agent restarts.
+        if let fd = Int32(own.string("health-fd")) {
+            endpoint = HealthEndpoint(listener: Socket.adopt(listening: fd), metadata: options.metadata, control: STDIN_FILENO,
+                                      reason: { reporter.lastReason }, info: { reporter.send(.info($0)) })
         }
         Agent(options: options, interval: own.duration("interval"), signals: signals, reporter: reporter, endpoint: endpoint).run()
         return 0

@@ -34,13 +34,13 @@ final class HealthEndpoint: EventSource {
     private let listener: Socket
     /// The supervisor's end of the conversation: "drain" lines. Nil once it closed.
     var control: Int32?
-    var controlBuffer: [UInt8] = []
+    private var controlBuffer: [UInt8] = []
     /// The channel to the child while the agent holds one.
-    internal(set) var channel: Channel?
+    private(set) var channel: Channel?
     /// What to answer while there is no channel: the agent's last reason.
     var reason: () -> String
     let metadata: [HeaderField]
-    internal(set) var draining = false
+    private(set) var draining = false
 
     enum Speaks {
         case undecided
@@ -89,7 +89,7 @@ final class HealthEndpoint: EventSource {
         var hasRequest: Bool { !pending.isEmpty }
     }
 
-    var peers: [Peer] = []
+    private var peers: [Peer] = []
 
     /// Lines for the supervisor's log with -v.
     private let info: (String) -> Void
@@ -167,7 +167,7 @@ final class HealthEndpoint: EventSource {
 
     // MARK: Connections
 
-    func acceptAll(now: Int64) {
+    private func acceptAll(now: Int64) {
         for _ in 0..<16 {
             guard let socket = listener.accept() else { return }
             if peers.count >= limits.maxConnections {
@@ -183,7 +183,7 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    func readControl() {
+    private func readControl() {
         guard let fd = control else { return }
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -200,7 +200,7 @@ final class HealthEndpoint: EventSource {
         if controlBuffer.count > 1024 { controlBuffer.removeAll() }
     }
 
-    func startDraining() {
+    private func startDraining() {
         guard !draining else { return }
         draining = true
         // Watches hear it at once; the child's own Watches are let go.
@@ -216,9 +216,9 @@ final class HealthEndpoint: EventSource {
     }
 
     /// One read buffer for every client: reads take turns.
-    var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
+    private var readBuffer = [UInt8](repeating: 0, count: 16 << 10)
 
-    func read(_ peer: Peer, now: Int64) {
+    private func read(_ peer: Peer, now: Int64) {
         switch readBuffer.withUnsafeMutableBytes({ peer.socket.read(into: $0) }) {
         case .bytes(let n):
             peer.lastActivity = now
@@ -230,7 +230,7 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    func take(_ peer: Peer, _ bytes: [UInt8]) {
+    private func take(_ peer: Peer, _ bytes: [UInt8]) {
         switch peer.speaks {
         case .undecided:
             peer.inbound += bytes
@@ -278,7 +278,7 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    func take(_ event: HTTP2Connection.Event, on peer: Peer, _ connection: HTTP2Connection) {
+    private func take(_ event: HTTP2Connection.Event, on peer: Peer, _ connection: HTTP2Connection) {
         switch event {
         case .headers(let stream, let fields, let end):
             // A second header block is the request's trailers, which end it.
@@ -312,7 +312,7 @@ final class HealthEndpoint: EventSource {
         if connection.failure != nil { peer.closeWhenFlushed = true }
     }
 
-    func flush(_ peer: Peer) {
+    private func flush(_ peer: Peer) {
         guard !peer.closed else { return }
         if !peer.outbound.isEmpty {
             switch peer.outbound.withUnsafeBytes({ peer.socket.write($0) }) {

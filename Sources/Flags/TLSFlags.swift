@@ -10,6 +10,17 @@ public struct TLSFlags: Equatable, Sendable {
 
     public init() {}
 
+    /// The flags as parsed, their names spelt `prefix` + "tls..." ("" for the probe, "ready-"
+    /// for the gate).
+    public init(_ parsed: FlagSet.Parsed, prefix: String) {
+        tls = parsed.bool(prefix + "tls")
+        noVerify = parsed.bool(prefix + "tls-no-verify")
+        caCert = parsed.string(prefix + "tls-ca-cert")
+        clientCert = parsed.string(prefix + "tls-client-cert")
+        clientKey = parsed.string(prefix + "tls-client-key")
+        serverName = parsed.string(prefix + "tls-server-name")
+    }
+
     /// The first combination that makes no sense, in the reference tool's words, with the flag
     /// names spelt `prefix` + "tls..." ("-" for the probe, "-ready-" for the gate).
     public func problem(prefix: String) -> String? {

@@ -90,12 +90,7 @@ public struct ProbeOptions {
             let colon = header.firstIndex(of: UInt8(ascii: ":"))!
             return HeaderField(name: Array(header[..<colon]), value: ProbeOptions.trimmingLeadingSpace(header[(colon + 1)...]))
         }
-        o.tls.tls = parsed.bool("tls")
-        o.tls.noVerify = parsed.bool("tls-no-verify")
-        o.tls.caCert = parsed.string("tls-ca-cert")
-        o.tls.clientCert = parsed.string("tls-client-cert")
-        o.tls.clientKey = parsed.string("tls-client-key")
-        o.tls.serverName = parsed.string("tls-server-name")
+        o.tls = TLSFlags(parsed, prefix: "")
         o.alts = parsed.bool("alts")
         o.verbose = parsed.bool("v")
         o.gzip = parsed.bool("gzip")

@@ -33,9 +33,10 @@ enum Leftovers: CustomStringConvertible {
     var remain: Bool {
         guard kill(target, 0) == 0 else { return false }
         let me = getpid()
+        let myName = String(me)
         // /proc mounted from another PID namespace lists other processes under other numbers.
-        guard Files.linkTarget("/proc/self") == String(me), let entries = Files.entries(of: "/proc") else { return true }
-        for entry in entries where entry.isDirectory && entry.name.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) && entry.name != String(me) {
+        guard Files.linkTarget("/proc/self") == myName, let entries = Files.entries(of: "/proc") else { return true }
+        for entry in entries where entry.isDirectory && entry.name != myName && entry.name.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
             guard let stat = Files.text("/proc/\(entry.name)/stat", limit: 4096), let fields = Leftovers.statFields(stat) else { continue }
             if case .group(let pgid) = self, fields.pgrp != pgid { continue }
             if fields.state != "Z" || fields.ppid == me { return true }

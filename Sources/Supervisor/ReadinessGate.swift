@@ -28,7 +28,6 @@ public struct ReadinessOptions: Equatable, Sendable {
     /// The agent's arguments: the Check interval, then probe flags.
     var agentArguments: [String] {
         var a = ["-interval", interval.description]
-        if !healthAddr.isEmpty { a += ["-health-addr", healthAddr] }
         a += ["--", "-user-agent", "grpc-init-health",
                  "-connect-timeout", connectTimeout.description, "-rpc-timeout", rpcTimeout.description]
         if !addr.isEmpty { a += ["-addr", addr] }
@@ -167,6 +166,7 @@ final class ReadinessGate {
             scheduleRestart()
             return
         }
+        // The health port goes down as descriptor 3: the agent serves on it, never binds.
         let arguments = ["grpc-init-agent"] + (healthListener >= 0 ? ["-health-fd", "3"] : []) + options.agentArguments
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }

@@ -126,12 +126,7 @@ public struct SupervisorOptions: Equatable {
         if r.startupTimeout.nanoseconds < 0 {
             throw .usage("\(source("ready-timeout")) must not be negative (specified: \(r.startupTimeout))")
         }
-        r.tls.tls = parsed.bool("ready-tls")
-        r.tls.noVerify = parsed.bool("ready-tls-no-verify")
-        r.tls.caCert = parsed.string("ready-tls-ca-cert")
-        r.tls.clientCert = parsed.string("ready-tls-client-cert")
-        r.tls.clientKey = parsed.string("ready-tls-client-key")
-        r.tls.serverName = parsed.string("ready-tls-server-name")
+        r.tls = TLSFlags(parsed, prefix: "ready-")
         r.spiffe = parsed.bool("ready-spiffe")
         r.rpcHeaders = parsed.list("ready-rpc-header")
         r.healthAddr = parsed.string("health-addr")

@@ -118,28 +118,11 @@ public final class Socket: ByteStream {
         return sock
     }
 
-    /// A non-blocking socket listening on `address` (SO_REUSEADDR, so that a restarted process
-    /// gets its port back at once). On failure, the step that failed and its errno.
-    public static func listen(on address: SocketAddress, backlog: Int32 = 128) throws(ConnectFailure) -> Socket {
-        func failure(_ step: String, _ code: Int32) -> ConnectFailure {
-            .system(network: "tcp", address: address, step: step, errno: code)
-        }
-        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw failure("socket", errno) }
-        let sock = Socket(fd: fd)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        if address.withSockaddr({ bind(fd, $0, $1) }) != 0 { throw failure("bind", errno) }
-        if Glibc.listen(fd, backlog) != 0 { throw failure("listen", errno) }
-        return sock
-    }
-
-    /// A listening socket this process was given (a descriptor inherited across exec), made
-    /// non-blocking and close-on-exec.
+    /// A listening socket this process was given: a descriptor inherited across exec, whose
+    /// open file (non-blocking already) is shared with the process that bound it; made
+    /// close-on-exec again, so that nothing this process starts inherits it.
     public static func adopt(listening fd: Int32) -> Socket {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
         return Socket(fd: fd)
     }
 
