@@ -4,8 +4,8 @@ import PackageDescription
 // One module per concern; dependencies point one way:
 //   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire, Flags -> Addressing, HPACK, SystemCalls,
 //     TLSShim -> CShim, CZlib, COpenSSL
-//   grpc-init -> Agent -> Probe, Client, ...   (the readiness gate's network side, a process of its own)
-//   grpc-init -> Supervisor -> Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
+//   grpc-init -> Agent -> GateProtocol, Probe, Client, ...   (the readiness gate's network side, a process of its own)
+//   grpc-init -> Supervisor -> GateProtocol, Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
@@ -49,14 +49,17 @@ let package = Package(
                            .target(name: "TLSShim", condition: .when(traits: ["TLS"]))],
             swiftSettings: fastMetadata),
         .target(name: "SPIFFE", dependencies: ["Addressing", "Wire", "HPACK", "Transport"], swiftSettings: fastMetadata),
-        .target(name: "Client", dependencies: ["Addressing", "HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Client", dependencies: ["Addressing", "Flags", "HPACK", "Wire", "Transport", "SystemCalls"], swiftSettings: fastMetadata),
+        // The supervisor-agent protocol, sans-IO: typed messages, framed, versioned. Both sides
+        // link it; it parses nothing from the network.
+        .target(name: "GateProtocol", dependencies: ["Flags"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
                 swiftSettings: fastMetadata),
         // The health agent: the network side of the readiness gate, a process of its own.
-        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Probe", "SPIFFE", "SystemCalls", "Transport", "Wire"],
+        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HPACK", "Probe", "SPIFFE", "SystemCalls", "Transport", "Wire"],
                 swiftSettings: fastMetadata),
         // PID 1: no Wire, no Transport, no TLS. Nothing that parses a peer's bytes runs here.
-        .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "SystemCalls"], swiftSettings: fastMetadata),
+        .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "GateProtocol", "SystemCalls"], swiftSettings: fastMetadata),
         .executableTarget(
             name: "grpc-init",
             dependencies: ["Agent", "CShim", "Flags", "Probe", "Supervisor", "SystemCalls", "Transport", "Wire"],
@@ -71,6 +74,7 @@ let package = Package(
             ])]
         ),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
+        .testTarget(name: "GateProtocolTests", dependencies: ["GateProtocol", "Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
         // The stateful fuzzing's short pass: whole conversations (Tests/fuzz/Conversation.swift,

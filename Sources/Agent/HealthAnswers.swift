@@ -31,8 +31,14 @@ extension HealthEndpoint {
             guard let parsed = try? GoDuration.parse(text), parsed.nanoseconds > 0 else { return .now(status: 400, body: "invalid timeout", extra: "") }
             timeout = min(parsed.nanoseconds, limits.maxTimeout)
         }
-        if case .readyz = kind, draining { return .now(status: 503, body: "draining", extra: "") }
-        let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: parameter("service") ?? ""),
+        let service = parameter("service")
+        // Readiness is the health model's: what is not ready is said at once, with why. What is
+        // ready is confirmed by a Check, so that a hung server fails readiness as it would an
+        // exec probe. Another service than the one watched is asked directly.
+        if case .readyz = kind, draining || (!model.isReady && (service == nil || service == configuredService)) {
+            return .now(status: 503, body: reason, extra: "")
+        }
+        let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service ?? ""),
                                     timeout: timeout)
         return .check(Pending(kind: kind, stream: stream, headOnly: head, handle: handle))
     }
@@ -66,7 +72,7 @@ extension HealthEndpoint {
                                         431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported"]
 
     func respond(_ peer: Peer, status: Int, body: String, head: Bool, extra: String = "") {
-        let line = HealthReport.clean(body) + "\n"
+        let line = escapingControlCharacters(body) + "\n"
         var response = "HTTP/1.1 \(status) \(HealthEndpoint.reasonPhrases[status] ?? "Error")\r\nContent-Type: text/plain; charset=utf-8\r\n"
         response += "Content-Length: \(line.utf8.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\(extra)\r\n"
         if !head { response += line }
@@ -76,7 +82,7 @@ extension HealthEndpoint {
     }
 
     func respond(_ connection: HTTP2Connection, _ stream: UInt32, status: Int, body: String, head: Bool) {
-        let line = Array((HealthReport.clean(body) + "\n").utf8)
+        let line = Array((escapingControlCharacters(body) + "\n").utf8)
         connection.sendHeaders(streamID: stream, [HeaderField(":status", String(status)), HeaderField("content-type", "text/plain; charset=utf-8"),
                                                   HeaderField("content-length", String(line.count)), HeaderField("cache-control", "no-store")],
                                endStream: head)
@@ -129,7 +135,7 @@ extension HealthEndpoint {
                 return
             }
             guard let channel else {
-                trailers(connection, stream, GRPCStatus(.unavailable, reason()))
+                trailers(connection, stream, GRPCStatus(.unavailable, reason))
                 return
             }
             peer.pending.append(Pending(kind: .watch, stream: stream,
@@ -143,7 +149,7 @@ extension HealthEndpoint {
             return
         }
         guard let channel else {
-            trailers(connection, stream, GRPCStatus(.unavailable, reason()))
+            trailers(connection, stream, GRPCStatus(.unavailable, reason))
             return
         }
         peer.pending.append(Pending(kind: .check, stream: stream,
@@ -162,14 +168,14 @@ extension HealthEndpoint {
 
     func trailers(_ connection: HTTP2Connection, _ stream: UInt32, _ status: GRPCStatus) {
         var fields = [HeaderField("grpc-status", String(status.rawCode))]
-        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
+        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(escapingControlCharacters(status.message)))) }
         connection.sendHeaders(streamID: stream, fields, endStream: true)
     }
 
     func trailersOnly(_ connection: HTTP2Connection, _ stream: UInt32, _ status: GRPCStatus) {
         var fields = [HeaderField(":status", "200"), HeaderField("content-type", "application/grpc"),
                       HeaderField("grpc-status", String(status.rawCode))]
-        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(HealthReport.clean(status.message)))) }
+        if !status.message.isEmpty { fields.append(HeaderField("grpc-message", percentEncoded(escapingControlCharacters(status.message)))) }
         connection.sendHeaders(streamID: stream, fields, endStream: true)
     }
 
@@ -241,7 +247,7 @@ extension HealthEndpoint {
 
     /// What to answer when there is no channel to the child: why, at once.
     func answerWithoutChild(_ peer: Peer, _ index: Int) {
-        let why = reason()
+        let why = reason
         let entry = peer.pending[index]
         switch peer.speaks {
         case .http1:

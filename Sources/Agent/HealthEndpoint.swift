@@ -1,6 +1,7 @@
 import Addressing
 import Client
 import Flags
+import GateProtocol
 import Glibc
 import HPACK
 import SystemCalls
@@ -9,9 +10,10 @@ import Wire
 
 /// -health-addr: one port that answers kubelet's native probes for the child, whatever the
 /// child's own transport. HTTP/1.1 `GET /readyz` and `/livez`, and gRPC over h2c
-/// (`grpc.health.v1.Health/Check` and `Watch`), told apart by the first bytes. Each answer comes
-/// from a fresh Check of the child on the agent's kept-open connection (a Watch is relayed), so
-/// a hung child fails as it would under an exec probe. It faces the pod network: connections,
+/// (`grpc.health.v1.Health/Check` and `Watch`), told apart by the first bytes. What is not ready
+/// (the health model's reason, a drain) is answered at once; what is ready is confirmed by a
+/// fresh Check of the child on the agent's kept-open connection (a Watch is relayed), so a hung
+/// child fails as it would under an exec probe. It faces the pod network: connections,
 /// request heads, frames, header lists, queued bytes and resets are bounded, slow and idle
 /// clients are cut off, and the answers hold health status and nothing else.
 final class HealthEndpoint: EventSource {
@@ -32,15 +34,14 @@ final class HealthEndpoint: EventSource {
 
     let limits: Limits
     private let listener: Socket
-    /// The supervisor's end of the conversation: "drain" lines. Nil once it closed.
-    var control: Int32?
-    private var controlBuffer: [UInt8] = []
     /// The channel to the child while the agent holds one.
     private(set) var channel: Channel?
-    /// What to answer while there is no channel: the agent's last reason.
-    var reason: () -> String
+    /// What is known of the child's health: the reason for answers that need no Check, the drain.
+    let model: HealthModel
     let metadata: [HeaderField]
-    private(set) var draining = false
+    var draining: Bool { model.draining }
+    /// What to answer when there is no Check to make.
+    var reason: String { model.reason?.description ?? "no connection to the server" }
 
     enum Speaks {
         case undecided
@@ -91,16 +92,17 @@ final class HealthEndpoint: EventSource {
 
     private var peers: [Peer] = []
 
-    /// Lines for the supervisor's log with -v.
-    private let info: (String) -> Void
+    private let reporter: Reporter
 
-    init(listener: Socket, metadata: [HeaderField], control: Int32?, limits: Limits = Limits(),
-         reason: @escaping () -> String, info: @escaping (String) -> Void) {
+    /// The service the model watches (-ready-service).
+    let configuredService: String
+
+    init(listener: Socket, model: HealthModel, service: String, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
+        configuredService = service
         self.metadata = metadata
-        self.control = control
+        self.model = model
         self.limits = limits
-        self.reason = reason
-        self.info = info
+        self.reporter = reporter
         self.listener = listener
     }
 
@@ -120,17 +122,22 @@ final class HealthEndpoint: EventSource {
 
     // MARK: EventSource
 
-    func pollDescriptors() -> [pollfd] {
-        var fds = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
-        if let control { fds.append(pollfd(fd: control, events: Int16(POLLIN), revents: 0)) }
+    func descriptors(into set: inout [pollfd]) {
+        set.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
         for peer in peers {
-            fds.append(pollfd(fd: peer.socket.fd, events: Int16(POLLIN) | (peer.outbound.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+            set.append(pollfd(fd: peer.socket.fd, events: Int16(POLLIN) | (peer.outbound.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
         }
-        return fds
     }
 
+    /// At once when a Check it waits for has ended or a Watch has news (the channel's turn may
+    /// come after ours); else the earliest peer deadline.
     var wakeAt: Int64? {
-        peers.map { deadline(of: $0) }.min()
+        for peer in peers {
+            for entry in peer.pending {
+                if let handle = entry.handle, handle.status != nil || !handle.messages.isEmpty { return 0 }
+            }
+        }
+        return peers.map { deadline(of: $0) }.min()
     }
 
     func deadline(of peer: Peer) -> Int64 {
@@ -140,21 +147,11 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    func serve(_ polled: ArraySlice<pollfd>) {
-        let now = MonotonicClock.now()
-        var index = polled.startIndex
-        if index < polled.endIndex && polled[index].fd == listener.fd {
-            if polled[index].revents != 0 { acceptAll(now: now) }
-            index += 1
-        }
-        if let control, index < polled.endIndex, polled[index].fd == control {
-            if polled[index].revents != 0 { readControl() }
-            index += 1
-        }
+    /// Every turn, not only when its descriptors are ready: Checks on the channel may have ended.
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
         var ready: Set<Int32> = []
-        while index < polled.endIndex {
-            if polled[index].revents != 0 { ready.insert(polled[index].fd) }
-            index += 1
+        for entry in polled where entry.revents != 0 {
+            if entry.fd == listener.fd { acceptAll(now: now) } else { ready.insert(entry.fd) }
         }
         for peer in peers where !peer.closed {
             if ready.contains(peer.socket.fd) { read(peer, now: now) }
@@ -183,27 +180,8 @@ final class HealthEndpoint: EventSource {
         }
     }
 
-    private func readControl() {
-        guard let fd = control else { return }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 {
-            if n == 0 || (errno != EAGAIN && errno != EINTR) { control = nil }
-            return
-        }
-        controlBuffer.append(contentsOf: buffer[0..<n])
-        while let newline = controlBuffer.firstIndex(of: 0x0A) {
-            let line = String(decoding: controlBuffer[..<newline], as: UTF8.self)
-            controlBuffer.removeFirst(newline + 1)
-            if line == "drain" { startDraining() }
-        }
-        if controlBuffer.count > 1024 { controlBuffer.removeAll() }
-    }
-
-    private func startDraining() {
-        guard !draining else { return }
-        draining = true
-        // Watches hear it at once; the child's own Watches are let go.
+    /// The model is draining: Watches hear it at once; the child's own Watches are let go.
+    func startDraining() {
         for peer in peers {
             guard case .http2(let connection) = peer.speaks else { continue }
             for index in peer.pending.indices {
@@ -237,7 +215,7 @@ final class HealthEndpoint: EventSource {
             // A TLS record (a ClientHello) on this plaintext port: nothing here can read it, so
             // the connection ends now, not at the head timeout.
             if peer.inbound.first == 0x16 {
-                info("health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed")
+                reporter.send(.tlsOnHealthPort)
                 close(peer)
                 return
             }

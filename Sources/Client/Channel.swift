@@ -5,22 +5,13 @@ import SystemCalls
 import Transport
 import Wire
 
-/// Something else one poll(2) watches beside a channel's connections: a server whose requests
-/// become the channel's calls. `serve` is called with its descriptors' results after each poll,
-/// and with none whenever the channel's calls have moved, so that it can answer what finished.
-public protocol EventSource: AnyObject {
-    func pollDescriptors() -> [pollfd]
-    /// When it needs to run next (a client's deadline), if ever.
-    var wakeAt: Int64? { get }
-    func serve(_ polled: ArraySlice<pollfd>)
-}
-
 /// Calls to one server over a connection that lives: many calls, each with its own deadline,
 /// share it; when the server goes away (GOAWAY) the calls on it finish there and new ones go to
 /// a new connection; a call the server did not process (above a GOAWAY's last stream, refused,
 /// or not yet sent when the connection broke) is sent again on the next connection, within its
-/// deadline. For a process that lives, where the probe makes one connection and exits.
-public final class Channel {
+/// deadline. For a process that lives, where the probe makes one connection and exits. A source
+/// of the process's reactor: dialing is one of its states, so nothing waits on it.
+public final class Channel: EventSource {
     public let target: Target
     public let security: Security
     public let userAgent: [UInt8]
@@ -33,15 +24,6 @@ public final class Channel {
     public private(set) var dials = 0
     /// The most streams one connection had open at once.
     public private(set) var peakStreams = 0
-    /// A wait with no deadline releases the process's code pages once nothing has happened for
-    /// this many milliseconds (IdleWait): for a process that holds a channel open and mostly
-    /// sleeps. Nil: never.
-    public var releasesCodeAfter: Int32? {
-        get { idle.settle }
-        set { idle.settle = newValue }
-    }
-    private var idle = IdleWait(settle: nil)
-
     /// A call in flight, with what it takes to send it again.
     private struct Pending {
         let handle: CallHandle
@@ -56,8 +38,14 @@ public final class Channel {
     private var pending: [Pending] = []
     /// Connections still draining after a GOAWAY: their in-flight calls finish there.
     private var draining: [Connection] = []
+    /// The dial under way, while there is no usable connection.
+    private var dialer: Dialer?
 
-    public init(target: Target, security: Security, userAgent: [UInt8], connectTimeout: Int64) {
+    /// What goes out as :authority (nil: the target's).
+    public let authority: String?
+
+    public init(target: Target, security: Security, userAgent: [UInt8], connectTimeout: Int64, authority: String? = nil) {
+        self.authority = authority
         self.target = target
         self.security = security
         self.userAgent = userAgent
@@ -77,57 +65,96 @@ public final class Channel {
         public func nextMessage() -> [UInt8]? { messages.isEmpty ? nil : messages.removeFirst() }
     }
 
-    /// Starts a call; `run` carries it to its end. A nil timeout: no deadline, and no grpc-timeout.
+    /// Starts a call; the channel's turns carry it to its end. A nil timeout: no deadline, and no
+    /// grpc-timeout.
     public func start(path: String, metadata: [HeaderField] = [], request: [UInt8], serverStreaming: Bool = false,
                       timeout: Int64?) -> CallHandle {
         let handle = CallHandle(deadline: timeout.map { MonotonicClock.deadline(after: $0) } ?? Int64.max)
         pending.append(Pending(handle: handle, path: path, metadata: metadata, request: request, serverStreaming: serverStreaming))
+        dispatch()
         return handle
     }
 
-    /// Moves every started call forward until `finished` holds, `deadline` passes or its
-    /// cancellation arrives. Calls whose own deadline passes end with DEADLINE_EXCEEDED. One
-    /// poll(2) covers every connection with calls on it, the cancellation, and the descriptors
-    /// of `source` (a server in the same process, whose requests become calls here).
-    public func run(until finished: () -> Bool, by deadline: Deadline, serving source: EventSource? = nil) -> Connection.Outcome {
-        while true {
-            settle()
-            source?.serve([])
-            if finished() { return .done }
-            if deadline.hasPassed { return .timedOut }
-            if pending.contains(where: { $0.call == nil }) && !ensureConnection(by: deadline) { continue }
-            let live = [connection].compactMap { $0 } + draining
-            for each in live {
-                _ = each.pump(readable: false)  // new requests out
-                peakStreams = max(peakStreams, each.client.connection.activeStreams)
-            }
-            retire()
-            settle()
-            if finished() { return .done }
-            var fds = live.map { pollfd(fd: $0.stream.fd, events: $0.pollEvents, revents: 0) }
-            var cancelIndex: Int? = nil
-            if let cancelFD = deadline.cancelFD {
-                cancelIndex = fds.count
-                fds.append(pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0))
-            }
-            let sourceStart = fds.count
-            if let source { fds += source.pollDescriptors() }
-            var earliest = min(pending.map(\.handle.deadline).min() ?? deadline.instant, deadline.instant)
-            if let wake = source?.wakeAt { earliest = min(earliest, wake) }
-            let timeout = live.contains { $0.moreToRead } ? 0 : MonotonicClock.pollTimeout(until: earliest)
-            let n = idle.poll(&fds, timeout: timeout)
-            if n < 0 && errno != EINTR { return .closed }
-            if let cancelIndex, fds[cancelIndex].revents != 0, let info = deadline.cancellation?.next() {
-                return .cancelled(signal: Int32(info.ssi_signo))
-            }
-            for (index, each) in live.enumerated() where fds[index].revents != 0 || each.moreToRead {
-                _ = each.pump(readable: true)
-            }
-            retire()
-            // What finished is answered at the top of the next turn, after settle().
-            source?.serve(fds[sourceStart...])
+    // MARK: EventSource
+
+    /// What each part gave last, to hand each its own poll results.
+    private var given: [Int] = []
+
+    public func descriptors(into set: inout [pollfd]) {
+        given.removeAll(keepingCapacity: true)
+        var start = set.count
+        dialer?.descriptors(into: &set)
+        given.append(set.count - start)
+        for each in live {
+            start = set.count
+            each.descriptors(into: &set)
+            given.append(set.count - start)
         }
     }
+
+    private var live: [Connection] { [connection].compactMap { $0 } + draining }
+
+    public var wakeAt: Int64? {
+        var earliest = pending.map(\.handle.deadline).min() ?? Int64.max
+        if let wake = dialer?.wakeAt { earliest = min(earliest, wake) }
+        for each in live { if let wake = each.wakeAt { earliest = min(earliest, wake) } }
+        return earliest == Int64.max ? nil : earliest
+    }
+
+    public func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        var index = polled.startIndex
+        let parts = given
+        if let dialer, let count = parts.first {
+            dialer.turn(polled[index..<index + count], now: now)
+            index += count
+            dialed(dialer)
+        } else if let count = parts.first {
+            index += count
+        }
+        let connections = live
+        for (offset, each) in connections.enumerated() {
+            let count = offset + 1 < parts.count ? parts[offset + 1] : 0
+            each.turn(polled[index..<min(index + count, polled.endIndex)], now: now)
+            index += count
+            peakStreams = max(peakStreams, each.client.connection.activeStreams)
+        }
+        retire()
+        settle()
+        dispatch()
+    }
+
+    /// Sends what waits for a connection, dialing when there is none.
+    private func dispatch() {
+        guard pending.contains(where: { $0.call == nil }) else { return }
+        if let connection, !connection.client.isDraining && !connection.isClosed {
+            sendWaiting(on: connection)
+            _ = connection.pump(readable: false)
+            return
+        }
+        guard dialer == nil else { return }
+        dials += 1
+        let started = Dialer(target, security: security, userAgent: userAgent, authority: authority, deadline: Deadline.after(connectTimeout))
+        dialer = started
+        dialed(started)
+    }
+
+    private func dialed(_ dialer: Dialer) {
+        guard let outcome = dialer.outcome else { return }
+        self.dialer = nil
+        switch outcome {
+        case .connected(let dialed):
+            connection = dialed
+            sendWaiting(on: dialed)
+            _ = dialed.pump(readable: false)
+        case .failed(let error):
+            lastDialFailure = error
+            let status = GRPCStatus(.unavailable, "connection failed: \(error)")
+            for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
+        }
+    }
+
+    /// Why the last dial failed, when it did.
+    public private(set) var lastDialFailure: DialFailure?
 
     /// The server sent GOAWAY on the connection new calls would go to: a caller holding a long
     /// call (a Watch) may move it to a new connection before the server closes this one.
@@ -144,36 +171,6 @@ public final class Channel {
             connection = nil
         }
         draining.removeAll { $0.isClosed || $0.client.outstanding == 0 }
-    }
-
-    /// One request/response call (Check), run to its end.
-    public func unary(path: String, metadata: [HeaderField] = [], request: [UInt8], timeout: Int64,
-                      cancellation: SignalFD? = nil) -> CallHandle {
-        let handle = start(path: path, metadata: metadata, request: request, timeout: timeout)
-        _ = run(until: { handle.status != nil }, by: Deadline(handle.deadline, cancellation: cancellation))
-        if handle.status == nil { expire(handle) }
-        return handle
-    }
-
-    /// Dials when there is no usable connection. Returns false when the dial failed (the calls
-    /// waiting for it then fail with its cause, or retry within their deadlines).
-    private func ensureConnection(by deadline: Deadline) -> Bool {
-        if let connection, !connection.client.isDraining && !connection.isClosed {
-            sendWaiting(on: connection)
-            return true
-        }
-        dials += 1
-        do {
-            let dialed = try dial(target, security: security, userAgent: userAgent,
-                                  by: deadline.capped(at: MonotonicClock.deadline(after: connectTimeout)))
-            connection = dialed
-            sendWaiting(on: dialed)
-            return true
-        } catch {
-            let status = GRPCStatus(.unavailable, "connection failed: \(error)")
-            for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
-            return false
-        }
     }
 
     private func sendWaiting(on connection: Connection) {

@@ -4,10 +4,9 @@ import Transport
 import Wire
 
 /// One connection to a gRPC server: a connected byte stream (plain or TLS) and the gRPC client
-/// (HTTP/2, sans-IO) over it. `run` moves bytes between them until a condition holds, the
-/// deadline passes, its cancelling signal arrives or the connection ends; one poll(2) covers the
-/// socket and the signalfd, so a signal interrupts the wait at once.
-public final class Connection {
+/// (HTTP/2, sans-IO) over it, as a source of a reactor: each turn writes what the client queued
+/// and reads what the socket holds, a bounded amount.
+public final class Connection: EventSource {
     /// Why a connection's transport failed, as data.
     public enum TransportFailure: Equatable, Sendable, CustomStringConvertible {
         case stream(StreamFailure)
@@ -65,25 +64,18 @@ public final class Connection {
     /// the answers pile up without end.
     static let unsentLimit = 1 << 20
 
+    /// Moves bytes until `finished` holds, the deadline passes, its cancellation arrives or the
+    /// connection ends: a reactor of its own, for a caller with nothing else to wait on.
     public func run(until finished: () -> Bool, by deadline: Deadline) -> Outcome {
-        let signals = deadline.cancellation
-        while true {
-            if !flush() { return .closed }
-            if finished() { return .done }
-            if deadline.hasPassed { return .timedOut }
-            var fds = [pollfd(fd: stream.fd, events: pollEvents, revents: 0)]
-            if let signals { fds.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
-            let n = poll(&fds, nfds_t(fds.count), moreToRead ? 0 : deadline.pollTimeout)
-            if n < 0 && errno != EINTR {
-                transportFailure = .stream(.system(operation: "poll", errno: errno))
-                return .closed
-            }
-            if fds.count > 1 && fds[1].revents != 0, let info = signals?.next() {
-                return .cancelled(signal: Int32(info.ssi_signo))
-            }
-            if moreToRead || fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-                if case .ended(let outcome) = readTurn() { return outcome }
-            }
+        let reactor = Reactor(cancellation: deadline.cancellation)
+        reactor.add(self)
+        switch reactor.run(until: { isClosed || finished() }, deadline: deadline.instant) {
+        case .done: return finished() ? .done : .closed
+        case .timedOut: return .timedOut
+        case .cancelled(let signal): return .cancelled(signal: signal)
+        case .failed(let code):
+            transportFailure = .stream(.system(operation: "poll", errno: code))
+            return .closed
         }
     }
 
@@ -101,6 +93,21 @@ public final class Connection {
         guard !isClosed, flush() else { return false }
         if readable || moreToRead, case .ended = readTurn() { return false }
         return flush()
+    }
+
+    // MARK: EventSource
+
+    public func descriptors(into set: inout [pollfd]) {
+        if !isClosed { set.append(pollfd(fd: stream.fd, events: pollEvents, revents: 0)) }
+    }
+
+    /// At once while a turn's budget left bytes to read (or TLS holds some poll cannot see), or
+    /// while frames wait to be written.
+    public var wakeAt: Int64? { !isClosed && (moreToRead || client.connection.hasOutbound) ? 0 : nil }
+
+    public func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        let readable = polled.first.map { $0.revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 } ?? false
+        _ = pump(readable: readable)
     }
 
     /// Writes what the HTTP/2 connection has queued, as far as the socket takes it now. Returns

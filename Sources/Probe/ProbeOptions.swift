@@ -16,8 +16,18 @@ public struct ProbeOptions {
     public var metadata: [HeaderField] = []
     /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own. An empty
     /// -user-agent leaves our token alone (a value may not start with a space, RFC 9113 §8.2.1).
-    public var sentUserAgent: [UInt8] {
+    public var sentUserAgent: [UInt8] { ProbeOptions.sentUserAgent(userAgent) }
+
+    public static func sentUserAgent(_ userAgent: [UInt8]) -> [UInt8] {
         (userAgent.isEmpty ? [] : userAgent + [UInt8(ascii: " ")]) + Array("grpc-init/\(BuildInfo.version)".utf8)
+    }
+
+    /// An -rpc-header value ("name: value", its colon checked already) as a header field: split
+    /// at the first ':', the value's leading white space trimmed, rune by rune as Go's
+    /// strings.TrimLeftFunc(unicode.IsSpace) does (a combining mark after a space stays).
+    public static func header(_ bytes: [UInt8]) -> HeaderField {
+        let colon = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
+        return HeaderField(name: Array(bytes[..<colon]), value: trimmingLeadingSpace(bytes[min(colon + 1, bytes.endIndex)...]))
     }
     /// What goes out as :authority: grpc-go sends the TLS server name when one is given, else the
     /// address.
@@ -84,12 +94,7 @@ public struct ProbeOptions {
         o.userAgent = raw["user-agent"]?.last ?? Array("grpc_health_probe".utf8)
         o.connectTimeout = parsed.duration("connect-timeout")
         o.rpcTimeout = parsed.duration("rpc-timeout")
-        // Split at the first ':', the value's leading white space trimmed, rune by rune as Go's
-        // strings.TrimLeftFunc(unicode.IsSpace) does (a combining mark after a space stays).
-        o.metadata = (raw["rpc-header"] ?? []).map { header in
-            let colon = header.firstIndex(of: UInt8(ascii: ":"))!
-            return HeaderField(name: Array(header[..<colon]), value: ProbeOptions.trimmingLeadingSpace(header[(colon + 1)...]))
-        }
+        o.metadata = (raw["rpc-header"] ?? []).map { ProbeOptions.header($0) }
         o.tls = TLSFlags(parsed, prefix: "")
         o.alts = parsed.bool("alts")
         o.verbose = parsed.bool("v")
@@ -109,16 +114,6 @@ public struct ProbeOptions {
         if let problem = tls.problem(prefix: "-") { try fail(problem) }
         if tls.tls && spiffe { throw ProbeFailure(.invalidArguments, "-tls and -spiffe are mutually incompatible") }
         if alts { try fail("-alts is not supported: ALTS needs Google Cloud's ALTS handshaker; use -tls or -spiffe") }
-    }
-
-    public var tlsConfiguration: TLSConfiguration {
-        var c = TLSConfiguration()
-        c.verify = !tls.noVerify
-        c.caFile = tls.caCert
-        c.certificateFile = tls.clientCert
-        c.keyFile = tls.clientKey
-        c.serverName = tls.serverName
-        return c
     }
 
     /// `bytes` without the white space it starts with, as Go's TrimLeftFunc(unicode.IsSpace):

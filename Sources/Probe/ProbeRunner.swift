@@ -132,7 +132,7 @@ public struct Probe {
             #endif
         } else if options.tls.tls {
             #if TLS
-            do { security = .tls(try TLSContext(options.tlsConfiguration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
+            do { security = .tls(try TLSContext(options.tls.configuration), onHandshake: reportHandshake) } catch { throw ProbeFailure.tlsSetup(error) }
             #else
             throw ProbeFailure.argument("-tls is not available: this grpc-init was built without TLS (the TLS package trait)")
             #endif

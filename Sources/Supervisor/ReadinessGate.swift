@@ -1,6 +1,7 @@
 import Addressing
 import CShim
 import Flags
+import GateProtocol
 import Glibc
 import SystemCalls
 
@@ -25,28 +26,25 @@ public struct ReadinessOptions: Equatable, Sendable {
 
     public init() {}
 
-    /// The agent's arguments: the Check interval, then probe flags.
-    var agentArguments: [String] {
-        var a = ["-interval", interval.description]
-        a += ["--", "-user-agent", "grpc-init-health",
-                 "-connect-timeout", connectTimeout.description, "-rpc-timeout", rpcTimeout.description]
-        if !addr.isEmpty { a += ["-addr", addr] }
-        if !service.isEmpty { a += ["-service", service] }
-        if tls.tls { a.append("-tls") }
-        if tls.noVerify { a.append("-tls-no-verify") }
-        for (flag, value) in [("-tls-ca-cert", tls.caCert), ("-tls-client-cert", tls.clientCert),
-                              ("-tls-client-key", tls.clientKey), ("-tls-server-name", tls.serverName)] where !value.isEmpty {
-            a += [flag, value]
-        }
-        if spiffe { a.append("-spiffe") }
-        for header in rpcHeaders { a += ["-rpc-header", header] }
-        return a
+    /// What the agent is told, as the gate protocol carries it.
+    var agentConfiguration: AgentConfiguration {
+        var c = AgentConfiguration()
+        c.addr = addr
+        c.service = service
+        c.interval = interval
+        c.connectTimeout = connectTimeout
+        c.rpcTimeout = rpcTimeout
+        c.tls = tls
+        c.spiffe = spiffe
+        c.rpcHeaders = rpcHeaders
+        c.servesHealth = !healthAddr.isEmpty
+        return c
     }
 }
 
 /// The supervisor's side of the readiness gate. The health agent, our own binary run as a
-/// process of its own, does the network work and reports each change over a pipe; this side
-/// tells the world: the log lines, the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. It
+/// process of its own, does the network work and reports each change over a pipe, as typed
+/// messages of the gate protocol; this side owns the words and tells the world: the log lines, the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. It
 /// never waits on the agent: its reports are read as they come, and if it dies it is started
 /// again after a pause that doubles with each death.
 final class ReadinessGate {
@@ -60,7 +58,7 @@ final class ReadinessGate {
         let pid: pid_t
         /// The read end of its report pipe; -1 once it reached end of file.
         var output: Int32
-        /// The write end of its control pipe (its stdin), when it serves -health-addr; -1 if not.
+        /// The write end of its control pipe (its stdin): its configuration, then commands.
         let control: Int32
     }
     /// SIGTERM arrived with -drain-delay: the endpoint answers "draining" (a restarted agent is
@@ -74,12 +72,11 @@ final class ReadinessGate {
     /// -health-addr's listening socket: bound here, handed to each agent as descriptor 3, so
     /// the port stays bound across an agent's restart and clients wait in its backlog.
     private var healthListener: Int32 = -1
-    /// A partial report line, waiting for its newline.
-    private var partial: [UInt8] = []
-    private var discarding = false
+    /// The agent's frames as they arrive.
+    private var decoder = GateFraming.Decoder()
     private var serving = false
     private var everReady = false
-    private var lastReason = "no report from the health agent yet"
+    private var lastReason = Reason.starting
     private var stopped = false
     private var timeoutReported = false
 
@@ -145,7 +142,7 @@ final class ReadinessGate {
         if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
         if let limit = readyDeadline, now >= limit {
             timeoutReported = true
-            return lastReason
+            return lastReason.description
         }
         return nil
     }
@@ -159,7 +156,7 @@ final class ReadinessGate {
             return
         }
         var controlFDs: [Int32] = [-1, -1]
-        if !options.healthAddr.isEmpty && cshim_pipe_nonblocking_end(&controlFDs, 1) != 0 {
+        if cshim_pipe_nonblocking_end(&controlFDs, 1) != 0 {
             log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
             close(pipeFDs[0])
             close(pipeFDs[1])
@@ -167,7 +164,7 @@ final class ReadinessGate {
             return
         }
         // The health port goes down as descriptor 3: the agent serves on it, never binds.
-        let arguments = ["grpc-init-agent"] + (healthListener >= 0 ? ["-health-fd", "3"] : []) + options.agentArguments
+        let arguments = ["grpc-init-agent"]
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
@@ -183,7 +180,8 @@ final class ReadinessGate {
         }
         agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1])
         log.info("health agent started as pid \(pid)")
-        if draining { tellDrain() }
+        tell(.configure(options.agentConfiguration))
+        if draining { tell(.drain) }
     }
 
     /// SIGTERM with -drain-delay: not ready from now on, and the endpoint says "draining".
@@ -196,14 +194,15 @@ final class ReadinessGate {
         notify("STATUS=draining")
         log.event("draining: SIGTERM goes to the child in \(delay)" + (options.healthAddr.isEmpty ? "" : "; the health endpoint answers draining")
                   + (was ? " (was SERVING)" : ""))
-        tellDrain()
+        tell(.drain)
     }
 
-    private func tellDrain() {
+    private func tell(_ message: SupervisorMessage) {
         guard let control = agent?.control, control >= 0 else { return }
-        // An empty pipe takes these bytes at once; the write end does not block either way.
-        let line = Array("drain\n".utf8)
-        _ = line.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
+        // A pipe's buffer takes a frame at once (the configuration first, into an empty pipe);
+        // the write end does not block either way.
+        let frame = message.frame
+        _ = frame.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
     }
 
     private func scheduleRestart() {
@@ -231,37 +230,50 @@ final class ReadinessGate {
             // End of file (the agent exited) or a failed read: nothing more comes.
             close(current.output)
             agent?.output = -1
-            partial = []
+            decoder = GateFraming.Decoder()
             return
         }
     }
 
     private func take(_ bytes: ArraySlice<UInt8>) {
-        for byte in bytes {
-            if byte == 0x0A {
-                if !discarding, let report = HealthReport(line: String(decoding: partial, as: UTF8.self)) { handle(report) }
-                partial.removeAll(keepingCapacity: true)
-                discarding = false
-            } else if partial.count < HealthReport.maxLine {
-                partial.append(byte)
-            } else {
-                discarding = true
+        decoder.append(bytes)
+        do {
+            while let frame = try decoder.nextFrame() {
+                if let message = try AgentMessage.decode(kind: frame.kind, payload: frame.payload) { handle(message) }
             }
+        } catch {
+            // Nothing after a broken frame can be trusted: the agent is ended and started again.
+            log.warning("health agent: \(error); restarting it")
+            decoder = GateFraming.Decoder()
+            if let pid = agent?.pid { kill(pid, SIGKILL) }
         }
     }
 
-    private func handle(_ report: HealthReport) {
+    private func owner(_ pid: Int32?) -> String { pid.map { " (pid \($0))" } ?? "" }
+
+    /// Every word users read about the gate is written here.
+    private func handle(_ message: AgentMessage) {
         guard !stopped else { return }
-        switch report {
-        case .event(let text):
-            log.event(text)
-        case .info(let text):
-            log.info(text)
-        case .serving(let name):
+        switch message {
+        case .found(let server, let pid, let reach):
+            log.event("health: found the gRPC server at \(server)\(owner(pid)), \(reach)")
+        case .passedOver(let listener, let pid, let why):
+            log.info("health: \(listener)\(owner(pid)) is not a gRPC server we can check: \(why)")
+        case .goAway(let server):
+            log.info("health: \(server) sent GOAWAY; watching on a new connection")
+        case .noWatch(let server, let interval):
+            log.info("health: \(server) has no Health/Watch; a Check every \(GoDuration(nanoseconds: interval))")
+        case .svid(let id, let rotated):
+            log.info("health: \(rotated ? "rotated to" : "using") an X.509-SVID for \(id)")
+        case .tlsOnHealthPort:
+            log.info("health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed")
+        case .invalidConfiguration(let why):
+            log.warning("health agent: \(why)")
+        case .health(.serving(let server)):
             guard !serving, !draining else { return }
             serving = true
-            becameServing(name)
-        case .notServing(let reason):
+            becameServing(server)
+        case .health(.notServing(let reason)):
             if draining { return }
             let was = serving
             serving = false
@@ -328,13 +340,13 @@ final class ReadinessGate {
         if let fd = agent?.output, fd >= 0 { close(fd) }
         if let fd = agent?.control, fd >= 0 { close(fd) }
         agent = nil
-        partial = []
-        discarding = false
+        decoder = GateFraming.Decoder()
         guard !stopped else { return true }
         let exit = WaitStatus(status)
         scheduleRestart()
         let pause = GoDuration(nanoseconds: max(0, startAt! - MonotonicClock.now()))
-        let how = exit.exitCode == 127 ? "could not run \(executable)" : exit.description
+        let how = exit.exitCode == 127 ? "could not run \(executable)"
+            : exit.exitCode.flatMap { AgentExit(rawValue: $0) }.map { "exited: \($0)" } ?? exit.description
         log.warning("health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)"))
         return true
     }

@@ -1,11 +1,12 @@
 import CShim
+import Flags
 import Glibc
 import SystemCalls
 
 /// PID 1 duty: one child, every signal forwarded to it, every zombie reaped, its exit status
-/// passed on. Everything happens in one poll(2) on a signalfd, so an idle supervisor sleeps
-/// until a signal arrives, with no timer ticking.
-final class Supervisor {
+/// passed on. Everything happens in the turns of one reactor over a signalfd (and the agent's
+/// report pipe), so an idle supervisor sleeps until a signal arrives, with no timer ticking.
+final class Supervisor: EventSource {
     let options: SupervisorOptions
     private let log: SupervisorLog
     private var child: pid_t = 0
@@ -33,11 +34,14 @@ final class Supervisor {
     private static let killReapBound: Int64 = 1_000_000_000
     /// Signals read from the signalfd before the deadlines are looked at again.
     private static let signalsPerTurn = 32
-    /// The one wait of the loop. Start-up code (runtime initialisation, flags, spawning) is not
-    /// needed while idle, so a wait with nothing pending releases those pages once nothing has
-    /// happened for a second: an idle supervisor's resident set stays small, and a burst of
-    /// events (an orphan storm) does not fault the code back in once per event.
-    private var idle = IdleWait()
+    /// The loop. Start-up code (runtime initialisation, flags, spawning) is not needed while
+    /// idle, so a wait with nothing pending releases those pages once nothing has happened for
+    /// a second: an idle supervisor's resident set stays small, and a burst of events (an
+    /// orphan storm) does not fault the code back in once per event.
+    private let reactor = Reactor(releasesCodeAfter: 1_000)
+    private var signals: SignalFD?
+    /// grpc-init's exit status, once it is known.
+    private var exitStatus: Int32?
 
     init(options: SupervisorOptions) {
         self.options = options
@@ -72,43 +76,55 @@ final class Supervisor {
         }
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
+        self.signals = signals
+        reactor.add(self)
+        if case .failed(let code) = reactor.run(until: { exitStatus != nil }) {
+            log.error("poll: \(SystemError.describe(code))")
+            return 1
+        }
+        return exitStatus!
+    }
 
-        while true {
-            if childStatus == nil, let reason = readiness?.tick(now: MonotonicClock.now(), mask: signals.previousMask) {
-                // As a SIGTERM from outside would: the signal, then the grace and the leftovers.
-                notReadyExit = SupervisorOptions.notReadyExit
-                log.error("not ready within \(readiness!.options.startupTimeout) (-ready-timeout): \(reason); stopping the child")
-                forward(SIGTERM)
-            }
-            var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
-            if let report = readiness?.descriptor { fds.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
-            let deadline = [graceDeadline, drainDeadline, cleanupDeadline, readiness?.deadline].compactMap { $0 }.min()
-            let n = idle.poll(&fds, timeout: MonotonicClock.pollTimeout(until: deadline))
-            if n < 0 && errno != EINTR {
-                log.error("poll: \(SystemError.describe(errno))")
-                return 1
-            }
-            // Signals first: forwarding never waits on the agent's reports. A bounded batch per
-            // turn, then every deadline: a process queueing signals as fast as it can delays
-            // neither the grace nor the child's exit (what is left is read on the next turn).
-            for info in signals.next(upTo: Supervisor.signalsPerTurn) { handle(info) }
-            // Once the child has exited, what the agent says about it (a lost connection) is moot.
-            if fds.count > 1 && fds[1].revents != 0 && childStatus == nil { readiness?.readable() }
-            let now = MonotonicClock.now()
-            if let d = drainDeadline, now >= d {
-                drainDeadline = nil
-                if childStatus == nil { forward(SIGTERM) }
-            }
-            if let d = graceDeadline, now >= d, childStatus == nil {
-                graceDeadline = nil
-                // The kill first: a log that cannot be written must not delay it.
-                kill(-child, SIGKILL)
-                log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
-            }
-            if let status = childStatus {
-                readiness?.stop()
-                if let exit = finish(childStatus: status, now: now) { return exit }
-            }
+    // MARK: EventSource
+
+    func descriptors(into set: inout [pollfd]) {
+        if let signals { set.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
+        if let report = readiness?.descriptor { set.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
+    }
+
+    var wakeAt: Int64? {
+        [graceDeadline, drainDeadline, cleanupDeadline, childStatus == nil ? readiness?.deadline : nil].compactMap { $0 }.min()
+    }
+
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        guard let signals else { return }
+        // Signals first: forwarding never waits on the agent's reports. A bounded batch per
+        // turn, then every deadline: a process queueing signals as fast as it can delays
+        // neither the grace nor the child's exit (what is left is read on the next turn).
+        for info in signals.next(upTo: Supervisor.signalsPerTurn) { handle(info) }
+        // Once the child has exited, what the agent says about it (a lost connection) is moot.
+        if polled.count > 1 && polled[polled.startIndex + 1].revents != 0 && childStatus == nil { readiness?.readable() }
+        let now = MonotonicClock.now()
+        if let d = drainDeadline, now >= d {
+            drainDeadline = nil
+            if childStatus == nil { forward(SIGTERM) }
+        }
+        if let d = graceDeadline, now >= d, childStatus == nil {
+            graceDeadline = nil
+            // The kill first: a log that cannot be written must not delay it.
+            kill(-child, SIGKILL)
+            log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+        }
+        if let status = childStatus {
+            readiness?.stop()
+            exitStatus = finish(childStatus: status, now: now)
+            return
+        }
+        if let reason = readiness?.tick(now: now, mask: signals.previousMask) {
+            // As a SIGTERM from outside would: the signal, then the grace and the leftovers.
+            notReadyExit = SupervisorOptions.notReadyExit
+            log.error("not ready within \(readiness!.options.startupTimeout) (-ready-timeout): \(reason); stopping the child")
+            forward(SIGTERM)
         }
     }
 
@@ -246,15 +262,17 @@ struct WaitStatus: CustomStringConvertible {
 }
 
 /// `[grpc-init]` lines on stderr: errors, warnings and events always, the rest with --verbose.
-/// Never blocks: a line that cannot be written at once is dropped and counted (LogStream).
+/// Never blocks: a line that cannot be written at once is dropped and counted (LogStream). One
+/// line per event: control characters in what a line carries (a peer's status message, a
+/// command's name) are escaped.
 struct SupervisorLog {
     let verbose: Bool
     private let stream = LogStream(fd: STDERR_FILENO)
 
     init(verbose: Bool) { self.verbose = verbose }
 
-    func info(_ text: String) { if verbose { stream.line("[grpc-init] " + text) } }
-    func event(_ text: String) { stream.line("[grpc-init] " + text) }
-    func warning(_ text: String) { stream.line("[grpc-init] warning: " + text) }
-    func error(_ text: String) { stream.line("[grpc-init] error: " + text) }
+    func info(_ text: String) { if verbose { stream.line("[grpc-init] " + escapingControlCharacters(text)) } }
+    func event(_ text: String) { stream.line("[grpc-init] " + escapingControlCharacters(text)) }
+    func warning(_ text: String) { stream.line("[grpc-init] warning: " + escapingControlCharacters(text)) }
+    func error(_ text: String) { stream.line("[grpc-init] error: " + escapingControlCharacters(text)) }
 }

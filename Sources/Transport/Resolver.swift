@@ -26,33 +26,51 @@ public struct Resolver {
 
     public init() {}
 
-    /// Every address `target` names, in the order they should be tried.
+    /// Every address `target` names, in the order they should be tried: known at once, or a
+    /// DNS lookup for the reactor to drive.
+    public enum Resolution {
+        case addresses([SocketAddress])
+        case lookup(DNSLookup)
+    }
+
+    /// Every address `target` names, waiting for DNS on a reactor of its own when it must.
     public func resolve(_ target: Target, by deadline: Deadline) throws(Failure) -> [SocketAddress] {
+        switch try start(target, deadline: deadline.instant) {
+        case .addresses(let found): return found
+        case .lookup(let lookup):
+            let reactor = Reactor(cancellation: deadline.cancellation)
+            reactor.add(lookup)
+            if case .cancelled = reactor.run(until: { lookup.result != nil }) { throw .cancelled }
+            return try lookup.result!.get()
+        }
+    }
+
+    /// What `target` names, as far as it is known without waiting.
+    public func start(_ target: Target, deadline: Int64) throws(Failure) -> Resolution {
         switch target {
         case .unix(let path):
             guard let a = SocketAddress.unix(path, abstract: false) else { throw Failure.failed("unix socket path too long: \(path)") }
-            return [a]
+            return .addresses([a])
         case .unixAbstract(let name):
             guard let a = SocketAddress.unix(name, abstract: true) else { throw Failure.failed("abstract socket name too long: \(name)") }
-            return [a]
+            return .addresses([a])
         case .tcp(let host, let port):
             if let literal = SocketAddress.literal(host, port: port) {
                 // The unspecified address means this host, as it does to a dialer: both
                 // loopbacks, so that a server on either is reached ([::] is copied from a
                 // server's listen address, which may be 127.0.0.1 only).
                 if literal.isUnspecified {
-                    return [.ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port), .ipv4([127, 0, 0, 1], port: port)]
+                    return .addresses([.ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port), .ipv4([127, 0, 0, 1], port: port)])
                 }
-                return [literal]
+                return .addresses([literal])
             }
             let fromHosts = HostsFile.lookup(host, text: Files.text(hostsPath) ?? "", port: port)
-            if !fromHosts.isEmpty { return fromHosts }
+            if !fromHosts.isEmpty { return .addresses(fromHosts) }
             let lower = host.lowercased()
             if lower == "localhost" || lower.hasSuffix(".localhost") || lower == "localhost." {
-                return [.ipv4([127, 0, 0, 1], port: port), .ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port)]
+                return .addresses([.ipv4([127, 0, 0, 1], port: port), .ipv6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: port)])
             }
-            let config = ResolvConf(Files.text(resolvConfPath) ?? "")
-            return try DNSClient(config: config).lookup(host, port: port, by: deadline)
+            return .lookup(DNSLookup(host, port: port, config: ResolvConf(Files.text(resolvConfPath) ?? ""), deadline: deadline))
         }
     }
 }

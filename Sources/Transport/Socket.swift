@@ -10,15 +10,11 @@ public enum ConnectFailure: Error, Equatable, CustomStringConvertible {
     case system(network: String, address: SocketAddress, step: String, errno: Int32)
     /// The TLS handshake failed.
     case tls(TLSFailure)
-    case timedOut
-    case cancelled
 
     public var description: String {
         switch self {
         case .system(let network, let address, let step, let code): return "dial \(network) \(address): \(step): \(goErrnoText(code))"
         case .tls(let failure): return failure.description
-        case .timedOut: return "i/o timeout"
-        case .cancelled: return "context canceled"
         }
     }
 }
@@ -81,41 +77,45 @@ public protocol ByteStream: AnyObject {
 /// A connected, non-blocking stream socket.
 public final class Socket: ByteStream {
     public let fd: Int32
+    /// Where it connects to (nil for a listening or accepted socket).
+    let address: SocketAddress?
 
-    private init(fd: Int32) {
+    private init(fd: Int32, address: SocketAddress? = nil) {
         self.fd = fd
+        self.address = address
     }
 
     deinit { close(fd) }
 
-    /// Connects without blocking past `deadline`; a refusal is reported as soon as the kernel
-    /// knows it, not when the deadline passes.
-    public static func connect(to address: SocketAddress, by deadline: Deadline) throws(ConnectFailure) -> Socket {
-        let network = address.family == AF_UNIX ? "unix" : "tcp"
-        func failure(_ step: String, _ code: Int32) -> ConnectFailure {
-            .system(network: network, address: address, step: step, errno: code)
-        }
+    /// Starts connecting without waiting: the socket, and whether it is connected already (a
+    /// UNIX socket usually is). Otherwise poll it for POLLOUT, then `finishConnect`. A refusal the
+    /// kernel knows at once is thrown at once.
+    public static func startConnect(to address: SocketAddress) throws(ConnectFailure) -> (Socket, connected: Bool) {
         let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { throw failure("socket", errno) }
-        let sock = Socket(fd: fd)
+        if fd < 0 { throw failure(address, "socket", errno) }
+        let sock = Socket(fd: fd, address: address)
         if address.family != AF_UNIX {
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
         let result = address.withSockaddr { Glibc.connect(fd, $0, $1) }
-        if result == 0 { return sock }
+        if result == 0 { return (sock, true) }
         let code = errno
-        guard code == EINPROGRESS || code == EINTR || code == EAGAIN else { throw failure("connect", code) }
-        switch waitFor(fd, events: Int16(POLLOUT), until: deadline) {
-        case .timedOut: throw .timedOut
-        case .cancelled: throw .cancelled
-        case .ready: break
-        }
+        guard code == EINPROGRESS || code == EINTR || code == EAGAIN else { throw failure(address, "connect", code) }
+        return (sock, false)
+    }
+
+    /// After POLLOUT (or an error) on a socket `startConnect` left connecting: whether it connected.
+    public func finishConnect() throws(ConnectFailure) {
+        guard let address else { return }
         var soError: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) < 0 { throw failure("getsockopt", errno) }
-        if soError != 0 { throw failure("connect", soError) }
-        return sock
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) < 0 { throw Socket.failure(address, "getsockopt", errno) }
+        if soError != 0 { throw Socket.failure(address, "connect", soError) }
+    }
+
+    private static func failure(_ address: SocketAddress, _ step: String, _ code: Int32) -> ConnectFailure {
+        .system(network: address.family == AF_UNIX ? "unix" : "tcp", address: address, step: step, errno: code)
     }
 
     /// A listening socket this process was given: a descriptor inherited across exec, whose

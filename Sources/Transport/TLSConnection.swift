@@ -146,20 +146,26 @@ public final class TLSConnection: ByteStream {
     public private(set) var cipher = ""
     public private(set) var alpn: String? = nil
 
-    private init(socket: Socket, ssl: OpaquePointer) {
+    let context: TLSContext
+    /// The name the certificate is checked against (and sent in SNI).
+    let name: String
+    private var warmed = false
+
+    private init(socket: Socket, ssl: OpaquePointer, context: TLSContext, name: String) {
         self.socket = socket
         self.ssl = ssl
+        self.context = context
+        self.name = name
     }
 
     deinit { SSL_free(ssl) }
 
-    /// Runs the handshake to completion, failing at once with the specific cause (unknown
-    /// authority, name mismatch, expiry, an alert, a plaintext server) or at the deadline.
-    public static func handshake(over socket: Socket, context: TLSContext, host: String, by deadline: Deadline) throws(ConnectFailure) -> TLSConnection {
+    /// Starts a client handshake over a connected socket; `continueHandshake` moves it on.
+    public static func start(over socket: Socket, context: TLSContext, host: String) throws(ConnectFailure) -> TLSConnection {
         guard let ssl = SSL_new(context.context) else { throw .tls(OpenSSLError.last().failure) }
-        let connection = TLSConnection(socket: socket, ssl: ssl)
-        SSL_set_fd(ssl, socket.fd)
         let name = context.configuration.serverName.isEmpty ? host : context.configuration.serverName
+        let connection = TLSConnection(socket: socket, ssl: ssl, context: context, name: name)
+        SSL_set_fd(ssl, socket.fd)
         let (checked, isAddress) = TLSConnection.matchedName(name)
         if !isAddress { tls_shim_set_sni(ssl, checked) }
         // A SPIFFE server is verified by its SPIFFE ID's trust domain, not by host name.
@@ -172,43 +178,44 @@ public final class TLSConnection: ByteStream {
                 SSL_set1_host(ssl, checked)
             }
         }
-        var warmed = false
-        while true {
-            ERR_clear_error()
-            let result = SSL_connect(ssl)
-            if result == 1 { break }
+        return connection
+    }
+
+    /// Moves the handshake on as far as the socket allows: nil once it is complete, else the
+    /// poll events it waits for. Fails at once with the specific cause (unknown authority, name
+    /// mismatch, expiry, an alert, a plaintext server).
+    public func continueHandshake() throws(ConnectFailure) -> Int16? {
+        ERR_clear_error()
+        let result = SSL_connect(ssl)
+        if result != 1 {
             let error = SSL_get_error(ssl, result)
-            let events: Int32
             switch error {
             case SSL_ERROR_WANT_READ:
-                events = POLLIN
                 if !warmed {
                     // The ClientHello is out: until the server answers, decode the few roots of a
                     // -tls-ca-cert file, which verification would otherwise wait for.
                     warmed = true
                     tls_shim_decode_small_index(SSL_CTX_get_cert_store(context.context), 8)
                 }
-            case SSL_ERROR_WANT_WRITE: events = POLLOUT
-            default: throw .tls(connection.handshakeFailure(error, context: context, name: name))
-            }
-            switch waitFor(socket.fd, events: Int16(events), until: deadline) {
-            case .ready: continue
-            case .timedOut: throw .timedOut
-            case .cancelled: throw .cancelled
+                return Int16(POLLIN)
+            case SSL_ERROR_WANT_WRITE:
+                return Int16(POLLOUT)
+            default:
+                throw .tls(handshakeFailure(error, context: context, name: name))
             }
         }
-        connection.version = String(cString: SSL_get_version(ssl))
-        connection.cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
+        version = String(cString: SSL_get_version(ssl))
+        cipher = SSL_get_current_cipher(ssl).map { String(cString: SSL_CIPHER_get_name($0)) } ?? ""
         var selected: UnsafePointer<UInt8>? = nil
         var length: UInt32 = 0
         SSL_get0_alpn_selected(ssl, &selected, &length)
         if let selected, length > 0 {
             let proto = String(decoding: UnsafeBufferPointer(start: selected, count: Int(length)), as: UTF8.self)
-            connection.alpn = proto
+            alpn = proto
             // OpenSSL refuses a protocol it did not offer already; this holds whatever it does.
             guard proto == "h2" else { throw .tls(.unadvertisedALPN(proto)) }
         }
-        return connection
+        return nil
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {

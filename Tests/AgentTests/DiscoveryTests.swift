@@ -82,17 +82,3 @@ final class DiscoveryTests: XCTestCase {
         XCTAssertTrue(scan.listeners[0].description.hasPrefix("127.0.0.1:"))
     }
 }
-
-final class HealthReportTests: XCTestCase {
-    func testLinesRoundTripAndStayOneLine() {
-        for report in [HealthReport.serving("127.0.0.1:1"), .notServing("NOT_SERVING"), .event("found"), .info("tried")] {
-            XCTAssertEqual(HealthReport(line: report.line), report)
-        }
-        let hostile = HealthReport.notServing("a\nb\u{1b}[31m\u{7f}")
-        XCTAssertEqual(hostile.line, "unready a\\x0ab\\x1b[31m\\x7f")
-        XCTAssertNil(HealthReport(line: "nonsense"))
-        XCTAssertNil(HealthReport(line: "other text"))
-        let long = HealthReport.info(String(repeating: "x", count: 10_000)).line
-        XCTAssertLessThanOrEqual(long.utf8.count, HealthReport.maxLine)
-    }
-}

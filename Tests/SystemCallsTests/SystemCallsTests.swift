@@ -62,14 +62,6 @@ final class ProcessArgumentsTests: XCTestCase {
     }
 }
 
-final class HealthReportTests: XCTestCase {
-    func testControlCharactersAreEscapedC0DelAndC1() {
-        XCTAssertEqual(HealthReport.clean("a\nb\u{1B}[2J\u{7F}c\u{9B}31md\u{85}"), "a\\x0ab\\x1b[2J\\x7fc\\u009b31md\\u0085")
-        XCTAssertEqual(HealthReport.clean("caf\u{E9} \u{A0}ok"), "caf\u{E9} \u{A0}ok", "printable text as it is")
-        XCTAssertEqual(HealthReport(line: "unready bad\u{9B}"), .notServing("bad\\u009b"))
-    }
-}
-
 final class BackoffTests: XCTestCase {
     func testDoublesToItsMaximumAndStartsOver() {
         var backoff = Backoff(first: 100, maximum: 500)

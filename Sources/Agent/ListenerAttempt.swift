@@ -1,0 +1,171 @@
+import Addressing
+import Client
+import GateProtocol
+import Glibc
+import Probe
+import SystemCalls
+import Wire
+
+/// Whether one listener is a gRPC server the agent can check: one Check over a connection of
+/// its own (any status the server sends counts), plaintext first unless the flags ask for TLS or
+/// SPIFFE; a listener that does not speak plaintext HTTP/2 is tried once more with TLS. A source
+/// of the reactor: many listeners are tried at once, and a silent one delays no other.
+final class ListenerAttempt: EventSource {
+    enum Verdict {
+        /// It answered the Health service (any status), over this.
+        case grpc(Found)
+        /// Not a gRPC server, or one that refuses us whatever we retry: remembered.
+        case rejected(String)
+        /// Not now (the socket went away, a timeout): tried again on the next scan.
+        case unavailable(String)
+    }
+
+    let listener: Listener
+    let owner: pid_t?
+    private(set) var verdict: Verdict?
+    private let plan: AgentPlan
+    private let credentials: Credentials
+
+    /// How one try ended.
+    private enum Outcome {
+        case answered
+        case failed(DialFailure)
+        case noAnswer(String)
+    }
+
+    private var security: Security
+    private var reach: Reach
+    /// Plaintext first, then TLS: the plaintext try's outcome, once it failed.
+    private var plaintextOutcome: Outcome?
+    private var dialer: Dialer?
+    private var connection: Connection?
+    private var call: GRPCCall?
+    private var answerBy: Int64 = .max
+
+    init(_ listener: Listener, owner: pid_t?, plan: AgentPlan, credentials: Credentials, security: Security, reach: Reach) {
+        self.listener = listener
+        self.owner = owner
+        self.plan = plan
+        self.credentials = credentials
+        self.security = security
+        self.reach = reach
+        start()
+    }
+
+    private func start() {
+        let dialing = Dialer(listener.target, security: security, userAgent: plan.userAgent, authority: plan.authority,
+                             deadline: Deadline.after(plan.connectTimeout)) { [weak self] client in
+            guard let self else { return }
+            call = client.startCall(path: Health.checkPath, metadata: plan.metadata, timeoutNanoseconds: plan.rpcTimeout,
+                                    request: plan.request)
+        }
+        dialer = dialing
+        dialed(dialing)
+    }
+
+    private func dialed(_ dialing: Dialer) {
+        guard let outcome = dialing.outcome else { return }
+        dialer = nil
+        switch outcome {
+        case .connected(let opened):
+            connection = opened
+            answerBy = MonotonicClock.deadline(after: plan.rpcTimeout)
+            checkAnswer(now: MonotonicClock.now())
+        case .failed(let failure):
+            tried(.failed(failure))
+        }
+    }
+
+    private func checkAnswer(now: Int64) {
+        guard let connection, let call else { return }
+        if let status = call.status {
+            tried(status.fromServer || !call.messages.isEmpty ? .answered : .noAnswer(status.description))
+        } else if connection.isClosed {
+            tried(.noAnswer("connection closed"))
+        } else if now >= answerBy {
+            // An HTTP/2 server that took the Check and is slow to answer it is the gRPC server
+            // with a slow health service (what a liveness probe is for), not another protocol.
+            tried(.answered)
+        }
+    }
+
+    private func found() -> Found {
+        Found(target: listener.target, security: security, reach: reach, name: listener.description, discovered: true)
+    }
+
+    /// One try ended: the verdict, or the TLS try after a plaintext one that was not HTTP/2.
+    private func tried(_ outcome: Outcome) {
+        connection = nil
+        call = nil
+        guard case .plaintext = reach, plaintextOutcome == nil else {
+            // The configured security, or the TLS fallback: this is the last try.
+            if case .failed(.certificateRejected) = outcome, plaintextOutcome != nil {
+                verdict = .rejected("a TLS server that requires a client certificate (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)")
+            } else if case .answered = outcome {
+                verdict = .grpc(found())
+            } else if let plaintextOutcome {
+                verdict = judge(plaintextOutcome)
+            } else {
+                verdict = judge(outcome)
+            }
+            return
+        }
+        switch outcome {
+        case .answered:
+            verdict = .grpc(found())
+        case .failed(.connect), .failed(.resolve), .failed(.timedOut), .failed(.cancelled):
+            verdict = judge(outcome)
+        case .failed, .noAnswer:
+            plaintextOutcome = outcome
+            switch credentials.fallbackTLS() {
+            case .success(let (tls, tlsReach)):
+                security = tls
+                reach = tlsReach
+                start()
+            case .failure(let why):
+                verdict = .rejected(why.description)
+            }
+        }
+    }
+
+    private func judge(_ outcome: Outcome) -> Verdict {
+        switch outcome {
+        case .answered: return .rejected("no answer")
+        case .noAnswer(let why): return .rejected(why)
+        case .failed(let failure):
+            switch failure {
+            case .connect, .resolve: return .unavailable(failure.description)
+            case .timedOut: return .unavailable("no HTTP/2 answer within \(plan.configuration.connectTimeout)")
+            case .cancelled: return .unavailable("cancelled")
+            case .handshake(let handshake): return .rejected(ProbeFailure.describe(handshake, tls: handshake.tls))
+            case .certificateRejected:
+                return .rejected("the server requires a client certificate" + (plan.configuration.tls.clientCert.isEmpty
+                    ? " (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)" : " and rejected ours"))
+            }
+        }
+    }
+
+    // MARK: EventSource
+
+    func descriptors(into set: inout [pollfd]) {
+        dialer?.descriptors(into: &set)
+        connection?.descriptors(into: &set)
+    }
+
+    var wakeAt: Int64? {
+        if let dialer { return dialer.wakeAt }
+        if let connection { return min(connection.wakeAt ?? .max, answerBy) }
+        return nil
+    }
+
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        if let dialer {
+            dialer.turn(polled, now: now)
+            dialed(dialer)
+            return
+        }
+        guard let connection else { return }
+        connection.turn(polled, now: now)
+        checkAnswer(now: now)
+    }
+}

@@ -1,0 +1,187 @@
+import Addressing
+import Client
+import GateProtocol
+import Glibc
+import SystemCalls
+
+/// Finds the server to watch: the one -ready-addr names, or the first listener of the process
+/// tree that answers the Health service. Listeners are tried concurrently as they appear, each
+/// by a `ListenerAttempt`; the tree is scanned again after a pause that starts short and grows
+/// while nothing changes. Why nothing is found yet goes to the health model as it changes.
+final class Locator: EventSource {
+    private(set) var found: Found?
+    private let plan: AgentPlan
+    private let credentials: Credentials
+    private let model: HealthModel
+    private let reporter: Reporter
+    private let root = getppid()
+    private let me = getpid()
+
+    /// Listeners that are not gRPC servers (or not ones we can talk to), and why: not tried again.
+    private var rejected: [Listener: String] = [:]
+    /// Why each listener of the last scan was not usable this time (tried again on the next).
+    private var unavailable: [Listener: String] = [:]
+    private var attempts: [ListenerAttempt] = []
+    private var lastScan: [Listener] = []
+    private var nextScan: Int64?
+    private var rescans = Locator.rescans
+    /// With -ready-addr: when to try the credentials again after they failed.
+    private var retryAt: Int64?
+    private var retries = Locator.retries
+
+    static let maxRejected = 1024
+    /// Listeners tried at once; more wait for the next scan.
+    static let maxAttempts = 16
+    /// Pauses between rescans while nothing is found.
+    static let rescans = Backoff(first: 10_000_000, maximum: 1_000_000_000)
+    /// Pauses before trying again what failed to set up (TLS files, SPIFFE credentials).
+    static let retries = Backoff(first: 100_000_000, maximum: 5_000_000_000)
+
+    init(plan: AgentPlan, credentials: Credentials, model: HealthModel, reporter: Reporter) {
+        self.plan = plan
+        self.credentials = credentials
+        self.model = model
+        self.reporter = reporter
+        step(now: MonotonicClock.now())
+    }
+
+    /// Looks again (the server found was lost): what was rejected stays rejected.
+    func restart(now: Int64) {
+        found = nil
+        attempts = []
+        nextScan = nil
+        retryAt = nil
+        rescans.reset()
+        step(now: now)
+    }
+
+    private var named: Bool { !plan.configuration.addr.isEmpty }
+
+    /// Moves on: with -ready-addr, the credentials; otherwise a scan when one is due.
+    private func step(now: Int64) {
+        guard found == nil else { return }
+        if named {
+            if let retryAt, now < retryAt { return }
+            retryAt = nil
+            let target: Target
+            do { target = try Target.parse(plan.configuration.addr) } catch {
+                model.update(.notServing(.setup(error.description)))
+                return
+            }
+            switch credentials.current(discovering: false) {
+            case .ready(let security, let reach):
+                found = Found(target: target, security: security, reach: reach, name: plan.configuration.addr, discovered: false)
+            case .discover:
+                found = Found(target: target, security: .plaintext, reach: .plaintext, name: plan.configuration.addr, discovered: false)
+            case .unavailable(let why):
+                model.update(.notServing(why))
+                // SPIFFE credentials on their way wake us when they arrive; a failure waits.
+                if case .setup = why, credentials.svids?.failure == nil && plan.configuration.spiffe { return }
+                retryAt = now + retries.next()
+            }
+            return
+        }
+        if let nextScan, now < nextScan { return }
+        scan(now: now)
+    }
+
+    private func scan(now: Int64) {
+        let result = Discovery.scan(root: root, excluding: me)
+        if result.procMissing {
+            model.update(.notServing(.noProc))
+        }
+        if result.listeners != lastScan { rescans.reset() }
+        lastScan = result.listeners
+        unavailable = unavailable.filter { result.listeners.contains($0.key) }
+        nextScan = now + rescans.next()
+        let security = credentials.current(discovering: true)
+        if case .unavailable(let why) = security, !result.listeners.isEmpty {
+            model.update(.notServing(why))
+            return
+        }
+        for listener in result.listeners where rejected[listener] == nil && attempts.count < Locator.maxAttempts {
+            guard !attempts.contains(where: { $0.listener == listener }) else { continue }
+            let owner = result.owners[listener.inode]
+            let attempt: ListenerAttempt
+            switch security {
+            case .ready(let configured, let reach):
+                attempt = ListenerAttempt(listener, owner: owner, plan: plan, credentials: credentials, security: configured, reach: reach)
+            case .discover, .unavailable:
+                attempt = ListenerAttempt(listener, owner: owner, plan: plan, credentials: credentials, security: .plaintext, reach: .plaintext)
+            }
+            attempts.append(attempt)
+            judged(attempt)
+            if found != nil { return }
+        }
+        explain()
+    }
+
+    /// Takes an attempt's verdict, if it has one.
+    private func judged(_ attempt: ListenerAttempt) {
+        guard let verdict = attempt.verdict else { return }
+        attempts.removeAll { $0 === attempt }
+        let listener = attempt.listener
+        switch verdict {
+        case .grpc(let server):
+            found = server
+            attempts = []
+            reporter.send(.found(server: listener.description, pid: attempt.owner, reach: server.reach))
+        case .rejected(let why):
+            if rejected.count < Locator.maxRejected { rejected[listener] = why }
+            unavailable[listener] = nil
+            reporter.send(.passedOver(listener: listener.description, pid: attempt.owner, why: why))
+        case .unavailable(let why):
+            unavailable[listener] = why
+        }
+    }
+
+    /// Why nothing is found yet, from what the last scan saw and what the attempts said.
+    private func explain() {
+        guard found == nil else { return }
+        if lastScan.isEmpty {
+            model.update(.notServing(.noListener))
+            return
+        }
+        let candidates = lastScan.compactMap { listener in
+            (rejected[listener] ?? unavailable[listener]).map { Reason.Candidate(listener: listener.description, why: $0) }
+        }
+        // Until a listener has been judged, the reason stays what it was.
+        if !candidates.isEmpty { model.update(.notServing(.noGRPCServer(candidates))) }
+    }
+
+    // MARK: EventSource
+
+    private var given: [Int] = []
+
+    func descriptors(into set: inout [pollfd]) {
+        given.removeAll(keepingCapacity: true)
+        for attempt in attempts {
+            let start = set.count
+            attempt.descriptors(into: &set)
+            given.append(set.count - start)
+        }
+    }
+
+    var wakeAt: Int64? {
+        guard found == nil else { return nil }
+        var earliest = [nextScan, retryAt].compactMap { $0 }.min() ?? .max
+        for attempt in attempts { if let wake = attempt.wakeAt { earliest = min(earliest, wake) } }
+        if named && retryAt == nil && credentials.svids?.latest != nil { earliest = 0 }
+        return earliest == .max ? nil : earliest
+    }
+
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        guard found == nil else { return }
+        var index = polled.startIndex
+        let current = attempts
+        for (offset, attempt) in current.enumerated() {
+            let count = offset < given.count ? given[offset] : 0
+            attempt.turn(polled[index..<min(index + count, polled.endIndex)], now: now)
+            index += count
+            judged(attempt)
+            if found != nil { return }
+        }
+        if current.contains(where: { $0.verdict != nil }) || !current.isEmpty { explain() }
+        step(now: now)
+    }
+}

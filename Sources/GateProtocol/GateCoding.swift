@@ -1,0 +1,202 @@
+import Flags
+
+/// Each message's frame, and back. A kind this version does not know decodes to nil and is
+/// skipped: a newer peer's extra messages do not break an older one.
+extension AgentMessage {
+    private enum Kind: UInt8 {
+        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration
+    }
+
+    public var frame: [UInt8] {
+        var w = GateFraming.Writer()
+        let kind: Kind
+        switch self {
+        case .health(let state):
+            kind = .health
+            switch state {
+            case .serving(let server):
+                w.byte(0)
+                w.string(server)
+            case .notServing(let reason):
+                w.byte(1)
+                reason.encode(into: &w)
+            }
+        case .found(let server, let pid, let reach):
+            kind = .found
+            w.string(server)
+            w.integer(Int64(pid ?? -1))
+            w.byte(reach.rawValue)
+        case .passedOver(let listener, let pid, let why):
+            kind = .passedOver
+            w.string(listener)
+            w.integer(Int64(pid ?? -1))
+            w.string(why)
+        case .goAway(let server):
+            kind = .goAway
+            w.string(server)
+        case .noWatch(let server, let interval):
+            kind = .noWatch
+            w.string(server)
+            w.integer(interval)
+        case .svid(let id, let rotated):
+            kind = .svid
+            w.string(id)
+            w.flag(rotated)
+        case .tlsOnHealthPort:
+            kind = .tlsOnHealthPort
+        case .invalidConfiguration(let why):
+            kind = .invalidConfiguration
+            w.string(why)
+        }
+        return GateFraming.frame(kind: kind.rawValue, w)
+    }
+
+    /// The message a frame holds; nil for a kind this version does not know.
+    public static func decode(kind raw: UInt8, payload: [UInt8]) throws(GateFraming.Failure) -> AgentMessage? {
+        guard let kind = Kind(rawValue: raw) else { return nil }
+        var r = GateFraming.Reader(payload, kind: raw)
+        let message: AgentMessage
+        switch kind {
+        case .health:
+            switch try r.byte() {
+            case 0: message = .health(.serving(server: try r.string()))
+            case 1: message = .health(.notServing(try Reason.decode(from: &r)))
+            default: throw .malformed(kind: raw)
+            }
+        case .found:
+            let server = try r.string()
+            let pid = try r.pid()
+            guard let reach = Reach(rawValue: try r.byte()) else { throw .malformed(kind: raw) }
+            message = .found(server: server, pid: pid, reach: reach)
+        case .passedOver:
+            let listener = try r.string()
+            let pid = try r.pid()
+            message = .passedOver(listener: listener, pid: pid, why: try r.string())
+        case .goAway: message = .goAway(server: try r.string())
+        case .noWatch:
+            let server = try r.string()
+            message = .noWatch(server: server, interval: try r.integer())
+        case .svid:
+            let id = try r.string()
+            message = .svid(id: id, rotated: try r.flag())
+        case .tlsOnHealthPort: message = .tlsOnHealthPort
+        case .invalidConfiguration: message = .invalidConfiguration(try r.string())
+        }
+        try r.end()
+        return message
+    }
+}
+
+extension GateFraming.Reader {
+    mutating func pid() throws(GateFraming.Failure) -> Int32? {
+        let value = try integer()
+        guard value >= -1 && value <= Int64(Int32.max) else { throw .malformed(kind: kind) }
+        return value < 0 ? nil : Int32(value)
+    }
+}
+
+extension Reason {
+    fileprivate func encode(into w: inout GateFraming.Writer) {
+        switch self {
+        case .starting: w.byte(0)
+        case .noListener: w.byte(1)
+        case .noProc: w.byte(2)
+        case .noGRPCServer(let candidates):
+            w.byte(3)
+            // As many as fit in a frame, within the list cap.
+            var entries = GateFraming.Writer()
+            var count = 0
+            for candidate in candidates.prefix(GateFraming.maxList) {
+                var entry = GateFraming.Writer()
+                entry.string(candidate.listener)
+                entry.string(candidate.why)
+                if w.bytes.count + 1 + entries.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
+                entries.bytes += entry.bytes
+                count += 1
+            }
+            w.byte(UInt8(count))
+            w.bytes += entries.bytes
+        case .unreachable(let text): w.byte(4); w.string(text)
+        case .status(let text): w.byte(5); w.string(text)
+        case .watchEnded(let text): w.byte(6); w.string(text)
+        case .callFailed(let text): w.byte(7); w.string(text)
+        case .undecodable(let text): w.byte(8); w.string(text)
+        case .setup(let text): w.byte(9); w.string(text)
+        case .draining: w.byte(10)
+        }
+    }
+
+    fileprivate static func decode(from r: inout GateFraming.Reader) throws(GateFraming.Failure) -> Reason {
+        switch try r.byte() {
+        case 0: return .starting
+        case 1: return .noListener
+        case 2: return .noProc
+        case 3:
+            var candidates: [Candidate] = []
+            for _ in 0..<(try r.count()) {
+                let listener = try r.string()
+                candidates.append(Candidate(listener: listener, why: try r.string()))
+            }
+            return .noGRPCServer(candidates)
+        case 4: return .unreachable(try r.string())
+        case 5: return .status(try r.string())
+        case 6: return .watchEnded(try r.string())
+        case 7: return .callFailed(try r.string())
+        case 8: return .undecodable(try r.string())
+        case 9: return .setup(try r.string())
+        case 10: return .draining
+        default: throw .malformed(kind: r.kind)
+        }
+    }
+}
+
+extension SupervisorMessage {
+    private enum Kind: UInt8 {
+        case configure = 1, drain
+    }
+
+    public var frame: [UInt8] {
+        var w = GateFraming.Writer()
+        switch self {
+        case .drain:
+            return GateFraming.frame(kind: Kind.drain.rawValue, w)
+        case .configure(let c):
+            for text in [c.addr, c.service, c.tls.caCert, c.tls.clientCert, c.tls.clientKey, c.tls.serverName] { w.string(text) }
+            for value in [c.interval, c.connectTimeout, c.rpcTimeout] { w.integer(value.nanoseconds) }
+            for value in [c.tls.tls, c.tls.noVerify, c.spiffe, c.servesHealth] { w.flag(value) }
+            let headers = Array(c.rpcHeaders.prefix(GateFraming.maxList))
+            w.byte(UInt8(headers.count))
+            for header in headers { w.string(header) }
+            return GateFraming.frame(kind: Kind.configure.rawValue, w)
+        }
+    }
+
+    public static func decode(kind raw: UInt8, payload: [UInt8]) throws(GateFraming.Failure) -> SupervisorMessage? {
+        guard let kind = Kind(rawValue: raw) else { return nil }
+        var r = GateFraming.Reader(payload, kind: raw)
+        switch kind {
+        case .drain:
+            try r.end()
+            return .drain
+        case .configure:
+            var c = AgentConfiguration()
+            c.addr = try r.string()
+            c.service = try r.string()
+            c.tls.caCert = try r.string()
+            c.tls.clientCert = try r.string()
+            c.tls.clientKey = try r.string()
+            c.tls.serverName = try r.string()
+            c.interval = GoDuration(nanoseconds: try r.integer())
+            c.connectTimeout = GoDuration(nanoseconds: try r.integer())
+            c.rpcTimeout = GoDuration(nanoseconds: try r.integer())
+            c.tls.tls = try r.flag()
+            c.tls.noVerify = try r.flag()
+            c.spiffe = try r.flag()
+            c.servesHealth = try r.flag()
+            for _ in 0..<(try r.count()) { c.rpcHeaders.append(try r.string()) }
+            try r.end()
+            guard c.interval.nanoseconds > 0, c.connectTimeout.nanoseconds > 0, c.rpcTimeout.nanoseconds > 0 else { throw .malformed(kind: raw) }
+            return .configure(c)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Flags
+
+/// The supervisor and the health agent talk in typed messages over two pipes: the agent's
+/// configuration and commands in, its reports out. The agent holds facts; the words users read
+/// about them are rendered here once (`Reason.description`), for the supervisor's log and the
+/// health endpoint's answers alike.
+
+/// What the supervisor tells the agent: its configuration first, then commands.
+public enum SupervisorMessage: Equatable, Sendable {
+    case configure(AgentConfiguration)
+    /// SIGTERM with -drain-delay: answer "draining" from now on.
+    case drain
+}
+
+/// Everything the agent needs to know, from the supervisor's -ready flags.
+public struct AgentConfiguration: Equatable, Sendable {
+    /// The server's address (-ready-addr); empty: find it.
+    public var addr = ""
+    public var service = ""
+    /// The Check interval for a server without Watch.
+    public var interval = GoDuration(nanoseconds: 250_000_000)
+    public var connectTimeout = GoDuration.second
+    public var rpcTimeout = GoDuration.second
+    /// -ready-tls and its companions.
+    public var tls = TLSFlags()
+    public var spiffe = false
+    /// -ready-rpc-header values, "name: value".
+    public var rpcHeaders: [String] = []
+    /// The health endpoint's listening socket is descriptor 3.
+    public var servesHealth = false
+
+    public init() {}
+}
+
+/// A server's health as the agent's health model holds it: the one fact the ready file,
+/// NOTIFY_SOCKET, the log and the endpoint all follow.
+public enum HealthState: Equatable, Sendable {
+    /// The server reports SERVING; `server` names it as an -addr would ("127.0.0.1:50051").
+    case serving(server: String)
+    case notServing(Reason)
+}
+
+/// Why the server is not ready, as data.
+public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The agent has not said anything yet.
+    case starting
+    /// Nothing of the process tree listens yet.
+    case noListener
+    /// /proc is missing: discovery cannot work.
+    case noProc
+    /// Listeners were found, none a gRPC server we can check: each one and why.
+    case noGRPCServer([Candidate])
+    /// The server cannot be reached: the transport's account (Go's words for it).
+    case unreachable(String)
+    /// The server answered with a status other than SERVING (its name, "NOT_SERVING").
+    case status(String)
+    /// The Watch ended with this gRPC status.
+    case watchEnded(String)
+    /// A call failed without an answer from the server (a timeout, a lost connection).
+    case callFailed(String)
+    /// The server answered something that does not decode.
+    case undecodable(String)
+    /// The agent cannot set up what it connects with (TLS files, SPIFFE credentials).
+    case setup(String)
+    /// The agent is being stopped.
+    case draining
+
+    public struct Candidate: Equatable, Sendable {
+        public let listener: String
+        public let why: String
+        public init(listener: String, why: String) {
+            self.listener = listener
+            self.why = why
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .starting: return "no report from the health agent yet"
+        case .noListener: return "no listening socket found yet"
+        case .noProc: return "cannot find the server's port without /proc (give -ready-addr)"
+        case .noGRPCServer(let candidates):
+            return "no gRPC server among the listening sockets: " + candidates.map { "\($0.listener): \($0.why)" }.joined(separator: "; ")
+        case .unreachable(let text), .status(let text), .callFailed(let text), .setup(let text): return text
+        case .watchEnded(let status): return "Health/Watch ended: \(status)"
+        case .undecodable(let why): return "a health response that does not decode: \(why)"
+        case .draining: return "draining"
+        }
+    }
+}
+
+/// How the agent reaches a server it found.
+public enum Reach: UInt8, Equatable, Sendable, CustomStringConvertible {
+    case plaintext = 0
+    /// TLS as -ready-tls asks.
+    case tls = 1
+    case spiffe = 2
+    /// TLS found by trying, its certificate verified with -ready-tls-ca-cert.
+    case tlsVerified = 3
+    /// TLS found by trying, its certificate not verified (the socket is the child's).
+    case tlsUnverified = 4
+
+    public var description: String {
+        switch self {
+        case .plaintext: return "plaintext"
+        case .tls: return "TLS"
+        case .spiffe: return "SPIFFE mTLS"
+        case .tlsVerified: return "TLS, certificate verified (-ready-tls-ca-cert)"
+        case .tlsUnverified: return "TLS, certificate not verified (the socket is the child's; -ready-tls-ca-cert verifies it)"
+        }
+    }
+}
+
+/// What the agent tells the supervisor.
+public enum AgentMessage: Equatable, Sendable {
+    /// The health model changed.
+    case health(HealthState)
+    /// Discovery found the gRPC server: where, whose socket, and how it is reached.
+    case found(server: String, pid: Int32?, reach: Reach)
+    /// A listener that is not a gRPC server we can check, and why (said once per listener).
+    case passedOver(listener: String, pid: Int32?, why: String)
+    /// The server sent GOAWAY: the Watch moves to a new connection.
+    case goAway(server: String)
+    /// The server has no Watch: a Check every `interval` nanoseconds.
+    case noWatch(server: String, interval: Int64)
+    /// The X.509-SVID used from now on (`rotated`: it replaced another).
+    case svid(id: String, rotated: Bool)
+    /// A TLS handshake arrived on the plaintext health port and was closed.
+    case tlsOnHealthPort
+    /// The configuration cannot be used: the agent exits (`why` says what is wrong).
+    case invalidConfiguration(String)
+}
+
+/// How the agent's process ends, for the supervisor's log.
+public enum AgentExit: Int32, Sendable, CustomStringConvertible {
+    /// Signalled, or told to stop.
+    case stopped = 0
+    /// The supervisor closed its end of the conversation.
+    case supervisorGone = 3
+    /// The supervisor spoke something this agent cannot read (another version, a broken frame).
+    case protocolError = 4
+    /// The configuration it was given cannot be used.
+    case invalidConfiguration = 5
+
+    public var description: String {
+        switch self {
+        case .stopped: return "stopped"
+        case .supervisorGone: return "its supervisor went away"
+        case .protocolError: return "it could not read the supervisor's messages"
+        case .invalidConfiguration: return "its configuration cannot be used"
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Flags
+import GateProtocol
+import XCTest
+
+final class GateProtocolTests: XCTestCase {
+    static let agentMessages: [AgentMessage] = [
+        .health(.serving(server: "127.0.0.1:50051")),
+        .health(.notServing(.starting)),
+        .health(.notServing(.noListener)),
+        .health(.notServing(.noProc)),
+        .health(.notServing(.noGRPCServer([.init(listener: "127.0.0.1:8080", why: "not HTTP/2"), .init(listener: "[::1]:9", why: "x")]))),
+        .health(.notServing(.unreachable("dial tcp 127.0.0.1:1: connect: connection refused"))),
+        .health(.notServing(.status("NOT_SERVING"))),
+        .health(.notServing(.watchEnded("rpc error: code = Unavailable desc = gone"))),
+        .health(.notServing(.callFailed("context deadline exceeded"))),
+        .health(.notServing(.undecodable("truncated"))),
+        .health(.notServing(.setup("no such file"))),
+        .health(.notServing(.draining)),
+        .found(server: "[::1]:50051", pid: 42, reach: .tlsUnverified),
+        .found(server: "unix:/run/s", pid: nil, reach: .plaintext),
+        .passedOver(listener: "127.0.0.1:9090", pid: 7, why: "HTTP/1.1"),
+        .goAway(server: "127.0.0.1:1"),
+        .noWatch(server: "127.0.0.1:1", interval: 250_000_000),
+        .svid(id: "spiffe://example.org/a", rotated: true),
+        .tlsOnHealthPort,
+        .invalidConfiguration("why"),
+    ]
+
+    func decodeAll(_ bytes: [UInt8]) throws -> [AgentMessage] {
+        var decoder = GateFraming.Decoder()
+        decoder.append(bytes)
+        var out: [AgentMessage] = []
+        while let frame = try decoder.nextFrame() {
+            if let message = try AgentMessage.decode(kind: frame.kind, payload: frame.payload) { out.append(message) }
+        }
+        return out
+    }
+
+    func testEveryAgentMessageRoundTrips() throws {
+        let bytes = Self.agentMessages.flatMap(\.frame)
+        XCTAssertEqual(try decodeAll(bytes), Self.agentMessages)
+        // Byte by byte, as a pipe may deliver them.
+        var decoder = GateFraming.Decoder()
+        var out: [AgentMessage] = []
+        for byte in bytes {
+            decoder.append([byte])
+            while let frame = try decoder.nextFrame() {
+                if let message = try AgentMessage.decode(kind: frame.kind, payload: frame.payload) { out.append(message) }
+            }
+        }
+        XCTAssertEqual(out, Self.agentMessages)
+    }
+
+    func testTheConfigurationRoundTrips() throws {
+        var c = AgentConfiguration()
+        c.addr = "localhost:50051"
+        c.service = "db"
+        c.interval = GoDuration(nanoseconds: 7)
+        c.tls.tls = true
+        c.tls.caCert = "/ca.pem"
+        c.tls.serverName = "svc"
+        c.spiffe = false
+        c.rpcHeaders = ["a: b", "c:d"]
+        c.servesHealth = true
+        for message in [SupervisorMessage.configure(c), .drain] {
+            var decoder = GateFraming.Decoder()
+            decoder.append(message.frame)
+            let frame = try XCTUnwrap(try decoder.nextFrame())
+            XCTAssertEqual(try SupervisorMessage.decode(kind: frame.kind, payload: frame.payload), message)
+        }
+    }
+
+    func testUnknownKindsAreSkippedAndBrokenFramesRefused() throws {
+        // A newer agent's message of a kind we do not know: skipped, the next one read.
+        var bytes: [UInt8] = [GateFraming.version, 200, 0, 3, 1, 2, 3]
+        bytes += AgentMessage.tlsOnHealthPort.frame
+        XCTAssertEqual(try decodeAll(bytes), [.tlsOnHealthPort])
+        XCTAssertThrowsError(try decodeAll([9, 1, 0, 0])) { XCTAssertEqual($0 as? GateFraming.Failure, .version(9)) }
+        XCTAssertThrowsError(try decodeAll([GateFraming.version, 1, 0xFF, 0xFF])) {
+            XCTAssertEqual($0 as? GateFraming.Failure, .oversized(0xFFFF))
+        }
+        // A known kind with a payload that does not decode: refused, not guessed at.
+        XCTAssertThrowsError(try decodeAll([GateFraming.version, 1, 0, 1, 7]))
+        XCTAssertThrowsError(try decodeAll([GateFraming.version, 1, 0, 3, 0, 0, 9]))
+    }
+
+    func testLongTextIsCutToFitOneFrame() throws {
+        let long = String(repeating: "é", count: 10_000)
+        let many = (0..<100).map { Reason.Candidate(listener: "127.0.0.1:\($0)", why: long) }
+        let frame = AgentMessage.health(.notServing(.noGRPCServer(many))).frame
+        XCTAssertLessThanOrEqual(frame.count, 4 + GateFraming.maxPayload)
+        guard case .health(.notServing(.noGRPCServer(let got))) = try decodeAll(frame).first else { return XCTFail() }
+        XCTAssertGreaterThan(got.count, 0)
+        XCTAssertTrue(got.allSatisfy { $0.why.utf8.count <= GateFraming.maxString && $0.why.allSatisfy { $0 == "é" } })
+    }
+
+    /// Random bytes never crash the decoder, and what it accepts encodes back the same.
+    func testRandomInputNeitherCrashesNorLies() throws {
+        var generator = SystemRandomNumberGenerator()
+        let seeds = Self.agentMessages.map(\.frame)
+        for _ in 0..<20_000 {
+            var bytes = seeds.randomElement(using: &generator)!
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                let index = Int.random(in: 0..<bytes.count, using: &generator)
+                bytes[index] = UInt8.random(in: 0...255, using: &generator)
+            }
+            var decoder = GateFraming.Decoder()
+            decoder.append(bytes)
+            guard let frame = try? decoder.nextFrame(), let message = try? AgentMessage.decode(kind: frame.kind, payload: frame.payload) else { continue }
+            XCTAssertEqual(try decodeAll(message.frame), [message])
+        }
+    }
+
+    func testReasonsAreWordedOnce() {
+        XCTAssertEqual(Reason.noGRPCServer([.init(listener: "a", why: "b"), .init(listener: "c", why: "d")]).description,
+                       "no gRPC server among the listening sockets: a: b; c: d")
+        XCTAssertEqual(Reason.watchEnded("x").description, "Health/Watch ended: x")
+    }
+}
