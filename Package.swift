@@ -64,14 +64,17 @@ let package = Package(
             name: "grpc-init",
             dependencies: ["Agent", "CShim", "Flags", "Probe", "Supervisor", "SystemCalls", "Transport", "Wire"],
             swiftSettings: fastMetadata,
-            linkerSettings: [.unsafeFlags([
-                "-static-executable",
+            linkerSettings: [
+                .unsafeFlags(["-static-executable", "-use-ld=lld"]),
                 // lld places the functions a probe runs side by side (scripts/link-order.sh
-                // lists them), so a probe faults in a few hundred KiB of code, not megabytes.
-                "-use-ld=lld",
-                "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order.txt",
-                "-Xlinker", "--no-warn-symbol-ordering",
-            ])]
+                // lists them), so a probe faults in a few hundred KiB of code, not megabytes. Each
+                // list names only what its build links, and lld warns about any other name
+                // (test_the_link_order_names_only_what_the_binary_has fails on one). lld takes the
+                // last list given: the build without TLS has its own, the TLS build's follows it.
+                .unsafeFlags(["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order-notls.txt"]),
+                .unsafeFlags(["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order.txt"],
+                             .when(traits: ["TLS"])),
+            ]
         ),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "GateProtocolTests", dependencies: ["GateProtocol", "Flags"]),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per probe, as callgrind counts them (repeatable, unlike times): a plaintext
 # probe, the same built without TLS, and a TLS probe, each against a local grpc-go server.
-# Usage: scripts/bench-instructions.sh     (after scripts/install-deps.sh and both release builds)
+# Usage: scripts/bench-instructions.sh     (after scripts/install-deps.sh and both release builds;
+#        BENCH_BASELINE=BINARY adds its plaintext and TLS rows, in the same run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
@@ -29,3 +30,7 @@ printf '%-40s %12s\n' "probe" "instructions"
 count plaintext .build/release/grpc-init -addr "127.0.0.1:$port"
 [ -x .build-notls/release/grpc-init ] && count plaintext-without-tls .build-notls/release/grpc-init -addr "127.0.0.1:$port"
 count tls-ecdsa .build/release/grpc-init -addr "localhost:$tls_port" -tls -tls-ca-cert "$work/pki/root.pem"
+if [ -n "${BENCH_BASELINE:-}" ]; then
+    count baseline-plaintext "$BENCH_BASELINE" -addr "127.0.0.1:$port"
+    count baseline-tls-ecdsa "$BENCH_BASELINE" -addr "localhost:$tls_port" -tls -tls-ca-cert "$work/pki/root.pem"
+fi

@@ -6,6 +6,7 @@
 #                 protobuf, gzip and HTTP/1.1 heads (Tests/fuzz/entry/WireFuzz.swift)
 #   pem           PEM bundles into TLSShim's base64 decoder and DER walker (Tests/fuzz/c)
 #   maps          /proc/self/maps text into CShim's code-range parser (Tests/fuzz/c)
+#   gate          the supervisor-agent protocol's frames, both directions (Tests/fuzz/entry/GateFuzz.swift)
 # Seeds come from Tests/fuzz/corpus/TARGET; what libFuzzer finds goes to .build/fuzz/corpus-TARGET,
 # crash inputs to .build/fuzz. The test suite runs the short pass (FuzzTests, test_fuzz.py).
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (default 300 seconds, shared by every target)
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(conversation wire pem maps)
+[ ${#targets[@]} -gt 0 ] || targets=(conversation wire pem maps gate)
 out=.build/fuzz
 mkdir -p "$out"
 root=$PWD
@@ -42,6 +43,13 @@ build() {
     pem)
         clang -g -O1 -fsanitize=fuzzer,address -fuse-ld=lld -I Sources/TLSShim/include Tests/fuzz/c/pem_bundle_fuzz.c \
             Sources/TLSShim/shim.c Sources/TLSShim/provider.c -lssl -lcrypto -o "$out/pem-fuzz" ;;
+    gate)
+        swiftc "${flags[@]}" -module-name Flags -emit-module -emit-module-path "$out/Flags.swiftmodule" \
+            -c Sources/Flags/*.swift -o "$out/flags.o"
+        swiftc "${flags[@]}" -module-name GateProtocol -emit-module -emit-module-path "$out/GateProtocol.swiftmodule" \
+            -c Sources/GateProtocol/*.swift -o "$out/gate.o"
+        swiftc "${flags[@]}" Tests/fuzz/entry/GateFuzz.swift "$out/flags.o" "$out/gate.o" -o "$out/gate-fuzz" \
+            2>&1 | grep -v "Cannot export" || true ;;
     maps)
         clang -g -O1 -fsanitize=fuzzer,address -fuse-ld=lld -I Sources/CShim/include Tests/fuzz/c/proc_maps_fuzz.c \
             Sources/CShim/cshim.c -o "$out/maps-fuzz" ;;

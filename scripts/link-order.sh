@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates scripts/link-order.txt: the functions a probe and the supervisor run,
+# Regenerates scripts/link-order.txt (and link-order-notls.txt, the same less OpenSSL's names,
+# for the build without TLS): the functions a probe and the supervisor run,
 # in the order they first run, recorded with callgrind, then the data they use. lld lays them out side by side
 # (--symbol-ordering-file), so a probe faults in a few hundred KiB of code instead of pages
 # scattered over megabytes. Run after changes to the probe's path; a stale list only costs memory.
@@ -77,12 +78,20 @@ nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >
     nm .build/release/grpc-init | awk '$3 ~ /_ifunc$/ {print $3}'
     cat "$work/order"
 } | awk '!seen[$0]++' > "$work/list"
-# Our own modules' names the binary no longer has (kept by --append from an older list) go:
+# Only names the binary has: callgrind's artefacts (addresses, "'2" recursion marks) and names
+# that are gone (kept by --append from an older list) would each be a warning of lld's, and
 # test_the_link_order_names_only_what_the_binary_has checks that none is left.
 nm --defined-only .build/release/grpc-init | awk '{print $3}' | sort -u > "$work/defined"
-awk -v defined="$work/defined" 'BEGIN { while ((getline line < defined) > 0) have[line] = 1 }
-    !/^\$s(5Probe|4Wire|5HPACK|6Client|9Transport|11SystemCalls|5Flags|6SPIFFE|10Addressing|5Agent|10Supervisor|8grpc_init)/ || ($0 in have)' \
+awk -v defined="$work/defined" 'BEGIN { while ((getline line < defined) > 0) have[line] = 1 } ($0 in have)' \
     "$work/list" > scripts/link-order.txt
 echo "$(wc -l < scripts/link-order.txt) symbols in scripts/link-order.txt"
+# The build without TLS links in the same order, less the names it lacks by design (OpenSSL's).
+swift build -c release --disable-default-traits --scratch-path .build-notls >/dev/null
+nm --defined-only .build-notls/release/grpc-init | awk '{print $3}' | sort -u > "$work/defined-notls"
+awk -v defined="$work/defined-notls" 'BEGIN { while ((getline line < defined) > 0) have[line] = 1 } ($0 in have)' \
+    scripts/link-order.txt > scripts/link-order-notls.txt
+echo "$(wc -l < scripts/link-order-notls.txt) symbols in scripts/link-order-notls.txt"
+rm -f .build-notls/release/grpc-init "$(readlink -f .build-notls/release)/grpc-init"
+swift build -c release --disable-default-traits --scratch-path .build-notls >/dev/null
 rm -f .build/release/grpc-init "$(readlink -f .build/release)/grpc-init"  # SwiftPM does not see the list as a link input
 swift build -c release >/dev/null

@@ -30,7 +30,7 @@ public enum AgentMain {
         reactor.add(link)
         let outcome = reactor.run(until: { link.configuration != nil || link.ended != nil },
                                   deadline: MonotonicClock.deadline(after: configurationTimeout))
-        if case .cancelled = outcome { return AgentExit.stopped.rawValue }
+        if case .interrupted(.signal) = outcome { return AgentExit.stopped.rawValue }
         guard let configuration = link.configuration else {
             reporter.send(.invalidConfiguration("no configuration from the supervisor"))
             return (link.ended ?? .invalidConfiguration).rawValue
@@ -93,7 +93,7 @@ final class Agent: EventSource {
         reactor.add(locator)
         reactor.add(self)
         switch reactor.run(until: { link.ended != nil }) {
-        case .cancelled, .done, .timedOut, .failed: return link.ended ?? .stopped
+        case .interrupted, .done, .failed: return link.ended ?? .stopped
         }
     }
 

@@ -1,6 +1,7 @@
 import Client
 import Flags
 import GateProtocol
+import Probe
 import SPIFFE
 import Transport
 
@@ -43,7 +44,7 @@ final class Credentials {
                 configured = made
                 return .ready(made, .tls)
             } catch {
-                return .unavailable(.setup("failed to initialize tls credentials. error=\(error)"))
+                return .unavailable(.setup(ProbeFailure.tlsSetupText(error)))
             }
             #else
             return .unavailable(.setup("-ready-tls is not available: this grpc-init was built without TLS"))

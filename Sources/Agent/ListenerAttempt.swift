@@ -113,7 +113,7 @@ final class ListenerAttempt: EventSource {
         switch outcome {
         case .answered:
             verdict = .grpc(found())
-        case .failed(.connect), .failed(.resolve), .failed(.timedOut), .failed(.cancelled):
+        case .failed(.connect), .failed(.resolve), .failed(.interrupted):
             verdict = judge(outcome)
         case .failed, .noAnswer:
             plaintextOutcome = outcome
@@ -135,8 +135,7 @@ final class ListenerAttempt: EventSource {
         case .failed(let failure):
             switch failure {
             case .connect, .resolve: return .unavailable(failure.description)
-            case .timedOut: return .unavailable("no HTTP/2 answer within \(plan.configuration.connectTimeout)")
-            case .cancelled: return .unavailable("cancelled")
+            case .interrupted: return .unavailable("no HTTP/2 answer within \(plan.configuration.connectTimeout)")
             case .handshake(let handshake): return .rejected(ProbeFailure.describe(handshake, tls: handshake.tls))
             case .certificateRejected:
                 return .rejected("the server requires a client certificate" + (plan.configuration.tls.clientCert.isEmpty

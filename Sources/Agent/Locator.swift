@@ -25,6 +25,8 @@ final class Locator: EventSource {
     private var lastScan: [Listener] = []
     private var nextScan: Int64?
     private var rescans = Locator.rescans
+    /// When this search began.
+    private var searching = MonotonicClock.now()
     /// With -ready-addr: when to try the credentials again after they failed.
     private var retryAt: Int64?
     private var retries = Locator.retries
@@ -32,8 +34,11 @@ final class Locator: EventSource {
     static let maxRejected = 1024
     /// Listeners tried at once; more wait for the next scan.
     static let maxAttempts = 16
-    /// Pauses between rescans while nothing is found.
-    static let rescans = Backoff(first: 10_000_000, maximum: 1_000_000_000)
+    /// Rescans while nothing is found: every `quickRescan` for the first `quickPeriod` of a
+    /// search (a server starting up is seen within one), then pauses that double up to a second.
+    static let quickRescan: Int64 = 50_000_000
+    static let quickPeriod: Int64 = 30_000_000_000
+    static let rescans = Backoff(first: 50_000_000, maximum: 1_000_000_000)
     /// Pauses before trying again what failed to set up (TLS files, SPIFFE credentials).
     static let retries = Backoff(first: 100_000_000, maximum: 5_000_000_000)
 
@@ -52,6 +57,7 @@ final class Locator: EventSource {
         nextScan = nil
         retryAt = nil
         rescans.reset()
+        searching = now
         step(now: now)
     }
 
@@ -93,7 +99,7 @@ final class Locator: EventSource {
         if result.listeners != lastScan { rescans.reset() }
         lastScan = result.listeners
         unavailable = unavailable.filter { result.listeners.contains($0.key) }
-        nextScan = now + rescans.next()
+        nextScan = now + (now - searching < Locator.quickPeriod ? Locator.quickRescan : rescans.next())
         let security = credentials.current(discovering: true)
         if case .unavailable(let why) = security, !result.listeners.isEmpty {
             model.update(.notServing(why))

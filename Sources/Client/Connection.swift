@@ -33,8 +33,7 @@ public final class Connection: EventSource {
 
     public enum Outcome: Equatable {
         case done
-        case timedOut
-        case cancelled(signal: Int32)
+        case interrupted(Interruption)
         /// The connection ended; `transportFailure` or the client's status says why.
         case closed
     }
@@ -71,8 +70,7 @@ public final class Connection: EventSource {
         reactor.add(self)
         switch reactor.run(until: { isClosed || finished() }, deadline: deadline.instant) {
         case .done: return finished() ? .done : .closed
-        case .timedOut: return .timedOut
-        case .cancelled(let signal): return .cancelled(signal: signal)
+        case .interrupted(let why): return .interrupted(why)
         case .failed(let code):
             transportFailure = .stream(.system(operation: "poll", errno: code))
             return .closed

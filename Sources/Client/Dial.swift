@@ -15,9 +15,8 @@ public enum DialFailure: Error, CustomStringConvertible {
     case certificateRejected(alert: StreamFailure?)
     /// The HTTP/2 handshake (the server's SETTINGS) did not complete.
     case handshake(HandshakeFailure)
-    case timedOut
-    /// A signal of the deadline's cancellation arrived (its number, when known).
-    case cancelled(signal: Int32?)
+    /// The deadline passed, or a signal of its cancellation arrived.
+    case interrupted(Interruption)
 
     /// A short account, for a long-lived caller's statuses; the probe words each case itself.
     public var description: String {
@@ -26,8 +25,8 @@ public enum DialFailure: Error, CustomStringConvertible {
         case .connect(let failure): return failure.description
         case .certificateRejected(let alert): return "tls: the server asked for a client certificate and closed the connection" + (alert.map { " (\($0))" } ?? "")
         case .handshake(let failure): return "HTTP/2 handshake with \(failure.address) failed: " + (failure.transportFailure?.description ?? failure.connectionFailure ?? "connection closed")
-        case .timedOut: return "i/o timeout"
-        case .cancelled: return "context canceled"
+        case .interrupted(.deadline): return "i/o timeout"
+        case .interrupted(.signal): return "context canceled"
         }
     }
 }
@@ -54,12 +53,12 @@ public func dial(_ target: Target, security: Security, userAgent: [UInt8], autho
     let reactor = Reactor(cancellation: deadline.cancellation)
     reactor.add(dialer)
     switch reactor.run(until: { dialer.outcome != nil }) {
-    case .cancelled(let signal):
+    case .interrupted(let why):
         dialer.abandon()
-        throw .cancelled(signal: signal)
-    case .failed, .timedOut:
+        throw .interrupted(why)
+    case .failed:
         dialer.abandon()
-        throw .timedOut
+        throw .interrupted(.deadline)
     case .done:
         break
     }

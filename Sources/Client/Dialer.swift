@@ -60,8 +60,8 @@ public final class Dialer: EventSource {
 
     private func resolveFailed(_ error: Resolver.Failure) {
         switch error {
-        case .cancelled: fail(.cancelled(signal: nil))
-        case .failed where MonotonicClock.now() >= deadline: fail(.timedOut)
+        case .interrupted(let why): fail(.interrupted(why))
+        case .failed where MonotonicClock.now() >= deadline: fail(.interrupted(.deadline))
         case .failed: fail(.resolve(error))
         }
     }
@@ -69,7 +69,7 @@ public final class Dialer: EventSource {
     /// Stops where it is: whatever it opened is closed.
     public func abandon() {
         stage = .idle
-        if outcome == nil { outcome = .failed(.timedOut) }
+        if outcome == nil { outcome = .failed(.interrupted(.deadline)) }
     }
 
     private func fail(_ failure: DialFailure) {
@@ -215,6 +215,6 @@ public final class Dialer: EventSource {
             connection.turn(polled, now: now)
             checkHTTP2(connection)
         }
-        if outcome == nil && now >= deadline { fail(.timedOut) }
+        if outcome == nil && now >= deadline { fail(.interrupted(.deadline)) }
     }
 }

@@ -41,8 +41,11 @@ public struct ProbeFailure: Error, Equatable {
     static func argument(_ text: String) -> ProbeFailure { ProbeFailure(.invalidArguments, "error: " + text) }
 
     static func tlsSetup(_ error: TLSSetupError) -> ProbeFailure {
-        ProbeFailure(.invalidArguments, "failed to initialize tls credentials. error=\(error)")
+        ProbeFailure(.invalidArguments, tlsSetupText(error))
     }
+
+    /// The reference's line for TLS that cannot be set up; the agent's reason says the same.
+    public static func tlsSetupText(_ error: TLSSetupError) -> String { "failed to initialize tls credentials. error=\(error)" }
 
     static func spiffe(_ cause: String) -> ProbeFailure {
         ProbeFailure(.spiffeFailure, "failed to initialize tls credentials with spiffe. error=\(cause)")
@@ -100,9 +103,9 @@ public struct ProbeFailure: Error, Equatable {
             return connectFailed(addr, cause.description)
         case .connect(let cause):
             return connectFailed(addr, cause.description)
-        case .timedOut:
+        case .interrupted(.deadline):
             return connectTimeout(addr, options.connectTimeout)
-        case .cancelled(let signal):
+        case .interrupted(.signal(let signal)):
             return cancelledWhileConnecting(addr, signal: signal)
         case .certificateRejected(let failure):
             let alert = failure.map { " (\($0))" } ?? ""

@@ -96,9 +96,9 @@ public struct Probe {
         switch connection.run(until: { call.status != nil }, by: Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)) {
         case .done, .closed:
             break
-        case .timedOut:
+        case .interrupted(.deadline):
             throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout)
-        case .cancelled(let signo):
+        case .interrupted(.signal(let signo)):
             throw ProbeFailure.cancelledDuringRPC(signal: signo)
         }
         let status = call.status ?? GRPCStatus(.unavailable, "connection closed before the call completed")

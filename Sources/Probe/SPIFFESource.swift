@@ -33,8 +33,8 @@ extension Probe {
             switch error {
             case .resolve(let cause): throw unreachable(cause.description)
             case .connect(let cause): throw unreachable(cause.description)
-            case .timedOut: throw ProbeFailure.spiffe("context deadline exceeded")
-            case .cancelled(let signal): throw ProbeFailure.spiffeCancelled(signal: signal)
+            case .interrupted(.deadline): throw ProbeFailure.spiffe("context deadline exceeded")
+            case .interrupted(.signal(let signal)): throw ProbeFailure.spiffeCancelled(signal: signal)
             case .handshake(let handshake): throw unreachable(ProbeFailure.describe(handshake, tls: true))
             case .certificateRejected: throw unreachable("the agent refused the connection")
             }
@@ -48,9 +48,9 @@ extension Probe {
             switch connection.run(until: { !call.messages.isEmpty || call.status != nil }, by: deadline) {
             case .done, .closed:
                 break
-            case .timedOut:
+            case .interrupted(.deadline):
                 throw ProbeFailure.spiffe("context deadline exceeded" + (sawNoSVIDs ? " (\(noSVIDs))" : ""))
-            case .cancelled(let signo):
+            case .interrupted(.signal(let signo)):
                 throw ProbeFailure.spiffeCancelled(signal: signo)
             }
             guard let message = call.nextMessage() else {

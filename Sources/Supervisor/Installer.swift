@@ -10,7 +10,7 @@ public enum Installer {
             return 1
         }
         guard let target = selfPath() else {
-            Output.line("[grpc-init] error: cannot find this executable's path: \(SystemError.describe(errno))")
+            Output.line("[grpc-init] error: cannot find this executable's path: \(Errno.current)")
             return 1
         }
         for name in names {
@@ -24,7 +24,7 @@ public enum Installer {
                 unlink(link)
             }
             if symlink(target, link) != 0 {
-                Output.line("[grpc-init] error: symlink \(link) -> \(target): \(SystemError.describe(errno))")
+                Output.line("[grpc-init] error: symlink \(link) -> \(target): \(Errno.current)")
                 return 1
             }
             Output.line("[grpc-init] installed \(link) -> \(target)")

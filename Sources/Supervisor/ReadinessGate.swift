@@ -99,7 +99,7 @@ final class ReadinessGate {
         // A ready file left by an earlier run (an emptyDir outlives a container restart) would
         // claim readiness this run has not seen.
         if !options.file.isEmpty && unlink(options.file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the stale ready file \(options.file): \(SystemError.describe(errno))")
+            log.warning("cannot remove the stale ready file \(options.file): \(Errno.current)")
         }
     }
 
@@ -117,7 +117,7 @@ final class ReadinessGate {
         guard !options.healthAddr.isEmpty, let address = ListenAddress.parse(options.healthAddr) else { return nil }
         var step: UnsafePointer<CChar>? = nil
         let fd = cshim_listen_tcp(address.host, address.port, 128, &step)
-        guard fd >= 0 else { return "\(step.map { String(cString: $0) } ?? "listen"): \(SystemError.describe(errno))" }
+        guard fd >= 0 else { return "\(step.map { String(cString: $0) } ?? "listen"): \(Errno.current)" }
         healthListener = fd
         return nil
     }
@@ -151,13 +151,13 @@ final class ReadinessGate {
         startAt = nil
         var pipeFDs: [Int32] = [-1, -1]
         guard cshim_pipe_nonblocking_end(&pipeFDs, 0) == 0 else {
-            log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
+            log.warning("cannot start the health agent: pipe: \(Errno.current)")
             scheduleRestart()
             return
         }
         var controlFDs: [Int32] = [-1, -1]
         if cshim_pipe_nonblocking_end(&controlFDs, 1) != 0 {
-            log.warning("cannot start the health agent: pipe: \(SystemError.describe(errno))")
+            log.warning("cannot start the health agent: pipe: \(Errno.current)")
             close(pipeFDs[0])
             close(pipeFDs[1])
             scheduleRestart()
@@ -172,7 +172,7 @@ final class ReadinessGate {
         close(pipeFDs[1])
         if controlFDs[0] >= 0 { close(controlFDs[0]) }
         if pid < 0 {
-            log.warning("cannot start the health agent: fork: \(SystemError.describe(errno))")
+            log.warning("cannot start the health agent: fork: \(Errno.current)")
             close(pipeFDs[0])
             if controlFDs[1] >= 0 { close(controlFDs[1]) }
             scheduleRestart()
@@ -310,7 +310,7 @@ final class ReadinessGate {
         guard !options.file.isEmpty else { return }
         let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 {
-            log.warning("cannot create the ready file \(options.file): \(SystemError.describe(errno))")
+            log.warning("cannot create the ready file \(options.file): \(Errno.current)")
             return
         }
         let text = Array("SERVING\n".utf8)
@@ -321,14 +321,14 @@ final class ReadinessGate {
     private func removeFile() {
         guard !options.file.isEmpty else { return }
         if unlink(options.file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the ready file \(options.file): \(SystemError.describe(errno))")
+            log.warning("cannot remove the ready file \(options.file): \(Errno.current)")
         }
     }
 
     private func notify(_ message: String) {
         guard let notifySocket else { return }
         if cshim_notify_socket(notifySocket, message) != 0 {
-            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(SystemError.describe(errno))")
+            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(Errno.current)")
         }
     }
 

@@ -52,15 +52,15 @@ final class Supervisor: EventSource {
     /// Runs the child to completion and returns grpc-init's exit status.
     func run() -> Int32 {
         if let signo = options.parentDeathSignal, cshim_set_parent_death_signal(signo) != 0 {
-            log.warning("cannot set the parent death signal: \(SystemError.describe(errno))")
+            log.warning("cannot set the parent death signal: \(Errno.current)")
         }
         if getpid() != 1 && cshim_set_child_subreaper() != 0 {
-            log.warning("cannot become a child subreaper, orphans will not be reaped: \(SystemError.describe(errno))")
+            log.warning("cannot become a child subreaper, orphans will not be reaped: \(Errno.current)")
         }
         // Signals 32 and 33 are the C library's own: they cannot be blocked or read from the
         // signalfd, so they are not forwarded; ignored, they cannot end grpc-init either.
         if cshim_ignore_reserved_signals() != 0 {
-            log.warning("cannot ignore the C library's reserved signals: \(SystemError.describe(errno))")
+            log.warning("cannot ignore the C library's reserved signals: \(Errno.current)")
         }
         // Every signal that can be blocked is blocked and read from the signalfd; the child gets
         // the original mask back before exec.
@@ -79,7 +79,7 @@ final class Supervisor: EventSource {
         self.signals = signals
         reactor.add(self)
         if case .failed(let code) = reactor.run(until: { exitStatus != nil }) {
-            log.error("poll: \(SystemError.describe(code))")
+            log.error("poll: \(code)")
             return 1
         }
         return exitStatus!
@@ -139,7 +139,7 @@ final class Supervisor: EventSource {
             cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, &execErrno)
         }
         if pid < 0 {
-            log.error("cannot start \(options.command[0]): fork: \(SystemError.describe(errno))")
+            log.error("cannot start \(options.command[0]): fork: \(Errno.current)")
             return 1
         }
         child = pid
@@ -147,7 +147,7 @@ final class Supervisor: EventSource {
         var status: Int32 = 0
         _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
         let code: Int32 = execErrno == ENOENT ? 127 : 126
-        log.error("cannot run \(options.command[0]): \(SystemError.describe(execErrno))")
+        log.error("cannot run \(options.command[0]): \(Errno(execErrno))")
         return code
     }
 
@@ -180,7 +180,7 @@ final class Supervisor: EventSource {
         let target = options.processGroup ? -child : child
         // The signal first, then the log line: a log that cannot be written must not delay it.
         if kill(target, signo) != 0 && errno != ESRCH {
-            log.warning("cannot forward \(Signals.name(signo)): \(SystemError.describe(errno))")
+            log.warning("cannot forward \(Signals.name(signo)): \(Errno.current)")
         } else {
             log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
         }

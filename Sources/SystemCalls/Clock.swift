@@ -27,6 +27,14 @@ public enum MonotonicClock {
     }
 }
 
+/// Why a wait ended before what it waited for: its deadline passed, or a signal of its
+/// cancellation arrived (its number, when known). One type for every wait, from the reactor up
+/// to each edge, which words it (the probe as Go does: "context deadline exceeded").
+public enum Interruption: Error, Equatable, Sendable {
+    case deadline
+    case signal(Int32?)
+}
+
 /// When a wait must end: an instant of the monotonic clock, and the signals (a signalfd) whose
 /// arrival cancels it sooner. One value, passed down through every wait of an operation.
 public struct Deadline {

@@ -36,7 +36,7 @@ public enum Files {
         var count = 0
         while true {
             if count == result.count {
-                if count > limit { throw SystemError("read \(name)", code: EFBIG) }
+                if count > limit { throw SystemError("read \(name)", code: Errno(EFBIG)) }
                 let more = min(count, limit + 1 - count)
                 result += [UInt8](unsafeUninitializedCapacity: more) { _, initialized in initialized = more }
             }

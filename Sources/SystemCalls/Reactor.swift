@@ -26,11 +26,10 @@ public protocol EventSource: AnyObject {
 public final class Reactor {
     public enum Outcome: Equatable {
         case done
-        case timedOut
-        /// A signal of the cancellation arrived (its number).
-        case cancelled(signal: Int32)
+        /// The deadline passed, or a signal of the cancellation arrived.
+        case interrupted(Interruption)
         /// poll(2) itself failed.
-        case failed(errno: Int32)
+        case failed(errno: Errno)
     }
 
     public private(set) var sources: [EventSource] = []
@@ -57,35 +56,38 @@ public final class Reactor {
     /// of the cancellation arrives.
     public func run(until finished: () -> Bool, deadline: Int64 = Int64.max) -> Outcome {
         var fds: [pollfd] = []
-        var ranges: [(EventSource, Range<Int>)] = []
+        // Where each source's descriptors begin in `fds`, in the order of `turnOrder`.
+        var starts: [Int] = []
+        var turnOrder = sources
         while true {
             if finished() { return .done }
             let now = MonotonicClock.now()
-            if now >= deadline { return .timedOut }
+            if now >= deadline { return .interrupted(.deadline) }
             fds.removeAll(keepingCapacity: true)
-            ranges.removeAll(keepingCapacity: true)
+            starts.removeAll(keepingCapacity: true)
+            turnOrder = sources
             if let cancellation { fds.append(pollfd(fd: cancellation.fd, events: Int16(POLLIN), revents: 0)) }
             var earliest = deadline
-            for source in sources {
-                let start = fds.count
+            for source in turnOrder {
+                starts.append(fds.count)
                 source.descriptors(into: &fds)
-                ranges.append((source, start..<fds.count))
                 if let wake = source.wakeAt { earliest = min(earliest, wake) }
             }
+            starts.append(fds.count)
             let n = wait(&fds, timeout: MonotonicClock.pollTimeout(until: earliest))
             if n < 0 {
                 let code = errno
-                if code != EINTR { return .failed(errno: code) }
+                if code != EINTR { return .failed(errno: Errno(code)) }
                 continue
             }
             turns += 1
             if let cancellation, fds[0].revents != 0, let info = cancellation.next() {
-                return .cancelled(signal: Int32(info.ssi_signo))
+                return .interrupted(.signal(Int32(info.ssi_signo)))
             }
             let after = MonotonicClock.now()
             // A source removed by an earlier one's turn gets no more turns.
-            for (source, range) in ranges where sources.contains(where: { $0 === source }) {
-                source.turn(fds[range], now: after)
+            for index in turnOrder.indices where sources.contains(where: { $0 === turnOrder[index] }) {
+                turnOrder[index].turn(fds[starts[index]..<starts[index + 1]], now: after)
             }
         }
     }

@@ -78,14 +78,14 @@ public final class DNSLookup: EventSource {
 
     private func send(_ name: String, to server: SocketAddress, until: Int64) -> Result<Query, OutcomeError> {
         let fd = socket(server.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if fd < 0 { return .failure(OutcomeError(.failed(goErrnoText(errno)))) }
+        if fd < 0 { return .failure(OutcomeError(.failed(Errno.current.goText))) }
         let sent = Query(fd: fd, server: server, until: until)
         let connected = server.withSockaddr { Glibc.connect(fd, $0, $1) }
-        if connected < 0 { return .failure(OutcomeError(.failed(goErrnoText(errno)))) }
+        if connected < 0 { return .failure(OutcomeError(.failed(Errno.current.goText))) }
         for (id, type) in [(sent.idA, UInt16(1)), (sent.idAAAA, UInt16(28))] {
             guard let packet = DNSMessage.query(id: id, name: name, type: type) else { return .failure(OutcomeError(.noSuchName)) }
             let n = packet.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { return .failure(OutcomeError(.failed(goErrnoText(errno)))) }
+            if n < 0 { return .failure(OutcomeError(.failed(Errno.current.goText))) }
         }
         return .success(sent)
     }
@@ -145,7 +145,7 @@ public final class DNSLookup: EventSource {
             let n = buffer.withUnsafeMutableBytes { recv(query.fd, $0.baseAddress, $0.count, 0) }
             if n < 0 {
                 if errno == EAGAIN || errno == EINTR { return nil }
-                return .failed("read udp \(query.server): \(goErrnoText(errno))")
+                return .failed("read udp \(query.server): \(Errno.current.goText)")
             }
             guard let reply = DNSMessage.parseReply(Array(buffer[0..<n]), port: port) else { continue }
             if reply.id == query.idA && query.v4 == nil {

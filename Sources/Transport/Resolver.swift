@@ -10,13 +10,13 @@ public struct Resolver {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         /// The name cannot be resolved; Go's text for why ("lookup svc: no such host").
         case failed(String)
-        /// The deadline's cancellation (a signal) ended the lookup.
-        case cancelled
+        /// A signal of the deadline's cancellation ended the lookup.
+        case interrupted(Interruption)
 
         public var description: String {
             switch self {
             case .failed(let text): return text
-            case .cancelled: return "operation was canceled"
+            case .interrupted: return "operation was canceled"
             }
         }
     }
@@ -40,7 +40,7 @@ public struct Resolver {
         case .lookup(let lookup):
             let reactor = Reactor(cancellation: deadline.cancellation)
             reactor.add(lookup)
-            if case .cancelled = reactor.run(until: { lookup.result != nil }) { throw .cancelled }
+            if case .interrupted(let why) = reactor.run(until: { lookup.result != nil }) { throw .interrupted(why) }
             return try lookup.result!.get()
         }
     }

@@ -7,35 +7,28 @@ import SystemCalls
 public enum ConnectFailure: Error, Equatable, CustomStringConvertible {
     /// A system call failed: the network ("tcp", "unix"), the address, the step ("socket",
     /// "connect", "getsockopt") and its errno.
-    case system(network: String, address: SocketAddress, step: String, errno: Int32)
+    case system(network: String, address: SocketAddress, step: String, errno: Errno)
     /// The TLS handshake failed.
     case tls(TLSFailure)
 
     public var description: String {
         switch self {
-        case .system(let network, let address, let step, let code): return "dial \(network) \(address): \(step): \(goErrnoText(code))"
+        case .system(let network, let address, let step, let code): return "dial \(network) \(address): \(step): \(code.goText)"
         case .tls(let failure): return failure.description
         }
     }
 }
 
-/// Go writes errno texts in lower case ("connection refused"); so do we.
-public func goErrnoText(_ code: Int32) -> String {
-    let text = SystemError.describe(code)
-    guard let first = text.first else { return text }
-    return first.lowercased() + text.dropFirst()
-}
-
 /// Why reading or writing a connection failed, as data; `description` is Go's wording.
 public enum StreamFailure: Error, Equatable, CustomStringConvertible {
     /// A system call failed: "read", "write" and its errno.
-    case system(operation: String, errno: Int32)
+    case system(operation: String, errno: Errno)
     /// The TLS layer failed: an alert from the peer, or another failure.
     case tls(TLSFailure)
 
     public var description: String {
         switch self {
-        case .system(let operation, let code): return "\(operation): \(goErrnoText(code))"
+        case .system(let operation, let code): return "\(operation): \(code.goText)"
         case .tls(let failure): return failure.description
         }
     }
@@ -115,7 +108,7 @@ public final class Socket: ByteStream {
     }
 
     private static func failure(_ address: SocketAddress, _ step: String, _ code: Int32) -> ConnectFailure {
-        .system(network: address.family == AF_UNIX ? "unix" : "tcp", address: address, step: step, errno: code)
+        .system(network: address.family == AF_UNIX ? "unix" : "tcp", address: address, step: step, errno: Errno(code))
     }
 
     /// A listening socket this process was given: a descriptor inherited across exec, whose
@@ -140,7 +133,7 @@ public final class Socket: ByteStream {
         let n = retryingOnInterrupt { Glibc.read(fd, buffer.baseAddress, buffer.count) }
         if n > 0 { return .bytes(n) }
         if n == 0 { return .endOfStream }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed(.system(operation: "read", errno: errno))
+        return errno == EAGAIN || errno == EWOULDBLOCK ? .wouldBlock : .failed(.system(operation: "read", errno: .current))
     }
 
     /// Writes as much as the socket takes now.
@@ -148,6 +141,6 @@ public final class Socket: ByteStream {
         let n = retryingOnInterrupt { send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
         if n >= 0 { return .wrote(n) }
         if errno == EAGAIN || errno == EWOULDBLOCK { return .wrote(0) }
-        return .failed(.system(operation: "write", errno: errno))
+        return .failed(.system(operation: "write", errno: .current))
     }
 }

@@ -1,3 +1,4 @@
+import SystemCalls
 #if TLS
 import COpenSSL
 #endif
@@ -94,10 +95,36 @@ public enum CertificateFailure: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Why TLS could not be set up before connecting; printed after
-/// "failed to initialize tls credentials. error=" with exit 1.
-public struct TLSSetupError: Error, Equatable, CustomStringConvertible {
-    public let description: String
+/// Why TLS could not be set up before connecting, as data; `description` is Go's wording,
+/// printed after "failed to initialize tls credentials. error=" with exit 1.
+public enum TLSSetupError: Error, Equatable, CustomStringConvertible {
+    /// OpenSSL itself could not be initialised, or refused a context (its error queue's text).
+    case library(step: String, openSSL: String)
+    /// -tls-ca-cert could not be read: the step ("open PATH", "read PATH") and its errno.
+    case caFileUnreadable(path: String, step: String, errno: Errno)
+    /// -tls-ca-cert holds no certificate.
+    case noRootsInFile(path: String)
+    /// The client certificate or key could not be loaded: Go's reason (tls.LoadX509KeyPair's).
+    case clientPair(String)
+    /// The Workload API's material is unusable.
+    case spiffeChain
+    case spiffeKey
+    case bundleDomainTooLong(String)
+    case bundleUnparsable(String)
+
+    public var description: String {
+        switch self {
+        case .library(let step, let text): return "\(step): \(text)"
+        case .caFileUnreadable(let path, let step, let code):
+            return "failed to load root CA certificates from file (\(path)) error=\(step): \(code.goText)"
+        case .noRootsInFile(let path): return "no root CA certs parsed from file \(path)"
+        case .clientPair(let reason): return "failed to load tls client cert/key pair. error=\(reason)"
+        case .spiffeChain: return "x509svid: cannot parse certificate: the Workload API's SVID is not a DER certificate chain"
+        case .spiffeKey: return "x509svid: cannot parse private key, or it does not match the SVID's public key"
+        case .bundleDomainTooLong(let domain): return "x509bundle: trust domain name longer than 255 bytes: \"\(domain)\""
+        case .bundleUnparsable(let domain): return "x509bundle: cannot parse the bundle of trust domain \"\(domain)\""
+        }
+    }
 }
 
 #if !TLS

@@ -1,4 +1,5 @@
 import Flags
+import Foundation
 import GateProtocol
 import XCTest
 
@@ -108,6 +109,36 @@ final class GateProtocolTests: XCTestCase {
             decoder.append(bytes)
             guard let frame = try? decoder.nextFrame(), let message = try? AgentMessage.decode(kind: frame.kind, payload: frame.payload) else { continue }
             XCTAssertEqual(try decodeAll(message.frame), [message])
+        }
+    }
+
+    /// The kept corpus (Tests/fuzz/corpus/gate, scripts/fuzz.sh's seeds), both directions: each
+    /// seed decodes to at least one message, and every message survives its own encoding.
+    func testTheKeptCorpusDecodesAndRoundTrips() throws {
+        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../fuzz/corpus/gate").standardized
+        let seeds = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        XCTAssertGreaterThanOrEqual(seeds.count, 5)
+        for seed in seeds {
+            let bytes = Array(try Data(contentsOf: directory.appendingPathComponent(seed)))
+            var agent = GateFraming.Decoder()
+            var supervisor = GateFraming.Decoder()
+            agent.append(bytes)
+            supervisor.append(bytes)
+            var decoded = 0
+            while let frame = try agent.nextFrame() {
+                guard let message = try? AgentMessage.decode(kind: frame.kind, payload: frame.payload) else { continue }
+                XCTAssertEqual(try decodeAll(message.frame), [message], seed)
+                decoded += 1
+            }
+            while let frame = try supervisor.nextFrame() {
+                guard let message = try? SupervisorMessage.decode(kind: frame.kind, payload: frame.payload) else { continue }
+                var again = GateFraming.Decoder()
+                again.append(message.frame)
+                let copy = try XCTUnwrap(try again.nextFrame())
+                XCTAssertEqual(try SupervisorMessage.decode(kind: copy.kind, payload: copy.payload), message, seed)
+                decoded += 1
+            }
+            XCTAssertGreaterThan(decoded, 0, "\(seed) holds a message")
         }
     }
 

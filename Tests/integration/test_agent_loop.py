@@ -1,0 +1,152 @@
+"""The agent's one event loop: nothing it waits for (a silent listener, a stalled TLS handshake,
+a Workload API that does not answer) keeps the health endpoint from answering, and a silent
+listener does not delay finding the gRPC server behind it."""
+import http.client
+import os
+import socket
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import PEERS
+from test_readiness import go_server, launch, stop
+
+#: The standing target: every probe answered within this, whatever the agent is doing.
+ANSWER_WITHIN = 0.050
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prober(threading.Thread):
+    """GET /readyz every 20 ms until stopped: (sent at, seconds to answer, status, body) each."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.answers = []
+        self.failures = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            sent = time.monotonic()
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/readyz")
+                r = conn.getresponse()
+                body = r.read().decode().rstrip("\n")
+                self.answers.append((sent, time.monotonic() - sent, r.status, body))
+                conn.close()
+            except OSError as e:
+                self.failures.append((sent, repr(e)))
+            self.done.wait(0.02)
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=5)
+
+
+def await_listening(port, timeout=10):
+    """Once grpc-init has bound the health port (before its child starts): connects succeed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            time.sleep(0.005)  # grpc-init's start-up, which nothing signals; bounded
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def slowest(answers):
+    return max(a[1] for a in answers)
+
+
+def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
+    """The child listens on a port that never answers, then 0.8 s later starts its gRPC server.
+    Every /readyz meanwhile is answered within 50 ms (503, with why), and the server is found
+    within 300 ms of listening, not after the silent port's connect timeout."""
+    health = free_port()
+    command = [sys.executable, str(PEERS / "silent_first.py"), "--after", "0.8", "--", *go_server()]
+    proc, lines, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}"], command)
+    prober = Prober(health)
+    try:
+        lines.until("SILENT ", time.monotonic() + 20)
+        await_listening(health)
+        prober.start()
+        lines.until("READY ", time.monotonic() + 20)
+        listening = time.monotonic()
+        log.until("[grpc-init] ready: ", time.monotonic() + 20)
+        seen = time.monotonic() - listening
+        deadline = time.monotonic() + 5
+        while not any(a[2] == 200 for a in prober.answers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        prober.stop()
+        stop(proc, "subreaper")
+    assert prober.failures == []
+    assert len(prober.answers) >= 20, prober.answers
+    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
+    waiting = [a for a in prober.answers if a[2] == 503]
+    assert waiting and all(a[3] for a in waiting), "503 with the reason"
+    assert any(a[2] == 200 for a in prober.answers)
+    assert seen < 0.300, f"found {seen * 1000:.0f} ms after the server listened"
+
+
+def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
+    """-ready-addr at a TLS server that takes the connection and never answers the ClientHello:
+    each dial stalls for the connect timeout, and /readyz is answered throughout."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    health = free_port()
+    addr = f"127.0.0.1:{silent.getsockname()[1]}"
+    proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", "-ready-addr", addr, "-ready-tls",
+                                                "-ready-tls-ca-cert", str(pki.ca), "-ready-connect-timeout", "500ms"],
+                          [*go_server()])
+    prober = Prober(health)
+    try:
+        await_listening(health)
+        prober.start()
+        # Long enough for two stalled dials and the pause between them.
+        time.sleep(1.5)
+    finally:
+        prober.stop()
+        stop(proc, "subreaper")
+        silent.close()
+    assert prober.failures == []
+    assert len(prober.answers) >= 20, prober.answers
+    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
+    assert all(a[2] == 503 and a[3] for a in prober.answers)
+
+
+def test_a_workload_api_that_does_not_answer_does_not_stop_the_endpoint(bindir, tmp_path):
+    """-ready-spiffe with SPIFFE_ENDPOINT_SOCKET at a socket that never answers: the fetch
+    waits, and /readyz is answered throughout, saying what it waits for."""
+    path = tmp_path / "agent.sock"
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(str(path))
+    silent.listen(64)
+    health = free_port()
+    proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", "-ready-spiffe"], [*go_server()],
+                          env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=f"unix://{path}"))
+    prober = Prober(health)
+    try:
+        await_listening(health)
+        prober.start()
+        time.sleep(1.5)
+    finally:
+        prober.stop()
+        stop(proc, "subreaper")
+        silent.close()
+    assert prober.failures == []
+    assert len(prober.answers) >= 20, prober.answers
+    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
+    assert all(a[2] == 503 for a in prober.answers)
+    assert any("SPIFFE" in a[3] or "X.509-SVID" in a[3] for a in prober.answers), {a[3] for a in prober.answers}
