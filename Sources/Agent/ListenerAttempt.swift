@@ -37,10 +37,9 @@ final class ListenerAttempt: EventSource {
     private var reach: Reach
     /// Plaintext first, then TLS: the plaintext try's outcome, once it failed.
     private var plaintextOutcome: Outcome?
-    private var dialer: Dialer?
-    private var connection: Connection?
-    private var call: GRPCCall?
-    private var answerBy: Int64 = .max
+    private var check: DialedCall?
+    /// Once connected: the Check's answer is due by then.
+    private var answerBy: Int64?
 
     init(_ listener: Listener, owner: pid_t?, plan: AgentPlan, credentials: Credentials, security: Security, reach: Reach) {
         self.listener = listener
@@ -53,31 +52,20 @@ final class ListenerAttempt: EventSource {
     }
 
     private func start() {
-        let dialing = Dialer(listener.target, security: security, userAgent: plan.userAgent, authority: plan.authority,
-                             deadline: Deadline.after(plan.connectTimeout)) { [weak self] client in
-            guard let self else { return }
-            call = client.startCall(path: Health.checkPath, metadata: plan.metadata, timeoutNanoseconds: plan.rpcTimeout,
-                                    request: plan.request)
+        answerBy = nil
+        check = DialedCall(listener.target, security: security, userAgent: plan.userAgent, authority: plan.authority,
+                           deadline: Deadline.after(plan.connectTimeout)) { [plan] client in
+            client.startCall(path: Health.checkPath, metadata: plan.metadata, timeoutNanoseconds: plan.rpcTimeout, request: plan.request)
         }
-        dialer = dialing
-        dialed(dialing)
+        progress(now: MonotonicClock.now())
     }
 
-    private func dialed(_ dialing: Dialer) {
-        guard let outcome = dialing.outcome else { return }
-        dialer = nil
-        switch outcome {
-        case .connected(let opened):
-            connection = opened
-            answerBy = MonotonicClock.deadline(after: plan.rpcTimeout)
-            checkAnswer(now: MonotonicClock.now())
-        case .failed(let failure):
-            tried(.failed(failure))
-        }
-    }
-
-    private func checkAnswer(now: Int64) {
-        guard let connection, let call else { return }
+    private func progress(now: Int64) {
+        guard let check else { return }
+        if let failure = check.dialFailure { return tried(.failed(failure)) }
+        guard let connection = check.connection, let call = check.call else { return }
+        let answerBy = self.answerBy ?? MonotonicClock.deadline(after: plan.rpcTimeout)
+        self.answerBy = answerBy
         if let status = call.status {
             tried(status.fromServer || !call.messages.isEmpty ? .answered : .noAnswer(status.description))
         } else if connection.isClosed {
@@ -95,8 +83,7 @@ final class ListenerAttempt: EventSource {
 
     /// One try ended: the verdict, or the TLS try after a plaintext one that was not HTTP/2.
     private func tried(_ outcome: Outcome) {
-        connection = nil
-        call = nil
+        check = nil
         guard case .plaintext = reach, plaintextOutcome == nil else {
             // The configured security, or the TLS fallback: this is the last try.
             if case .failed(.certificateRejected) = outcome, plaintextOutcome != nil {
@@ -146,25 +133,15 @@ final class ListenerAttempt: EventSource {
 
     // MARK: EventSource
 
-    func descriptors(into set: inout [pollfd]) {
-        dialer?.descriptors(into: &set)
-        connection?.descriptors(into: &set)
-    }
+    func descriptors(into set: inout [pollfd]) { check?.descriptors(into: &set) }
 
     var wakeAt: Int64? {
-        if let dialer { return dialer.wakeAt }
-        if let connection { return min(connection.wakeAt ?? .max, answerBy) }
-        return nil
+        guard let check else { return nil }
+        return min(check.wakeAt ?? .max, answerBy ?? .max)
     }
 
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        if let dialer {
-            dialer.turn(polled, now: now)
-            dialed(dialer)
-            return
-        }
-        guard let connection else { return }
-        connection.turn(polled, now: now)
-        checkAnswer(now: now)
+        check?.turn(polled, now: now)
+        progress(now: now)
     }
 }

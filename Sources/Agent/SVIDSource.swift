@@ -18,9 +18,7 @@ final class SVIDSource: EventSource {
     private(set) var latest: WorkloadAPI.X509Context?
     /// Why the last attempt to open the stream failed, if it did.
     private(set) var failure: String?
-    private var dialer: Dialer?
-    private var connection: Connection?
-    private var call: GRPCCall?
+    private var stream: DialedCall?
     /// An open that has not brought a first context by then has failed.
     private var firstBy: Int64 = .max
     private var retry = Backoff(first: 100_000_000, maximum: 5_000_000_000)
@@ -34,7 +32,7 @@ final class SVIDSource: EventSource {
 
     /// The stream is wanted: opens it unless it is open, opening, or waiting to retry.
     func want() {
-        guard dialer == nil, connection == nil else { return }
+        guard stream == nil else { return }
         if let retryAt, MonotonicClock.now() < retryAt { return }
         open()
     }
@@ -46,34 +44,26 @@ final class SVIDSource: EventSource {
         let endpoint: Target
         do { endpoint = try WorkloadAPI.endpoint(value) } catch { return failed(error.description) }
         firstBy = MonotonicClock.deadline(after: timeout)
-        let opening = Dialer(endpoint, security: .plaintext, userAgent: userAgent, authority: "localhost",
-                             deadline: Deadline(firstBy)) { [weak self] client in
-            self?.call = client.startCall(path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader],
-                                          serverStreaming: true, request: WorkloadAPI.x509SVIDRequest)
+        stream = DialedCall(endpoint, security: .plaintext, userAgent: userAgent, authority: "localhost", deadline: Deadline(firstBy)) { client in
+            client.startCall(path: WorkloadAPI.fetchX509SVIDPath, metadata: [WorkloadAPI.securityHeader], serverStreaming: true,
+                             request: WorkloadAPI.x509SVIDRequest)
         }
-        dialer = opening
-        dialed(opening)
+        progress(now: MonotonicClock.now())
     }
 
     private func failed(_ why: String) {
         failure = why
-        dialer = nil
-        connection = nil
-        call = nil
+        stream = nil
         retryAt = MonotonicClock.now() + retry.next()
     }
 
-    private func dialed(_ opening: Dialer) {
-        guard let outcome = opening.outcome else { return }
-        dialer = nil
-        switch outcome {
-        case .connected(let opened): connection = opened
-        case .failed(let error): failed("workload API at \(endpointText): \(error)")
+    private func progress(now: Int64) {
+        guard let stream else { return }
+        if let failure = stream.dialFailure { return failed("workload API at \(endpointText): \(failure)") }
+        guard let connection = stream.connection, let call = stream.call else {
+            if now >= firstBy { failed("workload API at \(endpointText): no X.509 SVID within the timeout") }
+            return
         }
-    }
-
-    private func take() {
-        guard let call else { return }
         while let message = call.nextMessage() {
             // A response without SVIDs (an agent that has not attested us yet) changes nothing.
             if let context = try? WorkloadAPI.decodeX509SVIDResponse(message), !context.svids.isEmpty {
@@ -83,30 +73,6 @@ final class SVIDSource: EventSource {
                 retry.reset()
             }
         }
-    }
-
-    // MARK: EventSource
-
-    func descriptors(into set: inout [pollfd]) {
-        dialer?.descriptors(into: &set)
-        connection?.descriptors(into: &set)
-    }
-
-    var wakeAt: Int64? {
-        if let dialer { return dialer.wakeAt }
-        if let connection { return min(connection.wakeAt ?? .max, firstBy) }
-        return nil
-    }
-
-    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        if let dialer {
-            dialer.turn(polled, now: now)
-            dialed(dialer)
-            return
-        }
-        guard let connection, let call else { return }
-        connection.turn(polled, now: now)
-        take()
         if let status = call.status {
             failed("workload API at \(endpointText): \(status)")
         } else if connection.isClosed {
@@ -114,5 +80,19 @@ final class SVIDSource: EventSource {
         } else if now >= firstBy {
             failed("workload API at \(endpointText): no X.509 SVID within the timeout")
         }
+    }
+
+    // MARK: EventSource
+
+    func descriptors(into set: inout [pollfd]) { stream?.descriptors(into: &set) }
+
+    var wakeAt: Int64? {
+        guard let stream else { return nil }
+        return min(stream.wakeAt ?? .max, firstBy)
+    }
+
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        stream?.turn(polled, now: now)
+        progress(now: now)
     }
 }

@@ -99,54 +99,44 @@ def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
     assert seen < 0.300, f"found {seen * 1000:.0f} ms after the server listened"
 
 
-def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
-    """-ready-addr at a TLS server that takes the connection and never answers the ClientHello:
-    each dial stalls for the connect timeout, and /readyz is answered throughout."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
+def probed_throughout(bindir, gate, command, env=None, window=1.5):
+    """grpc-init with the endpoint on and `gate`, its /readyz probed every 20 ms for `window`
+    seconds (long enough for two stalled dials and the pause between them); the answers."""
     health = free_port()
-    addr = f"127.0.0.1:{silent.getsockname()[1]}"
-    proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", "-ready-addr", addr, "-ready-tls",
-                                                "-ready-tls-ca-cert", str(pki.ca), "-ready-connect-timeout", "500ms"],
-                          [*go_server()])
+    proc, _, _ = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", *gate], command, env=env)
     prober = Prober(health)
     try:
         await_listening(health)
         prober.start()
-        # Long enough for two stalled dials and the pause between them.
-        time.sleep(1.5)
+        prober.done.wait(window)  # the measurement's window: nothing ends it sooner
     finally:
         prober.stop()
         stop(proc, "subreaper")
-        silent.close()
     assert prober.failures == []
     assert len(prober.answers) >= 20, prober.answers
     assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
-    assert all(a[2] == 503 and a[3] for a in prober.answers)
+    return prober.answers
+
+
+def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
+    """-ready-addr at a TLS server that takes the connection and never answers the ClientHello:
+    each dial stalls for the connect timeout, and /readyz is answered throughout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        answers = probed_throughout(bindir, ["-ready-addr", f"127.0.0.1:{silent.getsockname()[1]}", "-ready-tls",
+                                             "-ready-tls-ca-cert", str(pki.ca), "-ready-connect-timeout", "500ms"], go_server())
+    assert all(a[2] == 503 and a[3] for a in answers)
 
 
 def test_a_workload_api_that_does_not_answer_does_not_stop_the_endpoint(bindir, tmp_path):
     """-ready-spiffe with SPIFFE_ENDPOINT_SOCKET at a socket that never answers: the fetch
     waits, and /readyz is answered throughout, saying what it waits for."""
     path = tmp_path / "agent.sock"
-    silent = socket.socket(socket.AF_UNIX)
-    silent.bind(str(path))
-    silent.listen(64)
-    health = free_port()
-    proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", "-ready-spiffe"], [*go_server()],
-                          env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=f"unix://{path}"))
-    prober = Prober(health)
-    try:
-        await_listening(health)
-        prober.start()
-        time.sleep(1.5)
-    finally:
-        prober.stop()
-        stop(proc, "subreaper")
-        silent.close()
-    assert prober.failures == []
-    assert len(prober.answers) >= 20, prober.answers
-    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
-    assert all(a[2] == 503 for a in prober.answers)
-    assert any("SPIFFE" in a[3] or "X.509-SVID" in a[3] for a in prober.answers), {a[3] for a in prober.answers}
+    with socket.socket(socket.AF_UNIX) as silent:
+        silent.bind(str(path))
+        silent.listen(64)
+        answers = probed_throughout(bindir, ["-ready-spiffe"], go_server(),
+                                    env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=f"unix://{path}"))
+    assert all(a[2] == 503 for a in answers)
+    assert any("SPIFFE" in a[3] or "X.509-SVID" in a[3] for a in answers), {a[3] for a in answers}
