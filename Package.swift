@@ -53,7 +53,7 @@ let package = Package(
         // The supervisor-agent protocol, sans-IO: typed messages, framed, versioned. Both sides
         // link it; it parses nothing from the network.
         .target(name: "GateProtocol", dependencies: ["Flags"], swiftSettings: fastMetadata),
-        .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
+        .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
                 swiftSettings: fastMetadata),
         // The health agent: the network side of the readiness gate, a process of its own.
         .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HPACK", "Probe", "SPIFFE", "SystemCalls", "Transport", "Wire"],

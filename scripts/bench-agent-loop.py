@@ -10,6 +10,8 @@ the median and slowest answer:
   stalled TLS       -ready-addr -ready-tls at a port that takes the connection and never
                     answers the ClientHello (-ready-connect-timeout 500ms), for 1.5 s
   silent SPIFFE     -ready-spiffe with a Workload API socket that never answers, for 1.5 s
+  start-up          (20 runs, no silent listener) the gRPC server starts listening 1.5 s in:
+                    "found" is its READY line to grpc-init's "ready:" line
 
 Usage: scripts/bench-agent-loop.py [RUNS]    (after scripts/install-deps.sh and a release build)
 """
@@ -30,6 +32,7 @@ from conftest import GO_SERVER, PEERS, LineReader  # noqa: E402
 from pki import PKI  # noqa: E402
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+STARTUP_RUNS = 20
 
 
 def free_port():
@@ -115,13 +118,15 @@ def main():
                          "-ready-connect-timeout", "500ms"], server, None, False),
         ("silent SPIFFE", ["-ready-spiffe"], server, dict(os.environ, SPIFFE_ENDPOINT_SOCKET=f"unix://{sock}"), False),
     ]
-    print(f"{RUNS} runs each; /readyz every 20 ms; milliseconds")
+    scenarios.append(("start-up", [], [sys.executable, str(PEERS / "silent_first.py"), "--silent", "0", "--after", "1.5", "--", *server],
+                      None, True))
+    print(f"{RUNS} runs each (start-up: {STARTUP_RUNS}); /readyz every 20 ms; milliseconds")
     print(f"{'scenario':16} {'binary':11} {'sent':>5} {'answered':>8} {'median':>7} {'slowest':>8} {'found (median, max)':>20}")
     for name, gate, command, env, discover in scenarios:
         for label, binary in binaries:
             sent = answered = 0
             latencies, founds = [], []
-            for _ in range(RUNS):
+            for _ in range(STARTUP_RUNS if name == "start-up" else RUNS):
                 s, a, f = run(binary, gate, command, env=env, discover=discover)
                 sent, answered, latencies = sent + s, answered + len(a), latencies + a
                 if f is not None:

@@ -116,6 +116,13 @@ def main():
     agent.stdout.readline()
     mtls_server, mtls_port = start_server("-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]),
                                           "-tls-client-ca", str(pki.ca))
+    # A TLS server under grpc-init, found with no flags: the probe with no -addr asks its agent.
+    gated = subprocess.Popen([str(binary), "--", str(ROOT / ".build/peers/goserver"), "-addr", "127.0.0.1:0",
+                              "-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1])],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    gated_port = gated.stdout.readline().split(":")[-1].strip()
+    while not gated.stderr.readline().startswith("[grpc-init] ready: "):
+        pass
     (work / "grpc_health_probe").symlink_to(binary)
     probe = str(work / "grpc_health_probe")
     rows = [("grpc-init, plaintext", [probe, "-addr", f"127.0.0.1:{port}"], None)]
@@ -126,6 +133,9 @@ def main():
         rows.append(("  the same, built without TLS", [str(work / "notls" / "grpc_health_probe"), "-addr", f"127.0.0.1:{port}"], None))
     rows += [
         ("grpc-init, TLS (ECDSA P-256, TLS 1.3)", [probe, "-addr", f"localhost:{tls_port}", "-tls", "-tls-ca-cert", str(pki.ca)], None),
+        ("grpc-init, no -addr (a TLS server under grpc-init: its agent is asked)", [probe], None),
+        ("  the same server, -addr -tls -tls-ca-cert", [probe, "-addr", f"localhost:{gated_port}", "-tls", "-tls-ca-cert", str(pki.ca)],
+         None),
         ("grpc-init, TLS (RSA 2048 server)", [probe, "-addr", f"localhost:{rsa_port}", "-tls", "-tls-ca-cert", str(pki.ca)], None),
         ("grpc-init, mTLS (ECDSA both sides)", [probe, "-addr", f"localhost:{mtls_port}", "-tls", "-tls-ca-cert", str(pki.ca),
                                                 "-tls-client-cert", str(pki.client_ec_sec1[0]),
@@ -166,6 +176,8 @@ def main():
     finally:
         for process in (server, tls_server, rsa_server, leaf_server, mtls_server, spiffe_server, agent):
             process.kill()
+        gated.terminate()
+        gated.wait(timeout=15)
     for name, path in [("stripped binary", binary), ("stripped, built without TLS", ROOT / ".build-notls/release/grpc-init")]:
         if path.exists():
             stripped = work / "stripped"

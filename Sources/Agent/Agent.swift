@@ -55,6 +55,7 @@ final class Agent: EventSource {
     let credentials: Credentials
     let locator: Locator
     let endpoint: HealthEndpoint?
+    let localProbes: LocalProbes?
     private var phase = Phase.locating
     private var redials = Agent.redials
 
@@ -70,18 +71,25 @@ final class Agent: EventSource {
         self.reactor = reactor
         self.link = link
         self.reporter = reporter
-        model = HealthModel(reporter: reporter)
+        model = HealthModel(services: configuration.services, answerInterval: configuration.answerInterval.nanoseconds, reporter: reporter)
         let svids = configuration.spiffe ? SVIDSource(userAgent: plan.userAgent, timeout: plan.rpcTimeout) : nil
         credentials = Credentials(configuration, svids: svids, reporter: reporter)
         // The supervisor binds -health-addr and hands the socket down as descriptor 3, so that
         // the port stays bound while an agent restarts.
+        var limits = HealthEndpoint.Limits()
+        limits.defaultTimeout = configuration.healthTimeout.nanoseconds
         endpoint = configuration.servesHealth
-            ? HealthEndpoint(listener: Socket.adopt(listening: 3), model: model, service: configuration.service, metadata: plan.metadata,
-                             reporter: reporter)
+            ? HealthEndpoint(listener: Socket.adopt(listening: 3), model: model, metadata: plan.metadata, limits: limits, reporter: reporter)
             : nil
+        // The supervisor binds the local probe socket too, and hands it down as descriptor 4.
+        localProbes = configuration.servesLocalProbes ? LocalProbes(listener: Socket.adopt(listening: 4), model: model, metadata: plan.metadata) : nil
         if let svids { reactor.add(svids) }
         if let endpoint { reactor.add(endpoint) }
+        if let localProbes { reactor.add(localProbes) }
         locator = Locator(plan: plan, credentials: credentials, model: model, reporter: reporter)
+        // A probe while nothing is found yet looks at once, not at the next scan.
+        endpoint?.onProbe = { [locator] in locator.scanSoon() }
+        localProbes?.onProbe = { [locator] in locator.scanSoon() }
         reactor.releasesCodeAfter = endpoint == nil ? Agent.releaseWithoutEndpoint : Agent.releaseWithEndpoint
         link.onDrain = { [model, endpoint] in
             model.drain()
@@ -102,12 +110,15 @@ final class Agent: EventSource {
         let watcher = Watcher(server, plan: plan, model: model, reporter: reporter)
         phase = .watching(watcher)
         reactor.add(watcher)
+        model.found = server.name
         endpoint?.attach(watcher.channel)
+        localProbes?.attach(watcher.channel)
     }
 
     private func finished(_ watcher: Watcher, _ end: Watcher.End, now: Int64) {
         reactor.remove(watcher)
         endpoint?.detach()
+        localProbes?.detach()
         let server = watcher.server
         if case .goAway = end {
             // The same server, at once, with fresh credentials; no rediscovery and no report in

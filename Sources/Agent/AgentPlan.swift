@@ -11,13 +11,14 @@ import Wire
 struct AgentPlan {
     let configuration: AgentConfiguration
     let metadata: [HeaderField]
+    /// The request for the first configured service (discovery's Check, liveness Checks).
     let request: [UInt8]
     let userAgent: [UInt8]
 
     init(_ configuration: AgentConfiguration) {
         self.configuration = configuration
         metadata = configuration.rpcHeaders.map { ProbeOptions.header(Array($0.utf8)) }
-        request = Health.request(service: Array(configuration.service.utf8))
+        request = Health.request(service: configuration.services[0])
         userAgent = ProbeOptions.sentUserAgent(Array("grpc-init-health".utf8))
     }
 

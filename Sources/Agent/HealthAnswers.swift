@@ -1,5 +1,6 @@
 import Client
 import Flags
+import GateProtocol
 import HPACK
 import SystemCalls
 import Wire
@@ -31,16 +32,38 @@ extension HealthEndpoint {
             guard let parsed = try? GoDuration.parse(text), parsed.nanoseconds > 0 else { return .now(status: 400, body: "invalid timeout", extra: "") }
             timeout = min(parsed.nanoseconds, limits.maxTimeout)
         }
+        onProbe()
         let service = parameter("service")
-        // Readiness is the health model's: what is not ready is said at once, with why. What is
-        // ready is confirmed by a Check, so that a hung server fails readiness as it would an
-        // exec probe. Another service than the one watched is asked directly.
-        if case .readyz = kind, draining || (!model.isReady && (service == nil || service == configuredService)) {
-            return .now(status: 503, body: reason, extra: "")
+        let verbose = parameter("verbose") != nil
+        var checked = service ?? ""
+        if case .readyz = kind {
+            // Readiness is the health model's: what is not ready is said at once, with why
+            // (every configured service, or the one named). What is ready is confirmed by a
+            // Check, so that a hung server fails readiness as it would an exec probe. A service
+            // the model does not watch is asked directly.
+            let watched = service.map { model.services.contains($0) } ?? true
+            if draining { return .now(status: 503, body: readyzBody("draining", verbose: verbose), extra: "") }
+            if watched, let why = model.reason(service: service) {
+                return .now(status: 503, body: readyzBody(why.description, verbose: verbose), extra: "")
+            }
+            checked = service ?? model.services[0]
         }
-        let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service ?? ""),
-                                    timeout: timeout)
-        return .check(Pending(kind: kind, stream: stream, headOnly: head, handle: handle))
+        let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: checked), timeout: timeout)
+        return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, handle: handle))
+    }
+
+    /// `/readyz`'s body: the status or the reason; with `?verbose`, each configured service on a
+    /// line of its own first, as kube-apiserver lists its checks ("[+]db SERVING").
+    func readyzBody(_ text: String, verbose: Bool, passed: Bool = false) -> String {
+        guard verbose else { return text }
+        // Each part escaped on its own: a peer's text cannot add lines of its own.
+        let lines = model.lines.map { escapingControlCharacters("[\($0.serving ? "+" : "-")]\(serviceLabel($0.service)) \($0.status)") }
+        return (lines + [escapingControlCharacters(passed ? "readyz check passed" : "readyz check failed: \(text)")]).joined(separator: "\n")
+    }
+
+    /// A body's lines, each with its control characters escaped.
+    func oneLinePerLine(_ body: String) -> String {
+        body.split(separator: "\n", omittingEmptySubsequences: false).map { escapingControlCharacters(String($0)) }.joined(separator: "\n")
     }
 
     /// A complete HTTP/2 request: /readyz and /livez as over HTTP/1.1, gRPC Health, and a small
@@ -72,7 +95,7 @@ extension HealthEndpoint {
                                         431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported"]
 
     func respond(_ peer: Peer, status: Int, body: String, head: Bool, extra: String = "") {
-        let line = escapingControlCharacters(body) + "\n"
+        let line = oneLinePerLine(body) + "\n"
         var response = "HTTP/1.1 \(status) \(HealthEndpoint.reasonPhrases[status] ?? "Error")\r\nContent-Type: text/plain; charset=utf-8\r\n"
         response += "Content-Length: \(line.utf8.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\(extra)\r\n"
         if !head { response += line }
@@ -82,7 +105,7 @@ extension HealthEndpoint {
     }
 
     func respond(_ connection: HTTP2Connection, _ stream: UInt32, status: Int, body: String, head: Bool) {
-        let line = Array((escapingControlCharacters(body) + "\n").utf8)
+        let line = Array((oneLinePerLine(body) + "\n").utf8)
         connection.sendHeaders(streamID: stream, [HeaderField(":status", String(status)), HeaderField("content-type", "text/plain; charset=utf-8"),
                                                   HeaderField("content-length", String(line.count)), HeaderField("cache-control", "no-store")],
                                endStream: head)
@@ -90,12 +113,12 @@ extension HealthEndpoint {
     }
 
     /// The status and text for a finished Check of /readyz or /livez.
-    func healthAnswer(_ kind: Kind, _ status: GRPCStatus, _ message: [UInt8]?) -> (Int, String) {
-        if case .readyz = kind {
+    func healthAnswer(_ entry: Pending, _ status: GRPCStatus, _ message: [UInt8]?) -> (Int, String) {
+        if case .readyz = entry.kind {
             if status.code == .ok, let serving = message.flatMap({ try? Health.decodeResponse($0) }) {
-                return (serving == .serving ? 200 : 503, serving.description)
+                return (serving == .serving ? 200 : 503, readyzBody(serving.description, verbose: entry.verbose, passed: serving == .serving))
             }
-            return (503, status.fromServer ? status.description : status.message)
+            return (503, readyzBody(status.fromServer ? status.description : status.message, verbose: entry.verbose))
         }
         // Any answer from the child's health service is alive; no answer in time is not,
         // whether our deadline or the child's own (sent as grpc-timeout) said so first.
@@ -200,7 +223,7 @@ extension HealthEndpoint {
             return
         case .http1:
             guard let first = peer.pending.first, let handle = first.handle, let status = handle.status else { return }
-            let (code, text) = healthAnswer(first.kind, status, handle.nextMessage())
+            let (code, text) = healthAnswer(first, status, handle.nextMessage())
             respond(peer, status: code, body: text, head: first.headOnly)
         case .http2(let connection):
             var index = 0
@@ -213,7 +236,7 @@ extension HealthEndpoint {
                 switch entry.kind {
                 case .readyz, .livez:
                     guard let status = handle.status else { break }
-                    let (code, text) = healthAnswer(entry.kind, status, handle.nextMessage())
+                    let (code, text) = healthAnswer(entry, status, handle.nextMessage())
                     respond(connection, stream, status: code, body: text, head: entry.headOnly)
                     peer.pending.remove(at: index)
                     continue

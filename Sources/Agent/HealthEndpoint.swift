@@ -41,7 +41,7 @@ final class HealthEndpoint: EventSource {
     let metadata: [HeaderField]
     var draining: Bool { model.draining }
     /// What to answer when there is no Check to make.
-    var reason: String { model.reason?.description ?? "no connection to the server" }
+    var reason: String { model.reason()?.description ?? "no connection to the server" }
 
     enum Speaks {
         case undecided
@@ -60,6 +60,8 @@ final class HealthEndpoint: EventSource {
         let stream: UInt32?
         /// HEAD: the answer has no body.
         var headOnly = false
+        /// `/readyz?verbose`: each service listed.
+        var verbose = false
         var handle: Channel.CallHandle?
     }
 
@@ -94,11 +96,10 @@ final class HealthEndpoint: EventSource {
 
     private let reporter: Reporter
 
-    /// The service the model watches (-ready-service).
-    let configuredService: String
+    /// A probe arrived (discovery may look again at once).
+    var onProbe: () -> Void = {}
 
-    init(listener: Socket, model: HealthModel, service: String, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
-        configuredService = service
+    init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
         self.metadata = metadata
         self.model = model
         self.limits = limits

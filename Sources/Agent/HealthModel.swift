@@ -2,19 +2,52 @@ import GateProtocol
 import Glibc
 import SystemCalls
 
-/// The agent's one account of the server's health: the last state the Watch (or a Check) gave,
-/// or why there is none, and whether the supervisor asked for a drain. The supervisor's reports,
-/// the health endpoint and anything added later read it here; a change is reported once, as it
-/// happens.
+/// The agent's one account of the server's health: for each configured service the last state
+/// its Watch (or a Check) gave, or why there is none; the state of them all; and whether the
+/// supervisor asked for a drain. The supervisor's reports, the health endpoint and the local
+/// probe socket read it here; a change is reported once, as it happens.
 final class HealthModel {
+    let services: [String]
+    /// Every service SERVING, or the first that is not and why.
     private(set) var state = HealthState.notServing(.starting)
+    private(set) var byService: [String: HealthState]
     /// The supervisor asked for a drain: "not ready" from now on, whatever the server says.
     private(set) var draining = false
     private let reporter: Reporter
+    /// With an answer interval: answers are reported at most this often.
+    private let answerReportEvery: Int64
+    private var answerReported: Int64?
 
-    init(reporter: Reporter) { self.reporter = reporter }
+    init(services: [String], answerInterval: Int64, reporter: Reporter) {
+        self.services = services
+        self.reporter = reporter
+        answerReportEvery = answerInterval / 2
+        byService = Dictionary(uniqueKeysWithValues: services.map { ($0, HealthState.notServing(.starting)) })
+    }
 
+    /// What holds for every service at once (found, lost, unreachable).
     func update(_ new: HealthState) {
+        for service in services { byService[service] = new }
+        publish(new)
+    }
+
+    /// One service's state, as its Watch or Check said.
+    func update(service: String, _ new: HealthState) {
+        guard byService[service] != nil, byService[service] != new else { return }
+        byService[service] = new
+        if services.count > 1 { reporter.send(.service(name: service, state: new)) }
+        publish(overall)
+    }
+
+    private var overall: HealthState {
+        for service in services {
+            guard case .notServing(let why) = byService[service]! else { continue }
+            return .notServing(services.count > 1 ? .service(service, why) : why)
+        }
+        return byService[services[0]]!
+    }
+
+    private func publish(_ new: HealthState) {
         guard new != state else { return }
         state = new
         reporter.send(.health(new))
@@ -22,19 +55,50 @@ final class HealthModel {
 
     func drain() { draining = true }
 
-    /// Ready as the endpoint's /readyz means it: SERVING, and not draining.
-    var isReady: Bool {
-        if draining { return false }
-        if case .serving = state { return true }
-        return false
+    /// The server's health service answered (any status): reported when an answer interval
+    /// asks for it, at most twice an interval.
+    func answered(now: Int64) {
+        guard answerReportEvery > 0 else { return }
+        if let last = answerReported, now - last < answerReportEvery { return }
+        answerReported = now
+        reporter.send(.answered)
     }
 
-    /// Why not ready; nil when ready.
-    var reason: Reason? {
+    /// Ready as /readyz means it: SERVING (one service, or all), and not draining.
+    func isReady(service: String? = nil) -> Bool {
+        if draining { return false }
+        return (service.flatMap { byService[$0] } ?? state).isServing
+    }
+
+    /// Why not ready (one service, or all); nil when ready.
+    func reason(service: String? = nil) -> Reason? {
         if draining { return .draining }
+        if let service, let one = byService[service] {
+            if case .notServing(let why) = one { return why }
+            return nil
+        }
         if case .notServing(let why) = state { return why }
         return nil
     }
+
+    /// Each configured service with its state, for verbose answers.
+    var lines: [LocalAnswer.ServiceLine] {
+        services.map { service in
+            switch byService[service]! {
+            case .serving: return LocalAnswer.ServiceLine(service: service, serving: !draining, status: draining ? "NOT_SERVING (draining)" : "SERVING")
+            case .notServing(let why): return LocalAnswer.ServiceLine(service: service, serving: false, status: why.description)
+            }
+        }
+    }
+
+    /// The server, as an -addr would name it, once found.
+    var server: String {
+        for state in byService.values { if case .serving(let server) = state { return server } }
+        return found
+    }
+
+    /// Set when the server is found (and kept while it is watched).
+    var found = ""
 }
 
 /// Writes the agent's messages to the supervisor, one frame each, on stdout (a pipe).

@@ -50,6 +50,12 @@ final class Locator: EventSource {
         step(now: MonotonicClock.now())
     }
 
+    /// A probe came while nothing is found: the next scan is due now.
+    func scanSoon() {
+        guard found == nil, !named else { return }
+        nextScan = MonotonicClock.now()
+    }
+
     /// Looks again (the server found was lost): what was rejected stays rejected.
     func restart(now: Int64) {
         found = nil

@@ -20,10 +20,16 @@ final class Watcher: EventSource {
     private let plan: AgentPlan
     private let model: HealthModel
     private let reporter: Reporter
-    private var watch: Channel.CallHandle?
-    private var check: Channel.CallHandle?
-    /// Without Watch: when the next Check starts.
+    /// One Watch per configured service, while the server has Watch.
+    private var watches: [(service: String, handle: Channel.CallHandle)] = []
+    /// Without Watch: the Checks of this interval, one per service.
+    private var checks: [(service: String, handle: Channel.CallHandle)] = []
+    /// Without Watch: when the next round of Checks starts.
     private var nextCheck: Int64?
+    /// With an answer interval: the Check that proves the server still answers, and when the
+    /// next one starts.
+    private var proof: Channel.CallHandle?
+    private var nextProof: Int64?
     let started = MonotonicClock.now()
 
     init(_ server: Found, plan: AgentPlan, model: HealthModel, reporter: Reporter) {
@@ -33,23 +39,32 @@ final class Watcher: EventSource {
         self.reporter = reporter
         channel = Channel(target: server.target, security: server.security, userAgent: plan.userAgent,
                           connectTimeout: plan.connectTimeout, authority: plan.authority)
-        watch = channel.start(path: Health.watchPath, metadata: plan.metadata, request: plan.request, serverStreaming: true, timeout: nil)
-        progress(now: MonotonicClock.now())
+        watches = model.services.map { service in
+            (service, channel.start(path: Health.watchPath, metadata: plan.metadata, request: Health.request(service: service),
+                                    serverStreaming: true, timeout: nil))
+        }
+        if plan.configuration.answerInterval.nanoseconds > 0 { nextProof = started + plan.configuration.answerInterval.nanoseconds }
+        progress(now: started)
     }
 
     private func progress(now: Int64) {
         guard end == nil else { return }
-        if let watch {
-            while let message = watch.nextMessage() { report(message) }
-            if watch.status == nil && channel.isDraining {
-                // GOAWAY: the Watch moves to a new connection (and, with -ready-spiffe, the newest
-                // SVID) now, not when the server finally closes this one.
-                reporter.send(.goAway(server: server.name))
-                end = .goAway
-                return
+        for (service, handle) in watches {
+            while let message = handle.nextMessage() {
+                model.answered(now: now)
+                report(message, service: service)
             }
-            guard let status = watch.status else { return }
-            self.watch = nil
+        }
+        if !watches.isEmpty && channel.isDraining && watches.allSatisfy({ $0.handle.status == nil }) {
+            // GOAWAY: the Watches move to a new connection (and, with -ready-spiffe, the newest
+            // SVID) now, not when the server finally closes this one.
+            reporter.send(.goAway(server: server.name))
+            end = .goAway
+            return
+        }
+        if let ended = watches.first(where: { $0.handle.status != nil }), let status = ended.handle.status {
+            for other in watches where other.handle !== ended.handle { channel.cancel(other.handle) }
+            watches = []
             if status.code == .unimplemented && status.fromServer {
                 reporter.send(.noWatch(server: server.name, interval: plan.configuration.interval.nanoseconds))
                 nextCheck = now
@@ -59,34 +74,52 @@ final class Watcher: EventSource {
                 return
             }
         }
-        if let check, let status = check.status {
-            self.check = nil
-            if status.code == .ok, let message = check.nextMessage() {
-                report(message)
-            } else if status.fromServer {
-                model.update(.notServing(.callFailed(status.description)))
-            } else {
-                model.update(.notServing(.callFailed(status.message)))
-                if server.discovered && status.code == .unavailable {
-                    end = .lost
-                    return
+        if !checks.isEmpty && checks.allSatisfy({ $0.handle.status != nil }) {
+            for (service, handle) in checks {
+                let status = handle.status!
+                if status.code == .ok, let message = handle.nextMessage() {
+                    model.answered(now: now)
+                    report(message, service: service)
+                } else if status.fromServer {
+                    model.answered(now: now)
+                    model.update(service: service, .notServing(.callFailed(status.description)))
+                } else {
+                    model.update(service: service, .notServing(.callFailed(status.message)))
+                    if server.discovered && status.code == .unavailable {
+                        end = .lost
+                        return
+                    }
                 }
             }
+            checks = []
         }
-        if check == nil, let due = nextCheck, now >= due {
-            // One Check per interval, counted from each start: a change is seen within one interval.
-            nextCheck = due + plan.configuration.interval.nanoseconds
-            if nextCheck! < now { nextCheck = now + plan.configuration.interval.nanoseconds }
-            check = channel.start(path: Health.checkPath, metadata: plan.metadata, request: plan.request, timeout: plan.rpcTimeout)
+        if checks.isEmpty, let due = nextCheck, now >= due {
+            // One round per interval, counted from each start: a change is seen within one interval.
+            let interval = plan.configuration.interval.nanoseconds
+            nextCheck = due + interval < now ? now + interval : due + interval
+            checks = model.services.map { service in
+                (service, channel.start(path: Health.checkPath, metadata: plan.metadata, request: Health.request(service: service),
+                                        timeout: plan.rpcTimeout))
+            }
+        }
+        if let handle = proof, let status = handle.status {
+            // Any answer from the server's health service proves it answers; no answer is the
+            // supervisor's to count (-exit-unresponsive-after, the watchdog).
+            if status.fromServer || !handle.messages.isEmpty { model.answered(now: now) }
+            proof = nil
+        }
+        if proof == nil, let due = nextProof, now >= due {
+            nextProof = now + plan.configuration.answerInterval.nanoseconds
+            proof = channel.start(path: Health.checkPath, metadata: plan.metadata, request: plan.request, timeout: plan.rpcTimeout)
         }
     }
 
-    private func report(_ message: [UInt8]) {
+    private func report(_ message: [UInt8], service: String) {
         do {
             let status = try Health.decodeResponse(message)
-            model.update(status == .serving ? .serving(server: server.name) : .notServing(.status(status.description)))
+            model.update(service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status.description)))
         } catch {
-            model.update(.notServing(.undecodable("\(error)")))
+            model.update(service: service, .notServing(.undecodable("\(error)")))
         }
     }
 
@@ -96,7 +129,9 @@ final class Watcher: EventSource {
 
     var wakeAt: Int64? {
         guard end == nil else { return nil }
-        let earliest = min(channel.wakeAt ?? .max, check == nil ? nextCheck ?? .max : .max)
+        var earliest = channel.wakeAt ?? .max
+        if checks.isEmpty, let nextCheck { earliest = min(earliest, nextCheck) }
+        if proof == nil, let nextProof { earliest = min(earliest, nextProof) }
         return earliest == .max ? nil : earliest
     }
 

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -37,7 +39,7 @@ static int set_reserved_signals(void (*handler)(int)) {
 int cshim_ignore_reserved_signals(void) { return set_reserved_signals(SIG_IGN); }
 
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
-                  int new_process_group, int foreground_fd, int *exec_errno) {
+                  int new_process_group, int foreground_fd, int listen_fds, int *exec_errno) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) return -1;
     pid_t pid = fork();
@@ -58,6 +60,15 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
         // What grpc-init ignores for itself is not the child's: an ignored disposition survives
         // exec, so the child would start without the default for them.
         set_reserved_signals(SIG_DFL);
+        // Socket activation passed on: the descriptors at 3.. open across exec (the supervisor
+        // keeps them close-on-exec, so that the agent does not get them), and LISTEN_PID the
+        // child's own, which only the child knows.
+        if (listen_fds > 0) {
+            for (int fd = 3; fd < 3 + listen_fds; fd++) fcntl(fd, F_SETFD, 0);
+            char pid_text[24];
+            snprintf(pid_text, sizeof pid_text, "%d", (int)getpid());
+            setenv("LISTEN_PID", pid_text, 1);
+        }
         sigprocmask(SIG_SETMASK, child_mask, NULL);
         execvp(file, argv);
         int failure = errno;
@@ -102,7 +113,7 @@ int cshim_pipe_nonblocking_end(int fds[2], int end) {
 }
 
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
-                         int inherited_fd) {
+                         int inherited_fd, int second_fd) {
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid != 0) return pid;
@@ -117,9 +128,15 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
             close(STDIN_FILENO);
         }
     }
-    // The descriptor handed down (the health port's listener) as 3, open across exec.
-    if (inherited_fd >= 0) {
-        if (inherited_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(inherited_fd, 3) < 0) _exit(127);
+    // The descriptors handed down (the health port's listener, the local probe socket) as 3
+    // and 4, open across exec: first out of the way, so that neither overwrites the other.
+    int handed[2] = {inherited_fd, second_fd};
+    int moved[2] = {-1, -1};
+    for (int i = 0; i < 2; i++) {
+        if (handed[i] >= 0 && (moved[i] = fcntl(handed[i], F_DUPFD_CLOEXEC, 10)) < 0) _exit(127);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (moved[i] >= 0 && dup2(moved[i], 3 + i) < 0) _exit(127);
     }
     setpgid(0, 0);
     // Asked for before exec and checked after: a supervisor that died in between is seen.
@@ -207,6 +224,35 @@ int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
 int cshim_accept(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
+
+int cshim_peer_pid(int fd) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return credentials.pid;
+}
+
+int cshim_listen_abstract(const char *name, int backlog) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    size_t length = strlen(name);
+    if (length == 0 || length + 1 >= sizeof address.sun_path) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(address.sun_path + 1, name, length);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + length)) != 0 ||
+        listen(fd, backlog) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+void cshim_close_on_exec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

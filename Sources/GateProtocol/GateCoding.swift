@@ -4,7 +4,7 @@ import Flags
 /// skipped: a newer peer's extra messages do not break an older one.
 extension AgentMessage {
     private enum Kind: UInt8 {
-        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration
+        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration, service, answered
     }
 
     public var frame: [UInt8] {
@@ -13,14 +13,13 @@ extension AgentMessage {
         switch self {
         case .health(let state):
             kind = .health
-            switch state {
-            case .serving(let server):
-                w.byte(0)
-                w.string(server)
-            case .notServing(let reason):
-                w.byte(1)
-                reason.encode(into: &w)
-            }
+            state.encode(into: &w)
+        case .service(let name, let state):
+            kind = .service
+            w.string(name)
+            state.encode(into: &w)
+        case .answered:
+            kind = .answered
         case .found(let server, let pid, let reach):
             kind = .found
             w.string(server)
@@ -57,12 +56,11 @@ extension AgentMessage {
         var r = GateFraming.Reader(payload, kind: raw)
         let message: AgentMessage
         switch kind {
-        case .health:
-            switch try r.byte() {
-            case 0: message = .health(.serving(server: try r.string()))
-            case 1: message = .health(.notServing(try Reason.decode(from: &r)))
-            default: throw .malformed(kind: raw)
-            }
+        case .health: message = .health(try HealthState.decode(from: &r))
+        case .service:
+            let name = try r.string()
+            message = .service(name: name, state: try HealthState.decode(from: &r))
+        case .answered: message = .answered
         case .found:
             let server = try r.string()
             let pid = try r.pid()
@@ -95,8 +93,29 @@ extension GateFraming.Reader {
     }
 }
 
-extension Reason {
+extension HealthState {
     fileprivate func encode(into w: inout GateFraming.Writer) {
+        switch self {
+        case .serving(let server):
+            w.byte(0)
+            w.string(server)
+        case .notServing(let reason):
+            w.byte(1)
+            reason.encode(into: &w)
+        }
+    }
+
+    fileprivate static func decode(from r: inout GateFraming.Reader) throws(GateFraming.Failure) -> HealthState {
+        switch try r.byte() {
+        case 0: return .serving(server: try r.string())
+        case 1: return .notServing(try Reason.decode(from: &r))
+        default: throw .malformed(kind: r.kind)
+        }
+    }
+}
+
+extension Reason {
+    func encode(into w: inout GateFraming.Writer) {
         switch self {
         case .starting: w.byte(0)
         case .noListener: w.byte(1)
@@ -123,10 +142,15 @@ extension Reason {
         case .undecodable(let text): w.byte(8); w.string(text)
         case .setup(let text): w.byte(9); w.string(text)
         case .draining: w.byte(10)
+        case .service(let name, let why):
+            w.byte(11)
+            w.string(name)
+            // One level: a service's reason is never another service's.
+            if case .service = why { Reason.draining.encode(into: &w) } else { why.encode(into: &w) }
         }
     }
 
-    fileprivate static func decode(from r: inout GateFraming.Reader) throws(GateFraming.Failure) -> Reason {
+    static func decode(from r: inout GateFraming.Reader) throws(GateFraming.Failure) -> Reason {
         switch try r.byte() {
         case 0: return .starting
         case 1: return .noListener
@@ -145,6 +169,11 @@ extension Reason {
         case 8: return .undecodable(try r.string())
         case 9: return .setup(try r.string())
         case 10: return .draining
+        case 11:
+            let name = try r.string()
+            let why = try Reason.decode(from: &r)
+            if case .service = why { throw .malformed(kind: r.kind) }
+            return .service(name, why)
         default: throw .malformed(kind: r.kind)
         }
     }
@@ -161,9 +190,12 @@ extension SupervisorMessage {
         case .drain:
             return GateFraming.frame(kind: Kind.drain.rawValue, w)
         case .configure(let c):
-            for text in [c.addr, c.service, c.tls.caCert, c.tls.clientCert, c.tls.clientKey, c.tls.serverName] { w.string(text) }
-            for value in [c.interval, c.connectTimeout, c.rpcTimeout] { w.integer(value.nanoseconds) }
-            for value in [c.tls.tls, c.tls.noVerify, c.spiffe, c.servesHealth] { w.flag(value) }
+            for text in [c.addr, c.tls.caCert, c.tls.clientCert, c.tls.clientKey, c.tls.serverName] { w.string(text) }
+            for value in [c.interval, c.connectTimeout, c.rpcTimeout, c.healthTimeout, c.answerInterval] { w.integer(value.nanoseconds) }
+            for value in [c.tls.tls, c.tls.noVerify, c.spiffe, c.servesHealth, c.servesLocalProbes] { w.flag(value) }
+            let services = Array(c.services.prefix(GateFraming.maxList))
+            w.byte(UInt8(services.count))
+            for service in services { w.string(service) }
             let headers = Array(c.rpcHeaders.prefix(GateFraming.maxList))
             w.byte(UInt8(headers.count))
             for header in headers { w.string(header) }
@@ -181,7 +213,6 @@ extension SupervisorMessage {
         case .configure:
             var c = AgentConfiguration()
             c.addr = try r.string()
-            c.service = try r.string()
             c.tls.caCert = try r.string()
             c.tls.clientCert = try r.string()
             c.tls.clientKey = try r.string()
@@ -189,13 +220,19 @@ extension SupervisorMessage {
             c.interval = GoDuration(nanoseconds: try r.integer())
             c.connectTimeout = GoDuration(nanoseconds: try r.integer())
             c.rpcTimeout = GoDuration(nanoseconds: try r.integer())
+            c.healthTimeout = GoDuration(nanoseconds: try r.integer())
+            c.answerInterval = GoDuration(nanoseconds: try r.integer())
             c.tls.tls = try r.flag()
             c.tls.noVerify = try r.flag()
             c.spiffe = try r.flag()
             c.servesHealth = try r.flag()
+            c.servesLocalProbes = try r.flag()
+            c.services = []
+            for _ in 0..<(try r.count()) { c.services.append(try r.string()) }
             for _ in 0..<(try r.count()) { c.rpcHeaders.append(try r.string()) }
             try r.end()
-            guard c.interval.nanoseconds > 0, c.connectTimeout.nanoseconds > 0, c.rpcTimeout.nanoseconds > 0 else { throw .malformed(kind: raw) }
+            guard c.interval.nanoseconds > 0, c.connectTimeout.nanoseconds > 0, c.rpcTimeout.nanoseconds > 0,
+                  c.healthTimeout.nanoseconds > 0, c.answerInterval.nanoseconds >= 0, !c.services.isEmpty else { throw .malformed(kind: raw) }
             return .configure(c)
         }
     }

@@ -16,7 +16,8 @@ public enum SupervisorMessage: Equatable, Sendable {
 public struct AgentConfiguration: Equatable, Sendable {
     /// The server's address (-ready-addr); empty: find it.
     public var addr = ""
-    public var service = ""
+    /// The services that must all be SERVING (-ready-service); [""]: the server as a whole.
+    public var services = [""]
     /// The Check interval for a server without Watch.
     public var interval = GoDuration(nanoseconds: 250_000_000)
     public var connectTimeout = GoDuration.second
@@ -28,6 +29,13 @@ public struct AgentConfiguration: Equatable, Sendable {
     public var rpcHeaders: [String] = []
     /// The health endpoint's listening socket is descriptor 3.
     public var servesHealth = false
+    /// The local probe socket (for `grpc_health_probe` with no -addr) is descriptor 4.
+    public var servesLocalProbes = false
+    /// An HTTP probe's answer deadline (-health-timeout): HTTP carries none.
+    public var healthTimeout = GoDuration.second
+    /// With -exit-unresponsive-after or WATCHDOG_USEC: a Check this often proves the server
+    /// answers (each answer reported); zero: no Checks beyond the Watch.
+    public var answerInterval = GoDuration(nanoseconds: 0)
 
     public init() {}
 }
@@ -38,7 +46,15 @@ public enum HealthState: Equatable, Sendable {
     /// The server reports SERVING; `server` names it as an -addr would ("127.0.0.1:50051").
     case serving(server: String)
     case notServing(Reason)
+
+    public var isServing: Bool {
+        if case .serving = self { return true }
+        return false
+    }
 }
+
+/// The name a service goes by in lines: the empty name is the server as a whole.
+public func serviceLabel(_ service: String) -> String { service.isEmpty ? "(server)" : service }
 
 /// Why the server is not ready, as data.
 public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
@@ -64,6 +80,8 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
     case setup(String)
     /// The agent is being stopped.
     case draining
+    /// With several services: this one is not SERVING, and why.
+    indirect case service(String, Reason)
 
     public struct Candidate: Equatable, Sendable {
         public let listener: String
@@ -85,6 +103,7 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         case .watchEnded(let status): return "Health/Watch ended: \(status)"
         case .undecodable(let why): return "a health response that does not decode: \(why)"
         case .draining: return "draining"
+        case .service(let name, let why): return "service \(goQuote(name)): \(why)"
         }
     }
 }
@@ -129,6 +148,11 @@ public enum AgentMessage: Equatable, Sendable {
     case tlsOnHealthPort
     /// The configuration cannot be used: the agent exits (`why` says what is wrong).
     case invalidConfiguration(String)
+    /// With several services: one service's state changed.
+    case service(name: String, state: HealthState)
+    /// The server's health service answered (any status): sent with an answer interval only, at
+    /// most twice an interval.
+    case answered
 }
 
 /// How the agent's process ends, for the supervisor's log.

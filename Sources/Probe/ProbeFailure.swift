@@ -76,8 +76,10 @@ public struct ProbeFailure: Error, Equatable {
         }
     }
 
-    static func unhealthy(_ status: Health.ServingStatus) -> ProbeFailure {
-        ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status.description)))")
+    static func unhealthy(_ status: Health.ServingStatus) -> ProbeFailure { unhealthy(named: status.description) }
+
+    static func unhealthy(named status: String) -> ProbeFailure {
+        ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status)))")
     }
 
     /// Context cancellation, as the reference reports it in each phase, after the line that

@@ -71,11 +71,12 @@ public struct ProbeOptions {
         case version(verbose: Bool)
     }
 
-    /// Parses and checks the arguments, in the reference tool's order of checks.
-    /// `requireAddress` false: no -addr is fine (the health agent finds the address itself).
+    /// Parses and checks the arguments, in the reference tool's order of checks. With no -addr
+    /// the run asks grpc-init's health agent if there is one; a failed check is then reported
+    /// only if there is (`deferredFailure`), and "-addr not specified" if there is not.
     /// `rawArguments`, the same arguments as bytes, give -service, -user-agent and -rpc-header
     /// their exact bytes.
-    public static func parse(_ arguments: [String], rawArguments: [[UInt8]]? = nil, requireAddress: Bool = true) throws(ProbeFailure) -> Parsed {
+    public static func parse(_ arguments: [String], rawArguments: [[UInt8]]? = nil) throws(ProbeFailure) -> Parsed {
         let parsed: FlagSet.Parsed
         do {
             parsed = try flagSet.parse(arguments)
@@ -100,13 +101,25 @@ public struct ProbeOptions {
         o.verbose = parsed.bool("v")
         o.gzip = parsed.bool("gzip")
         o.spiffe = parsed.bool("spiffe")
-        try o.validate(requireAddress: requireAddress)
+        o.serviceGiven = parsed.given.contains("service")
+        if o.addr.isEmpty {
+            do { try o.validate() } catch { o.deferredFailure = error }
+        } else {
+            try o.validate()
+        }
         return .run(o)
     }
 
-    func validate(requireAddress: Bool = true) throws(ProbeFailure) {
+    /// With no -addr: what the checks found wrong, reported once an agent is there to ask.
+    public var deferredFailure: ProbeFailure?
+    /// -service was given (even empty): the agent is asked about that service, not every one.
+    public var serviceGiven = false
+
+    /// The reference's failure for a missing -addr (with no health agent to ask instead).
+    public static let addressMissing = ProbeFailure.argument("-addr not specified")
+
+    func validate() throws(ProbeFailure) {
         func fail(_ text: String) throws(ProbeFailure) { throw ProbeFailure.argument(text) }
-        if addr.isEmpty && requireAddress { try fail("-addr not specified") }
         if connectTimeout.nanoseconds <= 0 { try fail("-connect-timeout must be greater than zero (specified: \(connectTimeout))") }
         if rpcTimeout.nanoseconds <= 0 { try fail("-rpc-timeout must be greater than zero (specified: \(rpcTimeout))") }
         if alts && spiffe { try fail("-alts and -spiffe are mutually incompatible") }

@@ -31,9 +31,17 @@ public enum ProbeRunner {
         } catch {
             return report(error)
         }
+        // With no -addr, inside a grpc-init container: grpc-init's health agent is asked.
+        var agent: Socket? = nil
+        if options.addr.isEmpty {
+            guard let connected = AgentProbe.connect() else { return report(ProbeOptions.addressMissing) }
+            if let failure = options.deferredFailure { return report(failure) }
+            agent = connected
+        }
         if options.verbose { options.verboseLines.forEach { Output.line($0) } }
         // SIGINT and SIGTERM cancel the probe: they arrive through the same poll as the socket.
         let signals = try? SignalFD(signals: [SIGINT, SIGTERM])
+        if let agent { return AgentProbe.run(options, over: agent, signals: signals) }
         do {
             let status = try Probe(options: options, signals: signals).run()
             Output.line("status: \(status)")

@@ -5,43 +5,6 @@ import GateProtocol
 import Glibc
 import SystemCalls
 
-/// What the -ready flags ask for.
-public struct ReadinessOptions: Equatable, Sendable {
-    public static let defaultInterval = GoDuration(nanoseconds: 250_000_000)
-
-    /// Empty: the agent finds the server's port itself.
-    public var addr = ""
-    public var service = ""
-    public var interval = defaultInterval
-    public var file = ""
-    public var tls = TLSFlags()
-    public var spiffe = false
-    public var rpcHeaders: [String] = []
-    public var connectTimeout = GoDuration.second
-    public var rpcTimeout = GoDuration.second
-    /// Not ready this long after start: stop the child (zero: wait for ever).
-    public var startupTimeout = GoDuration(nanoseconds: 0)
-    /// -health-addr: where the agent answers kubelet's native probes (empty: nowhere).
-    public var healthAddr = ""
-
-    public init() {}
-
-    /// What the agent is told, as the gate protocol carries it.
-    var agentConfiguration: AgentConfiguration {
-        var c = AgentConfiguration()
-        c.addr = addr
-        c.service = service
-        c.interval = interval
-        c.connectTimeout = connectTimeout
-        c.rpcTimeout = rpcTimeout
-        c.tls = tls
-        c.spiffe = spiffe
-        c.rpcHeaders = rpcHeaders
-        c.servesHealth = !healthAddr.isEmpty
-        return c
-    }
-}
-
 /// The supervisor's side of the readiness gate. The health agent, our own binary run as a
 /// process of its own, does the network work and reports each change over a pipe, as typed
 /// messages of the gate protocol; this side owns the words and tells the world: the log lines, the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. It
@@ -72,6 +35,12 @@ final class ReadinessGate {
     /// -health-addr's listening socket: bound here, handed to each agent as descriptor 3, so
     /// the port stays bound across an agent's restart and clients wait in its backlog.
     private var healthListener: Int32 = -1
+    /// The local probe socket (an abstract name for this PID namespace), descriptor 4 for each
+    /// agent; -1 when it cannot be had.
+    private var localListener: Int32 = -1
+    /// The exit timers and the watchdog.
+    private var actions: HealthActions
+    private var stoppingSent = false
     /// The agent's frames as they arrive.
     private var decoder = GateFraming.Decoder()
     private var serving = false
@@ -94,6 +63,17 @@ final class ReadinessGate {
         self.log = log
         notifySocket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
         unsetenv("NOTIFY_SOCKET")
+        // The watchdog is ours to keep (WATCHDOG_PID, when set, must name grpc-init), and the
+        // child's pings would say nothing about its health: the child does not see it.
+        var watchdogUsec: Int64? = nil
+        if notifySocket != nil, let text = Environment.value("WATCHDOG_USEC"), let usec = Int64(text), usec > 0,
+           Environment.value("WATCHDOG_PID").map({ $0 == String(getpid()) }) ?? true {
+            watchdogUsec = usec
+        }
+        unsetenv("WATCHDOG_USEC")
+        unsetenv("WATCHDOG_PID")
+        actions = HealthActions(unhealthyAfter: options.exitUnhealthyAfter, unresponsiveAfter: options.exitUnresponsiveAfter,
+                                watchdogUsec: watchdogUsec, now: MonotonicClock.now())
         executable = ReadinessGate.ownExecutable()
         startAt = MonotonicClock.now()
         // A ready file left by an earlier run (an emptyDir outlives a container restart) would
@@ -122,12 +102,28 @@ final class ReadinessGate {
         return nil
     }
 
+    /// Binds the local probe socket, for `grpc_health_probe` with no -addr: an abstract name
+    /// made from this PID namespace, which a probe in the same container computes the same way.
+    /// Another grpc-init in the same namespaces (not PID 1) may hold it: then probes reach that one.
+    func listenForLocalProbes() {
+        guard let namespace = Files.linkTarget("/proc/self/ns/pid"), let name = LocalProbeSocket.name(namespace: namespace) else {
+            log.info("local probe socket: cannot read /proc/self/ns/pid; grpc_health_probe needs -addr")
+            return
+        }
+        let fd = cshim_listen_abstract(name, 16)
+        if fd < 0 {
+            log.info("local probe socket @\(name): \(Errno.current); grpc_health_probe needs -addr")
+            return
+        }
+        localListener = fd
+    }
+
     /// The report pipe, for the supervisor's poll.
     var descriptor: Int32? { agent.flatMap { $0.output >= 0 ? $0.output : nil } }
 
     /// When the gate wants to run next: to start the agent, or to give up on readiness.
     var deadline: Int64? {
-        [startAt, readyDeadline].compactMap { $0 }.min()
+        [startAt, readyDeadline, stopped ? nil : actions.deadline].compactMap { $0 }.min()
     }
 
     /// When -ready-timeout gives up, while it still may.
@@ -136,15 +132,39 @@ final class ReadinessGate {
         return started + options.startupTimeout.nanoseconds
     }
 
-    /// Starts the agent when it is due. Returns the reason when -ready-timeout passed without
-    /// readiness (once): the supervisor then stops the child.
-    func tick(now: Int64, mask: sigset_t) -> String? {
+    /// Why the gate stops the child; the supervisor stops it as a SIGTERM would.
+    enum Verdict: Equatable {
+        /// -ready-timeout passed without readiness.
+        case notReady(String)
+        /// -exit-unhealthy-after or -exit-unresponsive-after passed.
+        case unhealthy(String)
+    }
+
+    /// Starts the agent when it is due, pings the watchdog, and says when the child is to be
+    /// stopped (once).
+    func tick(now: Int64, mask: sigset_t) -> Verdict? {
         if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
         if let limit = readyDeadline, now >= limit {
             timeoutReported = true
-            return lastReason.description
+            return .notReady(lastReason.description)
         }
-        return nil
+        guard !stopped else { return nil }
+        let (verdict, ping) = actions.due(now: now)
+        if ping { notify("WATCHDOG=1") }
+        switch verdict {
+        case nil: return nil
+        case .unhealthy(let span):
+            return .unhealthy("not SERVING for \(span) (-exit-unhealthy-after): \(lastReason)")
+        case .unresponsive(let span):
+            return .unhealthy("no answer from the health service for \(span) (-exit-unresponsive-after)")
+        }
+    }
+
+    /// The stop begins (a drain, a forwarded SIGTERM, a verdict): STOPPING=1, once.
+    func stopping() {
+        guard !stoppingSent else { return }
+        stoppingSent = true
+        notify("STOPPING=1")
     }
 
     private func spawn(mask: sigset_t) {
@@ -165,10 +185,13 @@ final class ReadinessGate {
         }
         // The health port goes down as descriptor 3: the agent serves on it, never binds.
         let arguments = ["grpc-init-agent"]
+        var configuration = options.agentConfiguration
+        configuration.servesLocalProbes = localListener >= 0
+        configuration.answerInterval = GoDuration(nanoseconds: actions.answerInterval)
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0], healthListener)
+        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0], healthListener, localListener)
         close(pipeFDs[1])
         if controlFDs[0] >= 0 { close(controlFDs[0]) }
         if pid < 0 {
@@ -180,7 +203,7 @@ final class ReadinessGate {
         }
         agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1])
         log.info("health agent started as pid \(pid)")
-        tell(.configure(options.agentConfiguration))
+        tell(.configure(configuration))
         if draining { tell(.drain) }
     }
 
@@ -188,6 +211,8 @@ final class ReadinessGate {
     func drain(for delay: GoDuration) {
         guard !draining else { return }
         draining = true
+        actions.drain()
+        stopping()
         let was = serving
         serving = false
         removeFile()
@@ -269,12 +294,22 @@ final class ReadinessGate {
             log.info("health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed")
         case .invalidConfiguration(let why):
             log.warning("health agent: \(why)")
+        case .answered:
+            actions.answered(now: MonotonicClock.now())
+        case .service(let name, let state):
+            if draining { return }
+            switch state {
+            case .serving: log.info("health: service \(goQuote(name)) SERVING")
+            case .notServing(let why): log.info("health: service \(goQuote(name)): \(why)")
+            }
         case .health(.serving(let server)):
+            actions.serving(now: MonotonicClock.now())
             guard !serving, !draining else { return }
             serving = true
             becameServing(server)
         case .health(.notServing(let reason)):
             if draining { return }
+            actions.notServing(now: MonotonicClock.now())
             let was = serving
             serving = false
             if reason != lastReason || was {
@@ -290,7 +325,11 @@ final class ReadinessGate {
         }
     }
 
-    private var serviceSuffix: String { options.service.isEmpty ? "" : " (service \(goQuote(options.service)))" }
+    private var serviceSuffix: String {
+        if options.services == [""] { return "" }
+        let names = options.services.map { goQuote($0) }.joined(separator: ", ")
+        return options.services.count == 1 ? " (service \(names))" : " (services \(names))"
+    }
 
     private func becameServing(_ name: String) {
         // The file and the notification first: whoever reads the line may rely on them.

@@ -27,8 +27,12 @@ final class Supervisor: EventSource {
     private var cleanup = Cleanup.none
     /// The readiness gate and its health agent (unless -ready=false).
     private let readiness: ReadinessGate?
-    /// -ready-timeout passed without readiness: the child was stopped, and this is the exit status.
-    private var notReadyExit: Int32? = nil
+    /// The gate stopped the child (-ready-timeout, -exit-unhealthy-after,
+    /// -exit-unresponsive-after): grpc-init's exit status.
+    private var gateExit: Int32? = nil
+    /// Socket activation for grpc-init (LISTEN_PID its own pid): this many descriptors from 3
+    /// go to the child, with LISTEN_PID the child's.
+    private var listenFDs: Int32 = 0
 
     /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
     private static let killReapBound: Int64 = 1_000_000_000
@@ -74,6 +78,8 @@ final class Supervisor: EventSource {
             log.error("health endpoint: cannot listen on \(readiness.options.healthAddr): \(failure)")
             return 1
         }
+        readiness?.listenForLocalProbes()
+        takeSocketActivation()
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
         self.signals = signals
@@ -120,12 +126,32 @@ final class Supervisor: EventSource {
             exitStatus = finish(childStatus: status, now: now)
             return
         }
-        if let reason = readiness?.tick(now: now, mask: signals.previousMask) {
+        switch readiness?.tick(now: now, mask: signals.previousMask) {
+        case nil:
+            break
+        case .notReady(let reason):
             // As a SIGTERM from outside would: the signal, then the grace and the leftovers.
-            notReadyExit = SupervisorOptions.notReadyExit
+            gateExit = SupervisorOptions.notReadyExit
             log.error("not ready within \(readiness!.options.startupTimeout) (-ready-timeout): \(reason); stopping the child")
+            readiness?.stopping()
             forward(SIGTERM)
+        case .unhealthy(let why):
+            // As a SIGTERM from outside would: the drain, the grace and the leftovers.
+            gateExit = SupervisorOptions.unhealthyExit
+            log.error("health: \(why); stopping the child")
+            received(SIGTERM)
         }
+    }
+
+    /// LISTEN_FDS and LISTEN_PID (grpc-init's own pid) from a socket-activating manager: the
+    /// descriptors stay with grpc-init, close-on-exec, until the child is spawned with them (the
+    /// agent never gets them). Set for another pid, they are the child's to ignore, as before.
+    private func takeSocketActivation() {
+        guard let pid = Environment.value("LISTEN_PID"), pid == String(getpid()),
+              let text = Environment.value("LISTEN_FDS"), let count = Int32(text), count > 0, count <= 1024 else { return }
+        listenFDs = count
+        for fd in 3..<(3 + count) { cshim_close_on_exec(fd) }
+        log.info("socket activation: descriptors 3 to \(2 + count) go to the child, with LISTEN_PID its pid")
     }
 
     private func spawn(childMask: sigset_t) -> Int32? {
@@ -136,7 +162,7 @@ final class Supervisor: EventSource {
         var execErrno: Int32 = 0
         // The command's bytes as given: an argument that is not UTF-8 reaches exec unchanged.
         let pid = ProcessArguments.withCArguments(options.commandBytes) { cArgs in
-            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, &execErrno)
+            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, listenFDs, &execErrno)
         }
         if pid < 0 {
             log.error("cannot start \(options.command[0]): fork: \(Errno.current)")
@@ -157,6 +183,11 @@ final class Supervisor: EventSource {
             reap()
             return
         }
+        received(signo)
+    }
+
+    /// A signal for the child (or the gate's stop, as SIGTERM): the drain, or forwarded now.
+    private func received(_ signo: Int32) {
         guard childStatus == nil else { return }
         if signo == SIGTERM && options.drainDelay.nanoseconds > 0 && !drained {
             // The preStop sleep a scratch image cannot run: out of rotation first, then the signal.
@@ -169,6 +200,7 @@ final class Supervisor: EventSource {
             }
             return
         }
+        if signo == SIGTERM || signo == SIGINT { readiness?.stopping() }
         if drainDeadline != nil && (signo == SIGTERM || signo == SIGINT) {
             drainDeadline = nil
             log.info("\(Signals.name(signo)) during the drain: passing it on now")
@@ -237,7 +269,7 @@ final class Supervisor: EventSource {
                 log.warning("\(leftovers) still present after SIGKILL; exiting without them")
             }
         }
-        if let notReadyExit { return notReadyExit }
+        if let gateExit { return gateExit }
         var code = WaitStatus(status).shellCode
         if options.remapExit.contains(code) {
             log.info("exit status \(code) remapped to 0")

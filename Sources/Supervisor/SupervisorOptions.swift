@@ -25,6 +25,8 @@ public struct SupervisorOptions: Equatable {
     public static let defaultLeftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
     /// grpc-init's status when -ready-timeout passed before the child was ready (timeout(1)'s).
     public static let notReadyExit: Int32 = 124
+    /// grpc-init's status when -exit-unhealthy-after or -exit-unresponsive-after stopped the child.
+    public static let unhealthyExit: Int32 = 125
 
     static let flagSet = FlagSet([
         .init("subreaper", .bool, aliases: ["s"], usage: "accepted for tini compatibility: grpc-init always reaps (as PID 1 or as child subreaper)"),
@@ -43,7 +45,8 @@ public struct SupervisorOptions: Equatable {
               usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)"),
         .init("ready-addr", .string, placeholder: "ADDR",
               usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on"),
-        .init("ready-service", .string, placeholder: "NAME", usage: "the service name the gate watches (default: the server as a whole)"),
+        .init("ready-service", .list(validate: { $0.isEmpty ? "a service name must not be empty" : nil }), placeholder: "NAME",
+              usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING (default: the server as a whole)"),
         .init("ready-interval", .duration, default: .duration(ReadinessOptions.defaultInterval),
               usage: "pause between Checks, for a server without Health/Watch"),
         .init("ready-file", .string, placeholder: "PATH", usage: "this file exists while the child reports SERVING"),
@@ -62,7 +65,13 @@ public struct SupervisorOptions: Equatable {
         .init("ready-connect-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's connection attempts"),
         .init("ready-rpc-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's health calls"),
         .init("health-addr", .string, placeholder: "ADDR",
-              usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz and /livez, and grpc.health.v1.Health over h2c, from a fresh Check of the child"),
+              usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child"),
+        .init("health-timeout", .duration, default: .duration(.second),
+              usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)"),
+        .init("exit-unhealthy-after", .duration,
+              usage: "after the first SERVING, not SERVING (any other status, or no answer) this long: stop the child as SIGTERM would and exit with status 125 (not while draining)"),
+        .init("exit-unresponsive-after", .duration,
+              usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as SIGTERM would and exit with status 125; the agent Checks every quarter of it"),
         .init("drain-delay", .duration,
               usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)"),
         .init("version", .bool, usage: "print the version and exit"),
@@ -75,13 +84,16 @@ public struct SupervisorOptions: Equatable {
                grpc-init --install DIR                     (symlink grpc_health_probe in DIR)
 
         Runs COMMAND as its child: forwards every signal, reaps every zombie, and exits with the
-        child's status (128+N when the child was killed by signal N).
+        child's status (128+N when the child was killed by signal N). Its own: 1 when it cannot
+        start, 124 when -ready-timeout stopped the child, 125 when -exit-unhealthy-after or
+        -exit-unresponsive-after did, 126 and 127 when COMMAND cannot be run or is not found.
 
         With no flags it gates readiness: a health agent (a process of its own) finds the port the
         child listens on, watches grpc.health.v1.Health there, logs each change and keeps
         -ready-file and NOTIFY_SOCKET current.
 
-        grpc_health_probe takes the reference tool's flags (its -h prints them as that tool does).
+        grpc_health_probe takes the reference tool's flags (its -h prints them as that tool does);
+        with no -addr, inside a grpc-init container, it asks the health agent instead.
         -addr also takes [IPv6]:PORT, :PORT (this host), [::]:PORT (either loopback), unix:PATH,
         unix:@NAME and unix-abstract:NAME (abstract), passthrough:///HOST:PORT, dns:///HOST:PORT and
         dns://RESOLVER/IP:PORT. -alts is refused: ALTS needs Google Cloud's handshaker service.
@@ -106,14 +118,17 @@ public struct SupervisorOptions: Equatable {
         case usage(String?)
     }
 
-    private static func readinessOptions(_ parsed: FlagSet.Parsed, source: (String) -> String) throws(Failure) -> ReadinessOptions {
+    private static func readinessOptions(_ parsed: FlagSet.Parsed, source: (String) -> String,
+                                         isSet: (String) -> Bool) throws(Failure) -> ReadinessOptions {
         var r = ReadinessOptions()
         r.addr = parsed.string("ready-addr")
         if !r.addr.isEmpty {
             // Checked now as the agent will read it: a malformed address would never be ready.
             do { _ = try Target.parse(r.addr) } catch { throw .usage("invalid \(source("ready-addr")): \(error.description)") }
         }
-        r.service = parsed.string("ready-service")
+        let services = parsed.list("ready-service")
+        r.services = services.isEmpty ? [""] : services
+        if r.services.count > 32 { throw .usage("\(source("ready-service")): at most 32 services") }
         r.file = parsed.string("ready-file")
         for (flag, value) in [("ready-interval", parsed.duration("ready-interval")), ("ready-connect-timeout", parsed.duration("ready-connect-timeout")),
                               ("ready-rpc-timeout", parsed.duration("ready-rpc-timeout"))] where value.nanoseconds <= 0 {
@@ -130,6 +145,15 @@ public struct SupervisorOptions: Equatable {
         r.spiffe = parsed.bool("ready-spiffe")
         r.rpcHeaders = parsed.list("ready-rpc-header")
         r.healthAddr = parsed.string("health-addr")
+        r.healthTimeout = parsed.duration("health-timeout")
+        if r.healthTimeout.nanoseconds <= 0 {
+            throw .usage("\(source("health-timeout")) must be greater than zero (specified: \(r.healthTimeout))")
+        }
+        for flag in ["exit-unhealthy-after", "exit-unresponsive-after"] where parsed.given.contains(flag) || isSet(flag) {
+            let span = parsed.duration(flag)
+            if span.nanoseconds <= 0 { throw .usage("\(source(flag)) must be greater than zero (specified: \(span))") }
+            if flag == "exit-unhealthy-after" { r.exitUnhealthyAfter = span } else { r.exitUnresponsiveAfter = span }
+        }
         if !r.healthAddr.isEmpty && ListenAddress.parse(r.healthAddr) == nil {
             throw .usage("invalid \(source("health-addr")) \(goQuote(r.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
         }
@@ -174,6 +198,9 @@ public struct SupervisorOptions: Equatable {
             if flag.name == "ready-rpc-header" {
                 // A header holds spaces ("name: value"): only commas separate them.
                 values = raw.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }
+            } else if flag.name == "ready-service" {
+                // Commas only, and every entry named: "db,,api" is a mistake, not the server.
+                values = raw.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()) }
             } else if case .list = flag.kind {
                 values = raw.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             } else {
@@ -218,13 +245,13 @@ public struct SupervisorOptions: Equatable {
         }
         o.drainDelay = parsed.duration("drain-delay")
         if o.drainDelay.nanoseconds < 0 { throw .usage("\(source("drain-delay")) must not be negative (specified: \(o.drainDelay))") }
-        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") || $0 == "health-addr" }
+        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") || $0.hasPrefix("health-") || $0.hasPrefix("exit-") }
         if !parsed.bool("ready") {
             if let flag = gateFlags.first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
                 throw .usage("\(source(flag)) has no effect with \(source("ready"))=false")
             }
         } else {
-            o.readiness = try readinessOptions(parsed, source: source)
+            o.readiness = try readinessOptions(parsed, source: source, isSet: { fromEnvironment.contains($0) })
         }
         o.command = parsed.remaining
         if let rawArguments, rawArguments.count >= o.command.count {

@@ -55,7 +55,9 @@ final class GateProtocolTests: XCTestCase {
     func testTheConfigurationRoundTrips() throws {
         var c = AgentConfiguration()
         c.addr = "localhost:50051"
-        c.service = "db"
+        c.services = ["db", "api"]
+        c.answerInterval = GoDuration(nanoseconds: 5_000_000)
+        c.servesLocalProbes = true
         c.interval = GoDuration(nanoseconds: 7)
         c.tls.tls = true
         c.tls.caCert = "/ca.pem"

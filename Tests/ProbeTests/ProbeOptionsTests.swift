@@ -14,7 +14,6 @@ final class ProbeOptionsTests: XCTestCase {
 
     func testEachConflictIsRefusedWithTheReferencesMessage() {
         let cases: [([String], String)] = [
-            ([], "error: -addr not specified"),
             (["-addr=x:1", "-connect-timeout=0s"], "error: -connect-timeout must be greater than zero (specified: 0s)"),
             (["-addr=x:1", "-rpc-timeout=-1s"], "error: -rpc-timeout must be greater than zero (specified: -1s)"),
             (["-addr=x:1", "-alts", "-spiffe"], "error: -alts and -spiffe are mutually incompatible"),
@@ -36,6 +35,19 @@ final class ProbeOptionsTests: XCTestCase {
             XCTAssertEqual(refused?.exit, .invalidArguments, "\(arguments)")
             XCTAssertEqual(refused?.lines, [line], "\(arguments)")
         }
+    }
+
+    /// With no -addr, the run asks grpc-init's agent, or fails as the reference does: the
+    /// reference checks -addr first, so a second problem is kept for the agent's case only.
+    func testNoAddressDefersItsChecks() throws {
+        guard case .run(let plain) = try ProbeOptions.parse([]) else { return XCTFail() }
+        XCTAssertEqual(plain.addr, "")
+        XCTAssertNil(plain.deferredFailure)
+        XCTAssertEqual(ProbeOptions.addressMissing.lines, ["error: -addr not specified"])
+        XCTAssertEqual(ProbeOptions.addressMissing.exit, .invalidArguments)
+        guard case .run(let bad) = try ProbeOptions.parse(["-connect-timeout=0s", "-service", ""]) else { return XCTFail() }
+        XCTAssertEqual(bad.deferredFailure?.lines, ["error: -connect-timeout must be greater than zero (specified: 0s)"])
+        XCTAssertTrue(bad.serviceGiven, "-service given, even empty: that service is asked about")
     }
 
     func testHeadersSplitAtTheFirstColonAndTheUserAgentIsOurs() throws {

@@ -91,7 +91,7 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(options.grace.nanoseconds, 90_000_000_000)
         var readiness = ReadinessOptions()
         readiness.addr = "unix:///run/s.sock"
-        readiness.service = "svc"
+        readiness.services = ["svc"]
         readiness.interval = GoDuration(nanoseconds: 20_000_000)
         readiness.file = "/run/ready"
         readiness.startupTimeout = GoDuration(nanoseconds: 60_000_000_000)
@@ -140,5 +140,36 @@ final class SupervisorOptionsTests: XCTestCase {
                                                                    rawArguments: [Array("-v".utf8), Array("--".utf8), Array("printf".utf8), [0x61, 0xE9, 0x62]],
                                                                    environment: { _ in nil }) else { return XCTFail() }
         XCTAssertEqual(options.commandBytes, [Array("printf".utf8), [0x61, 0xE9, 0x62]])
+    }
+
+    func testHealthActionFlagsAndServiceListsRefuseBadInput() throws {
+        func failure(_ arguments: [String], _ environment: [String: String] = [:]) -> String? {
+            do {
+                _ = try SupervisorOptions.parse(arguments + ["--", "server"], environment: { environment[$0] })
+                return nil
+            } catch {
+                guard case .usage(let message) = error else { return "?" }
+                return message
+            }
+        }
+        XCTAssertEqual(failure(["-exit-unhealthy-after", "0s"]), "-exit-unhealthy-after must be greater than zero (specified: 0s)")
+        XCTAssertEqual(failure(["-exit-unresponsive-after", "-1s"]), "-exit-unresponsive-after must be greater than zero (specified: -1s)")
+        XCTAssertEqual(failure([], ["GRPC_INIT_EXIT_UNHEALTHY_AFTER": "0"]), "GRPC_INIT_EXIT_UNHEALTHY_AFTER must be greater than zero (specified: 0s)")
+        XCTAssertEqual(failure(["-health-timeout", "0s"]), "-health-timeout must be greater than zero (specified: 0s)")
+        XCTAssertEqual(failure(["-ready=false", "-exit-unhealthy-after", "5s"]), "-exit-unhealthy-after has no effect with -ready=false")
+        XCTAssertEqual(failure(["-ready=false", "-exit-unresponsive-after", "5s"]), "-exit-unresponsive-after has no effect with -ready=false")
+        XCTAssertEqual(failure([], ["GRPC_INIT_READY_SERVICE": "db,,api"]),
+                       "invalid value \"\" for GRPC_INIT_READY_SERVICE: a service name must not be empty")
+        XCTAssertNotNil(failure(["-ready-service", ""]))
+        guard case .run(let options) = try SupervisorOptions.parse(["-ready-service", "db", "-exit-unresponsive-after", "30s", "--", "s"],
+                                                                    environment: { ["GRPC_INIT_READY_SERVICE": "api, web"][$0] }) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(options.readiness?.services, ["api", "web", "db"])
+        XCTAssertEqual(options.readiness?.exitUnresponsiveAfter, GoDuration(nanoseconds: 30_000_000_000))
+        XCTAssertNil(options.readiness?.exitUnhealthyAfter)
+        guard case .run(let plain) = try SupervisorOptions.parse(["s"], environment: { _ in nil }) else { return XCTFail() }
+        XCTAssertEqual(plain.readiness?.services, [""])
+        XCTAssertEqual(plain.readiness?.healthTimeout, GoDuration.second)
     }
 }

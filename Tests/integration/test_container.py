@@ -249,6 +249,52 @@ def test_native_probes_from_the_host_reach_the_health_port(podman, names):
     assert podman.exit_code(c) == 143
 
 
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from pki import PKI
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+def await_exec_probe(podman, c, *args, timeout=20):
+    """`podman exec` of the probe until the gate is past its start (exit 2: nothing found yet)."""
+    deadline = time.monotonic() + timeout
+    while (r := podman("exec", c, "/bin/grpc_health_probe", *args, check=False)).returncode == 2:
+        assert time.monotonic() < deadline, r.stderr
+        time.sleep(0.05)  # the server's start-up, seen from outside; bounded
+    return r
+
+
+@pytest.mark.parametrize("mtls", [False, True], ids=["tls-only", "mtls"])
+def test_the_probe_with_no_flags_through_podman_exec(podman, names, pki, mtls):
+    """HEALTHCHECK CMD ["/bin/grpc_health_probe"] for a TLS-only and an mTLS server: the gate's
+    flags are given once, to grpc-init (none for TLS-only); the probe takes none, and sees the
+    drain."""
+    port, c = free_port(), names()
+    cert, key = pki.server_ecdsa
+    client_cert, client_key = pki.client_rsa_pkcs8
+    server = server_args(port, "-tls-cert", f"/pki/{cert.name}", "-tls-key", f"/pki/{key.name}")
+    env = {"GRPC_INIT_DRAIN_DELAY": "5s"}
+    if mtls:
+        server += ["-tls-client-ca", f"/pki/{pki.ca.name}"]
+        env |= {"GRPC_INIT_READY_TLS": "true", "GRPC_INIT_READY_TLS_CA_CERT": f"/pki/{pki.ca.name}",
+                "GRPC_INIT_READY_TLS_CLIENT_CERT": f"/pki/{client_cert.name}", "GRPC_INIT_READY_TLS_CLIENT_KEY": f"/pki/{client_key.name}"}
+    podman.run(c, "-v", f"{pki.dir}:/pki:ro", env=env, image_args=server)
+    r = await_exec_probe(podman, c)
+    assert (r.returncode, r.stderr) == (0, "status: SERVING\n")
+    podman("kill", "-s", "SIGTERM", c)
+    podman.await_log(c, "[grpc-init] draining")
+    r = podman("exec", c, "/bin/grpc_health_probe", check=False)
+    assert (r.returncode, r.stderr) == (4, 'service unhealthy (responded with "NOT_SERVING")\n')
+
+
+def test_the_probe_with_no_flags_and_no_agent(podman, names):
+    port, c = free_port(), names()
+    podman.run(c, env={"GRPC_INIT_READY": "false"}, image_args=server_args(port))
+    podman.await_log(c, "READY ")
+    r = podman("exec", c, "/bin/grpc_health_probe", check=False)
+    assert (r.returncode, r.stderr) == (1, "error: -addr not specified\n")
+
+
 def test_release_files(podman, tmp_path):
     """scripts/release.sh, twice from the same commit: byte-identical files whose checksums
     verify, an SBOM that validates and names the linked versions Debian reports, and an OCI image

@@ -42,23 +42,37 @@ int cshim_ignore_reserved_signals(void);
 
 // fork + exec in C: between fork and exec only async-signal-safe calls are allowed, which Swift
 // cannot promise. The child gets its own process group when new_process_group is set, takes the
-// terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file.
+// terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file. With
+// listen_fds > 0 (socket activation), descriptors 3 to 3+listen_fds-1 stay open across exec and
+// LISTEN_PID is set to the child's pid.
 // Returns the child's pid, or -1 with errno set when fork failed. When exec fails, *exec_errno
 // receives its errno (0 when exec succeeded); the failed child has exited and must be reaped.
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
-                  int new_process_group, int foreground_fd, int *exec_errno);
+                  int new_process_group, int foreground_fd, int listen_fds, int *exec_errno);
 
 // fork + execv of `path` (no PATH search) for a helper of ours: child_mask restored, stdout on
 // output_fd, stdin input_fd (or /dev/null when it is -1), a process group of its own (a terminal's ^C is the supervisor's
-// to forward, not the helper's to die of), and SIGKILL when the supervisor dies. An exec
-// failure exits 127. Returns the pid, or -1 with errno set.
+// to forward, not the helper's to die of), and SIGKILL when the supervisor dies; inherited_fd
+// and second_fd (when >= 0) become its descriptors 3 and 4. An exec failure exits 127. Returns
+// the pid, or -1 with errno set.
 // A close-on-exec pipe whose end fds[end] does not block: the supervisor reads a helper's
 // reports (end 0) and tells it things (end 1) without ever waiting on it; the helper's end is
 // an ordinary pipe.
 int cshim_pipe_nonblocking_end(int fds[2], int end);
 
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
-                         int inherited_fd);
+                         int inherited_fd, int second_fd);
+
+/// A non-blocking unix stream socket listening on the abstract name `name` (no leading NUL),
+/// close on exec. Returns the descriptor, or -1 with errno set.
+int cshim_listen_abstract(const char *name, int backlog);
+
+/// The pid of a unix socket's peer as this process's PID namespace sees it (0: a process
+/// outside it), or -1 with errno set.
+int cshim_peer_pid(int fd);
+
+/// FD_CLOEXEC on `fd` (fcntl is variadic).
+void cshim_close_on_exec(int fd);
 
 /// A non-blocking TCP socket listening on `host` (an IPv4 or IPv6 literal; empty: every address,
 /// IPv6 and IPv4 together where the kernel has IPv6) and `port`, with SO_REUSEADDR and close on

@@ -1,0 +1,167 @@
+import CShim
+import Client
+import GateProtocol
+import Glibc
+import HPACK
+import SystemCalls
+import Transport
+import Wire
+
+/// The local probe socket: `grpc_health_probe` with no -addr, run in the same container, asks
+/// here and is answered from the health model (one query, one answer, then the connection
+/// closes). Only a peer in the agent's PID namespace is served: a container of the same pod
+/// shares the network namespace, where the socket's abstract name lives, but not the PID one.
+final class LocalProbes: EventSource {
+    struct Limits {
+        var maxConnections = 16
+        /// A query must have arrived by then.
+        var queryTimeout: Int64 = 2_000_000_000
+        var maxQuery = 4 << 10
+        /// The longest Check a query may ask for.
+        var maxTimeout: Int64 = 60_000_000_000
+    }
+
+    final class Peer {
+        let socket: Socket
+        let accepted: Int64
+        var decoder = GateFraming.Decoder()
+        var received = 0
+        var query: LocalQuery?
+        var handle: Channel.CallHandle?
+        var outbound = ByteBuffer()
+        var closed = false
+
+        init(socket: Socket, accepted: Int64) {
+            self.socket = socket
+            self.accepted = accepted
+        }
+    }
+
+    let limits: Limits
+    private let listener: Socket
+    private let model: HealthModel
+    private let metadata: [HeaderField]
+    private(set) var channel: Channel?
+    private var peers: [Peer] = []
+    /// A probe arrived (discovery may look again at once).
+    var onProbe: () -> Void = {}
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+
+    init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits()) {
+        self.listener = listener
+        self.metadata = metadata
+        self.model = model
+        self.limits = limits
+    }
+
+    func attach(_ channel: Channel) { self.channel = channel }
+
+    func detach() {
+        channel = nil
+        for peer in peers where peer.handle != nil && peer.handle?.status == nil {
+            peer.handle = nil
+            answer(peer, .noConnection(model.reason() ?? .starting))
+        }
+    }
+
+    // MARK: EventSource
+
+    func descriptors(into set: inout [pollfd]) {
+        set.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+        for peer in peers {
+            set.append(pollfd(fd: peer.socket.fd, events: peer.outbound.isEmpty ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
+        }
+    }
+
+    var wakeAt: Int64? {
+        var earliest = Int64.max
+        for peer in peers {
+            if let handle = peer.handle, handle.status != nil { return 0 }
+            if peer.query == nil { earliest = min(earliest, peer.accepted + limits.queryTimeout) }
+        }
+        return earliest == .max ? nil : earliest
+    }
+
+    func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        var ready: Set<Int32> = []
+        for entry in polled where entry.revents != 0 {
+            if entry.fd == listener.fd { acceptSome(now: now) } else { ready.insert(entry.fd) }
+        }
+        for peer in peers where !peer.closed {
+            if ready.contains(peer.socket.fd) && peer.query == nil { read(peer) }
+            if let handle = peer.handle, let status = handle.status {
+                peer.handle = nil
+                answer(peer, HealthQuestion.outcome(of: status, message: handle.nextMessage()))
+            }
+            flush(peer)
+            if !peer.closed && peer.query == nil && now >= peer.accepted + limits.queryTimeout { close(peer) }
+        }
+        peers.removeAll { $0.closed }
+    }
+
+    private func acceptSome(now: Int64) {
+        for _ in 0..<limits.maxConnections {
+            guard let socket = listener.accept() else { return }
+            // Outside our PID namespace the peer's pid reads 0: another container of the pod.
+            guard cshim_peer_pid(socket.fd) > 0, peers.count < limits.maxConnections else { continue }
+            peers.append(Peer(socket: socket, accepted: now))
+        }
+    }
+
+    private func read(_ peer: Peer) {
+        switch buffer.withUnsafeMutableBytes({ peer.socket.read(into: $0) }) {
+        case .bytes(let n):
+            peer.received += n
+            guard peer.received <= limits.maxQuery else { return close(peer) }
+            peer.decoder.append(buffer[0..<n])
+            do {
+                guard let frame = try peer.decoder.nextFrame() else { return }
+                let query = try LocalQuery.decode(kind: frame.kind, payload: frame.payload)
+                peer.query = query
+                onProbe()
+                ask(peer, query)
+            } catch {
+                close(peer)
+            }
+        case .wouldBlock:
+            break
+        case .endOfStream, .failed:
+            close(peer)
+        }
+    }
+
+    private func ask(_ peer: Peer, _ query: LocalQuery) {
+        switch HealthQuestion.ask(model, service: query.service, channel: channel) {
+        case .now(let outcome):
+            answer(peer, outcome)
+        case .check(let service):
+            peer.handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
+                                         timeout: min(query.timeout.nanoseconds, limits.maxTimeout))
+        }
+    }
+
+    private func answer(_ peer: Peer, _ outcome: LocalAnswer.Outcome) {
+        let verbose = peer.query?.verbose ?? false
+        let answer = LocalAnswer(outcome: outcome, server: model.server, services: verbose ? model.lines : [])
+        peer.outbound.append(contentsOf: answer.frame)
+    }
+
+    private func flush(_ peer: Peer) {
+        guard !peer.outbound.isEmpty, !peer.closed else { return }
+        switch peer.outbound.withUnsafeBytes({ peer.socket.write($0) }) {
+        case .wrote(let n):
+            peer.outbound.consume(n)
+            if peer.outbound.isEmpty { close(peer) }
+        case .failed:
+            close(peer)
+        }
+    }
+
+    private func close(_ peer: Peer) {
+        guard !peer.closed else { return }
+        peer.closed = true
+        if let handle = peer.handle { channel?.cancel(handle) }
+        peer.handle = nil
+        shutdown(peer.socket.fd, Int32(SHUT_RDWR))
+    }
+}
