@@ -42,6 +42,8 @@ def main():
     p.add_argument("--serving-after", type=float, default=None,
                    help="answer NOT_SERVING for the empty service name this many seconds, then SERVING "
                         "(printing \"SERVING NOW <time.time()>\")")
+    p.add_argument("--control", action="store_true",
+                   help='read "SET <service|-> <STATUS>" lines on stdin (as the grpc-go peer\'s -control)')
     args = p.parse_args()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -73,6 +75,12 @@ def main():
         time.sleep(args.serving_after)
         servicer.set("", health_pb2.HealthCheckResponse.ServingStatus.Value("SERVING"))
         print(f"SERVING NOW {time.time()}", flush=True)
+    if args.control and not args.no_health:
+        for line in sys.stdin:
+            words = line.split()
+            if len(words) == 3 and words[0] == "SET":
+                servicer.set("" if words[1] == "-" else words[1], health_pb2.HealthCheckResponse.ServingStatus.Value(words[2]))
+                print(f"SET {words[1]} {words[2]}", flush=True)
     try:
         server.wait_for_termination()
     except KeyboardInterrupt:
