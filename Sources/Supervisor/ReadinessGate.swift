@@ -13,7 +13,8 @@ import SystemCalls
 final class ReadinessGate {
     let options: ReadinessOptions
     private let log: SupervisorLog
-    private let notifySocket: String?
+    /// The ready file and NOTIFY_SOCKET.
+    private let outputs: ReadinessOutputs
     private let started = MonotonicClock.now()
     private let executable: String
 
@@ -56,31 +57,14 @@ final class ReadinessGate {
     static let deathWindow: Int64 = 60_000_000_000
     static let restarts = Backoff(first: 100_000_000, maximum: 30_000_000_000)
 
-    /// Takes NOTIFY_SOCKET from the environment, so that the child does not inherit it: the
-    /// gate says READY=1, not a server that may call itself ready before it serves.
     init(options: ReadinessOptions, log: SupervisorLog) {
         self.options = options
         self.log = log
-        notifySocket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
-        unsetenv("NOTIFY_SOCKET")
-        // The watchdog is ours to keep (WATCHDOG_PID, when set, must name grpc-init), and the
-        // child's pings would say nothing about its health: the child does not see it.
-        var watchdogUsec: Int64? = nil
-        if notifySocket != nil, let text = Environment.value("WATCHDOG_USEC"), let usec = Int64(text), usec > 0,
-           Environment.value("WATCHDOG_PID").map({ $0 == String(getpid()) }) ?? true {
-            watchdogUsec = usec
-        }
-        unsetenv("WATCHDOG_USEC")
-        unsetenv("WATCHDOG_PID")
+        outputs = ReadinessOutputs(file: options.file, log: log)
         actions = HealthActions(unhealthyAfter: options.exitUnhealthyAfter, unresponsiveAfter: options.exitUnresponsiveAfter,
-                                watchdogUsec: watchdogUsec, now: MonotonicClock.now())
+                                watchdogUsec: outputs.watchdogUsec, now: MonotonicClock.now())
         executable = ReadinessGate.ownExecutable()
         startAt = MonotonicClock.now()
-        // A ready file left by an earlier run (an emptyDir outlives a container restart) would
-        // claim readiness this run has not seen.
-        if !options.file.isEmpty && unlink(options.file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the stale ready file \(options.file): \(Errno.current)")
-        }
     }
 
     /// The path that runs this binary again: /proc/self/exe, or without /proc the path it was
@@ -150,7 +134,7 @@ final class ReadinessGate {
         }
         guard !stopped else { return nil }
         let (verdict, ping) = actions.due(now: now)
-        if ping { notify("WATCHDOG=1") }
+        if ping { outputs.notify("WATCHDOG=1") }
         switch verdict {
         case nil: return nil
         case .unhealthy(let span):
@@ -164,7 +148,7 @@ final class ReadinessGate {
     func stopping() {
         guard !stoppingSent else { return }
         stoppingSent = true
-        notify("STOPPING=1")
+        outputs.notify("STOPPING=1")
     }
 
     private func spawn(mask: sigset_t) {
@@ -215,8 +199,8 @@ final class ReadinessGate {
         stopping()
         let was = serving
         serving = false
-        removeFile()
-        notify("STATUS=draining")
+        outputs.removeFile()
+        outputs.notify("STATUS=draining")
         log.event("draining: SIGTERM goes to the child in \(delay)" + (options.healthAddr.isEmpty ? "" : "; the health endpoint answers draining")
                   + (was ? " (was SERVING)" : ""))
         tell(.drain)
@@ -315,8 +299,8 @@ final class ReadinessGate {
             if reason != lastReason || was {
                 lastReason = reason
                 if was {
-                    removeFile()
-                    notify("STATUS=not ready: \(reason)")
+                    outputs.removeFile()
+                    outputs.notify("STATUS=not ready: \(reason)")
                     log.event("health: \(reason) (was SERVING)")
                 } else {
                     log.info("not ready yet: \(reason)")
@@ -333,42 +317,16 @@ final class ReadinessGate {
 
     private func becameServing(_ name: String) {
         // The file and the notification first: whoever reads the line may rely on them.
-        createFile()
+        outputs.createFile()
         if everReady {
-            notify("STATUS=\(name) reports SERVING")
+            outputs.notify("STATUS=\(name) reports SERVING")
             log.event("health: SERVING (was \(lastReason))")
             return
         }
         everReady = true
-        notify("READY=1\nSTATUS=\(name) reports SERVING")
+        outputs.notify("READY=1\nSTATUS=\(name) reports SERVING")
         let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
         log.event("ready: \(name)\(serviceSuffix) reports SERVING, \(took) after start")
-    }
-
-    private func createFile() {
-        guard !options.file.isEmpty else { return }
-        let fd = open(options.file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            log.warning("cannot create the ready file \(options.file): \(Errno.current)")
-            return
-        }
-        let text = Array("SERVING\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
-    }
-
-    private func removeFile() {
-        guard !options.file.isEmpty else { return }
-        if unlink(options.file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the ready file \(options.file): \(Errno.current)")
-        }
-    }
-
-    private func notify(_ message: String) {
-        guard let notifySocket else { return }
-        if cshim_notify_socket(notifySocket, message) != 0 {
-            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(Errno.current)")
-        }
     }
 
     /// Takes an exited process if it is the agent; returns whether it was.
