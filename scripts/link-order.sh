@@ -14,7 +14,7 @@ command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq
 scripts/install-deps.sh >/dev/null
 swift build -c release >/dev/null
 work=$(mktemp -d)
-trap 'kill $server $tls_server 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $server $tls_server $gated 2>/dev/null || true; rm -rf "$work"' EXIT
 # valgrind's DWARF reader gives up on this binary's debug info; the symbol table is all that
 # callgrind needs for function names.
 strip -g -o "$work/grpc-init" .build/release/grpc-init
@@ -22,6 +22,7 @@ ln -s "$work/grpc-init" "$work/grpc_health_probe"
 .build/peers/goserver -addr 127.0.0.1:0 -services svc=NOT_SERVING > "$work/server.out" &
 server=$!
 tls_server=
+gated=
 await_ready() {  # a server's READY line, within 20 s
     for _ in $(seq 1 2000); do grep -q READY "$1" && return 0; sleep 0.01; done
     echo "server did not start: $1" >&2; exit 1
@@ -34,8 +35,13 @@ pki=$work/pki
 tls_server=$!
 await_ready "$work/tls.out"
 tls_port=$(sed -n 's/READY .*://p' "$work/tls.out")
+# A server under grpc-init, for the probe with no -addr, which asks grpc-init's agent.
+"$work/grpc-init" -- .build/peers/goserver -addr 127.0.0.1:0 > "$work/gated.out" 2> "$work/gated.err" &
+gated=$!
+for _ in $(seq 1 2000); do grep -q "ready: " "$work/gated.err" && break; sleep 0.01; done
 runs=(
     "$work/grpc_health_probe -addr 127.0.0.1:$port"
+    "$work/grpc_health_probe"
     "$work/grpc_health_probe -addr localhost:$port -v -rpc-header a:b -service svc"
     "$work/grpc_health_probe -addr :$port -gzip"
     "$work/grpc_health_probe -addr 127.0.0.1:1"

@@ -2,6 +2,7 @@
 #include "cshim.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,8 +116,33 @@ int cshim_pipe_nonblocking_end(int fds[2], int end) {
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
                          int inherited_fd, int second_fd) {
     pid_t parent = getpid();
+    // Returns once the helper has exec'd (or failed to): no forked copy of this process lives
+    // on, sharing its written pages (what cshim_idle_poll's release relies on). The pipe's end
+    // sits above the descriptors the helper is handed.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) return -1;
+    int writer = fcntl(report[1], F_DUPFD_CLOEXEC, 16);
+    close(report[1]);
+    if (writer < 0) {
+        int saved = errno;
+        close(report[0]);
+        errno = saved;
+        return -1;
+    }
     pid_t pid = fork();
-    if (pid != 0) return pid;
+    if (pid != 0) {
+        int saved = errno;
+        close(writer);
+        if (pid > 0) {
+            char ignored;
+            while (read(report[0], &ignored, 1) < 0 && errno == EINTR) {
+            }
+        }
+        close(report[0]);
+        errno = saved;
+        return pid;
+    }
+    close(report[0]);
     if (dup2(output_fd, STDOUT_FILENO) < 0) _exit(127);
     if (input_fd >= 0) {
         if (dup2(input_fd, STDIN_FILENO) < 0) _exit(127);
@@ -177,12 +203,15 @@ int cshim_notify_socket(const char *path, const char *message) {
 #include <sys/mman.h>
 
 // Our executable's mappings that are never written: code (r-xp) and the read-only data at the
-// start of the file (r--p at offset 0). Written mappings (data, and RELRO, which start-up
-// fix-ups wrote) are left alone: MADV_DONTNEED would revert them to the file's contents.
+// start of the file (r--p at offset 0). The writable ones (data, and RELRO, which start-up
+// fix-ups wrote) only page by page: MADV_DONTNEED would revert a written page to the file's
+// contents, so only pages still the file's own (never written) are released there.
 static unsigned long code_ranges[8][2];
 static int code_range_count = -1;
+static unsigned long data_ranges[8][2];
+static int data_range_count = 0;
 
-int cshim_parse_code_ranges(FILE *maps, unsigned long ranges[][2], int capacity) {
+int cshim_parse_executable_ranges(FILE *maps, int writable, unsigned long ranges[][2], int capacity) {
     int count = 0;
     char line[512], path[256] = "";
     while (count < capacity && fgets(line, sizeof line, maps)) {
@@ -194,7 +223,9 @@ int cshim_parse_code_ranges(FILE *maps, unsigned long ranges[][2], int capacity)
         name[strcspn(name, "\n")] = 0;
         if (!path[0]) snprintf(path, sizeof path, "%s", name);  // the first mapping is the executable
         if (strcmp(name, path) != 0 || end <= start) continue;
-        if (strcmp(perms, "r-xp") == 0 || (strcmp(perms, "r--p") == 0 && offset == 0)) {
+        int never_written = strcmp(perms, "r-xp") == 0 || (strcmp(perms, "r--p") == 0 && offset == 0);
+        int written = strcmp(perms, "rw-p") == 0 || (strcmp(perms, "r--p") == 0 && offset != 0);
+        if (writable ? written : never_written) {
             ranges[count][0] = start;
             ranges[count][1] = end;
             count++;
@@ -207,8 +238,46 @@ static void find_code_ranges(void) {
     code_range_count = 0;
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps) return;
-    code_range_count = cshim_parse_code_ranges(maps, code_ranges, 8);
+    code_range_count = cshim_parse_executable_ranges(maps, 0, code_ranges, 8);
+    rewind(maps);
+    data_range_count = cshim_parse_executable_ranges(maps, 1, data_ranges, 8);
     fclose(maps);
+}
+
+// The pages of the writable mappings that were only read (present, and still the file's page:
+// pagemap's bit 61; a written page is the process's own anonymous copy) are released too: they
+// fault back in from the page cache as they were. Bit 61 also marks shared anonymous pages,
+// which a written page would be while a forked copy of this process lives (none does: every
+// fork here execs before the spawn returns) or when KSM merged it (only when asked for: then
+// nothing is released). Nothing runs between the look and the release.
+static void release_unwritten_data(void) {
+    if (prctl(68 /* PR_GET_MEMORY_MERGE, Linux 6.4 */, 0, 0, 0, 0) > 0) return;
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
+    uint64_t entries[256];
+    for (int r = 0; r < data_range_count; r++) {
+        unsigned long run = 0, run_length = 0;
+        for (unsigned long at = data_ranges[r][0]; at < data_ranges[r][1];) {
+            unsigned long pages = (data_ranges[r][1] - at) / page;
+            if (pages > 256) pages = 256;
+            ssize_t n = pread(fd, entries, pages * sizeof entries[0], (off_t)(at / page * sizeof entries[0]));
+            if (n <= 0) break;
+            pages = (unsigned long)n / sizeof entries[0];
+            for (unsigned long i = 0; i < pages; i++, at += page) {
+                int unwritten = (entries[i] >> 63 & 1) && (entries[i] >> 61 & 1);
+                if (unwritten) {
+                    if (run_length == 0) run = at;
+                    run_length += page;
+                } else if (run_length > 0) {
+                    madvise((void *)run, run_length, MADV_DONTNEED);
+                    run_length = 0;
+                }
+            }
+        }
+        if (run_length > 0) madvise((void *)run, run_length, MADV_DONTNEED);
+    }
+    close(fd);
 }
 
 int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
@@ -216,6 +285,7 @@ int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
     for (int i = 0; i < code_range_count; i++) {
         madvise((void *)code_ranges[i][0], code_ranges[i][1] - code_ranges[i][0], MADV_DONTNEED);
     }
+    release_unwritten_data();
     return poll(fds, count, timeout);
 }
 

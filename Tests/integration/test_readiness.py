@@ -428,3 +428,26 @@ def test_ready_spiffe_presents_the_rotated_svid_on_new_connections(bindir, pki, 
             stop(proc, "subreaper")
         workload.kill()
         workload.wait(timeout=10)
+
+
+def test_idle_after_ready_both_processes_shrink_and_still_work(bindir):
+    """Once ready and idle, the supervisor and the agent release their code and the data pages
+    they only read (they fault back in from the page cache as they were); afterwards both still
+    do their work: a probe is answered, SIGTERM is forwarded."""
+    import http.client
+    from test_health_endpoint import free_port
+    port = free_port()
+    proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{port}"], go_server())
+    try:
+        await_line(log, "[grpc-init] ready: ")
+        agent = agent_of(proc.pid)
+        assert await_idle_forever(proc.pid) and await_idle_forever(agent)
+        assert rss_kib(proc.pid) < 1024, f"supervisor {rss_kib(proc.pid)} KiB"
+        assert rss_kib(agent) < 1536, f"agent {rss_kib(agent)} KiB"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/readyz")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        stop(proc, "subreaper")
+    assert proc.returncode == 143, "SIGTERM forwarded: the server's own status"

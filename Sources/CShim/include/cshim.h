@@ -24,8 +24,9 @@ const char *cshim_libc_version(void);
 
 #include <stdio.h>
 /// Reads /proc/self/maps' lines from `maps`: the executable's mappings that are never written
-/// (r-xp, and r--p at offset 0), at most `capacity`, as [start, end) pairs. Returns how many.
-int cshim_parse_code_ranges(FILE *maps, unsigned long ranges[][2], int capacity);
+/// (r-xp, and r--p at offset 0), or with `writable` those that may be (rw-p, and RELRO: r--p
+/// further in), at most `capacity`, as [start, end) pairs. Returns how many.
+int cshim_parse_executable_ranges(FILE *maps, int writable, unsigned long ranges[][2], int capacity);
 
 // The process's argc and argv as the C library passed them: every byte as given, and available
 // without /proc.

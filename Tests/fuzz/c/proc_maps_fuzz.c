@@ -12,11 +12,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FILE *maps = fmemopen((void *)data, size, "r");
     if (!maps) return 0;
     unsigned long ranges[8][2];
-    int count = cshim_parse_code_ranges(maps, ranges, 8);
-    fclose(maps);
-    if (count < 0 || count > 8) abort();
-    for (int i = 0; i < count; i++) {
-        if (ranges[i][1] <= ranges[i][0]) abort();
+    for (int writable = 0; writable < 2; writable++) {
+        rewind(maps);
+        int count = cshim_parse_executable_ranges(maps, writable, ranges, 8);
+        if (count < 0 || count > 8) abort();
+        for (int i = 0; i < count; i++) {
+            if (ranges[i][1] <= ranges[i][0]) abort();
+        }
     }
+    fclose(maps);
     return 0;
 }
