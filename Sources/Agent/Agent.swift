@@ -107,9 +107,17 @@ final class Agent: EventSource {
 
     private func watch(_ server: Found) {
         reactor.remove(locator)
+        // Until each service's first answer, what was said of it before does not hold.
+        if !model.state.isServing { model.awaitAnswers() }
         let watcher = Watcher(server, plan: plan, model: model, reporter: reporter)
         phase = .watching(watcher)
         reactor.add(watcher)
+        // The servers of probes take their turns after the channel's: a Check that ended in
+        // this turn is answered in it, not one poll later.
+        for server in [endpoint as EventSource?, localProbes].compactMap({ $0 }) {
+            reactor.remove(server)
+            reactor.add(server)
+        }
         model.found = server.name
         endpoint?.attach(watcher.channel)
         localProbes?.attach(watcher.channel)

@@ -150,12 +150,16 @@ final class HealthEndpoint: EventSource {
 
     /// Every turn, not only when its descriptors are ready: Checks on the channel may have ended.
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        var ready: Set<Int32> = []
-        for entry in polled where entry.revents != 0 {
-            if entry.fd == listener.fd { acceptAll(now: now) } else { ready.insert(entry.fd) }
+        // The peers are polled in order, after the listener: each one's result is at its place.
+        var index = polled.startIndex
+        if index < polled.endIndex && polled[index].fd == listener.fd {
+            if polled[index].revents != 0 { acceptAll(now: now) }
+            index += 1
         }
-        for peer in peers where !peer.closed {
-            if ready.contains(peer.socket.fd) { read(peer, now: now) }
+        let readable = polled[index...]
+        for (offset, peer) in peers.enumerated() where !peer.closed {
+            let at = readable.startIndex + offset
+            if at < readable.endIndex && readable[at].fd == peer.socket.fd && readable[at].revents != 0 { read(peer, now: now) }
             progress(peer)
             flush(peer)
             if !peer.closed && now >= deadline(of: peer) { close(peer) }

@@ -25,6 +25,14 @@ final class HealthModel {
         byService = Dictionary(uniqueKeysWithValues: services.map { ($0, HealthState.notServing(.starting)) })
     }
 
+    /// The server is found and watched, and no service has answered yet: what was said before
+    /// no longer holds, but nothing new is known, so the supervisor is told nothing (a restarted
+    /// agent does not make a ready child flap).
+    func awaitAnswers() {
+        for service in services { byService[service] = .notServing(.awaitingAnswer) }
+        state = .notServing(.awaitingAnswer)
+    }
+
     /// What holds for every service at once (found, lost, unreachable).
     func update(_ new: HealthState) {
         for service in services { byService[service] = new }

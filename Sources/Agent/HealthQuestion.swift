@@ -27,7 +27,7 @@ enum HealthQuestion {
         case .status(let name): return .notServing(name)
         case .draining: return .notServing("NOT_SERVING")
         case .watchEnded, .callFailed, .undecodable: return .rpcFailed(code: Int32(GRPCStatusCode.unavailable.rawValue), message: reason.description)
-        case .starting, .noListener, .noProc, .noGRPCServer, .unreachable, .setup: return .noConnection(reason)
+        case .starting, .noListener, .noProc, .noGRPCServer, .unreachable, .setup, .awaitingAnswer: return .noConnection(reason)
         }
     }
 

@@ -77,44 +77,50 @@ public final class Channel: EventSource {
 
     // MARK: EventSource
 
-    /// What each part gave last, to hand each its own poll results.
+    /// What each part gave last, to hand each its own poll results: the dialer's count, then
+    /// the connections polled (in `polled`) and each one's count. Kept between turns, so that a
+    /// turn allocates nothing.
     private var given: [Int] = []
+    private var polled: [Connection] = []
 
     public func descriptors(into set: inout [pollfd]) {
         given.removeAll(keepingCapacity: true)
+        polled.removeAll(keepingCapacity: true)
         var start = set.count
         dialer?.descriptors(into: &set)
         given.append(set.count - start)
-        for each in live {
+        if let connection { polled.append(connection) }
+        polled.append(contentsOf: draining)
+        for each in polled {
             start = set.count
             each.descriptors(into: &set)
             given.append(set.count - start)
         }
     }
 
-    private var live: [Connection] { [connection].compactMap { $0 } + draining }
-
     public var wakeAt: Int64? {
-        var earliest = pending.map(\.handle.deadline).min() ?? Int64.max
+        var earliest = Int64.max
+        for entry in pending { earliest = min(earliest, entry.handle.deadline) }
         if let wake = dialer?.wakeAt { earliest = min(earliest, wake) }
-        for each in live { if let wake = each.wakeAt { earliest = min(earliest, wake) } }
+        if let wake = connection?.wakeAt { earliest = min(earliest, wake) }
+        for each in draining { if let wake = each.wakeAt { earliest = min(earliest, wake) } }
         return earliest == Int64.max ? nil : earliest
     }
 
-    public func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        var index = polled.startIndex
+    public func turn(_ results: ArraySlice<pollfd>, now: Int64) {
+        var index = results.startIndex
         let parts = given
+        let connections = polled
         if let dialer, let count = parts.first {
-            dialer.turn(polled[index..<index + count], now: now)
+            dialer.turn(results[index..<index + count], now: now)
             index += count
             dialed(dialer)
         } else if let count = parts.first {
             index += count
         }
-        let connections = live
         for (offset, each) in connections.enumerated() {
             let count = offset + 1 < parts.count ? parts[offset + 1] : 0
-            each.turn(polled[index..<min(index + count, polled.endIndex)], now: now)
+            each.turn(results[index..<min(index + count, results.endIndex)], now: now)
             index += count
             peakStreams = max(peakStreams, each.client.connection.activeStreams)
         }

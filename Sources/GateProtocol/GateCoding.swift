@@ -142,6 +142,7 @@ extension Reason {
         case .undecodable(let text): w.byte(8); w.string(text)
         case .setup(let text): w.byte(9); w.string(text)
         case .draining: w.byte(10)
+        case .awaitingAnswer: w.byte(12)
         case .service(let name, let why):
             w.byte(11)
             w.string(name)
@@ -169,6 +170,7 @@ extension Reason {
         case 8: return .undecodable(try r.string())
         case 9: return .setup(try r.string())
         case 10: return .draining
+        case 12: return .awaitingAnswer
         case 11:
             let name = try r.string()
             let why = try Reason.decode(from: &r)

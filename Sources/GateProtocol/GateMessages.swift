@@ -80,6 +80,8 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
     case setup(String)
     /// The agent is being stopped.
     case draining
+    /// The server is found and watched; its first answer has not come yet.
+    case awaitingAnswer
     /// With several services: this one is not SERVING, and why.
     indirect case service(String, Reason)
 
@@ -103,6 +105,7 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         case .watchEnded(let status): return "Health/Watch ended: \(status)"
         case .undecodable(let why): return "a health response that does not decode: \(why)"
         case .draining: return "draining"
+        case .awaitingAnswer: return "waiting for the server's first health answer"
         case .service(let name, let why): return "service \(goQuote(name)): \(why)"
         }
     }

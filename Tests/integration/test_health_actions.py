@@ -191,6 +191,9 @@ def test_several_services_are_ready_together(bindir, kind, mode):
                           controlled(kind, "db=NOT_SERVING", "api=NOT_SERVING"), stdin=subprocess.PIPE)
     try:
         log.until("[grpc-init] health: found the gRPC server", time.monotonic() + 20)
+        # Each service's first answer (in either order), then the change.
+        first = {log.until('[grpc-init] health: service "', time.monotonic() + 10) for _ in range(2)}
+        assert first == {'[grpc-init] health: service "db": NOT_SERVING', '[grpc-init] health: service "api": NOT_SERVING'}
         proc.stdin.write(b"SET db SERVING\n")
         proc.stdin.flush()
         log.until('[grpc-init] health: service "db" SERVING', time.monotonic() + 10)
