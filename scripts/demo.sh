@@ -70,3 +70,7 @@ probe -addr "localhost:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -v
 probe -addr "127.0.0.1:$tls_port" -tls -tls-ca-cert "$pki/root.pem" -tls-server-name other.example
 probe -addr "localhost:$tls_port" -tls
 probe -addr "localhost:$tls_port"
+# Inside grpc-init's PID namespace (here: this host's), the probe needs no flags at all: it asks
+# grpc-init's health agent, which found the port and the TLS by itself.
+probe
+probe -v
