@@ -17,7 +17,7 @@ public enum AgentMain {
     /// starts, so it is there at once.
     static let configurationTimeout: Int64 = 5_000_000_000
 
-    public static func main(_ arguments: [String]) -> Int32 {
+    public static func main() -> Int32 {
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)

@@ -25,8 +25,6 @@ public final class DialedCall: EventSource {
         dialed(dialing)
     }
 
-    public var isDialing: Bool { dialer != nil }
-
     private func dialed(_ dialing: Dialer) {
         guard let outcome = dialing.outcome else { return }
         dialer = nil

@@ -38,8 +38,6 @@ public final class Reactor {
     /// Milliseconds of quiet before the code is released; nil: never.
     public var releasesCodeAfter: Int32?
     private var released = false
-    /// Turns taken (for tests and benchmarks: an idle process takes none).
-    public private(set) var turns = 0
 
     public init(cancellation: SignalFD? = nil, releasesCodeAfter: Int32? = nil) {
         self.cancellation = cancellation
@@ -80,7 +78,6 @@ public final class Reactor {
                 if code != EINTR { return .failed(errno: Errno(code)) }
                 continue
             }
-            turns += 1
             if let cancellation, fds[0].revents != 0, let info = cancellation.next() {
                 return .interrupted(.signal(Int32(info.ssi_signo)))
             }
@@ -104,25 +101,5 @@ public final class Reactor {
         let woken = cshim_idle_poll(&fds, nfds_t(fds.count), -1)
         if woken != 0 { released = false }
         return woken
-    }
-}
-
-/// A source that is only a time: runs `action` at `at`, once, unless cancelled or moved.
-public final class Timer: EventSource {
-    public var at: Int64?
-    private let action: () -> Void
-
-    public init(at: Int64? = nil, _ action: @escaping () -> Void) {
-        self.at = at
-        self.action = action
-    }
-
-    public func descriptors(into set: inout [pollfd]) {}
-    public var wakeAt: Int64? { at }
-
-    public func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        guard let at, now >= at else { return }
-        self.at = nil
-        action()
     }
 }

@@ -33,18 +33,6 @@ public struct Resolver {
         case lookup(DNSLookup)
     }
 
-    /// Every address `target` names, waiting for DNS on a reactor of its own when it must.
-    public func resolve(_ target: Target, by deadline: Deadline) throws(Failure) -> [SocketAddress] {
-        switch try start(target, deadline: deadline.instant) {
-        case .addresses(let found): return found
-        case .lookup(let lookup):
-            let reactor = Reactor(cancellation: deadline.cancellation)
-            reactor.add(lookup)
-            if case .interrupted(let why) = reactor.run(until: { lookup.result != nil }) { throw .interrupted(why) }
-            return try lookup.result!.get()
-        }
-    }
-
     /// What `target` names, as far as it is known without waiting.
     public func start(_ target: Target, deadline: Int64) throws(Failure) -> Resolution {
         switch target {

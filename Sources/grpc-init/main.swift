@@ -36,7 +36,7 @@ let invokedAs = arguments.first.map { String($0.split(separator: "/").last ?? ""
 
 // The health agent, as the supervisor starts it (never from a user's command line).
 if invokedAs == "grpc-init-agent" {
-    exit(AgentMain.main(Array(arguments.dropFirst())))
+    exit(AgentMain.main())
 }
 if probeNames.contains(invokedAs) {
     exit(ProbeRunner.main(Array(arguments.dropFirst()), rawArguments: Array(rawArguments.dropFirst())))

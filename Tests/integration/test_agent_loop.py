@@ -32,6 +32,8 @@ class Prober(threading.Thread):
         self.answers = []
         self.failures = []
         self.done = threading.Event()
+        # Set by the first 200: the server is ready, as the endpoint sees it.
+        self.served = threading.Event()
 
     def run(self):
         while not self.done.is_set():
@@ -42,6 +44,8 @@ class Prober(threading.Thread):
                 r = conn.getresponse()
                 body = r.read().decode().rstrip("\n")
                 self.answers.append((sent, time.monotonic() - sent, r.status, body))
+                if r.status == 200:
+                    self.served.set()
                 conn.close()
             except OSError as e:
                 self.failures.append((sent, repr(e)))
@@ -68,54 +72,48 @@ def slowest(answers):
     return max(a[1] for a in answers)
 
 
+def probed_throughout(bindir, gate, command, env=None, during=None):
+    """grpc-init with the endpoint on and `gate`, its /readyz probed every 20 ms while `during`
+    runs (given the child's and grpc-init's line readers and the prober; what it returns is
+    returned too), or for 1.5 s: long enough for two stalled dials and the pause between them.
+    Every probe answered, within 50 ms."""
+    health = free_port()
+    proc, lines, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", *gate], command, env=env)
+    prober = Prober(health)
+    outcome = None
+    try:
+        await_listening(health)
+        prober.start()
+        if during:
+            outcome = during(lines, log, prober)
+        else:
+            prober.done.wait(1.5)  # the measurement's window: nothing ends it sooner
+    finally:
+        prober.stop()
+        stop(proc, "subreaper")
+    assert prober.failures == []
+    assert len(prober.answers) >= 20, prober.answers
+    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
+    return prober.answers, outcome
+
+
 def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
     """The child listens on a port that never answers, then 0.8 s later starts its gRPC server.
     Every /readyz meanwhile is answered within 50 ms (503, with why), and the server is found
     within 300 ms of listening, not after the silent port's connect timeout."""
-    health = free_port()
-    command = [sys.executable, str(PEERS / "silent_first.py"), "--after", "0.8", "--", *go_server()]
-    proc, lines, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}"], command)
-    prober = Prober(health)
-    try:
-        lines.until("SILENT ", time.monotonic() + 20)
-        await_listening(health)
-        prober.start()
+    def until_served(lines, log, prober):
         lines.until("READY ", time.monotonic() + 20)
         listening = time.monotonic()
         log.until("[grpc-init] ready: ", time.monotonic() + 20)
         seen = time.monotonic() - listening
-        deadline = time.monotonic() + 5
-        while not any(a[2] == 200 for a in prober.answers) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        prober.stop()
-        stop(proc, "subreaper")
-    assert prober.failures == []
-    assert len(prober.answers) >= 20, prober.answers
-    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
-    waiting = [a for a in prober.answers if a[2] == 503]
+        assert prober.served.wait(5), "the endpoint says 200 once the gate is ready"
+        return seen
+
+    command = [sys.executable, str(PEERS / "silent_first.py"), "--after", "0.8", "--", *go_server()]
+    answers, seen = probed_throughout(bindir, [], command, during=until_served)
+    waiting = [a for a in answers if a[2] == 503]
     assert waiting and all(a[3] for a in waiting), "503 with the reason"
-    assert any(a[2] == 200 for a in prober.answers)
     assert seen < 0.300, f"found {seen * 1000:.0f} ms after the server listened"
-
-
-def probed_throughout(bindir, gate, command, env=None, window=1.5):
-    """grpc-init with the endpoint on and `gate`, its /readyz probed every 20 ms for `window`
-    seconds (long enough for two stalled dials and the pause between them); the answers."""
-    health = free_port()
-    proc, _, _ = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", *gate], command, env=env)
-    prober = Prober(health)
-    try:
-        await_listening(health)
-        prober.start()
-        prober.done.wait(window)  # the measurement's window: nothing ends it sooner
-    finally:
-        prober.stop()
-        stop(proc, "subreaper")
-    assert prober.failures == []
-    assert len(prober.answers) >= 20, prober.answers
-    assert slowest(prober.answers) < ANSWER_WITHIN, sorted(a[1] for a in prober.answers)[-5:]
-    return prober.answers
 
 
 def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
@@ -124,7 +122,7 @@ def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
-        answers = probed_throughout(bindir, ["-ready-addr", f"127.0.0.1:{silent.getsockname()[1]}", "-ready-tls",
+        answers, _ = probed_throughout(bindir, ["-ready-addr", f"127.0.0.1:{silent.getsockname()[1]}", "-ready-tls",
                                              "-ready-tls-ca-cert", str(pki.ca), "-ready-connect-timeout", "500ms"], go_server())
     assert all(a[2] == 503 and a[3] for a in answers)
 
@@ -136,7 +134,7 @@ def test_a_workload_api_that_does_not_answer_does_not_stop_the_endpoint(bindir, 
     with socket.socket(socket.AF_UNIX) as silent:
         silent.bind(str(path))
         silent.listen(64)
-        answers = probed_throughout(bindir, ["-ready-spiffe"], go_server(),
+        answers, _ = probed_throughout(bindir, ["-ready-spiffe"], go_server(),
                                     env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=f"unix://{path}"))
     assert all(a[2] == 503 for a in answers)
     assert any("SPIFFE" in a[3] or "X.509-SVID" in a[3] for a in answers), {a[3] for a in answers}
