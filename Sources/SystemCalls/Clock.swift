@@ -12,17 +12,16 @@ public enum MonotonicClock {
     /// The deadline `nanoseconds` from now. Saturates: a timeout of hours upon hours (Go durations
     /// reach 292 years) must mean "a long time", not an arithmetic trap.
     public static func deadline(after nanoseconds: Int64) -> Int64 {
-        let (sum, overflow) = now().addingReportingOverflow(max(0, nanoseconds))
-        return overflow ? Int64.max : sum
+        now().addingSaturated(max(0, nanoseconds))
     }
 
     /// Milliseconds from now until `deadline`, rounded up and clamped for poll(2); -1 waits forever.
     public static func pollTimeout(until deadline: Int64?) -> Int32 {
         // Int64.max is no deadline at all: the wait is then for ever, with no timer.
         guard let deadline, deadline != Int64.max else { return -1 }
-        let remaining = deadline - now()
+        let remaining = deadline.addingSaturated(-now())
         if remaining <= 0 { return 0 }
-        let ms = (remaining + 999_999) / 1_000_000
+        let ms = remaining.addingSaturated(999_999) / 1_000_000
         return Int32(min(ms, Int64(Int32.max)))
     }
 }
@@ -58,4 +57,24 @@ public struct Deadline {
     public var cancelFD: Int32? { cancellation?.fd }
     /// Milliseconds for poll(2), rounded up.
     public var pollTimeout: Int32 { MonotonicClock.pollTimeout(until: instant) }
+}
+
+/// Time arithmetic that cannot trap. Flags and variables accept spans up to Go's largest
+/// duration (292 years) and deadlines are instants of the monotonic clock: their sum, or a span
+/// scaled from microseconds, can pass Int64's range. Saturated at Int64.max it reads as "never"
+/// (the reactor waits for ever, with no timer), which is what such a span means.
+extension Int64 {
+    /// `self + other`, held at Int64.max or Int64.min instead of overflowing.
+    @inline(__always)
+    public func addingSaturated(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    /// `self * factor`, held at Int64.max or Int64.min instead of overflowing.
+    @inline(__always)
+    public func multipliedSaturated(by factor: Int64) -> Int64 {
+        let (product, overflow) = multipliedReportingOverflow(by: factor)
+        return overflow ? ((self < 0) == (factor < 0) ? .max : .min) : product
+    }
 }
