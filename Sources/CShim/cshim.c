@@ -1,12 +1,21 @@
 #define _GNU_SOURCE
 #include "cshim.h"
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
@@ -16,8 +25,6 @@ int cshim_set_parent_death_signal(int signo) { return prctl(PR_SET_PDEATHSIG, si
 int cshim_sigrtmin(void) { return SIGRTMIN; }
 
 int cshim_sigrtmax(void) { return SIGRTMAX; }
-
-#include <sys/syscall.h>
 
 // The kernel's struct sigaction for rt_sigaction(2), which glibc's sigaction() does not let
 // through for its reserved signals.
@@ -39,10 +46,41 @@ static int set_reserved_signals(void (*handler)(int)) {
 
 int cshim_ignore_reserved_signals(void) { return set_reserved_signals(SIG_IGN); }
 
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+// Every descriptor from `first` up closed on exec: a child gets 0-2 and what it is handed, never
+// what grpc-init holds or inherited. close_range(2) where the kernel has it (5.11), else each in turn.
+static void close_on_exec_from(int first) {
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+    long limit = sysconf(_SC_OPEN_MAX);
+    if (limit < 0 || limit > (1L << 20)) limit = 1L << 20;
+    for (long fd = first; fd < limit; fd++) fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+}
+
+int cshim_descriptor_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int listen_fds, int *exec_errno) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) < 0) return -1;
+    // The report pipe's ends above the descriptors the child is handed.
+    for (int end = 0; end < 2; end++) {
+        int moved = fcntl(report[end], F_DUPFD_CLOEXEC, 3 + (listen_fds > 0 ? listen_fds : 0));
+        if (moved < 0) {
+            int saved = errno;
+            close(report[0]);
+            close(report[1]);
+            errno = saved;
+            return -1;
+        }
+        close(report[end]);
+        report[end] = moved;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         int saved = errno;
@@ -64,6 +102,7 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
         // Socket activation passed on: the descriptors at 3.. open across exec (the supervisor
         // keeps them close-on-exec, so that the agent does not get them), and LISTEN_PID the
         // child's own, which only the child knows.
+        close_on_exec_from(3 + (listen_fds > 0 ? listen_fds : 0));
         if (listen_fds > 0) {
             for (int fd = 3; fd < 3 + listen_fds; fd++) fcntl(fd, F_SETFD, 0);
             char pid_text[24];
@@ -87,8 +126,6 @@ pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_ma
     *exec_errno = (n == (ssize_t)sizeof failure) ? failure : 0;
     return pid;
 }
-
-int cshim_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 void cshim_discard_own_sigpipe(void) {
     sigset_t pending;
@@ -164,6 +201,7 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
     for (int i = 0; i < 2; i++) {
         if (moved[i] >= 0 && dup2(moved[i], 3 + i) < 0) _exit(127);
     }
+    close_on_exec_from(5);
     setpgid(0, 0);
     // Asked for before exec and checked after: a supervisor that died in between is seen.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
@@ -172,35 +210,37 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
     _exit(127);
 }
 
-#include <stdio.h>
-#include <string.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <stddef.h>
-
-int cshim_notify_socket(const char *path, const char *message) {
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    size_t length = strlen(path);
-    if (length == 0 || length >= sizeof address.sun_path) {
+// A unix socket address: a path, or with `abstract` a name in the abstract namespace (no
+// leading NUL given). Returns 0, or -1 with errno EINVAL when it does not fit.
+static int unix_address(const char *name, int abstract, struct sockaddr_un *address, socklen_t *length) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    size_t size = strlen(name);
+    size_t offset = abstract ? 1 : 0;
+    if (size == 0 || offset + size >= sizeof address->sun_path) {
         errno = EINVAL;
         return -1;
     }
-    memcpy(address.sun_path, path, length);
-    if (path[0] == '@') address.sun_path[0] = 0;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    ssize_t sent;
-    do {
-        sent = sendto(fd, message, strlen(message), MSG_NOSIGNAL, (struct sockaddr *)&address,
-                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length));
-    } while (sent < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return sent < 0 ? -1 : 0;
+    memcpy(address->sun_path + offset, name, size);
+    *length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + offset + size + (abstract ? 0 : 1));
+    return 0;
 }
-#include <sys/mman.h>
+
+int cshim_notify_connect(const char *path) {
+    struct sockaddr_un address;
+    socklen_t length;
+    int abstract = path[0] == '@';
+    if (unix_address(abstract ? path + 1 : path, abstract, &address, &length) != 0) return -1;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&address, length) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
 
 // Our executable's mappings that are never written: code (r-xp) and the read-only data at the
 // start of the file (r--p at offset 0). The writable ones (data, and RELRO, which start-up
@@ -289,8 +329,6 @@ int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
     return poll(fds, count, timeout);
 }
 
-
-#include <sys/socket.h>
 int cshim_accept(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
@@ -303,17 +341,12 @@ int cshim_peer_pid(int fd) {
 }
 
 int cshim_listen_abstract(const char *name, int backlog) {
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    size_t length = strlen(name);
-    if (length == 0 || length + 1 >= sizeof address.sun_path) {
-        errno = EINVAL;
-        return -1;
-    }
-    memcpy(address.sun_path + 1, name, length);
+    struct sockaddr_un address;
+    socklen_t length;
+    if (unix_address(name, 1, &address, &length) != 0) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
-    if (bind(fd, (struct sockaddr *)&address, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + length)) != 0 ||
-        listen(fd, backlog) != 0) {
+    if (bind(fd, (struct sockaddr *)&address, length) != 0 || listen(fd, backlog) != 0) {
         int saved = errno;
         close(fd);
         errno = saved;
@@ -323,9 +356,6 @@ int cshim_listen_abstract(const char *name, int backlog) {
 }
 
 void cshim_close_on_exec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const char **step) {
     struct sockaddr_storage address;

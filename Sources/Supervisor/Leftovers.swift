@@ -24,7 +24,10 @@ enum Leftovers: CustomStringConvertible {
         }
     }
 
-    func signal(_ signo: Int32) { kill(target, signo) }
+    /// Sends `signo` to them; the failure, unless nobody was left to receive it.
+    func signal(_ signo: Int32) -> Errno? {
+        kill(target, signo) == 0 || errno == ESRCH ? nil : Errno.current
+    }
 
     /// Whether there is a process to wait for: one still running, or a zombie of ours (it is
     /// reaped as its SIGCHLD comes). A zombie whose parent is outside grpc-init's tree cannot be

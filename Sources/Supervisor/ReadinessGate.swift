@@ -7,14 +7,16 @@ import SystemCalls
 
 /// The supervisor's side of the readiness gate. The health agent, our own binary run as a
 /// process of its own, does the network work and reports each change over a pipe, as typed
-/// messages of the gate protocol; this side owns the words and tells the world: the log lines, the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. It
-/// never waits on the agent: its reports are read as they come, and if it dies it is started
-/// again after a pause that doubles with each death.
+/// messages of the gate protocol; this side owns the words and tells the world: the log lines,
+/// the -ready-file, READY=1 and STATUS= on NOTIFY_SOCKET. What the reports mean for the child
+/// (the ready timeout, the health actions) is the StopSequence's to decide: the gate hands it
+/// the facts (`events`). It never waits on the agent: its reports are read as they come, and if
+/// it dies it is started again after a pause that doubles with each death.
 final class ReadinessGate {
     let options: ReadinessOptions
     private let log: SupervisorLog
     /// The ready file and NOTIFY_SOCKET.
-    private let outputs: ReadinessOutputs
+    let outputs: ReadinessOutputs
     private let started = MonotonicClock.now()
     private let executable: String
 
@@ -39,16 +41,18 @@ final class ReadinessGate {
     /// The local probe socket (an abstract name for this PID namespace), descriptor 4 for each
     /// agent; -1 when it cannot be had.
     private var localListener: Int32 = -1
-    /// The exit timers and the watchdog.
-    private var actions: HealthActions
-    private var stoppingSent = false
+    /// How often the agent proves the server answers (StopSequence.Configuration.answerInterval).
+    var answerInterval: Int64 = 0
+    /// What the agent reported that the stop sequence decides on, for the supervisor to take.
+    private(set) var events: [StopSequence.Event] = []
+    /// Lines a peer's behaviour can cause, held to a rate.
+    private var budget = LineBudget()
     /// The agent's frames as they arrive.
     private var decoder = GateFraming.Decoder()
     private var serving = false
     private var everReady = false
     private var lastReason = Reason.starting
     private var stopped = false
-    private var timeoutReported = false
 
     /// A dead agent is started again at once this many times within `deathWindow`; past that,
     /// after `restarts` (100 ms doubling to 30 s): a crash costs milliseconds, a crash loop
@@ -61,8 +65,6 @@ final class ReadinessGate {
         self.options = options
         self.log = log
         outputs = ReadinessOutputs(file: options.file, log: log)
-        actions = HealthActions(unhealthyAfter: options.exitUnhealthyAfter, unresponsiveAfter: options.exitUnresponsiveAfter,
-                                watchdogUsec: outputs.watchdogUsec, now: MonotonicClock.now())
         executable = ReadinessGate.ownExecutable()
         startAt = MonotonicClock.now()
     }
@@ -94,61 +96,54 @@ final class ReadinessGate {
             log.info("local probe socket: cannot read /proc/self/ns/pid; grpc_health_probe needs -addr")
             return
         }
-        let fd = cshim_listen_abstract(name, 16)
+        let fd = cshim_listen_abstract(name, ReadinessGate.localProbeBacklog)
         if fd < 0 {
-            log.info("local probe socket @\(name): \(Errno.current); grpc_health_probe needs -addr")
+            let code = Errno.current
+            let holder = code.rawValue == EADDRINUSE ? " (another process holds the name: a second grpc-init here, or a process of another container of the pod)" : ""
+            log.warning("local probe socket @\(name): \(code)\(holder); grpc_health_probe with no flags is unavailable (give it -addr)")
             return
         }
         localListener = fd
     }
 
+    /// Room for a burst of probes in the local socket's backlog; foreign connections are
+    /// accepted and dropped by the agent as fast as they come.
+    static let localProbeBacklog: Int32 = 128
+
     /// The report pipe, for the supervisor's poll.
     var descriptor: Int32? { agent.flatMap { $0.output >= 0 ? $0.output : nil } }
 
-    /// When the gate wants to run next: to start the agent, or to give up on readiness.
+    /// When the gate wants to run next: to start the agent, or to say how many lines it held back.
     var deadline: Int64? {
-        [startAt, readyDeadline, stopped ? nil : actions.deadline].compactMap { $0 }.min()
+        [startAt, budget.flushAt].compactMap { $0 }.min()
     }
 
-    /// When -ready-timeout gives up, while it still may.
-    private var readyDeadline: Int64? {
-        guard options.startupTimeout.nanoseconds > 0, !everReady, !timeoutReported, !stopped else { return nil }
-        return started + options.startupTimeout.nanoseconds
+    /// Why the stop sequence stopped the child, in words: the current reason included.
+    func words(for cause: StopSequence.Cause) -> String {
+        switch cause {
+        case .signal(let signo): return "\(Signals.name(signo))"
+        case .notReady:
+            return "not ready within \(options.startupTimeout) (-ready-timeout): \(lastReason); stopping the child"
+        case .unhealthy(answering: true):
+            return "health: not SERVING for \(options.exitUnhealthyAfter ?? .second) (-exit-unhealthy-after): \(lastReason); stopping the child"
+        case .unhealthy(answering: false):
+            return "health: no answer from the health service for \(options.exitUnhealthyAfter ?? .second) (-exit-unhealthy-after); stopping the child"
+        case .unresponsive:
+            return "health: no answer from the health service for \(options.exitUnresponsiveAfter ?? .second) (-exit-unresponsive-after); stopping the child"
+        }
     }
 
-    /// Why the gate stops the child; the supervisor stops it as a SIGTERM would.
-    enum Verdict: Equatable {
-        /// -ready-timeout passed without readiness.
-        case notReady(String)
-        /// -exit-unhealthy-after or -exit-unresponsive-after passed.
-        case unhealthy(String)
-    }
-
-    /// Starts the agent when it is due, pings the watchdog, and says when the child is to be
-    /// stopped (once).
-    func tick(now: Int64, mask: sigset_t) -> Verdict? {
+    /// Starts the agent when it is due, and says what the line budget held back once its
+    /// window is over.
+    func tick(now: Int64, mask: sigset_t) {
         if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
-        if let limit = readyDeadline, now >= limit {
-            timeoutReported = true
-            return .notReady(lastReason.description)
-        }
-        guard !stopped else { return nil }
-        let (verdict, ping) = actions.due(now: now)
-        if ping { outputs.notify("WATCHDOG=1") }
-        switch verdict {
-        case nil: return nil
-        case .unhealthy(let span):
-            return .unhealthy("not SERVING for \(span) (-exit-unhealthy-after): \(lastReason)")
-        case .unresponsive(let span):
-            return .unhealthy("no answer from the health service for \(span) (-exit-unresponsive-after)")
-        }
+        if let held = budget.flush(now: now) { log.warning(held) }
     }
 
-    /// The stop begins (a drain, a forwarded SIGTERM, a verdict): STOPPING=1, once.
-    func stopping() {
-        guard !stoppingSent else { return }
-        stoppingSent = true
-        outputs.notify("STOPPING=1")
+    /// Hands over what the stop sequence is to decide on.
+    func takeEvents() -> [StopSequence.Event] {
+        defer { events.removeAll() }
+        return events
     }
 
     private func spawn(mask: sigset_t) {
@@ -171,7 +166,7 @@ final class ReadinessGate {
         let arguments = ["grpc-init-agent"]
         var configuration = options.agentConfiguration
         configuration.servesLocalProbes = localListener >= 0
-        configuration.answerInterval = GoDuration(nanoseconds: actions.answerInterval)
+        configuration.answerInterval = GoDuration(nanoseconds: answerInterval)
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
@@ -195,12 +190,10 @@ final class ReadinessGate {
     func drain(for delay: GoDuration) {
         guard !draining else { return }
         draining = true
-        actions.drain()
-        stopping()
         let was = serving
         serving = false
         outputs.removeFile()
-        outputs.notify("STATUS=draining")
+        outputs.notify(.status("draining"))
         log.event("draining: SIGTERM goes to the child in \(delay)" + (options.healthAddr.isEmpty ? "" : "; the health endpoint answers draining")
                   + (was ? " (was SERVING)" : ""))
         tell(.drain)
@@ -211,7 +204,13 @@ final class ReadinessGate {
         // A pipe's buffer takes a frame at once (the configuration first, into an empty pipe);
         // the write end does not block either way.
         let frame = message.frame
-        _ = frame.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
+        let written = frame.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
+        if written != frame.count {
+            // Only a full pipe can refuse it, and the agent reads its control pipe in every turn:
+            // an agent that does not is stuck, and one started anew is told everything again.
+            log.warning("health agent: cannot tell it \(message == .drain ? "to drain" : "its configuration"): \(written < 0 ? Errno.current.description : "short write"); restarting it")
+            if let pid = agent?.pid, kill(pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(pid)): \(Errno.current)") }
+        }
     }
 
     private func scheduleRestart() {
@@ -222,7 +221,7 @@ final class ReadinessGate {
         var backoff = ReadinessGate.restarts
         var pause: Int64 = 0
         for _ in 0..<max(0, deaths.count - ReadinessGate.immediateRestarts) { pause = backoff.next() }
-        startAt = now + pause
+        startAt = now.addingSaturated(pause)
     }
 
     /// The report pipe is readable: takes what is there, a bounded amount per call.
@@ -254,58 +253,71 @@ final class ReadinessGate {
             // Nothing after a broken frame can be trusted: the agent is ended and started again.
             log.warning("health agent: \(error); restarting it")
             decoder = GateFraming.Decoder()
-            if let pid = agent?.pid { kill(pid, SIGKILL) }
+            if let pid = agent?.pid, kill(pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(pid)): \(Errno.current)") }
         }
     }
 
     private func owner(_ pid: Int32?) -> String { pid.map { " (pid \($0))" } ?? "" }
 
-    /// Every word users read about the gate is written here.
+    /// Every word users read about the gate is written here. What a peer's behaviour causes
+    /// (the server flapping, discovery's findings) goes through the line budget.
     private func handle(_ message: AgentMessage) {
         guard !stopped else { return }
+        let now = MonotonicClock.now()
         switch message {
         case .found(let server, let pid, let reach):
-            log.event("health: found the gRPC server at \(server)\(owner(pid)), \(reach)")
+            say(.event, now) { "health: found the gRPC server at \(server)\(self.owner(pid)), \(reach)" }
         case .passedOver(let listener, let pid, let why):
-            log.info("health: \(listener)\(owner(pid)) is not a gRPC server we can check: \(why)")
+            say(.info, now) { "health: \(listener)\(self.owner(pid)) is not a gRPC server we can check: \(why)" }
         case .goAway(let server):
-            log.info("health: \(server) sent GOAWAY; watching on a new connection")
+            say(.info, now) { "health: \(server) sent GOAWAY; watching on a new connection" }
         case .noWatch(let server, let interval):
-            log.info("health: \(server) has no Health/Watch; a Check every \(GoDuration(nanoseconds: interval))")
+            say(.info, now) { "health: \(server) has no Health/Watch; a Check every \(GoDuration(nanoseconds: interval))" }
         case .svid(let id, let rotated):
-            log.info("health: \(rotated ? "rotated to" : "using") an X.509-SVID for \(id)")
+            say(.info, now) { "health: \(rotated ? "rotated to" : "using") an X.509-SVID for \(id)" }
         case .tlsOnHealthPort:
-            log.info("health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed")
+            say(.info, now) { "health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed" }
         case .invalidConfiguration(let why):
-            log.warning("health agent: \(why)")
+            say(.warning, now) { "health agent: \(why)" }
         case .answered:
-            actions.answered(now: MonotonicClock.now())
+            events.append(.answered)
         case .service(let name, let state):
             if draining { return }
             switch state {
-            case .serving: log.info("health: service \(goQuote(name)) SERVING")
-            case .notServing(let why): log.info("health: service \(goQuote(name)): \(why)")
+            case .serving: say(.info, now) { "health: service \(goQuote(name)) SERVING" }
+            case .notServing(let why): say(.info, now) { "health: service \(goQuote(name)): \(why)" }
             }
         case .health(.serving(let server)):
-            actions.serving(now: MonotonicClock.now())
-            guard !serving, !draining else { return }
+            guard !draining else { return }
+            events.append(.health(serving: true))
+            guard !serving else { return }
             serving = true
-            becameServing(server)
+            becameServing(server, now: now)
         case .health(.notServing(let reason)):
             if draining { return }
-            actions.notServing(now: MonotonicClock.now())
+            events.append(.health(serving: false))
             let was = serving
             serving = false
             if reason != lastReason || was {
                 lastReason = reason
                 if was {
                     outputs.removeFile()
-                    outputs.notify("STATUS=not ready: \(reason)")
-                    log.event("health: \(reason) (was SERVING)")
+                    outputs.notify(.status("not ready: \(reason)"))
+                    say(.event, now) { "health: \(reason) (was SERVING)" }
                 } else {
-                    log.info("not ready yet: \(reason)")
+                    say(.info, now) { "not ready yet: \(reason)" }
                 }
             }
+        }
+    }
+
+    private func say(_ level: SupervisorLog.Level, _ now: Int64, _ text: () -> String) {
+        guard log.writes(level) else { return }
+        switch budget.take(now: now) {
+        case .refused: return
+        case .allowed(let held):
+            if let held { log.warning(held) }
+            log.line(level, text())
         }
     }
 
@@ -315,17 +327,17 @@ final class ReadinessGate {
         return options.services.count == 1 ? " (service \(names))" : " (services \(names))"
     }
 
-    private func becameServing(_ name: String) {
+    private func becameServing(_ name: String, now: Int64) {
         // The file and the notification first: whoever reads the line may rely on them.
         outputs.createFile()
         if everReady {
-            outputs.notify("STATUS=\(name) reports SERVING")
-            log.event("health: SERVING (was \(lastReason))")
+            outputs.notify(.status("\(name) reports SERVING"))
+            say(.event, now) { "health: SERVING (was \(self.lastReason))" }
             return
         }
         everReady = true
-        outputs.notify("READY=1\nSTATUS=\(name) reports SERVING")
-        let took = GoDuration(nanoseconds: MonotonicClock.now() - started)
+        outputs.notify(.ready(status: "\(name) reports SERVING"))
+        let took = GoDuration(nanoseconds: now.addingSaturated(-started))
         log.event("ready: \(name)\(serviceSuffix) reports SERVING, \(took) after start")
     }
 
@@ -341,10 +353,10 @@ final class ReadinessGate {
         guard !stopped else { return true }
         let exit = WaitStatus(status)
         scheduleRestart()
-        let pause = GoDuration(nanoseconds: max(0, startAt! - MonotonicClock.now()))
+        let pause = GoDuration(nanoseconds: max(0, (startAt ?? 0).addingSaturated(-MonotonicClock.now())))
         let how = exit.exitCode == 127 ? "could not run \(executable)"
             : exit.exitCode.flatMap { AgentExit(rawValue: $0) }.map { "exited: \($0)" } ?? exit.description
-        log.warning("health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)"))
+        say(.warning, MonotonicClock.now()) { "health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)") }
         return true
     }
 
@@ -353,9 +365,12 @@ final class ReadinessGate {
         stopped = true
         startAt = nil
         guard let current = agent else { return }
-        kill(current.pid, SIGKILL)
+        if kill(current.pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(current.pid)): \(Errno.current)") }
+        // SIGKILL cannot be caught: the wait is for its delivery, not for the agent's goodwill.
         var status: Int32 = 0
-        _ = retryingOnInterrupt { waitpid(current.pid, &status, 0) }
+        if retryingOnInterrupt({ waitpid(current.pid, &status, 0) }) < 0 {
+            log.warning("cannot reap the health agent (pid \(current.pid)): \(Errno.current)")
+        }
         _ = reaped(current.pid, status: status)
     }
 }

@@ -4,11 +4,11 @@ import SystemCalls
 
 /// Where readiness is told besides the log: the -ready-file (present while the child reports
 /// SERVING) and NOTIFY_SOCKET (sd_notify(3): READY=1, STATUS=, STOPPING=1, WATCHDOG=1).
-struct ReadinessOutputs {
+final class ReadinessOutputs {
     let file: String
-    let notifySocket: String?
     /// WATCHDOG_USEC, when the watchdog is grpc-init's to keep.
     let watchdogUsec: Int64?
+    let notifier: Notifier?
     private let log: SupervisorLog
 
     /// Takes NOTIFY_SOCKET and the watchdog's variables from the environment, so that the child
@@ -21,14 +21,16 @@ struct ReadinessOutputs {
         self.file = file
         self.log = log
         let socket = Environment.value("NOTIFY_SOCKET").flatMap { $0.isEmpty ? nil : $0 }
-        notifySocket = socket
+        notifier = socket.map { Notifier(path: $0, log: log) }
         var usec: Int64? = nil
         if socket != nil, let text = Environment.value("WATCHDOG_USEC"), let value = Int64(text), value > 0,
            Environment.value("WATCHDOG_PID").map({ $0 == String(getpid()) }) ?? true {
             usec = value
         }
         watchdogUsec = usec
-        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] { unsetenv(name) }
+        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            if unsetenv(name) != 0 { log.warning("cannot unset \(name): \(Errno.current)") }
+        }
         if !file.isEmpty && unlink(file) != 0 && errno != ENOENT {
             log.warning("cannot remove the stale ready file \(file): \(Errno.current)")
         }
@@ -36,14 +38,17 @@ struct ReadinessOutputs {
 
     func createFile() {
         guard !file.isEmpty else { return }
-        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0o644)
         if fd < 0 {
             log.warning("cannot create the ready file \(file): \(Errno.current)")
             return
         }
         let text = Array("SERVING\n".utf8)
-        _ = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if written != text.count {
+            log.warning("cannot write the ready file \(file): \(written < 0 ? Errno.current.description : "short write")")
+        }
+        if close(fd) != 0 { log.warning("cannot close the ready file \(file): \(Errno.current)") }
     }
 
     func removeFile() {
@@ -53,10 +58,134 @@ struct ReadinessOutputs {
         }
     }
 
-    func notify(_ message: String) {
-        guard let notifySocket else { return }
-        if cshim_notify_socket(notifySocket, message) != 0 {
-            log.warning("cannot notify \(notifySocket) (NOTIFY_SOCKET): \(Errno.current)")
+    func notify(_ notification: Notifier.Notification) { notifier?.send(notification) }
+}
+
+/// NOTIFY_SOCKET, written without ever waiting. A reader that stops reading fills its queue;
+/// a blocking send would then stop PID 1 (no signal forwarded, no child reaped). Here a send
+/// that finds the queue full keeps what must still arrive — READY=1 and STOPPING=1 once each,
+/// the latest STATUS=, a watchdog ping — and sends it as one datagram when poll(2) says the
+/// queue has room again. One warning when the reader stalls and one line when it reads again,
+/// with how many notifications were held back meanwhile.
+final class Notifier {
+    enum Notification: Equatable {
+        /// READY=1 with the status that made it so.
+        case ready(status: String)
+        case status(String)
+        case stopping
+        case watchdog
+    }
+
+    let path: String
+    private let log: SupervisorLog
+    /// Connected to the reader's socket; -1 until a send needs it, and after a failure.
+    private var fd: Int32 = -1
+    /// What has not reached the reader yet.
+    private var ready = false
+    private var status: String?
+    private var stopping = false
+    private var watchdog = false
+    /// Notifications held back since the reader stalled.
+    private var heldBack = 0
+    /// The last failure other than a full queue, said once until a send succeeds.
+    private var lastFailure: Int32 = 0
+
+    init(path: String, log: SupervisorLog) {
+        self.path = path
+        self.log = log
+    }
+
+    /// Something is waiting for the reader: the supervisor polls this for POLLOUT.
+    var waitingDescriptor: Int32? { heldBack > 0 && fd >= 0 ? fd : nil }
+
+    func send(_ notification: Notification) {
+        switch notification {
+        case .ready(let text):
+            ready = true
+            status = text
+        case .status(let text): status = text
+        case .stopping: stopping = true
+        case .watchdog: watchdog = true
         }
+        if heldBack > 0 {
+            heldBack += 1
+            return
+        }
+        flush()
+    }
+
+    /// The reader's queue has room (or the poll said the socket failed): try again.
+    func writable() { flush() }
+
+    private var datagram: [UInt8] {
+        var lines: [String] = []
+        if ready { lines.append("READY=1") }
+        if let status { lines.append("STATUS=" + status.replacingNewlines) }
+        if stopping { lines.append("STOPPING=1") }
+        if watchdog { lines.append("WATCHDOG=1") }
+        return Array(lines.joined(separator: "\n").utf8)
+    }
+
+    private func flush() {
+        let bytes = datagram
+        guard !bytes.isEmpty else { return }
+        // One reconnect: the reader may have bound its socket anew since the last send.
+        for attempt in 0..<2 {
+            if fd < 0 {
+                fd = cshim_notify_connect(path)
+                if fd < 0 { return failed(errno) }
+            }
+            let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if sent >= 0 { return delivered() }
+            let code = errno
+            if code == EAGAIN || code == EWOULDBLOCK {
+                if heldBack == 0 {
+                    log.warning("NOTIFY_SOCKET \(path) is not being read: READY=1, STOPPING=1 and the latest STATUS= wait for it; nothing else waits")
+                }
+                heldBack += 1
+                return
+            }
+            if code == EINTR { continue }
+            closeSocket()
+            if attempt == 1 || (code != ECONNREFUSED && code != ENOTCONN && code != ECONNRESET) { return failed(code) }
+        }
+    }
+
+    private func delivered() {
+        if heldBack > 0 {
+            log.event("NOTIFY_SOCKET \(path) is read again: \(heldBack) notification\(heldBack == 1 ? "" : "s") held back, sent as one")
+        }
+        heldBack = 0
+        lastFailure = 0
+        ready = false
+        status = nil
+        stopping = false
+        watchdog = false
+    }
+
+    /// The reader is gone or unreachable: what was to be said is dropped (a reader that comes
+    /// back gets the next notification), and the failure is said once.
+    private func failed(_ code: Int32) {
+        if code != lastFailure { log.warning("cannot notify \(path) (NOTIFY_SOCKET): \(Errno(code))") }
+        lastFailure = code
+        heldBack = 0
+        ready = false
+        status = nil
+        stopping = false
+        watchdog = false
+    }
+
+    private func closeSocket() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+}
+
+extension String {
+    /// A STATUS= value is one line of the datagram: a newline inside it would start another
+    /// assignment.
+    fileprivate var replacingNewlines: String {
+        guard utf8.contains(0x0A) else { return self }
+        return String(decoding: utf8.map { $0 == 0x0A ? 0x20 : $0 }, as: UTF8.self)
     }
 }

@@ -6,36 +6,18 @@ import SystemCalls
 /// PID 1 duty: one child, every signal forwarded to it, every zombie reaped, its exit status
 /// passed on. Everything happens in the turns of one reactor over a signalfd (and the agent's
 /// report pipe), so an idle supervisor sleeps until a signal arrives, with no timer ticking.
+/// What to do about each event is the StopSequence's decision; this loop gathers the events,
+/// performs the actions and says them.
 final class Supervisor: EventSource {
     let options: SupervisorOptions
+    /// Socket activation for grpc-init, taken before grpc-init opened anything of its own.
+    private let activation: SocketActivation
     private let log: SupervisorLog
     private var child: pid_t = 0
-    private var childStatus: Int32? = nil
-    /// When a forwarded SIGTERM/SIGINT escalates to SIGKILL (--grace).
-    private var graceDeadline: Int64? = nil
-    /// -drain-delay: when the SIGTERM held back goes to the child.
-    private var drainDeadline: Int64? = nil
-    /// The drain happened (or is under way): a later SIGTERM is forwarded at once.
-    private var drained = false
-    /// Processes left in the child's group after it exited: SIGTERM, then SIGKILL, each with a
-    /// deadline, and their exits reaped before grpc-init exits.
-    private enum Cleanup {
-        case none
-        case terminating(until: Int64)
-        case killing(until: Int64)
-    }
-    private var cleanup = Cleanup.none
+    private var decisions: StopSequence
     /// The readiness gate and its health agent (unless -ready=false).
     private let readiness: ReadinessGate?
-    /// The gate stopped the child (-ready-timeout, -exit-unhealthy-after,
-    /// -exit-unresponsive-after): grpc-init's exit status.
-    private var gateExit: Int32? = nil
-    /// Socket activation for grpc-init (LISTEN_PID its own pid): this many descriptors from 3
-    /// go to the child, with LISTEN_PID the child's.
-    private var listenFDs: Int32 = 0
 
-    /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
-    private static let killReapBound: Int64 = 1_000_000_000
     /// Signals read from the signalfd before the deadlines are looked at again.
     private static let signalsPerTurn = 32
     /// The loop. Start-up code (runtime initialisation, flags, spawning) is not needed while
@@ -44,17 +26,31 @@ final class Supervisor: EventSource {
     /// orphan storm) does not fault the code back in once per event.
     private let reactor = Reactor(releasesCodeAfter: 1_000)
     private var signals: SignalFD?
-    /// grpc-init's exit status, once it is known.
-    private var exitStatus: Int32?
 
     init(options: SupervisorOptions) {
+        activation = SocketActivation.take()
         self.options = options
         self.log = SupervisorLog(verbose: options.verbose)
-        self.readiness = options.readiness.map { [log] in ReadinessGate(options: $0, log: log) }
+        let readiness = options.readiness.map { [log] in ReadinessGate(options: $0, log: log) }
+        self.readiness = readiness
+        var configuration = StopSequence.Configuration()
+        configuration.drainDelay = options.drainDelay.nanoseconds
+        configuration.grace = options.grace.nanoseconds
+        configuration.leftoverGrace = options.leftoverGrace.nanoseconds
+        configuration.remapExit = options.remapExit
+        if let gate = options.readiness {
+            configuration.readyTimeout = gate.startupTimeout.nanoseconds
+            configuration.unhealthyAfter = gate.exitUnhealthyAfter?.nanoseconds
+            configuration.unresponsiveAfter = gate.exitUnresponsiveAfter?.nanoseconds
+            configuration.watchdogEvery = readiness?.outputs.watchdogUsec.map { max(1, $0.multipliedSaturated(by: 1_000) / 2) }
+        }
+        decisions = StopSequence(configuration, now: MonotonicClock.now())
+        readiness?.answerInterval = configuration.answerInterval
     }
 
     /// Runs the child to completion and returns grpc-init's exit status.
     func run() -> Int32 {
+        if let refusal = activation.refusal { log.warning(refusal) }
         if let signo = options.parentDeathSignal, cshim_set_parent_death_signal(signo) != 0 {
             log.warning("cannot set the parent death signal: \(Errno.current)")
         }
@@ -79,16 +75,18 @@ final class Supervisor: EventSource {
             return 1
         }
         readiness?.listenForLocalProbes()
-        takeSocketActivation()
+        if activation.count > 0 {
+            log.info("socket activation: descriptors 3 to \(2 + activation.count) go to the child, with LISTEN_PID its pid")
+        }
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
         self.signals = signals
         reactor.add(self)
-        if case .failed(let code) = reactor.run(until: { exitStatus != nil }) {
+        if case .failed(let code) = reactor.run(until: { decisions.exitStatus != nil }) {
             log.error("poll: \(code)")
             return 1
         }
-        return exitStatus!
+        return decisions.exitStatus ?? 1
     }
 
     // MARK: EventSource
@@ -96,10 +94,11 @@ final class Supervisor: EventSource {
     func descriptors(into set: inout [pollfd]) {
         if let signals { set.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
         if let report = readiness?.descriptor { set.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
+        if let notify = readiness?.outputs.notifier?.waitingDescriptor { set.append(pollfd(fd: notify, events: Int16(POLLOUT), revents: 0)) }
     }
 
     var wakeAt: Int64? {
-        [graceDeadline, drainDeadline, cleanupDeadline, childStatus == nil ? readiness?.deadline : nil].compactMap { $0 }.min()
+        [decisions.wakeAt, decisions.childExited ? nil : readiness?.deadline].compactMap { $0 }.min()
     }
 
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
@@ -107,51 +106,76 @@ final class Supervisor: EventSource {
         // Signals first: forwarding never waits on the agent's reports. A bounded batch per
         // turn, then every deadline: a process queueing signals as fast as it can delays
         // neither the grace nor the child's exit (what is left is read on the next turn).
-        for info in signals.next(upTo: Supervisor.signalsPerTurn) { handle(info) }
-        // Once the child has exited, what the agent says about it (a lost connection) is moot.
-        if polled.count > 1 && polled[polled.startIndex + 1].revents != 0 && childStatus == nil { readiness?.readable() }
-        let now = MonotonicClock.now()
-        if let d = drainDeadline, now >= d {
-            drainDeadline = nil
-            if childStatus == nil { forward(SIGTERM) }
+        for info in signals.next(upTo: Supervisor.signalsPerTurn) {
+            let signo = Int32(info.ssi_signo)
+            if signo == SIGCHLD { reap() } else { decide(.signal(signo)) }
         }
-        if let d = graceDeadline, now >= d, childStatus == nil {
-            graceDeadline = nil
-            // The kill first: a log that cannot be written must not delay it.
-            kill(-child, SIGKILL)
-            log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+        for entry in polled.dropFirst() where entry.revents != 0 {
+            if entry.fd == readiness?.descriptor {
+                // Once the child has exited, what the agent says about it (a lost connection) is moot.
+                if !decisions.childExited { readiness?.readable() }
+            } else if entry.fd == readiness?.outputs.notifier?.waitingDescriptor {
+                readiness?.outputs.notifier?.writable()
+            }
         }
-        if let status = childStatus {
-            readiness?.stop()
-            exitStatus = finish(childStatus: status, now: now)
-            return
+        if let readiness, !decisions.childExited {
+            for event in readiness.takeEvents() { decide(event) }
+            readiness.tick(now: MonotonicClock.now(), mask: signals.previousMask)
         }
-        switch readiness?.tick(now: now, mask: signals.previousMask) {
-        case nil:
-            break
-        case .notReady(let reason):
-            // As a SIGTERM from outside would: the signal, then the grace and the leftovers.
-            gateExit = SupervisorOptions.notReadyExit
-            log.error("not ready within \(readiness!.options.startupTimeout) (-ready-timeout): \(reason); stopping the child")
-            readiness?.stopping()
-            forward(SIGTERM)
-        case .unhealthy(let why):
-            // As a SIGTERM from outside would: the drain, the grace and the leftovers.
-            gateExit = SupervisorOptions.unhealthyExit
-            log.error("health: \(why); stopping the child")
-            received(SIGTERM)
-        }
+        decide(.tick)
+        if decisions.childExited && decisions.exitStatus == nil { lookForLeftovers() }
     }
 
-    /// LISTEN_FDS and LISTEN_PID (grpc-init's own pid) from a socket-activating manager: the
-    /// descriptors stay with grpc-init, close-on-exec, until the child is spawned with them (the
-    /// agent never gets them). Set for another pid, they are the child's to ignore, as before.
-    private func takeSocketActivation() {
-        guard let pid = Environment.value("LISTEN_PID"), pid == String(getpid()),
-              let text = Environment.value("LISTEN_FDS"), let count = Int32(text), count > 0, count <= 1024 else { return }
-        listenFDs = count
-        for fd in 3..<(3 + count) { cshim_close_on_exec(fd) }
-        log.info("socket activation: descriptors 3 to \(2 + count) go to the child, with LISTEN_PID its pid")
+    /// One event through the stop sequence, and its actions performed.
+    private func decide(_ event: StopSequence.Event) {
+        for action in decisions.handle(event, now: MonotonicClock.now()) { perform(action) }
+    }
+
+    private var leftovers: Leftovers { getpid() == 1 ? .everyone : .group(child) }
+
+    private func lookForLeftovers() { decide(.leftovers(remain: leftovers.remain)) }
+
+    private func perform(_ action: StopSequence.Action) {
+        switch action {
+        case .forward(let signo):
+            forward(signo)
+        case .killChild:
+            // The kill first: a log that cannot be written must not delay it.
+            if kill(-child, SIGKILL) != 0 && errno != ESRCH { log.warning("cannot SIGKILL process group \(child): \(Errno.current)") }
+            log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+        case .stopping:
+            readiness?.outputs.notify(.stopping)
+        case .stopBegun(let cause):
+            if let readiness { log.error(readiness.words(for: cause)) }
+        case .drain:
+            if let readiness {
+                readiness.drain(for: options.drainDelay)
+            } else {
+                log.event("draining: SIGTERM goes to the child in \(options.drainDelay)")
+            }
+        case .drainCut(let signo):
+            log.info("\(Signals.name(signo)) during the drain: passing it on now")
+        case .pingWatchdog:
+            readiness?.outputs.notify(.watchdog)
+        case .childGone:
+            readiness?.stop()
+        case .lookForLeftovers:
+            lookForLeftovers()
+        case .signalLeftovers(let signo):
+            let who = leftovers
+            if let failure = who.signal(signo) { log.warning("cannot send \(Signals.name(signo)) to \(who): \(failure)") }
+            if signo == SIGKILL {
+                log.warning("\(who) outlived \(options.leftoverGrace) after SIGTERM; sending SIGKILL")
+            } else {
+                log.info("sending \(Signals.name(signo)) to \(who)")
+            }
+        case .leftoversAbandoned:
+            log.warning("\(leftovers) still present after SIGKILL; exiting without them")
+        case .remapped(let code):
+            log.info("exit status \(code) remapped to 0")
+        case .exit:
+            break
+        }
     }
 
     private func spawn(childMask: sigset_t) -> Int32? {
@@ -162,7 +186,7 @@ final class Supervisor: EventSource {
         var execErrno: Int32 = 0
         // The command's bytes as given: an argument that is not UTF-8 reaches exec unchanged.
         let pid = ProcessArguments.withCArguments(options.commandBytes) { cArgs in
-            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, listenFDs, &execErrno)
+            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, activation.count, &execErrno)
         }
         if pid < 0 {
             log.error("cannot start \(options.command[0]): fork: \(Errno.current)")
@@ -170,42 +194,12 @@ final class Supervisor: EventSource {
         }
         child = pid
         guard execErrno != 0 else { return nil }
+        // The failed child has exited (exec failed, it wrote why and called _exit).
         var status: Int32 = 0
-        _ = retryingOnInterrupt { waitpid(pid, &status, 0) }
+        if retryingOnInterrupt({ waitpid(pid, &status, 0) }) < 0 { log.warning("cannot reap pid \(pid): \(Errno.current)") }
         let code: Int32 = execErrno == ENOENT ? 127 : 126
         log.error("cannot run \(options.command[0]): \(Errno(execErrno))")
         return code
-    }
-
-    private func handle(_ info: signalfd_siginfo) {
-        let signo = Int32(info.ssi_signo)
-        if signo == SIGCHLD {
-            reap()
-            return
-        }
-        received(signo)
-    }
-
-    /// A signal for the child (or the gate's stop, as SIGTERM): the drain, or forwarded now.
-    private func received(_ signo: Int32) {
-        guard childStatus == nil else { return }
-        if signo == SIGTERM && options.drainDelay.nanoseconds > 0 && !drained {
-            // The preStop sleep a scratch image cannot run: out of rotation first, then the signal.
-            drained = true
-            drainDeadline = MonotonicClock.deadline(after: options.drainDelay.nanoseconds)
-            if let readiness {
-                readiness.drain(for: options.drainDelay)
-            } else {
-                log.event("draining: SIGTERM goes to the child in \(options.drainDelay)")
-            }
-            return
-        }
-        if signo == SIGTERM || signo == SIGINT { readiness?.stopping() }
-        if drainDeadline != nil && (signo == SIGTERM || signo == SIGINT) {
-            drainDeadline = nil
-            log.info("\(Signals.name(signo)) during the drain: passing it on now")
-        }
-        forward(signo)
     }
 
     private func forward(_ signo: Int32) {
@@ -216,21 +210,20 @@ final class Supervisor: EventSource {
         } else {
             log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
         }
-        if (signo == SIGTERM || signo == SIGINT) && options.grace.nanoseconds > 0 && graceDeadline == nil {
-            graceDeadline = MonotonicClock.deadline(after: options.grace.nanoseconds)
-        }
     }
 
-    /// Collects every exited process: the child's status is kept, others are just reaped.
+    /// Collects every exited process: the child's status goes to the stop sequence, others are
+    /// just reaped.
     private func reap() {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
+            if pid < 0 && errno != ECHILD { log.warning("waitpid: \(Errno.current)") }
             if pid <= 0 { return }
             if readiness?.reaped(pid, status: status) == true { continue }
-            if pid == child && childStatus == nil {
-                childStatus = status
+            if pid == child && !decisions.childExited {
                 log.info("child pid \(pid) \(describe(status))")
+                decide(.childExited(status: status))
             } else if options.warnReaped {
                 log.warning("reaped zombie pid \(pid) (\(describe(status)))")
             } else {
@@ -239,46 +232,40 @@ final class Supervisor: EventSource {
         }
     }
 
-    private var cleanupDeadline: Int64? {
-        switch cleanup {
-        case .none: return nil
-        case .terminating(let until), .killing(let until): return until
-        }
-    }
-
-    /// After the child exits: SIGTERM what is left of its group, SIGKILL after the leftover
-    /// grace, reap them, then exit with the child's status. Returns nil while waiting.
-    private func finish(childStatus status: Int32, now: Int64) -> Int32? {
-        // Ours are reaped as SIGCHLD arrives; a zombie another parent holds is not waited for.
-        let leftovers: Leftovers = getpid() == 1 ? .everyone : .group(child)
-        if leftovers.remain {
-            switch cleanup {
-            case .none:
-                leftovers.signal(SIGTERM)
-                cleanup = .terminating(until: MonotonicClock.deadline(after: options.leftoverGrace.nanoseconds))
-                log.info("sending SIGTERM to \(leftovers)")
-                return nil
-            case .terminating(let until):
-                if now < until { return nil }
-                leftovers.signal(SIGKILL)
-                cleanup = .killing(until: MonotonicClock.deadline(after: Supervisor.killReapBound))
-                log.warning("\(leftovers) outlived \(options.leftoverGrace) after SIGTERM; sending SIGKILL")
-                return nil
-            case .killing(let until):
-                if now < until { return nil }
-                log.warning("\(leftovers) still present after SIGKILL; exiting without them")
-            }
-        }
-        if let gateExit { return gateExit }
-        var code = WaitStatus(status).shellCode
-        if options.remapExit.contains(code) {
-            log.info("exit status \(code) remapped to 0")
-            code = 0
-        }
-        return code
-    }
-
     private func describe(_ status: Int32) -> String { WaitStatus(status).description }
+}
+
+/// LISTEN_FDS and LISTEN_PID (grpc-init's own pid) from a socket-activating manager: the
+/// descriptors stay with grpc-init, close-on-exec, until the child is spawned with them (the
+/// agent never gets them), LISTEN_PID then the child's. Taken before grpc-init opens anything of
+/// its own, so that nothing of grpc-init's can fall among them, and only when every descriptor
+/// named is open: an overstated count would hand the child whatever grpc-init opens there.
+/// Set for another pid, they are not grpc-init's: nothing is passed.
+struct SocketActivation {
+    /// Descriptors from 3 that go to the child.
+    let count: Int32
+    /// Why LISTEN_FDS was refused, to be logged.
+    let refusal: String?
+
+    static let maxDescriptors: Int32 = 1024
+
+    static func take() -> SocketActivation {
+        guard let pid = Environment.value("LISTEN_PID"), pid == String(getpid()), let text = Environment.value("LISTEN_FDS") else {
+            return SocketActivation(count: 0, refusal: nil)
+        }
+        let why: String
+        if let count = Int32(text), count > 0, count <= maxDescriptors {
+            guard let closed = (3..<(3 + count)).first(where: { cshim_descriptor_is_open($0) == 0 }) else {
+                for fd in 3..<(3 + count) { cshim_close_on_exec(fd) }
+                return SocketActivation(count: count, refusal: nil)
+            }
+            why = "descriptor \(closed) is not open"
+        } else {
+            why = "want 1 to \(maxDescriptors) descriptors"
+        }
+        for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] { unsetenv(name) }
+        return SocketActivation(count: 0, refusal: "LISTEN_FDS=\(goQuote(text)) refused (\(why)): no descriptors passed to the child")
+    }
 }
 
 /// A status as waitpid(2) reports it.
@@ -291,20 +278,4 @@ struct WaitStatus: CustomStringConvertible {
     /// As a shell reports it: the exit code, or 128+N when killed by signal N.
     var shellCode: Int32 { exitCode ?? 128 + (raw & 0x7F) }
     var description: String { exitCode.map { "exited with status \($0)" } ?? "killed by \(Signals.name(raw & 0x7F))" }
-}
-
-/// `[grpc-init]` lines on stderr: errors, warnings and events always, the rest with --verbose.
-/// Never blocks: a line that cannot be written at once is dropped and counted (LogStream). One
-/// line per event: control characters in what a line carries (a peer's status message, a
-/// command's name) are escaped.
-struct SupervisorLog {
-    let verbose: Bool
-    private let stream = LogStream(fd: STDERR_FILENO)
-
-    init(verbose: Bool) { self.verbose = verbose }
-
-    func info(_ text: String) { if verbose { stream.line("[grpc-init] " + escapingControlCharacters(text)) } }
-    func event(_ text: String) { stream.line("[grpc-init] " + escapingControlCharacters(text)) }
-    func warning(_ text: String) { stream.line("[grpc-init] warning: " + escapingControlCharacters(text)) }
-    func error(_ text: String) { stream.line("[grpc-init] error: " + escapingControlCharacters(text)) }
 }

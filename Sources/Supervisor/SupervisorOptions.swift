@@ -23,10 +23,6 @@ public struct SupervisorOptions: Equatable {
     /// SIGTERM and SIGKILL once the child itself has exited.
     public var leftoverGrace = SupervisorOptions.defaultLeftoverGrace
     public static let defaultLeftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
-    /// grpc-init's status when -ready-timeout passed before the child was ready (timeout(1)'s).
-    public static let notReadyExit: Int32 = 124
-    /// grpc-init's status when -exit-unhealthy-after or -exit-unresponsive-after stopped the child.
-    public static let unhealthyExit: Int32 = 125
 
     static let flagSet = FlagSet([
         .init("subreaper", .bool, aliases: ["s"], usage: "accepted for tini compatibility: grpc-init always reaps (as PID 1 or as child subreaper)"),

@@ -45,22 +45,23 @@ int cshim_ignore_reserved_signals(void);
 // cannot promise. The child gets its own process group when new_process_group is set, takes the
 // terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file. With
 // listen_fds > 0 (socket activation), descriptors 3 to 3+listen_fds-1 stay open across exec and
-// LISTEN_PID is set to the child's pid.
+// LISTEN_PID is set to the child's pid; every other descriptor from 3 up is closed on exec.
 // Returns the child's pid, or -1 with errno set when fork failed. When exec fails, *exec_errno
 // receives its errno (0 when exec succeeded); the failed child has exited and must be reaped.
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int listen_fds, int *exec_errno);
 
-// fork + execv of `path` (no PATH search) for a helper of ours: child_mask restored, stdout on
-// output_fd, stdin input_fd (or /dev/null when it is -1), a process group of its own (a terminal's ^C is the supervisor's
-// to forward, not the helper's to die of), and SIGKILL when the supervisor dies; inherited_fd
-// and second_fd (when >= 0) become its descriptors 3 and 4. An exec failure exits 127. Returns
-// the pid, or -1 with errno set.
 // A close-on-exec pipe whose end fds[end] does not block: the supervisor reads a helper's
 // reports (end 0) and tells it things (end 1) without ever waiting on it; the helper's end is
 // an ordinary pipe.
 int cshim_pipe_nonblocking_end(int fds[2], int end);
 
+// fork + execv of `path` (no PATH search) for a helper of ours: child_mask restored, stdout on
+// output_fd, stdin input_fd (or /dev/null when it is -1), a process group of its own (a terminal's ^C is the supervisor's
+// to forward, not the helper's to die of), and SIGKILL when the supervisor dies; inherited_fd
+// and second_fd (when >= 0) become its descriptors 3 and 4, and nothing above them stays open across
+// exec. An exec failure exits 127. Returns
+// the pid, or -1 with errno set.
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
                          int inherited_fd, int second_fd);
 
@@ -85,12 +86,14 @@ int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const c
 // read as a signal to forward.
 void cshim_discard_own_sigpipe(void);
 
-// pipe2(fds, O_CLOEXEC), which the Glibc module does not declare.
-int cshim_pipe_cloexec(int fds[2]);
+// A non-blocking, close-on-exec datagram socket connected to the unix socket `path` ("@name":
+// an abstract one), for sd_notify(3)'s messages: a send never waits for a reader that does not
+// read, and poll(2)'s POLLOUT on it says when the reader's queue has room again. Returns the
+// descriptor, or -1 with errno set.
+int cshim_notify_connect(const char *path);
 
-// One datagram to the unix socket `path` ("@name": an abstract one), as sd_notify(3) sends it.
-// Returns 0, or -1 with errno set.
-int cshim_notify_socket(const char *path, const char *message);
+// Whether `fd` is an open descriptor of this process.
+int cshim_descriptor_is_open(int fd);
 // accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (a GNU extension the Swift importer does not see).
 int cshim_accept(int fd);
 

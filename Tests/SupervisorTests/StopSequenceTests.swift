@@ -1,0 +1,384 @@
+import Glibc
+import XCTest
+@testable import Supervisor
+
+private let ms: Int64 = 1_000_000
+private let s: Int64 = 1_000_000_000
+/// Go's largest duration, which every duration flag accepts.
+private let goMax = Int64.max
+
+/// waitpid(2) statuses.
+private func exited(_ code: Int32) -> Int32 { code << 8 }
+private func killed(_ signo: Int32) -> Int32 { signo }
+
+/// The stop sequence driven through the cases that went wrong when nobody had ordered them.
+final class StopSequenceTests: XCTestCase {
+    /// Feeds events at the given instants (ticks in between as the loop would) and collects the
+    /// actions.
+    struct Run {
+        var sequence: StopSequence
+        var now: Int64 = 0
+        var actions: [StopSequence.Action] = []
+
+        init(_ configuration: StopSequence.Configuration) { sequence = StopSequence(configuration, now: 0) }
+
+        /// Moves the clock to `instant`, ticking at each deadline on the way, as the reactor wakes.
+        mutating func advance(to instant: Int64) {
+            // Bounded: a sequence whose deadline stays due after its tick would spin the loop.
+            for _ in 0..<1_000 {
+                guard let due = sequence.wakeAt, due <= instant else { break }
+                now = max(now, due)
+                actions += sequence.handle(.tick, now: now)
+            }
+            now = instant
+            actions += sequence.handle(.tick, now: now)
+        }
+
+        mutating func at(_ instant: Int64, _ event: StopSequence.Event) {
+            advance(to: instant)
+            actions += sequence.handle(event, now: now)
+            actions += sequence.handle(.tick, now: now)
+            if actions.last == .lookForLeftovers || (sequence.childExited && sequence.exitStatus == nil) {
+                actions += sequence.handle(.leftovers(remain: false), now: now)
+            }
+        }
+
+        var forwarded: [Int32] { actions.compactMap { if case .forward(let s) = $0 { return s } else { return nil } } }
+    }
+
+    func testAGracefulShutdownThatPassesThroughNotServingIsTheChildsExit() {
+        var c = StopSequence.Configuration()
+        c.unhealthyAfter = 500 * ms
+        var run = Run(c)
+        run.at(100 * ms, .health(serving: true))
+        // The agent Checks every quarter of the span and says each answer.
+        for t in stride(from: 225 * ms, through: 975 * ms, by: Int64.Stride(125 * ms)) { run.at(t, .answered) }
+        run.at(1 * s, .signal(SIGTERM))
+        run.at(1 * s + 10 * ms, .health(serving: false))
+        run.at(3 * s, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 0)
+        XCTAssertEqual(run.forwarded, [SIGTERM], "one SIGTERM, the one from outside")
+        XCTAssertFalse(run.actions.contains { if case .stopBegun = $0 { return true } else { return false } })
+    }
+
+    func testASIGTERMBeforeReadyDisarmsTheReadyTimeout() {
+        var c = StopSequence.Configuration()
+        c.readyTimeout = 2 * s
+        var run = Run(c)
+        run.at(500 * ms, .signal(SIGTERM))
+        run.at(3 * s, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 0)
+        XCTAssertEqual(run.forwarded, [SIGTERM])
+    }
+
+    func testTheReadyTimeoutDoesNotCutADrain() {
+        var c = StopSequence.Configuration()
+        c.readyTimeout = 2 * s
+        c.drainDelay = 5 * s
+        var run = Run(c)
+        run.at(300 * ms, .health(serving: true))
+        run.at(1 * s, .signal(SIGTERM))
+        run.advance(to: 5 * s)
+        XCTAssertEqual(run.forwarded, [], "still draining at 5 s")
+        run.advance(to: 6 * s)
+        XCTAssertEqual(run.forwarded, [SIGTERM])
+        run.at(6 * s + 100 * ms, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 0)
+    }
+
+    func testTheReadyTimeoutBeforeAnyServingStopsTheChildOnceWith124() {
+        var c = StopSequence.Configuration()
+        c.readyTimeout = 2 * s
+        c.drainDelay = 5 * s
+        var run = Run(c)
+        run.advance(to: 2 * s)
+        XCTAssertEqual(run.forwarded, [SIGTERM], "a server never ready is not drained")
+        run.at(2 * s + 10 * ms, .signal(SIGTERM))
+        run.at(2 * s + 20 * ms, .childExited(status: killed(SIGTERM)))
+        XCTAssertEqual(run.forwarded, [SIGTERM, SIGTERM], "the second is the one from outside, forwarded as it came")
+        XCTAssertEqual(run.sequence.exitStatus, 124)
+    }
+
+    func testAServerThatStopsAnsweringIsUnhealthyWithoutAnUnresponsiveFlag() {
+        var c = StopSequence.Configuration()
+        c.unhealthyAfter = 1 * s
+        XCTAssertEqual(c.answerInterval, 250 * ms, "the agent must Check for there to be answers to miss")
+        var run = Run(c)
+        run.at(100 * ms, .health(serving: true))
+        run.at(300 * ms, .answered)
+        run.advance(to: 1_299 * ms)
+        XCTAssertEqual(run.forwarded, [])
+        run.advance(to: 1_300 * ms)
+        XCTAssertEqual(run.forwarded, [SIGTERM])
+        XCTAssertTrue(run.actions.contains(.stopBegun(.unhealthy(answering: false))))
+        run.at(1_400 * ms, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 125)
+    }
+
+    func testGoLargestDurationsMeanNeverAndDoNotTrap() {
+        var c = StopSequence.Configuration()
+        c.readyTimeout = goMax
+        c.unhealthyAfter = goMax
+        c.unresponsiveAfter = goMax
+        c.grace = goMax
+        c.drainDelay = goMax
+        c.leftoverGrace = goMax
+        c.watchdogEvery = goMax
+        var run = Run(c)
+        run.now = Int64.max - 10 * s  // a monotonic clock far along
+        run.sequence = StopSequence(c, now: run.now)
+        run.at(run.now + 1, .health(serving: true))
+        run.at(run.now + 1, .signal(SIGTERM))
+        XCTAssertEqual(run.forwarded, [], "draining for ever")
+        run.at(run.now + 1, .signal(SIGTERM))
+        XCTAssertEqual(run.forwarded, [SIGTERM], "a second SIGTERM passes it on")
+        run.at(run.now + 1, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 0)
+    }
+
+    func testAGateCauseKeepsItsCodeWhateverTheChildsCodeAndRemapping() {
+        var c = StopSequence.Configuration()
+        c.readyTimeout = 1 * s
+        c.remapExit = [124, 143]
+        var run = Run(c)
+        run.advance(to: 1 * s)
+        run.at(1_100 * ms, .childExited(status: exited(124)))
+        XCTAssertEqual(run.sequence.exitStatus, 124)
+        var plain = Run(StopSequence.Configuration(remapExit: [143]))
+        plain.at(10 * ms, .childExited(status: exited(143)))
+        XCTAssertEqual(plain.sequence.exitStatus, 0)
+        XCTAssertTrue(plain.actions.contains(.remapped(143)))
+    }
+
+    func testLeftoversGetSIGTERMThenSIGKILLThenAreLeft() {
+        var c = StopSequence.Configuration()
+        c.leftoverGrace = 2 * s
+        var sequence = StopSequence(c, now: 0)
+        XCTAssertEqual(sequence.handle(.childExited(status: exited(3)), now: 0), [.childGone, .lookForLeftovers])
+        XCTAssertEqual(sequence.handle(.leftovers(remain: true), now: 0), [.signalLeftovers(SIGTERM)])
+        XCTAssertEqual(sequence.wakeAt, 2 * s)
+        XCTAssertEqual(sequence.handle(.signal(SIGTERM), now: 1 * s), [], "nothing goes to a reaped child")
+        XCTAssertEqual(sequence.handle(.tick, now: 2 * s), [.signalLeftovers(SIGKILL)])
+        XCTAssertEqual(sequence.handle(.tick, now: 3 * s), [.leftoversAbandoned, .exit(3)])
+        XCTAssertEqual(sequence.handle(.signal(SIGTERM), now: 4 * s), [])
+    }
+}
+
+/// Every ordering of events up to a depth, for several configurations, against the invariants
+/// written once in `Explorer.check`. scripts/fuzz.sh stop-sequence explores deeper.
+final class StopSequenceExplorationTests: XCTestCase {
+    func testEveryOrderingKeepsTheInvariants() {
+        let depth = Int(TestEnvironment.value("GRPC_INIT_EXPLORE_DEPTH") ?? "") ?? 7
+        var total = 0
+        for (name, configuration) in Explorer.configurations {
+            var explorer = Explorer(configuration)
+            explorer.explore(depth: depth)
+            XCTAssertEqual(explorer.violations, [], name)
+            XCTAssertGreaterThan(explorer.states, 100, name)
+            total += explorer.states
+            print("stop sequence \(name): depth \(depth), \(explorer.states) states, \(explorer.transitions) transitions")
+        }
+        print("stop sequence: \(total) states explored in all")
+    }
+
+    func testTheCheckerCatchesABrokenSequence() {
+        // A second stop of grpc-init's own, as the old supervisor sent after a health action
+        // during a shutdown: the invariants must see it.
+        var track = Explorer.Track()
+        var violations: [String] = []
+        Explorer.check(event: .tick, actions: [.stopping, .forward(SIGTERM)], after: StopSequence(.init(), now: 0),
+                       now: 0, track: &track, configuration: .init(), violations: &violations)
+        Explorer.check(event: .tick, actions: [.stopping, .forward(SIGTERM)], after: StopSequence(.init(), now: 0),
+                       now: 1, track: &track, configuration: .init(), violations: &violations)
+        XCTAssertFalse(violations.isEmpty)
+    }
+}
+
+enum TestEnvironment {
+    static func value(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+}
+
+/// A breadth-first walk over the stop sequence's states: from each, every event the world can
+/// send (signals, the child's exit with several statuses, health reports, the clock moving to
+/// the next deadline or a little), states seen before not walked again.
+struct Explorer {
+    static let configurations: [(String, StopSequence.Configuration)] = {
+        var plain = StopSequence.Configuration()
+        plain.leftoverGrace = 1 * s
+        var everything = StopSequence.Configuration()
+        everything.drainDelay = 1 * s
+        everything.grace = 2 * s
+        everything.leftoverGrace = 500 * ms
+        everything.readyTimeout = 1_500 * ms
+        everything.unhealthyAfter = 500 * ms
+        everything.unresponsiveAfter = 1 * s
+        everything.watchdogEvery = 400 * ms
+        everything.remapExit = [143, 124]
+        var largest = StopSequence.Configuration()
+        largest.drainDelay = goMax
+        largest.grace = goMax
+        largest.leftoverGrace = goMax
+        largest.readyTimeout = goMax
+        largest.unhealthyAfter = goMax
+        largest.unresponsiveAfter = goMax
+        largest.watchdogEvery = goMax
+        largest.killReapBound = goMax
+        var drainAndTimeout = StopSequence.Configuration()
+        drainAndTimeout.drainDelay = 5 * s
+        drainAndTimeout.readyTimeout = 2 * s
+        var unhealthyOnly = StopSequence.Configuration()
+        unhealthyOnly.unhealthyAfter = 1 * s
+        unhealthyOnly.grace = 1 * s
+        return [("plain", plain), ("everything", everything), ("Go's largest", largest),
+                ("drain and ready timeout", drainAndTimeout), ("unhealthy only", unhealthyOnly)]
+    }()
+
+    /// What the run did so far, for the invariants that span several steps.
+    struct Track: Hashable {
+        var stoppings = 0
+        var ownStopSignals = 0
+        var cause: StopSequence.Cause?
+        var childStatus: Int32?
+        var exited = false
+        var everServing = false
+        var graceDue: Int64?
+        var killed = false
+        var drainDue: Int64?
+        var signalledAfterDrain = false
+        /// When the leftovers got SIGTERM, and when SIGKILL.
+        var terminatedAt: Int64?
+        var killedAt: Int64?
+        /// The sequence asked to be told about the leftovers: the loop answers before anything else.
+        var awaitingLook = false
+    }
+
+    struct Node: Hashable {
+        var sequence: StopSequence
+        var now: Int64
+        var track: Track
+    }
+
+    let configuration: StopSequence.Configuration
+    private(set) var states = 0
+    private(set) var transitions = 0
+    private(set) var violations: [String] = []
+    private var seen: Set<Node> = []
+
+    init(_ configuration: StopSequence.Configuration) { self.configuration = configuration }
+
+    private static let start: Int64 = 1_000 * s
+
+    mutating func explore(depth: Int) {
+        let root = Node(sequence: StopSequence(configuration, now: Explorer.start), now: Explorer.start, track: Track())
+        var frontier = [root]
+        seen.insert(root)
+        for _ in 0..<depth {
+            var next: [Node] = []
+            for node in frontier {
+                for (event, now) in moves(from: node) {
+                    transitions += 1
+                    var child = node
+                    child.now = now
+                    let actions = child.sequence.handle(event, now: now)
+                    Explorer.check(event: event, actions: actions, after: child.sequence, now: now,
+                                   track: &child.track, configuration: configuration, violations: &violations)
+                    if violations.count > 20 { return }
+                    if seen.insert(child).inserted { next.append(child) }
+                }
+            }
+            states += frontier.count
+            frontier = next
+        }
+        states += frontier.count
+    }
+
+    private func moves(from node: Node) -> [(StopSequence.Event, Int64)] {
+        let now = node.now
+        if node.track.awaitingLook { return [(.leftovers(remain: true), now), (.leftovers(remain: false), now)] }
+        var moves: [(StopSequence.Event, Int64)] = [
+            (.signal(SIGTERM), now), (.signal(SIGINT), now), (.signal(SIGHUP), now),
+            (.childExited(status: exited(0)), now), (.childExited(status: killed(SIGTERM)), now),
+            (.childExited(status: exited(143)), now), (.health(serving: true), now), (.health(serving: false), now),
+            (.answered, now), (.tick, now.addingSaturated(300 * ms)),
+        ]
+        // Int64.max is "never": the reactor sets no timer for it.
+        if let due = node.sequence.wakeAt, due != .max { moves.append((.tick, max(now, due))) }
+        if node.track.childStatus != nil {
+            moves.append((.leftovers(remain: true), now))
+            moves.append((.leftovers(remain: false), now))
+        }
+        return moves
+    }
+
+    /// The invariants, for one step: `event` at `now` gave `actions`.
+    static func check(event: StopSequence.Event, actions: [StopSequence.Action], after: StopSequence,
+                      now: Int64, track: inout Track, configuration: StopSequence.Configuration, violations: inout [String]) {
+        func fail(_ what: String) { violations.append("\(what): \(event) at \(now) gave \(actions)") }
+        if track.exited && !actions.isEmpty { fail("an action after the exit") }
+        let external: Int32? = { if case .signal(let s) = event { return s } else { return nil } }()
+        for action in actions {
+            switch action {
+            case .forward(let signo):
+                if track.childStatus != nil { fail("a signal to a reaped child") }
+                if signo != external {
+                    if signo == SIGTERM { track.ownStopSignals += 1 } else { fail("a signal nobody sent") }
+                    if track.ownStopSignals > 1 { fail("a second stop signal of grpc-init's own") }
+                }
+                if (signo == SIGTERM || signo == SIGINT) && track.graceDue == nil && configuration.grace > 0 {
+                    track.graceDue = now.addingSaturated(configuration.grace)
+                }
+                if track.drainDue != nil { track.signalledAfterDrain = true }
+            case .killChild:
+                if track.childStatus != nil { fail("SIGKILL to a reaped child") }
+                guard let due = track.graceDue, now >= due else { fail("SIGKILL before the grace"); break }
+                track.killed = true
+            case .stopping:
+                track.stoppings += 1
+                if track.stoppings > 1 { fail("a second stop sequence") }
+                if let external { track.cause = .signal(external) }
+            case .stopBegun(let cause):
+                if !actions.contains(.stopping) { fail("a health action or timeout after the stop began") }
+                track.cause = cause
+            case .drain:
+                if track.drainDue != nil { fail("a second drain") }
+                track.drainDue = now.addingSaturated(configuration.drainDelay)
+            case .signalLeftovers(let signo):
+                if signo == SIGTERM { track.terminatedAt = now } else { track.killedAt = now }
+            case .exit(let code):
+                guard let status = track.childStatus else { fail("an exit before the child's"); break }
+                var expected = track.cause?.exitStatus ?? WaitStatus(status).shellCode
+                if track.cause?.exitStatus == nil && configuration.remapExit.contains(expected) { expected = 0 }
+                if code != expected { fail("exit \(code), not \(expected)") }
+                track.exited = true
+            default:
+                break
+            }
+        }
+        if case .leftovers = event { track.awaitingLook = false }
+        if actions.contains(.lookForLeftovers) { track.awaitingLook = true }
+        switch event {
+        case .childExited(let status) where track.childStatus == nil:
+            track.childStatus = status
+        case .health(serving: true) where track.stoppings == 0:
+            track.everServing = true
+        default:
+            break
+        }
+        guard case .tick = event, !track.exited else { return }
+        // No spin: after a tick every deadline lies ahead.
+        if let due = after.wakeAt, due <= now { fail("a deadline already passed after the tick (\(due))") }
+        // Every deadline met.
+        if track.childStatus == nil {
+            if let due = track.graceDue, now >= due, !track.killed { fail("-grace passed without SIGKILL") }
+            if let due = track.drainDue, now >= due, !track.signalledAfterDrain { fail("the drain ended without the signal") }
+            if configuration.readyTimeout > 0, !track.everServing, track.stoppings == 0,
+               now >= Explorer.start.addingSaturated(configuration.readyTimeout) {
+                fail("-ready-timeout passed without a stop")
+            }
+        } else if let at = track.killedAt, now >= at.addingSaturated(configuration.killReapBound) {
+            fail("leftovers kept grpc-init past SIGKILL's bound")
+        } else if let at = track.terminatedAt, track.killedAt == nil, now >= at.addingSaturated(configuration.leftoverGrace) {
+            fail("-leftover-grace passed without SIGKILL")
+        }
+    }
+}
