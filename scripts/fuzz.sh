@@ -7,6 +7,9 @@
 #   pem           PEM bundles into TLSShim's base64 decoder and DER walker (Tests/fuzz/c)
 #   maps          /proc/self/maps text into CShim's code-range parser (Tests/fuzz/c)
 #   gate          the supervisor-agent protocol's frames, both directions (Tests/fuzz/entry/GateFuzz.swift)
+#   stop-sequence not libFuzzer: the supervisor's stop sequence, every ordering of events explored
+#                 breadth first to GRPC_INIT_EXPLORE_DEPTH (default 10; the suite goes to 7), each
+#                 state against the invariants (Tests/SupervisorTests/StopSequenceTests.swift)
 # Seeds come from Tests/fuzz/corpus/TARGET; what libFuzzer finds goes to .build/fuzz/corpus-TARGET,
 # crash inputs to .build/fuzz. The test suite runs the short pass (FuzzTests, test_fuzz.py).
 # Usage: scripts/fuzz.sh [SECONDS [TARGET...]]   (default 300 seconds, shared by every target)
@@ -15,7 +18,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(conversation wire pem maps gate)
+[ ${#targets[@]} -gt 0 ] || targets=(conversation wire pem maps gate stop-sequence)
 out=.build/fuzz
 mkdir -p "$out"
 root=$PWD
@@ -60,6 +63,11 @@ build() {
 each=$(( seconds / ${#targets[@]} ))
 [ "$each" -gt 0 ] || each=1
 for target in "${targets[@]}"; do
+    if [ "$target" = stop-sequence ]; then
+        echo "== stop-sequence: depth ${GRPC_INIT_EXPLORE_DEPTH:=10}"
+        GRPC_INIT_EXPLORE_DEPTH=$GRPC_INIT_EXPLORE_DEPTH swift test --filter StopSequenceExplorationTests 2>&1 | grep -E "stop sequence|error|Executed"
+        continue
+    fi
     build "$target"
     mkdir -p "$out/corpus-$target"
     seeds=Tests/fuzz/corpus/$target

@@ -90,6 +90,8 @@ final class Agent: EventSource {
         // A probe while nothing is found yet looks at once, not at the next scan.
         endpoint?.onProbe = { [locator] in locator.scanSoon() }
         localProbes?.onProbe = { [locator] in locator.scanSoon() }
+        // Out of descriptors, a local probe wins over the endpoint's oldest idle connection.
+        localProbes?.makeRoom = { [weak endpoint] in endpoint?.evictOldestIdle() ?? false }
         reactor.releasesCodeAfter = endpoint == nil ? Agent.releaseWithoutEndpoint : Agent.releaseWithEndpoint
         link.onDrain = { [model, endpoint] in
             model.drain()
@@ -142,8 +144,8 @@ final class Agent: EventSource {
             }
         }
         // A server that stayed up a while gets the first pause again, not the longest.
-        if now - watcher.started > 10 * redials.maximum { redials.reset() }
-        phase = .pausing(until: now + redials.next())
+        if now - watcher.started > redials.maximum.multipliedSaturated(by: 10) { redials.reset() }
+        phase = .pausing(until: now.addingSaturated(redials.next()))
     }
 
     // MARK: EventSource

@@ -69,9 +69,10 @@ public struct Listener: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Finds the listening sockets of a process tree: the `socket:[INODE]` links in /proc/PID/fd
-/// of each process, matched against the LISTEN rows of /proc/net/tcp, tcp6 and unix. The parsing
-/// is pure, for the tests; `scan` does the reading.
+/// Finds the listening sockets of a process tree: the namespace's listening sockets (one
+/// sock_diag dump each of TCP, TCP over IPv6 and unix, or /proc/net/tcp, tcp6 and unix where
+/// netlink cannot answer), matched against the `socket:[INODE]` links in /proc/PID/fd of each
+/// process of the tree. The parsing is pure, for the tests; `ListenerSurvey` does the reading.
 public enum Discovery {
     /// Bounds on what one scan reads: a process tree or a socket table larger than these is
     /// read in part, never without end.
@@ -87,39 +88,78 @@ public enum Discovery {
         public var procMissing = false
     }
 
-    /// The listeners held by the descendants of `root`, except `excluded` (the agent itself).
+    /// The listeners held by the descendants of `root`, except `excluded` (the agent itself),
+    /// with nothing remembered from an earlier scan.
     public static func scan(root: pid_t, excluding excluded: pid_t) -> Scan {
-        var result = Scan()
-        guard access("/proc/self/net/tcp", R_OK) == 0 else {
-            result.procMissing = true
-            return result
-        }
-        var inodes: [UInt64: pid_t] = [:]
+        var survey = ListenerSurvey(root: root, excluding: excluded)
+        return survey.scan()
+    }
+
+    /// Which of `wanted` the descendants of `root` (except `excluded`) hold, and the first
+    /// process found holding each, the tree walked from the root down: a pool's parent before
+    /// its workers. The walk ends once every one is found. Nil when a process's descriptors
+    /// could not be read for a reason that may pass (descriptors or memory running out): what
+    /// the walk did not find may still be the tree's.
+    static func holders(of wanted: Set<UInt64>, root: pid_t, excluding excluded: pid_t) -> [UInt64: pid_t]? {
+        var found: [UInt64: pid_t] = [:]
+        guard !wanted.isEmpty else { return found }
         for pid in descendants(of: root) where pid != excluded {
-            for entry in Files.entries(of: "/proc/\(pid)/fd") ?? [] {
-                if let link = Files.linkTarget("/proc/\(pid)/fd/\(entry.name)"), let inode = socketInode(link) {
-                    inodes[inode] = pid
+            let read = forEachSocket(of: pid) { inode in
+                if wanted.contains(inode) && found[inode] == nil { found[inode] = pid }
+            }
+            if !read { return nil }
+            if found.count == wanted.count { break }
+        }
+        return found
+    }
+
+    /// The inode of each socket among `pid`'s descriptors, from the links in /proc/PID/fd read
+    /// relative to that directory into a small buffer: a walk of thousands of descriptors
+    /// makes no string of its own.
+    /// False when the directory could not be read for a reason that may pass; a process that has
+    /// exited, or whose descriptors are not ours to read, holds nothing we can find.
+    @discardableResult
+    static func forEachSocket(of pid: pid_t, _ body: (UInt64) -> Void) -> Bool {
+        guard let directory = opendir("/proc/\(pid)/fd") else {
+            return errno == ENOENT || errno == ESRCH || errno == EACCES || errno == EPERM
+        }
+        defer { closedir(directory) }
+        let fd = dirfd(directory)
+        // "socket:[" and at most 20 digits and "]": a longer link is not a socket's.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { link in
+            while let entry = readdir(directory) {
+                let length = withUnsafePointer(to: &entry.pointee.d_name) { name in
+                    name.withMemoryRebound(to: CChar.self, capacity: 1) { name in
+                        name[0] == 0x2E ? -1 : readlinkat(fd, name, UnsafeMutableRawPointer(link.baseAddress!).assumingMemoryBound(to: CChar.self), link.count)
+                    }
                 }
+                guard length > 0, length < link.count, let inode = socketInode(UnsafeBufferPointer(rebasing: link[..<length])) else { continue }
+                body(inode)
             }
         }
-        guard !inodes.isEmpty else { return result }
-        var all: [Listener] = []
-        for table in ["tcp", "tcp6"] {
-            if let text = Files.text("/proc/self/net/\(table)", limit: maxTableBytes) { all += parseTCP(text) }
-        }
-        if let text = Files.text("/proc/self/net/unix", limit: maxTableBytes) { all += parseUnix(text) }
-        for listener in all {
-            guard let owner = inodes[listener.inode] else { continue }
-            result.listeners.append(listener)
-            result.owners[listener.inode] = owner
-        }
-        return result
+        return true
     }
 
     /// `socket:[12345]` -> 12345.
     public static func socketInode(_ link: String) -> UInt64? {
-        guard link.hasPrefix("socket:["), link.hasSuffix("]") else { return nil }
-        return UInt64(link.dropFirst("socket:[".count).dropLast())
+        var link = link
+        return link.withUTF8 { socketInode($0) }
+    }
+
+    static func socketInode(_ link: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        let prefix: StaticString = "socket:["
+        let count = prefix.utf8CodeUnitCount
+        guard link.count > count + 1, link.count <= count + 21, link[link.count - 1] == UInt8(ascii: "]"),
+              UnsafeBufferPointer(start: prefix.utf8Start, count: count).elementsEqual(link[..<count]) else { return nil }
+        var inode: UInt64 = 0
+        for digit in link[count..<(link.count - 1)] {
+            guard digit >= UInt8(ascii: "0") && digit <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow) = inode.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times10.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+            guard !overflow && !carry else { return nil }
+            inode = sum
+        }
+        return inode
     }
 
     /// The LISTEN rows (state 0A) of /proc/net/tcp or tcp6: each address is printed as 32-bit
@@ -213,4 +253,86 @@ public enum Discovery {
 
 extension Substring {
     fileprivate var trimmingNewline: Substring { last == "\n" ? dropLast() : self }
+}
+
+/// Discovery from one scan to the next. Each scan reads the namespace's listening sockets; the
+/// tree's descriptors are walked only when a listening socket appears that no walk has
+/// classified yet, so that while nothing new listens a scan costs the same for a tree of one
+/// process as for one of thousands. A walk classifies every new socket at once: held by the
+/// tree (and by which process), or not. A socket that one walk did not find is walked for once
+/// more on the next scan before it counts as not the tree's: a process forked during the walk
+/// (a server that listens, then daemonizes) is in the tree by then. A socket gone from the
+/// tables is forgotten, and sockets are never reclassified: one first seen held only outside
+/// the tree and handed into it later is not found (a new listener is a new socket, whoever
+/// opens it).
+public struct ListenerSurvey {
+    public let root: pid_t
+    public let excluded: pid_t
+    /// The tree's listening sockets, and the process a walk found holding each.
+    public private(set) var held: [UInt64: pid_t] = [:]
+    /// Listening sockets that two walks found no process of the tree holding.
+    public private(set) var foreign: Set<UInt64> = []
+    /// Listening sockets that one walk did not find: walked for again on the next scan.
+    public private(set) var missedOnce: Set<UInt64> = []
+    /// How many times the tree has been walked.
+    public private(set) var walks = 0
+    private let sockets = ListeningSockets()
+    /// Whether /proc has been found (until it is, each scan looks for it).
+    private var procFound = false
+
+    public init(root: pid_t, excluding excluded: pid_t) {
+        self.root = root
+        self.excluded = excluded
+    }
+
+    /// The listeners the tree holds now.
+    public mutating func scan() -> Discovery.Scan {
+        if !procFound {
+            procFound = access("/proc/self/net/tcp", R_OK) == 0
+            guard procFound else {
+        var result = Discovery.Scan()
+                result.procMissing = true
+                return result
+            }
+        }
+        let listening = sockets.read()
+        let (root, excluded) = (root, excluded)
+        return classify(listening) { Discovery.holders(of: $0, root: root, excluding: excluded) }
+    }
+
+    /// Closes what the scans keep open, until the next scan.
+    public func release() { sockets.release() }
+
+    /// Of `listening` (the namespace's listening sockets, in the tables' order), those the tree
+    /// holds: `walk` (which of these inodes the tree holds, and where) is called once, with
+    /// every socket not classified yet, or not at all when there is none.
+    public mutating func classify(_ listening: [Listener], walk: (Set<UInt64>) -> [UInt64: pid_t]?) -> Discovery.Scan {
+        let present = Set(listening.lazy.map(\.inode))
+        if held.keys.contains(where: { !present.contains($0) }) { held = held.filter { present.contains($0.key) } }
+        if foreign.contains(where: { !present.contains($0) }) { foreign.formIntersection(present) }
+        if missedOnce.contains(where: { !present.contains($0) }) { missedOnce.formIntersection(present) }
+        let unknown = present.filter { held[$0] == nil && !foreign.contains($0) }
+        if !unknown.isEmpty {
+            walks += 1
+            // A walk cut short classifies nothing: the next scan walks again.
+            let holders = walk(unknown)
+            for inode in unknown where holders != nil {
+                if let owner = holders?[inode] {
+                    held[inode] = owner
+                    missedOnce.remove(inode)
+                } else if missedOnce.remove(inode) != nil {
+                    foreign.insert(inode)
+                } else {
+                    missedOnce.insert(inode)
+                }
+            }
+        }
+        var result = Discovery.Scan()
+        for listener in listening {
+            guard let owner = held[listener.inode] else { continue }
+            result.listeners.append(listener)
+            result.owners[listener.inode] = owner
+        }
+        return result
+    }
 }

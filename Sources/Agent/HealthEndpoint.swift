@@ -33,7 +33,7 @@ final class HealthEndpoint: EventSource {
     }
 
     let limits: Limits
-    private let listener: Socket
+    private let listener: ListeningSocket
     /// The channel to the child while the agent holds one.
     private(set) var channel: Channel?
     /// What is known of the child's health: the reason for answers that need no Check, the drain.
@@ -104,7 +104,7 @@ final class HealthEndpoint: EventSource {
         self.model = model
         self.limits = limits
         self.reporter = reporter
-        self.listener = listener
+        self.listener = ListeningSocket(listener)
     }
 
     // MARK: The channel to the child
@@ -124,7 +124,7 @@ final class HealthEndpoint: EventSource {
     // MARK: EventSource
 
     func descriptors(into set: inout [pollfd]) {
-        set.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+        listener.descriptors(into: &set)
         for peer in peers {
             set.append(pollfd(fd: peer.socket.fd, events: Int16(POLLIN) | (peer.outbound.isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
         }
@@ -138,19 +138,22 @@ final class HealthEndpoint: EventSource {
                 if let handle = entry.handle, handle.status != nil || !handle.messages.isEmpty { return 0 }
             }
         }
-        return peers.map { deadline(of: $0) }.min()
+        let earliest = peers.map { deadline(of: $0) }.min()
+        guard let resting = listener.pausedUntil else { return earliest }
+        return min(earliest ?? resting, resting)
     }
 
     func deadline(of peer: Peer) -> Int64 {
         switch peer.speaks {
-        case .undecided, .http1: return peer.hasRequest ? Int64.max : peer.accepted + limits.headTimeout
-        case .http2(let connection): return connection.activeStreams > 0 ? Int64.max : peer.lastActivity + limits.idleTimeout
+        case .undecided, .http1: return peer.hasRequest ? Int64.max : peer.accepted.addingSaturated(limits.headTimeout)
+        case .http2(let connection): return connection.activeStreams > 0 ? Int64.max : peer.lastActivity.addingSaturated(limits.idleTimeout)
         }
     }
 
     /// Every turn, not only when its descriptors are ready: Checks on the channel may have ended.
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
         // The peers are polled in order, after the listener: each one's result is at its place.
+        listener.resume(now: now)
         var index = polled.startIndex
         if index < polled.endIndex && polled[index].fd == listener.fd {
             if polled[index].revents != 0 { acceptAll(now: now) }
@@ -171,18 +174,34 @@ final class HealthEndpoint: EventSource {
 
     private func acceptAll(now: Int64) {
         for _ in 0..<16 {
-            guard let socket = listener.accept() else { return }
-            if peers.count >= limits.maxConnections {
+            switch listener.accept() {
+            case .connection(let socket):
                 // Full: the oldest connection with nothing asked makes room, so that a flood of
-                // idle connections cannot keep a probe out.
-                guard let idle = peers.filter({ !$0.hasRequest && !$0.closed }).min(by: { $0.lastActivity < $1.lastActivity }) else {
-                    continue  // everyone waits for an answer: this one is refused (closed)
-                }
-                close(idle)
-                peers.removeAll { $0.closed }
+                // idle connections cannot keep a probe out; when everyone waits for an answer,
+                // this one is refused (closed).
+                if peers.count >= limits.maxConnections && !evictOldestIdle() { continue }
+                peers.append(Peer(socket: socket, now: now))
+            case .none:
+                return
+            case .exhausted:
+                // Out of descriptors: the same rule, the newest connection over the oldest idle one.
+                if evictOldestIdle() { continue }
+                return listener.refuseOne(now: now)
+            case .failed:
+                continue
             }
-            peers.append(Peer(socket: socket, now: now))
         }
+    }
+
+    /// Closes the connection idle the longest, one with nothing asked, and lets its descriptor
+    /// go; false when every connection waits for an answer.
+    func evictOldestIdle() -> Bool {
+        guard let idle = peers.filter({ !$0.hasRequest && !$0.closed }).min(by: { $0.lastActivity < $1.lastActivity }) else {
+            return false
+        }
+        close(idle)
+        peers.removeAll { $0.closed }
+        return true
     }
 
     /// The model is draining: Watches hear it at once; the child's own Watches are let go.

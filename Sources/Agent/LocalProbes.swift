@@ -1,4 +1,3 @@
-import CShim
 import Client
 import GateProtocol
 import Glibc
@@ -14,6 +13,9 @@ import Wire
 final class LocalProbes: EventSource {
     struct Limits {
         var maxConnections = 16
+        /// Connections taken from the backlog in one turn: those from outside the PID namespace
+        /// are closed at once and take no place, so a flood of them is drained in a few turns.
+        var acceptsPerTurn = 256
         /// A query must have arrived by then.
         var queryTimeout: Int64 = 2_000_000_000
         var maxQuery = 4 << 10
@@ -38,17 +40,20 @@ final class LocalProbes: EventSource {
     }
 
     let limits: Limits
-    private let listener: Socket
+    private let listener: ListeningSocket
     private let model: HealthModel
     private let metadata: [HeaderField]
     private(set) var channel: Channel?
     private var peers: [Peer] = []
     /// A probe arrived (discovery may look again at once).
     var onProbe: () -> Void = {}
+    /// Out of descriptors: another part of the agent lets one go (the health endpoint's
+    /// connection idle the longest), or says it has none to give.
+    var makeRoom: () -> Bool = { false }
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
     init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits()) {
-        self.listener = listener
+        self.listener = ListeningSocket(listener)
         self.metadata = metadata
         self.model = model
         self.limits = limits
@@ -67,7 +72,9 @@ final class LocalProbes: EventSource {
     // MARK: EventSource
 
     func descriptors(into set: inout [pollfd]) {
-        set.append(pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0))
+        // Full: our own wait in the backlog (a probe that finds it full tries again), and so do
+        // the foreign ones, until a place is free.
+        if peers.count < limits.maxConnections { listener.descriptors(into: &set) }
         for peer in peers {
             set.append(pollfd(fd: peer.socket.fd, events: peer.outbound.isEmpty ? Int16(POLLIN) : Int16(POLLOUT), revents: 0))
         }
@@ -77,12 +84,14 @@ final class LocalProbes: EventSource {
         var earliest = Int64.max
         for peer in peers {
             if let handle = peer.handle, handle.status != nil { return 0 }
-            if peer.query == nil { earliest = min(earliest, peer.accepted + limits.queryTimeout) }
+            if peer.query == nil { earliest = min(earliest, peer.accepted.addingSaturated(limits.queryTimeout)) }
         }
+        if let resting = listener.pausedUntil { earliest = min(earliest, resting) }
         return earliest == .max ? nil : earliest
     }
 
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+        listener.resume(now: now)
         var ready: Set<Int32> = []
         for entry in polled where entry.revents != 0 {
             if entry.fd == listener.fd { acceptSome(now: now) } else { ready.insert(entry.fd) }
@@ -94,17 +103,28 @@ final class LocalProbes: EventSource {
                 answer(peer, HealthQuestion.outcome(of: status, message: handle.nextMessage()))
             }
             flush(peer)
-            if !peer.closed && peer.query == nil && now >= peer.accepted + limits.queryTimeout { close(peer) }
+            if !peer.closed && peer.query == nil && now >= peer.accepted.addingSaturated(limits.queryTimeout) { close(peer) }
         }
         peers.removeAll { $0.closed }
     }
 
     private func acceptSome(now: Int64) {
-        for _ in 0..<limits.maxConnections {
-            guard let socket = listener.accept() else { return }
-            // Outside our PID namespace the peer's pid reads 0: another container of the pod.
-            guard cshim_peer_pid(socket.fd) > 0, peers.count < limits.maxConnections else { continue }
-            peers.append(Peer(socket: socket, accepted: now))
+        for _ in 0..<limits.acceptsPerTurn {
+            guard peers.count < limits.maxConnections else { return }
+            switch listener.accept() {
+            case .connection(let socket):
+                // Outside our PID namespace the peer's pid reads 0: another container of the
+                // pod. Its Socket is let go here, which closes it.
+                guard socket.peerProcessID > 0 else { continue }
+                peers.append(Peer(socket: socket, accepted: now))
+            case .none:
+                return
+            case .exhausted:
+                if makeRoom() { continue }
+                return listener.refuseOne(now: now)
+            case .failed:
+                continue
+            }
         }
     }
 

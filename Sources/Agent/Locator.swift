@@ -14,8 +14,8 @@ final class Locator: EventSource {
     private let credentials: Credentials
     private let model: HealthModel
     private let reporter: Reporter
-    private let root = getppid()
-    private let me = getpid()
+    /// What the scans know of the namespace's listeners: whose each one is.
+    private var survey = ListenerSurvey(root: getppid(), excluding: getpid())
 
     /// Listeners that are not gRPC servers (or not ones we can talk to), and why: not tried again.
     private var rejected: [Listener: String] = [:]
@@ -23,6 +23,9 @@ final class Locator: EventSource {
     private var unavailable: [Listener: String] = [:]
     private var attempts: [ListenerAttempt] = []
     private var lastScan: [Listener] = []
+    /// Why each listener of the last scan is passed over, as `explain` last worked it out: nil
+    /// once a scan or a verdict changed it.
+    private var candidates: [Reason.Candidate]?
     private var nextScan: Int64?
     private var rescans = Locator.rescans
     /// When this search began.
@@ -89,7 +92,7 @@ final class Locator: EventSource {
                 model.update(.notServing(why))
                 // SPIFFE credentials on their way wake us when they arrive; a failure waits.
                 if case .setup = why, credentials.svids?.failure == nil && plan.configuration.spiffe { return }
-                retryAt = now + retries.next()
+                retryAt = now.addingSaturated(retries.next())
             }
             return
         }
@@ -98,14 +101,18 @@ final class Locator: EventSource {
     }
 
     private func scan(now: Int64) {
-        let result = Discovery.scan(root: root, excluding: me)
+        let result = survey.scan()
         if result.procMissing {
             model.update(.notServing(.noProc))
         }
-        if result.listeners != lastScan { rescans.reset() }
-        lastScan = result.listeners
-        unavailable = unavailable.filter { result.listeners.contains($0.key) }
-        nextScan = now + (now - searching < Locator.quickPeriod ? Locator.quickRescan : rescans.next())
+        if result.listeners != lastScan {
+            rescans.reset()
+            lastScan = result.listeners
+            let listening = Set(lastScan)
+            unavailable = unavailable.filter { listening.contains($0.key) }
+            candidates = nil
+        }
+        nextScan = now.addingSaturated(now - searching < Locator.quickPeriod ? Locator.quickRescan : rescans.next())
         let security = credentials.current(discovering: true)
         if case .unavailable(let why) = security, !result.listeners.isEmpty {
             model.update(.notServing(why))
@@ -137,13 +144,15 @@ final class Locator: EventSource {
         case .grpc(let server):
             found = server
             attempts = []
+            survey.release()
             reporter.send(.found(server: listener.description, pid: attempt.owner, reach: server.reach))
         case .rejected(let why):
             if rejected.count < Locator.maxRejected { rejected[listener] = why }
             unavailable[listener] = nil
+            candidates = nil
             reporter.send(.passedOver(listener: listener.description, pid: attempt.owner, why: why))
         case .unavailable(let why):
-            unavailable[listener] = why
+            if unavailable.updateValue(why, forKey: listener) != why { candidates = nil }
         }
     }
 
@@ -154,9 +163,10 @@ final class Locator: EventSource {
             model.update(.notServing(.noListener))
             return
         }
-        let candidates = lastScan.compactMap { listener in
+        let candidates = self.candidates ?? lastScan.compactMap { listener in
             (rejected[listener] ?? unavailable[listener]).map { Reason.Candidate(listener: listener.description, why: $0) }
         }
+        self.candidates = candidates
         // Until a listener has been judged, the reason stays what it was.
         if !candidates.isEmpty { model.update(.notServing(.noGRPCServer(candidates))) }
     }

@@ -54,7 +54,7 @@ final class SVIDSource: EventSource {
     private func failed(_ why: String) {
         failure = why
         stream = nil
-        retryAt = MonotonicClock.now() + retry.next()
+        retryAt = MonotonicClock.now().addingSaturated(retry.next())
     }
 
     private func progress(now: Int64) {

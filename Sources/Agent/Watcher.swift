@@ -43,7 +43,7 @@ final class Watcher: EventSource {
             (service, channel.start(path: Health.watchPath, metadata: plan.metadata, request: Health.request(service: service),
                                     serverStreaming: true, timeout: nil))
         }
-        if plan.configuration.answerInterval.nanoseconds > 0 { nextProof = started + plan.configuration.answerInterval.nanoseconds }
+        if plan.configuration.answerInterval.nanoseconds > 0 { nextProof = started.addingSaturated(plan.configuration.answerInterval.nanoseconds) }
         progress(now: started)
     }
 
@@ -95,8 +95,10 @@ final class Watcher: EventSource {
         }
         if checks.isEmpty, let due = nextCheck, now >= due {
             // One round per interval, counted from each start: a change is seen within one interval.
+            // Saturated: an interval of Go's largest duration means one round, then none.
             let interval = plan.configuration.interval.nanoseconds
-            nextCheck = due + interval < now ? now + interval : due + interval
+            let next = due.addingSaturated(interval)
+            nextCheck = next < now ? now.addingSaturated(interval) : next
             checks = model.services.map { service in
                 (service, channel.start(path: Health.checkPath, metadata: plan.metadata, request: Health.request(service: service),
                                         timeout: plan.rpcTimeout))
@@ -109,7 +111,7 @@ final class Watcher: EventSource {
             proof = nil
         }
         if proof == nil, let due = nextProof, now >= due {
-            nextProof = now + plan.configuration.answerInterval.nanoseconds
+            nextProof = now.addingSaturated(plan.configuration.answerInterval.nanoseconds)
             proof = channel.start(path: Health.checkPath, metadata: plan.metadata, request: plan.request, timeout: plan.rpcTimeout)
         }
     }

@@ -191,6 +191,8 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
             close(STDIN_FILENO);
         }
     }
+    // Nothing of the supervisor's, or of what it inherited, crosses exec but what is handed.
+    close_on_exec_from(3);
     // The descriptors handed down (the health port's listener, the local probe socket) as 3
     // and 4, open across exec: first out of the way, so that neither overwrites the other.
     int handed[2] = {inherited_fd, second_fd};
@@ -201,7 +203,6 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
     for (int i = 0; i < 2; i++) {
         if (moved[i] >= 0 && dup2(moved[i], 3 + i) < 0) _exit(127);
     }
-    close_on_exec_from(5);
     setpgid(0, 0);
     // Asked for before exec and checked after: a supervisor that died in between is seen.
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);

@@ -182,7 +182,7 @@ public final class Channel: EventSource {
     private func sendWaiting(on connection: Connection) {
         for index in pending.indices where pending[index].call == nil {
             let entry = pending[index]
-            let remaining = entry.handle.deadline == Int64.max ? nil : max(0, entry.handle.deadline - MonotonicClock.now())
+            let remaining = entry.handle.deadline == Int64.max ? nil : max(0, entry.handle.deadline.addingSaturated(-MonotonicClock.now()))
             pending[index].call = connection.client.startCall(path: entry.path, metadata: entry.metadata, timeoutNanoseconds: remaining,
                                                                serverStreaming: entry.serverStreaming, request: entry.request)
             pending[index].owner = connection

@@ -74,7 +74,10 @@ public struct GoDuration: Equatable, Comparable, Sendable, CustomStringConvertib
                 value += UInt64(Double(fraction) * (Double(unit) / scale))
                 if value > limit { throw .overflow }
             }
-            total += value
+            // Both are at most 2^63, so the sum fits unless both are exactly 2^63: Go's uint64
+            // sum wraps to 0 there and is taken, and so is this one, so that the same text
+            // gives the same span (a trap would end the process).
+            total &+= value
             if total > limit { throw .overflow }
         }
         if negative { return GoDuration(nanoseconds: total == limit ? Int64.min : -Int64(total)) }

@@ -187,10 +187,22 @@ extension SupervisorMessage {
     }
 
     public var frame: [UInt8] {
+        let kind: Kind
+        switch self {
+        case .drain: kind = .drain
+        case .configure: kind = .configure
+        }
+        return GateFraming.frame(kind: kind.rawValue, payload)
+    }
+
+    /// The configuration's payload is larger than a frame carries: it would arrive cut.
+    public var overflowsFrame: Bool { payload.bytes.count > GateFraming.maxPayload }
+
+    private var payload: GateFraming.Writer {
         var w = GateFraming.Writer()
         switch self {
         case .drain:
-            return GateFraming.frame(kind: Kind.drain.rawValue, w)
+            return w
         case .configure(let c):
             for text in [c.addr, c.tls.caCert, c.tls.clientCert, c.tls.clientKey, c.tls.serverName] { w.string(text) }
             for value in [c.interval, c.connectTimeout, c.rpcTimeout, c.healthTimeout, c.answerInterval] { w.integer(value.nanoseconds) }
@@ -201,7 +213,7 @@ extension SupervisorMessage {
             let headers = Array(c.rpcHeaders.prefix(GateFraming.maxList))
             w.byte(UInt8(headers.count))
             for header in headers { w.string(header) }
-            return GateFraming.frame(kind: Kind.configure.rawValue, w)
+            return w
         }
     }
 

@@ -12,14 +12,80 @@ import Wire
 /// transport and with which credentials.
 enum AgentProbe {
 
-    /// The agent's socket for this PID namespace, connected; nil when there is none (no /proc,
-    /// no grpc-init here): the probe then fails as the reference does without -addr.
-    static func connect() -> Socket? {
+    /// How the probe's lines name the agent.
+    static let agentName = "grpc-init health agent"
+
+    /// Where a probe with no -addr stands with the agent.
+    enum Reach {
+        case agent(Socket)
+        /// Nobody listens on the name (or there is no /proc to make it from): no grpc-init here,
+        /// and the probe fails as the reference does without -addr.
+        case none
+        /// Something holds the name, but no answer can come from it.
+        case failed(ProbeFailure)
+    }
+
+    /// Pauses between tries while the agent's backlog is full: short, since a slot that frees
+    /// up is taken again quickly by whoever fills the backlog.
+    static let retries = Backoff(first: 500_000, maximum: 10_000_000)
+
+    /// The agent's socket for this PID namespace, connected. A full backlog is tried again
+    /// within -connect-timeout (a signal cuts the wait); a listener outside this PID namespace
+    /// (another container of the pod holding the name) is not an agent to believe.
+    static func connect(timeout: GoDuration, signals: SignalFD?) -> Reach {
         guard let namespace = Files.linkTarget("/proc/self/ns/pid"), let name = LocalProbeSocket.name(namespace: namespace),
-              let address = SocketAddress.unix(name, abstract: true),
-              let (socket, connected) = try? Socket.startConnect(to: address) else { return nil }
-        // A unix socket connects at once or is refused; one still in progress is a full backlog.
-        return connected ? socket : nil
+              let address = SocketAddress.unix(name, abstract: true) else { return .none }
+        switch Socket.connectUnix(to: address) {
+        case .connected(let socket): return vetted(socket, name: name)
+        case .failed: return .none
+        case .backlogFull: break
+        }
+        let knock = Knock(address)
+        let reactor = Reactor(cancellation: signals)
+        reactor.add(knock)
+        switch reactor.run(until: { knock.result != nil }, deadline: MonotonicClock.deadline(after: timeout.nanoseconds)) {
+        case .done: break
+        case .interrupted(.signal(let signo)): return .failed(ProbeFailure.cancelledWhileConnecting(agentName, signal: signo))
+        case .interrupted(.deadline), .failed:
+            return .failed(ProbeFailure.connectFailed(agentName, "the local probe socket @\(name) did not accept the connection within \(timeout) (its backlog stayed full)"))
+        }
+        switch knock.result {
+        case .connected(let socket): return vetted(socket, name: name)
+        case .failed, .backlogFull, nil: return .none
+        }
+    }
+
+    /// On a connected unix socket SO_PEERCRED names the process that called listen(2): pid 0 is
+    /// one outside this PID namespace, which grpc-init's supervisor here is not.
+    private static func vetted(_ socket: Socket, name: String) -> Reach {
+        guard socket.peerProcessID == 0 else { return .agent(socket) }
+        return .failed(ProbeFailure.connectFailed(agentName, "the local probe socket @\(name) is held by a process outside this container"))
+    }
+
+    /// Connecting again, each try after a pause, while the backlog stays full.
+    final class Knock: EventSource {
+        let address: SocketAddress
+        private var backoff = AgentProbe.retries
+        private var next: Int64
+        /// The last try's outcome, unless the backlog was full.
+        private(set) var result: Socket.UnixConnect?
+
+        init(_ address: SocketAddress) {
+            self.address = address
+            next = MonotonicClock.now().addingSaturated(backoff.next())
+        }
+
+        func descriptors(into set: inout [pollfd]) {}
+
+        var wakeAt: Int64? { result == nil ? next : nil }
+
+        func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
+            guard result == nil, now >= next else { return }
+            switch Socket.connectUnix(to: address) {
+            case .backlogFull: next = now.addingSaturated(backoff.next())
+            case let outcome: result = outcome
+            }
+        }
     }
 
     /// Asks and prints; returns the exit status.
@@ -31,7 +97,7 @@ enum AgentProbe {
         let reactor = Reactor(cancellation: signals)
         reactor.add(exchange)
         // The agent's Check has -rpc-timeout; the exchange itself is local and quick.
-        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds + options.connectTimeout.nanoseconds)
+        let deadline = MonotonicClock.deadline(after: options.rpcTimeout.nanoseconds.addingSaturated(options.connectTimeout.nanoseconds))
         switch reactor.run(until: { exchange.answer != nil || exchange.failed }, deadline: deadline) {
         case .done: break
         case .interrupted(.signal(let signo)): return report(ProbeFailure.cancelledDuringRPC(signal: signo))
@@ -39,7 +105,7 @@ enum AgentProbe {
             return report(ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout))
         }
         guard let answer = exchange.answer else {
-            return report(ProbeFailure.connectFailed("grpc-init health agent", "the agent closed the connection without an answer"))
+            return report(ProbeFailure.connectFailed(agentName, "the agent closed the connection without an answer"))
         }
         if options.verbose {
             for line in answer.services { Output.line("[\(line.serving ? "+" : "-")]\(serviceLabel(line.service)) \(line.status)") }
@@ -51,7 +117,7 @@ enum AgentProbe {
         case .notServing(let status):
             return report(ProbeFailure.unhealthy(named: status))
         case .noConnection(let reason):
-            return report(ProbeFailure.connectFailed(answer.server.isEmpty ? "grpc-init health agent" : answer.server, reason.description))
+            return report(ProbeFailure.connectFailed(answer.server.isEmpty ? agentName : answer.server, reason.description))
         case .rpcFailed(let code, let message):
             return report(ProbeFailure.rpc(GRPCStatus(rawCode: Int(code), message: message, fromServer: true), timeout: options.rpcTimeout))
         }

@@ -31,16 +31,21 @@ public enum ProbeRunner {
         } catch {
             return report(error)
         }
+        // SIGINT and SIGTERM cancel the probe: they arrive through the same poll as the socket.
+        let signals = try? SignalFD(signals: [SIGINT, SIGTERM])
         // With no -addr, inside a grpc-init container: grpc-init's health agent is asked.
         var agent: Socket? = nil
         if options.addr.isEmpty {
-            guard let connected = AgentProbe.connect() else { return report(ProbeOptions.addressMissing) }
+            let reach = AgentProbe.connect(timeout: options.connectTimeout, signals: signals)
+            if case .none = reach { return report(ProbeOptions.addressMissing) }
             if let failure = options.deferredFailure { return report(failure) }
-            agent = connected
+            switch reach {
+            case .agent(let connected): agent = connected
+            case .failed(let failure): return report(failure)
+            case .none: return report(ProbeOptions.addressMissing)
+            }
         }
         if options.verbose { options.verboseLines.forEach { Output.line($0) } }
-        // SIGINT and SIGTERM cancel the probe: they arrive through the same poll as the socket.
-        let signals = try? SignalFD(signals: [SIGINT, SIGTERM])
         if let agent { return AgentProbe.run(options, over: agent, signals: signals) }
         do {
             let status = try Probe(options: options, signals: signals).run()
@@ -101,9 +106,13 @@ public struct Probe {
         guard let call = pending else { throw ProbeFailure.rpc(Health.invalidUTF8, timeout: options.rpcTimeout) }
 
         let rpcStart = MonotonicClock.now()
-        switch connection.run(until: { call.status != nil }, by: Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)) {
+        let rpcDeadline = Deadline.after(options.rpcTimeout.nanoseconds, cancellation: signals)
+        switch connection.run(until: { call.status != nil }, by: rpcDeadline) {
         case .done, .closed:
-            break
+            // The Check went out behind the preface, so its answer may already be here; it still
+            // counts only within -rpc-timeout of the connection, as grpc-go's call counts from
+            // its start (an -rpc-timeout shorter than a round trip never succeeds).
+            if rpcDeadline.hasPassed { throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout) }
         case .interrupted(.deadline):
             throw ProbeFailure.rpc(GRPCStatus(.deadlineExceeded), timeout: options.rpcTimeout)
         case .interrupted(.signal(let signo)):

@@ -50,6 +50,9 @@ final class ReadinessGate {
     /// The agent's frames as they arrive.
     private var decoder = GateFraming.Decoder()
     private var serving = false
+    /// The stop began without a drain (SIGINT, SIGTERM with no -drain-delay, the ready
+    /// timeout): a SERVING said now makes nothing ready.
+    private var stopBegun = false
     private var everReady = false
     private var lastReason = Reason.starting
     private var stopped = false
@@ -181,9 +184,16 @@ final class ReadinessGate {
             return
         }
         agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1])
+        events.append(.agent(running: true))
         log.info("health agent started as pid \(pid)")
         tell(.configure(configuration))
         if draining { tell(.drain) }
+    }
+
+    /// The stop began: nothing becomes ready from now on.
+    func stopping() {
+        stopBegun = true
+        outputs.notify(.stopping)
     }
 
     /// SIGTERM with -drain-delay: not ready from now on, and the endpoint says "draining".
@@ -288,7 +298,7 @@ final class ReadinessGate {
             case .notServing(let why): say(.info, now) { "health: service \(goQuote(name)): \(why)" }
             }
         case .health(.serving(let server)):
-            guard !draining else { return }
+            guard !draining && !stopBegun else { return }
             events.append(.health(serving: true))
             guard !serving else { return }
             serving = true
@@ -351,6 +361,7 @@ final class ReadinessGate {
         agent = nil
         decoder = GateFraming.Decoder()
         guard !stopped else { return true }
+        events.append(.agent(running: false))
         let exit = WaitStatus(status)
         scheduleRestart()
         let pause = GoDuration(nanoseconds: max(0, (startAt ?? 0).addingSaturated(-MonotonicClock.now())))
@@ -366,16 +377,20 @@ final class ReadinessGate {
         startAt = nil
         guard let current = agent else { return }
         if kill(current.pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(current.pid)): \(Errno.current)") }
-        // SIGKILL cannot be caught: the wait is for its delivery, not for the agent's goodwill.
+        // Reaped now if it is gone already; otherwise as its SIGCHLD comes (an agent in
+        // uninterruptible sleep must not hold PID 1 up). Its pipes close either way.
         var status: Int32 = 0
-        if retryingOnInterrupt({ waitpid(current.pid, &status, 0) }) < 0 {
-            log.warning("cannot reap the health agent (pid \(current.pid)): \(Errno.current)")
+        if waitpid(current.pid, &status, WNOHANG) == current.pid {
+            _ = reaped(current.pid, status: status)
+        } else {
+            if current.output >= 0 { close(current.output) }
+            if current.control >= 0 { close(current.control) }
+            agent = Agent(pid: current.pid, output: -1, control: -1)
         }
-        _ = reaped(current.pid, status: status)
     }
 }
 
 extension GoDuration {
     /// To the millisecond, for log lines about pauses.
-    var rounded: GoDuration { GoDuration(nanoseconds: (nanoseconds + 500_000) / 1_000_000 * 1_000_000) }
+    var rounded: GoDuration { GoDuration(nanoseconds: nanoseconds.addingSaturated(500_000) / 1_000_000 * 1_000_000) }
 }

@@ -85,6 +85,8 @@ final class Notifier {
     private var status: String?
     private var stopping = false
     private var watchdog = false
+    /// The reader's queue was full at the last send: what is pending waits for POLLOUT.
+    private var stalled = false
     /// Notifications held back since the reader stalled.
     private var heldBack = 0
     /// The last failure other than a full queue, said once until a send succeeds.
@@ -96,7 +98,7 @@ final class Notifier {
     }
 
     /// Something is waiting for the reader: the supervisor polls this for POLLOUT.
-    var waitingDescriptor: Int32? { heldBack > 0 && fd >= 0 ? fd : nil }
+    var waitingDescriptor: Int32? { stalled && fd >= 0 ? fd : nil }
 
     func send(_ notification: Notification) {
         switch notification {
@@ -107,11 +109,8 @@ final class Notifier {
         case .stopping: stopping = true
         case .watchdog: watchdog = true
         }
-        if heldBack > 0 {
-            heldBack += 1
-            return
-        }
-        flush()
+        if !stalled { flush() }
+        if stalled { heldBack += 1 }
     }
 
     /// The reader's queue has room (or the poll said the socket failed): try again.
@@ -139,10 +138,10 @@ final class Notifier {
             if sent >= 0 { return delivered() }
             let code = errno
             if code == EAGAIN || code == EWOULDBLOCK {
-                if heldBack == 0 {
-                    log.warning("NOTIFY_SOCKET \(path) is not being read: READY=1, STOPPING=1 and the latest STATUS= wait for it; nothing else waits")
+                if !stalled {
+                    log.warning("NOTIFY_SOCKET \(path) is not being read: READY=1, STOPPING=1, the latest STATUS= and one WATCHDOG=1 wait for it, sent as one datagram when it reads; nothing else waits")
                 }
-                heldBack += 1
+                stalled = true
                 return
             }
             if code == EINTR { continue }
@@ -152,9 +151,10 @@ final class Notifier {
     }
 
     private func delivered() {
-        if heldBack > 0 {
+        if stalled {
             log.event("NOTIFY_SOCKET \(path) is read again: \(heldBack) notification\(heldBack == 1 ? "" : "s") held back, sent as one")
         }
+        stalled = false
         heldBack = 0
         lastFailure = 0
         ready = false
@@ -168,6 +168,7 @@ final class Notifier {
     private func failed(_ code: Int32) {
         if code != lastFailure { log.warning("cannot notify \(path) (NOTIFY_SOCKET): \(Errno(code))") }
         lastFailure = code
+        stalled = false
         heldBack = 0
         ready = false
         status = nil

@@ -54,6 +54,8 @@ struct StopSequence: Hashable {
         case health(serving: Bool)
         /// The server's health service answered (any status).
         case answered
+        /// The health agent was started, or died: time without one says nothing of the server.
+        case agent(running: Bool)
         /// The clock; deadlines that have passed are acted on.
         case tick
     }
@@ -139,6 +141,7 @@ struct StopSequence: Hashable {
     private var everServing = false
     private var notServingSince: Int64?
     private var lastAnswer: Int64
+    private var agentRunning = true
     private var nextPing: Int64?
     /// The ping before this one: the server must have answered after it.
     private var lastPing: Int64 = .min
@@ -178,15 +181,17 @@ struct StopSequence: Hashable {
         configuration.readyTimeout > 0 && !everServing ? started.addingSaturated(configuration.readyTimeout) : nil
     }
 
-    /// Not SERVING for the span, or no answer for the span, after the first SERVING.
+    /// Not SERVING for the span, or no answer for the span (while an agent runs to ask), after
+    /// the first SERVING.
     private var unhealthyDeadline: Int64? {
         guard everServing, let span = configuration.unhealthyAfter else { return nil }
-        let silent = lastAnswer.addingSaturated(span)
-        return notServingSince.map { min($0.addingSaturated(span), silent) } ?? silent
+        let silent = agentRunning ? lastAnswer.addingSaturated(span) : nil
+        let notServing = notServingSince.map { $0.addingSaturated(span) }
+        return [silent, notServing].compactMap { $0 }.min()
     }
 
     private var unresponsiveDeadline: Int64? {
-        guard everServing, let span = configuration.unresponsiveAfter else { return nil }
+        guard everServing, agentRunning, let span = configuration.unresponsiveAfter else { return nil }
         return lastAnswer.addingSaturated(span)
     }
 
@@ -220,6 +225,10 @@ struct StopSequence: Hashable {
             }
         case .answered:
             lastAnswer = max(lastAnswer, now)
+        case .agent(let running):
+            // A new agent gets the span to find the server and hear from it.
+            if running && !agentRunning { lastAnswer = max(lastAnswer, now) }
+            agentRunning = running
         case .tick:
             tick(now: now, into: &actions)
         }

@@ -144,7 +144,7 @@ final class Supervisor: EventSource {
             if kill(-child, SIGKILL) != 0 && errno != ESRCH { log.warning("cannot SIGKILL process group \(child): \(Errno.current)") }
             log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
         case .stopping:
-            readiness?.outputs.notify(.stopping)
+            readiness?.stopping()
         case .stopBegun(let cause):
             if let readiness { log.error(readiness.words(for: cause)) }
         case .drain:

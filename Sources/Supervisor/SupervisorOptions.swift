@@ -1,5 +1,6 @@
 import Addressing
 import Flags
+import GateProtocol
 import SystemCalls
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
@@ -65,7 +66,7 @@ public struct SupervisorOptions: Equatable {
         .init("health-timeout", .duration, default: .duration(.second),
               usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)"),
         .init("exit-unhealthy-after", .duration,
-              usage: "after the first SERVING, not SERVING (any other status, or no answer) this long: stop the child as SIGTERM would and exit with status 125 (not while draining)"),
+              usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as SIGTERM would and exit with status 125 (not once a stop has begun)"),
         .init("exit-unresponsive-after", .duration,
               usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as SIGTERM would and exit with status 125; the agent Checks every quarter of it"),
         .init("drain-delay", .duration,
@@ -124,7 +125,6 @@ public struct SupervisorOptions: Equatable {
         }
         let services = parsed.list("ready-service")
         r.services = services.isEmpty ? [""] : services
-        if r.services.count > 32 { throw .usage("\(source("ready-service")): at most 32 services") }
         r.file = parsed.string("ready-file")
         for (flag, value) in [("ready-interval", parsed.duration("ready-interval")), ("ready-connect-timeout", parsed.duration("ready-connect-timeout")),
                               ("ready-rpc-timeout", parsed.duration("ready-rpc-timeout"))] where value.nanoseconds <= 0 {
@@ -156,6 +156,22 @@ public struct SupervisorOptions: Equatable {
         // The probe's rules, in its words, under the gate's names.
         if let problem = r.tls.problem(prefix: "-ready-") { throw .usage(problem) }
         if r.tls.tls && r.spiffe { throw .usage("\(source("ready-tls")) and \(source("ready-spiffe")) are mutually incompatible") }
+        // The agent gets what the gate protocol carries: a value cut to fit would have it watch
+        // another service, or read another file, and never say so.
+        let carried: [(String, [String])] = [
+            ("ready-addr", [r.addr]), ("ready-service", r.services), ("ready-rpc-header", r.rpcHeaders),
+            ("ready-tls-ca-cert", [r.tls.caCert]), ("ready-tls-client-cert", [r.tls.clientCert]),
+            ("ready-tls-client-key", [r.tls.clientKey]), ("ready-tls-server-name", [r.tls.serverName]),
+        ]
+        for (flag, values) in carried {
+            if values.count > GateFraming.maxList { throw .usage("\(source(flag)): at most \(GateFraming.maxList) values") }
+            if let long = values.first(where: { $0.utf8.count > GateFraming.maxString }) {
+                throw .usage("\(source(flag)): a value of \(long.utf8.count) bytes; at most \(GateFraming.maxString)")
+            }
+        }
+        if SupervisorMessage.configure(r.agentConfiguration).overflowsFrame {
+            throw .usage("the -ready flags' values add up to more than the health agent is given (\(GateFraming.maxPayload) bytes)")
+        }
         return r
     }
 

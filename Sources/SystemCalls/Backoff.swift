@@ -14,7 +14,7 @@ public struct Backoff: Sendable {
 
     /// The pause to wait now; the one after it is twice as long, up to `maximum`.
     public mutating func next() -> Int64 {
-        defer { current = min(current * 2, maximum) }
+        defer { current = min(current.multipliedSaturated(by: 2), maximum) }
         return current
     }
 

@@ -45,8 +45,9 @@ public enum Signals {
         if let entry = table.first(where: { $0.1 == upper }) { return entry.0 }
         if upper == "RTMIN" { return realTimeMin }
         if upper == "RTMAX" { return realTimeMax }
-        if upper.hasPrefix("RTMIN+"), let k = Int32(upper.dropFirst(6)), realTimeMin + k <= realTimeMax { return realTimeMin + k }
-        if upper.hasPrefix("RTMAX-"), let k = Int32(upper.dropFirst(6)), realTimeMax - k >= realTimeMin { return realTimeMax - k }
+        // The offset is compared with the span before it is added: any Int32 may be written.
+        if upper.hasPrefix("RTMIN+"), let k = Int32(upper.dropFirst(6)), k >= 0, k <= realTimeMax - realTimeMin { return realTimeMin + k }
+        if upper.hasPrefix("RTMAX-"), let k = Int32(upper.dropFirst(6)), k >= 0, k <= realTimeMax - realTimeMin { return realTimeMax - k }
         return nil
     }
 }

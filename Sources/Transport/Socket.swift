@@ -119,14 +119,57 @@ public final class Socket: ByteStream {
         return Socket(fd: fd)
     }
 
-    /// The next pending connection, non-blocking, or nil when none waits (or accept failed:
-    /// the listener stays usable either way).
-    public func accept() -> Socket? {
+    /// What a listener's next accept gave.
+    public enum Accepted {
+        case connection(Socket)
+        /// No connection waits.
+        case none
+        /// The process or the system is out of descriptors (or of the memory a socket needs):
+        /// the connection stays pending, and the listener readable.
+        case exhausted(Errno)
+        /// This connection failed (it was aborted before it was taken): the next may not.
+        case failed(Errno)
+    }
+
+    /// The next pending connection, non-blocking, told apart from why there is none.
+    public func acceptNext() -> Accepted {
         let client = retryingOnInterrupt { cshim_accept(fd) }
-        guard client >= 0 else { return nil }
-        var one: Int32 = 1
-        setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        return Socket(fd: client)
+        if client >= 0 {
+            var one: Int32 = 1
+            setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            return .connection(Socket(fd: client))
+        }
+        let code = errno
+        switch code {
+        case EAGAIN, EWOULDBLOCK: return .none
+        case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .exhausted(Errno(code))
+        default: return .failed(Errno(code))
+        }
+    }
+
+    /// The pid of the process that called listen(2) on the other end of a connected unix
+    /// socket (or connect(2), on an accepted one), as this process's PID namespace numbers it:
+    /// 0 when that process is outside the namespace, -1 when it cannot be known.
+    public var peerProcessID: Int32 { cshim_peer_pid(fd) }
+
+    /// What connecting a unix stream socket gave: it connects at once or not at all.
+    public enum UnixConnect {
+        case connected(Socket)
+        /// The listener's backlog is full (EAGAIN): it may accept later.
+        case backlogFull
+        /// Nobody listens there (ECONNREFUSED, ENOENT), or another failure.
+        case failed(Errno)
+    }
+
+    /// Connects to a unix stream socket without waiting; a full backlog is told apart, not
+    /// taken for a connection in progress.
+    public static func connectUnix(to address: SocketAddress) -> UnixConnect {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd < 0 { return .failed(.current) }
+        let sock = Socket(fd: fd, address: address)
+        if retryingOnInterrupt({ address.withSockaddr { Glibc.connect(fd, $0, $1) } }) == 0 { return .connected(sock) }
+        let code = errno
+        return code == EAGAIN || code == EWOULDBLOCK ? .backlogFull : .failed(Errno(code))
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> ReadResult {

@@ -29,6 +29,28 @@ final class GoDurationTests: XCTestCase {
         }
     }
 
+    /// The ends of Go's range: 2^63 ns is Int64.min only with a minus; a sum of two 2^63 wraps to
+    /// 0 in Go's uint64 and is taken as 0s there (go1.19 to current), so it is here, not a trap.
+    func testTheEndsOfTheRangeAsGoHasThem() throws {
+        let cases: [(String, Int64)] = [
+            ("2562047h47m16.854775807s", Int64.max), ("-2562047h47m16.854775808s", Int64.min),
+            ("2562047h47m16854775807ns", Int64.max), ("-2562047h47m16854775808ns", Int64.min),
+            ("+9223372036854775807ns", Int64.max), ("1ns", 1), ("-1ns", -1),
+            ("9223372036854775808ns9223372036854775808ns", 0), ("-9223372036854775808ns9223372036854775808ns", 0),
+            ("9223372036854775808ns9223372036854775808ns1ns", 1),
+        ]
+        for (text, nanos) in cases {
+            XCTAssertEqual(try GoDuration.parse(text).nanoseconds, nanos, text)
+        }
+        for bad in ["2562047h47m16.854775808s", "-2562047h47m16.854775809s", "9223372036854775808ns1ns",
+                    "-9223372036854775808ns1ns", "9223372036854775807ns1ns", "2562048h", "-2562048h",
+                    "99999999999999999999ns", "2562047h47m16.854775808s2562047h47m16.854775808s"] {
+            XCTAssertThrowsError(try GoDuration.parse(bad), bad)
+        }
+        XCTAssertEqual(try GoDuration.parse(GoDuration(nanoseconds: .max).description).nanoseconds, .max)
+        XCTAssertEqual(try GoDuration.parse(GoDuration(nanoseconds: .min).description).nanoseconds, .min)
+    }
+
     func testPrintsLikeGo() {
         let cases: [(Int64, String)] = [
             (0, "0s"), (1, "1ns"), (1_100, "1.1µs"), (2_200_000, "2.2ms"), (3_300_000_000, "3.3s"),

@@ -77,6 +77,22 @@ final class GateProtocolTests: XCTestCase {
         }
     }
 
+    /// The gate's durations cross the protocol as they were given, up to Go's largest.
+    func testDurationsAtGosLargestRoundTrip() throws {
+        var c = AgentConfiguration()
+        let largest = GoDuration(nanoseconds: .max)
+        (c.interval, c.connectTimeout, c.rpcTimeout, c.healthTimeout, c.answerInterval) = (largest, largest, largest, largest, largest)
+        let query = LocalQuery(service: nil, verbose: false, timeout: largest)
+        var decoder = GateFraming.Decoder()
+        decoder.append(SupervisorMessage.configure(c).frame + query.frame)
+        let configure = try XCTUnwrap(try decoder.nextFrame())
+        XCTAssertEqual(try SupervisorMessage.decode(kind: configure.kind, payload: configure.payload), .configure(c))
+        let asked = try XCTUnwrap(try decoder.nextFrame())
+        XCTAssertEqual(try LocalQuery.decode(kind: asked.kind, payload: asked.payload).timeout, largest)
+        XCTAssertThrowsError(try LocalQuery.decode(kind: asked.kind, payload: LocalQuery(service: nil, verbose: false, timeout: GoDuration(nanoseconds: .min)).frame.dropFirst(4).map { $0 }),
+                             "a timeout that is not positive is refused")
+    }
+
     func testUnknownKindsAreSkippedAndBrokenFramesRefused() throws {
         // A newer agent's message of a kind we do not know: skipped, the next one read.
         var bytes: [UInt8] = [GateFraming.version, 200, 0, 3, 1, 2, 3]

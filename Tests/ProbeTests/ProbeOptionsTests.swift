@@ -16,6 +16,12 @@ final class ProbeOptionsTests: XCTestCase {
         let cases: [([String], String)] = [
             (["-addr=x:1", "-connect-timeout=0s"], "error: -connect-timeout must be greater than zero (specified: 0s)"),
             (["-addr=x:1", "-rpc-timeout=-1s"], "error: -rpc-timeout must be greater than zero (specified: -1s)"),
+            (["-addr=x:1", "-connect-timeout=-2562047h47m16.854775808s"],
+             "error: -connect-timeout must be greater than zero (specified: -2562047h47m16.854775808s)"),
+            (["-addr=x:1", "-rpc-timeout=-1ns"], "error: -rpc-timeout must be greater than zero (specified: -1ns)"),
+            // Go reads this sum as 0s (its uint64 wraps), so it is refused as 0s is.
+            (["-addr=x:1", "-rpc-timeout=9223372036854775808ns9223372036854775808ns"],
+             "error: -rpc-timeout must be greater than zero (specified: 0s)"),
             (["-addr=x:1", "-alts", "-spiffe"], "error: -alts and -spiffe are mutually incompatible"),
             (["-addr=x:1", "-tls", "-alts"], "error: cannot specify -tls with -alts"),
             (["-addr=x:1", "-tls-no-verify"], "error: specified -tls-no-verify without specifying -tls"),
@@ -48,6 +54,17 @@ final class ProbeOptionsTests: XCTestCase {
         guard case .run(let bad) = try ProbeOptions.parse(["-connect-timeout=0s", "-service", ""]) else { return XCTFail() }
         XCTAssertEqual(bad.deferredFailure?.lines, ["error: -connect-timeout must be greater than zero (specified: 0s)"])
         XCTAssertTrue(bad.serviceGiven, "-service given, even empty: that service is asked about")
+    }
+
+    func testGosLargestAndSmallestPositiveDurationsAreTaken() throws {
+        guard case .run(let largest) = try ProbeOptions.parse(["-addr=x:1", "-connect-timeout=2562047h47m16.854775807s",
+                                                               "-rpc-timeout=2562047h47m16.854775807s"]) else { return XCTFail() }
+        XCTAssertEqual(largest.connectTimeout.nanoseconds, .max)
+        XCTAssertEqual(largest.rpcTimeout.nanoseconds, .max)
+        XCTAssertEqual(largest.verboseLines[1], "> addr=x:1 conn_timeout=2562047h47m16.854775807s rpc_timeout=2562047h47m16.854775807s")
+        guard case .run(let smallest) = try ProbeOptions.parse(["-addr=x:1", "-connect-timeout=1ns", "-rpc-timeout=1ns"]) else { return XCTFail() }
+        XCTAssertEqual(smallest.connectTimeout.nanoseconds, 1)
+        XCTAssertEqual(smallest.rpcTimeout.nanoseconds, 1)
     }
 
     func testHeadersSplitAtTheFirstColonAndTheUserAgentIsOurs() throws {

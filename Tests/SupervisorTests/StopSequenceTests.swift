@@ -115,6 +115,22 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(run.sequence.exitStatus, 125)
     }
 
+    func testTimeWithoutAnAgentDoesNotCountAsTheServerSilent() {
+        var c = StopSequence.Configuration()
+        c.unhealthyAfter = 1 * s
+        c.unresponsiveAfter = 1 * s
+        var run = Run(c)
+        run.at(100 * ms, .health(serving: true))
+        run.at(200 * ms, .agent(running: false))
+        run.advance(to: 5 * s)
+        XCTAssertEqual(run.forwarded, [], "no agent to ask: nothing heard, nothing missed")
+        run.at(5 * s, .agent(running: true))
+        run.advance(to: 5_999 * ms)
+        XCTAssertEqual(run.forwarded, [])
+        run.advance(to: 6 * s)
+        XCTAssertEqual(run.forwarded, [SIGTERM], "the new agent had the span to hear from the server")
+    }
+
     func testGoLargestDurationsMeanNeverAndDoNotTrap() {
         var c = StopSequence.Configuration()
         c.readyTimeout = goMax
@@ -299,7 +315,8 @@ struct Explorer {
             (.signal(SIGTERM), now), (.signal(SIGINT), now), (.signal(SIGHUP), now),
             (.childExited(status: exited(0)), now), (.childExited(status: killed(SIGTERM)), now),
             (.childExited(status: exited(143)), now), (.health(serving: true), now), (.health(serving: false), now),
-            (.answered, now), (.tick, now.addingSaturated(300 * ms)),
+            (.answered, now), (.agent(running: false), now), (.agent(running: true), now),
+            (.tick, now.addingSaturated(300 * ms)),
         ]
         // Int64.max is "never": the reactor sets no timer for it.
         if let due = node.sequence.wakeAt, due != .max { moves.append((.tick, max(now, due))) }
@@ -380,5 +397,19 @@ struct Explorer {
         } else if let at = track.terminatedAt, track.killedAt == nil, now >= at.addingSaturated(configuration.leftoverGrace) {
             fail("-leftover-grace passed without SIGKILL")
         }
+    }
+}
+
+final class LineBudgetTests: XCTestCase {
+    func testAFloodOfLinesIsCountedNotWrittenAndTheCountIsSaidOnce() {
+        var budget = LineBudget()
+        var written = 0
+        for i in 0..<600_000 where budget.take(now: Int64(i) * 10_000) != .refused { written += 1 }
+        XCTAssertEqual(written, 20, "20 lines in the first 6 s, the rest held")
+        XCTAssertEqual(budget.flushAt, 10 * s)
+        XCTAssertNil(budget.flush(now: 10 * s - 1))
+        XCTAssertEqual(budget.flush(now: 10 * s), "599980 lines about the server's health not logged: more than 20 in 10s")
+        XCTAssertNil(budget.flushAt)
+        XCTAssertEqual(budget.take(now: 10 * s + 1), .allowed(held: nil))
     }
 }

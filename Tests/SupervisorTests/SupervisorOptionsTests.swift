@@ -172,4 +172,16 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(plain.readiness?.services, [""])
         XCTAssertEqual(plain.readiness?.healthTimeout, GoDuration.second)
     }
+
+    func testValuesTheGateCannotCarryAreRefused() {
+        let long = String(repeating: "s", count: 5_000)
+        XCTAssertEqual(failure(["-ready-service", long, "server"]), "-ready-service: a value of 5000 bytes; at most 4096")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_READY_SERVICE": long]), "GRPC_INIT_READY_SERVICE: a value of 5000 bytes; at most 4096")
+        XCTAssertEqual(failure(["-ready-rpc-header", "x: " + long, "server"]), "-ready-rpc-header: a value of 5003 bytes; at most 4096")
+        XCTAssertEqual(failure(["-ready-tls", "-ready-tls-ca-cert", "/" + long, "server"]), "-ready-tls-ca-cert: a value of 5001 bytes; at most 4096")
+        XCTAssertEqual(failure(Array((0..<33).flatMap { ["-ready-service", "s\($0)"] }) + ["server"]), "-ready-service: at most 32 values")
+        let many = (0..<5).flatMap { ["-ready-service", String(repeating: "\($0)", count: 4_000)] }
+        XCTAssertEqual(failure(many + ["server"]), "the -ready flags' values add up to more than the health agent is given (16384 bytes)")
+        XCTAssertNil(failure(["-ready-service", String(repeating: "s", count: 4_096), "server"]))
+    }
 }

@@ -48,6 +48,38 @@ final class DeadlineTests: XCTestCase {
         XCTAssertEqual(Deadline(Int64.max - 1).pollTimeout, Int32.max, "no overflow for a far deadline")
         XCTAssertEqual(Deadline(Int64.max).pollTimeout, -1, "no deadline: a wait with no timer")
     }
+
+    /// Spans up to Go's largest duration, and instants of the clock, never trap when summed.
+    func testSumsAndProductsSaturate() {
+        XCTAssertEqual(Int64.max.addingSaturated(1), .max)
+        XCTAssertEqual(Int64.max.addingSaturated(.max), .max)
+        XCTAssertEqual(Int64.min.addingSaturated(-1), .min)
+        XCTAssertEqual(Int64.min.addingSaturated(.min), .min)
+        XCTAssertEqual(Int64.max.addingSaturated(.min), -1, "no overflow, the plain sum")
+        XCTAssertEqual(Int64(5).addingSaturated(-7), -2)
+        XCTAssertEqual(MonotonicClock.now().addingSaturated(.max), .max)
+        XCTAssertEqual(Int64.max.multipliedSaturated(by: 2), .max)
+        XCTAssertEqual(Int64.max.multipliedSaturated(by: -2), .min)
+        XCTAssertEqual(Int64.min.multipliedSaturated(by: -1), .max)
+        XCTAssertEqual(Int64.min.multipliedSaturated(by: 2), .min)
+        XCTAssertEqual(Int64(-3).multipliedSaturated(by: .max), .min)
+        XCTAssertEqual(Int64(9_223_372_036_854_775).multipliedSaturated(by: 1_000), 9_223_372_036_854_775_000)
+        XCTAssertEqual(Int64(9_223_372_036_854_776).multipliedSaturated(by: 1_000), .max, "microseconds past the range")
+        XCTAssertEqual(Int64(0).multipliedSaturated(by: .min), 0)
+    }
+
+    func testDeadlinesAtTheEndsOfTheRange() {
+        XCTAssertEqual(MonotonicClock.deadline(after: .max), .max)
+        XCTAssertEqual(Deadline.after(.max).pollTimeout, -1, "Go's largest duration: a wait with no timer")
+        XCTAssertFalse(Deadline.after(.max).hasPassed)
+        let now = MonotonicClock.now()
+        let past = MonotonicClock.deadline(after: .min)
+        XCTAssertTrue(past >= now && past <= MonotonicClock.now(), "a negative span is now")
+        XCTAssertEqual(Deadline.after(.min).pollTimeout, 0)
+        XCTAssertEqual(Deadline(.min).pollTimeout, 0, "the earliest instant has passed")
+        XCTAssertEqual(Deadline(Int64.max / 2).pollTimeout, Int32.max, "far, not never: the longest poll")
+        XCTAssertTrue((0...1).contains(Deadline.after(1).pollTimeout), "rounded up to 1 ms, or passed")
+    }
 }
 
 final class ProcessArgumentsTests: XCTestCase {
@@ -68,5 +100,24 @@ final class BackoffTests: XCTestCase {
         XCTAssertEqual((0..<5).map { _ in backoff.next() }, [100, 200, 400, 500, 500])
         backoff.reset()
         XCTAssertEqual(backoff.next(), 100)
+    }
+
+    func testDoublingSaturatesAtTheLargestMaximum() {
+        var backoff = Backoff(first: Int64.max / 2 + 1, maximum: .max)
+        XCTAssertEqual((0..<3).map { _ in backoff.next() }, [Int64.max / 2 + 1, .max, .max])
+    }
+}
+
+final class SignalNameTests: XCTestCase {
+    func testRealTimeOffsetsAreCheckedBeforeTheyAreAdded() {
+        let (low, high) = (Signals.realTimeMin, Signals.realTimeMax)
+        XCTAssertEqual(Signals.parse("RTMIN+2"), low + 2)
+        XCTAssertEqual(Signals.parse("SIGRTMAX-1"), high - 1)
+        XCTAssertEqual(Signals.parse("RTMIN+\(high - low)"), high)
+        XCTAssertEqual(Signals.parse("RTMAX-\(high - low)"), low)
+        for bad in ["RTMIN+\(high - low + 1)", "RTMAX-\(high - low + 1)", "SIGRTMIN+2147483647", "RTMAX--2147483648",
+                    "RTMIN+-3", "RTMAX--1", "RTMIN+-2147483648", "RTMAX-2147483647"] {
+            XCTAssertNil(Signals.parse(bad), bad)
+        }
     }
 }

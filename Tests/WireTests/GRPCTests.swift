@@ -296,6 +296,30 @@ final class WireFormatTests: XCTestCase {
         XCTAssertEqual(percentDecode("a%20b%zz%4"), "a b%zz%4")
     }
 
+    /// grpc-timeout at the ends of the range: 8 digits at most, rounded up to the unit without
+    /// an addition that could pass Int64.max, and a header's value scaled without a trap.
+    func testGRPCTimeoutAtTheEndsOfTheRange() {
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 1), "1n")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 99_999_999), "99999999n")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: 100_000_000), "100000u")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: Int64.max - 1), "2562048H")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: -1), "0n")
+        XCTAssertEqual(encodeGRPCTimeout(nanoseconds: Int64.min), "0n")
+        for n in [Int64.max, Int64.max - 1, 359_999_999_999_999_999, 99_999_999_999_999_999] {
+            let text = encodeGRPCTimeout(nanoseconds: n)
+            XCTAssertLessThanOrEqual(text.count, 9, text)
+            XCTAssertGreaterThanOrEqual(decodeGRPCTimeout(text)!, n, "never shorter than asked: \(text)")
+        }
+        XCTAssertEqual(decodeGRPCTimeout("99999999H"), Int64.max, "past the range: held at its end")
+        XCTAssertEqual(decodeGRPCTimeout("2562047H"), 2_562_047 * 3_600_000_000_000)
+        XCTAssertEqual(decodeGRPCTimeout("2562048H"), Int64.max)
+        XCTAssertEqual(decodeGRPCTimeout("99999999n"), 99_999_999)
+        XCTAssertEqual(decodeGRPCTimeout("0n"), 0)
+        for bad in ["-1n", "100000000n", "1", "n", "1x", "", "9223372036854775807n", "-99999999H"] {
+            XCTAssertNil(decodeGRPCTimeout(bad), bad)
+        }
+    }
+
     func testGzipBoundsDecompressedSize() throws {
         let big = try Gzip.compress([UInt8](repeating: 0, count: 1 << 20))
         XCTAssertLessThan(big.count, 2048)
