@@ -323,10 +323,13 @@ static void release_unwritten_data(void) {
 
 int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
     if (code_range_count < 0) find_code_ranges();
+    // The data first: its walk runs code (open, pread, madvise) that the code's release would
+    // otherwise fault back in, window by window. After the code's release only this function's
+    // tail and poll's entry run.
+    release_unwritten_data();
     for (int i = 0; i < code_range_count; i++) {
         madvise((void *)code_ranges[i][0], code_ranges[i][1] - code_ranges[i][0], MADV_DONTNEED);
     }
-    release_unwritten_data();
     return poll(fds, count, timeout);
 }
 

@@ -156,6 +156,20 @@ final class DiscoveryTests: XCTestCase {
         XCTAssertEqual(walks, 2)
     }
 
+    func testAWalkCutShortClassifiesNothing() {
+        // Descriptors running out mid-walk: what it did not find may still be the tree's, so
+        // however often that happens the server's socket is looked for again.
+        var survey = ListenerSurvey(root: 1, excluding: 0)
+        let listener = tcp(50051, 77)
+        for _ in 0..<5 {
+            XCTAssertEqual(survey.classify([listener]) { _ in nil }.listeners, [])
+            XCTAssertEqual(survey.foreign, [])
+            XCTAssertEqual(survey.missedOnce, [])
+        }
+        XCTAssertEqual(survey.classify([listener]) { _ in [77: 4242] }.listeners, [listener])
+        XCTAssertEqual(survey.walks, 6)
+    }
+
     func testNoListenerNoWalk() {
         var survey = ListenerSurvey(root: 1, excluding: 0)
         let result = survey.classify([]) { _ in

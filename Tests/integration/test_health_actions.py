@@ -299,3 +299,29 @@ def test_health_timeout_bounds_an_http_probes_wait(bindir):
         assert get(port, "/livez?timeout=3s")[0] == 200, "?timeout= still overrides it"
     finally:
         stop(proc, "subreaper")
+
+
+def test_a_server_flapping_its_status_cannot_make_pid1_a_log_pump(bindir):
+    """100 changes of status in a row: at most 20 lines about them in the 10 s window, then one
+    line saying how many were not logged; the state itself still follows the server."""
+    proc, out, log = launch(bindir, "pid1", [], controlled("go"), stdin=subprocess.PIPE)
+    try:
+        log.until("[grpc-init] ready: ", time.monotonic() + 20)
+        for i in range(100):
+            status = "NOT_SERVING" if i % 2 == 0 else "SERVING"
+            proc.stdin.write(f"SET - {status}\n".encode())
+            proc.stdin.flush()
+            out.until(f"SET - {status} ", time.monotonic() + 10)
+        lines = []
+        deadline = time.monotonic() + 15
+        while not (line := log.next(deadline)).startswith("[grpc-init] warning: ") or "not logged" not in line:
+            lines.append(line)
+        changes = [line for line in lines if line.startswith("[grpc-init] health: ")]
+        assert 1 <= len(changes) <= 20, lines
+        # grpc-go's Watch may send two quick changes as one: more than 20 reached grpc-init.
+        held = int(line.split("warning: ")[1].split(" ")[0])
+        assert held >= 1 and len(changes) + held > 20, (line, lines)
+        r = probe_inside(bindir, proc)
+        assert (r.returncode, r.stderr) == (0, "status: SERVING\n"), "the last SET was SERVING"
+    finally:
+        stop(proc, "pid1")
