@@ -9,7 +9,7 @@ import PackageDescription
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
-// not carry their runtimes (and libdispatch), 0.36 MiB.
+// not carry their runtimes (and libdispatch; docs/performance.md has the figure).
 let fastMetadata: [SwiftSetting] = [
     .unsafeFlags([
         "-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors",
@@ -24,7 +24,7 @@ let package = Package(
         .executable(name: "grpc-init", targets: ["grpc-init"]),
     ],
     traits: [
-        // OpenSSL costs 4 MiB of binary. `swift build -c release --disable-default-traits` builds
+        // OpenSSL is most of the binary. `swift build -c release --disable-default-traits` builds
         // grpc-init without it: plaintext probes only, -tls refused with exit 1.
         .trait(name: "TLS", description: "-tls and mTLS for the probe, through OpenSSL"),
         .default(enabledTraits: ["TLS"]),

@@ -153,14 +153,10 @@ public final class Channel: EventSource {
             sendWaiting(on: dialed)
             _ = dialed.pump(readable: false)
         case .failed(let error):
-            lastDialFailure = error
             let status = GRPCStatus(.unavailable, "connection failed: \(error)")
             for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
         }
     }
-
-    /// Why the last dial failed, when it did.
-    public private(set) var lastDialFailure: DialFailure?
 
     /// The server sent GOAWAY on the connection new calls would go to: a caller holding a long
     /// call (a Watch) may move it to a new connection before the server closes this one.

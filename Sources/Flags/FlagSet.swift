@@ -56,8 +56,6 @@ public struct FlagSet: Sendable {
         public var remaining: [String]
         /// The flags the arguments set (by their names, not their aliases).
         public var given: Set<String> = []
-        /// How many times the arguments gave each flag (`-vvv`: verbose three times).
-        public var counts: [String: Int] = [:]
 
         public func bool(_ name: String) -> Bool {
             if case .bool(let b)? = values[name] { return b }
@@ -128,7 +126,6 @@ public struct FlagSet: Sendable {
     where C.Element == String {
         var values = initial ?? defaults()
         var given: Set<String> = []
-        var counts: [String: Int] = [:]
         var args = ArraySlice(arguments)
         while let s = args.first {
             let chars = Array(s.utf8)
@@ -145,7 +142,7 @@ public struct FlagSet: Sendable {
             args = args.dropFirst()
             if bundlingLetters && dashes == 1 && flag(named: String(name.prefix { $0 != "=" })) == nil
                 && name.count > 1 && flag(named: String(name.first!))?.name.count ?? 0 > 1 {
-                try parseBundle(name, &args, &values, &given, &counts)
+                try parseBundle(name, &args, &values, &given)
                 continue
             }
             var value: String? = nil
@@ -158,7 +155,6 @@ public struct FlagSet: Sendable {
                 throw .invalid("flag provided but not defined: -\(name)")
             }
             given.insert(flag.name)
-            counts[flag.name, default: 0] += 1
             if case .bool = flag.kind {
                 if let value {
                     if FlagSet.assign(flag, value, into: &values) != nil {
@@ -178,7 +174,7 @@ public struct FlagSet: Sendable {
                 }
             }
         }
-        return Parsed(values: values, remaining: Array(args), given: given, counts: counts)
+        return Parsed(values: values, remaining: Array(args), given: given)
     }
 
     /// The values the arguments gave `names`, byte for byte, in order: `arguments` are the bytes
@@ -208,7 +204,7 @@ public struct FlagSet: Sendable {
 
     /// One argument of bundled one-letter flags, as getopt reads it (the dash already gone).
     private func parseBundle(_ letters: String, _ args: inout ArraySlice<String>, _ values: inout [String: Value],
-                             _ given: inout Set<String>, _ counts: inout [String: Int]) throws(ParseError) {
+                             _ given: inout Set<String>) throws(ParseError) {
         var rest = Substring(letters)
         while let letter = rest.first {
             rest = rest.dropFirst()
@@ -217,7 +213,6 @@ public struct FlagSet: Sendable {
                 throw .invalid("flag provided but not defined: -\(letter)")
             }
             given.insert(flag.name)
-            counts[flag.name, default: 0] += 1
             if case .bool = flag.kind {
                 values[flag.name] = .bool(true)
                 continue

@@ -14,8 +14,8 @@ public enum ProbeRunner {
     /// returns the exit status.
     public static func main(_ arguments: [String], rawArguments: [[UInt8]]? = nil) -> Int32 {
         // A closed stderr (or a peer gone mid-write) must not kill the probe: its exit code is its
-        // answer. SIGPIPE is blocked, so such writes just fail with EPIPE (blocking costs nothing
-        // new on this path; signal(2) here cost a plaintext probe ~0.25 MiB of code pages).
+        // answer. SIGPIPE is blocked, so such writes just fail with EPIPE (blocking runs nothing
+        // the path does not run anyway; signal(2) here would fault in code pages of its own).
         var pipeSignal = sigset_t()
         sigemptyset(&pipeSignal)
         sigaddset(&pipeSignal, SIGPIPE)

@@ -54,7 +54,6 @@ public struct Deadline {
     public func capped(at instant: Int64) -> Deadline { Deadline(min(self.instant, instant), cancellation: cancellation) }
 
     public var hasPassed: Bool { MonotonicClock.now() >= instant }
-    public var cancelFD: Int32? { cancellation?.fd }
     /// Milliseconds for poll(2), rounded up.
     public var pollTimeout: Int32 { MonotonicClock.pollTimeout(until: instant) }
 }

@@ -22,11 +22,6 @@ public enum Files {
         return try read(descriptor: fd, status: known ? status : nil, limit: limit, name: path)
     }
 
-    /// Reads `fd` to its end, at most `limit` bytes (a pipe, or an open file); `name` is for errors.
-    public static func read(descriptor fd: Int32, limit: Int, name: String) throws(SystemError) -> [UInt8] {
-        try read(descriptor: fd, status: nil, limit: limit, name: name)
-    }
-
     /// With the status of a regular file, the buffer is sized from it, so that the file takes one
     /// read; the buffer is not zeroed first, as read() fills what is kept.
     private static func read(descriptor fd: Int32, status: stat?, limit: Int, name: String) throws(SystemError) -> [UInt8] {

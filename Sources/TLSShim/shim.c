@@ -104,8 +104,8 @@ static int tls_shim_no_passphrase(char *buffer, int size, int writing, void *use
 void tls_shim_refuse_passphrases(SSL_CTX *ctx) { SSL_CTX_set_default_passwd_cb(ctx, tls_shim_no_passphrase); }
 
 // ---- Lazily decoded root bundles -------------------------------------------------------------
-// Decoding a certificate costs OpenSSL 3 about 0.8 M instructions (its public key goes through the
-// provider decoders), and a system bundle holds ~140. The bundle is instead indexed by subject,
+// Decoding a certificate is expensive in OpenSSL 3 (its public key goes through the provider
+// decoders; docs/performance.md has the figures), and a system bundle holds every root. The bundle is instead indexed by subject,
 // from the first bytes of each certificate's DER (no parsing by OpenSSL), and a root is decoded
 // whole only when the verifier asks for its subject, through a lookup method of our own.
 typedef struct {

@@ -241,7 +241,8 @@ struct OpenSSLError {
 /// One shortcut: where the bundle is /etc/ssl/certs/ca-certificates.crt as update-ca-certificates
 /// writes it (a regular file; Debian, Ubuntu, Alpine), the symbolic links beside it are the ones
 /// that tool made, to certificates it put in that bundle, and are not followed; the regular files
-/// there are read. Reading ~140 links again would add 1 to 2.5 ms to a probe.
+/// there are read: reading every link again would cost a probe a file read per root
+/// (docs/performance.md).
 enum SystemRoots {
     static let bundles = [
         "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo, Arch

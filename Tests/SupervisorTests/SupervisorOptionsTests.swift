@@ -5,8 +5,10 @@ import XCTest
 
 final class SupervisorOptionsTests: XCTestCase {
     func parse(_ arguments: [String], _ variables: [String: String] = [:]) throws -> SupervisorOptions {
-        guard case .run(let options) = try SupervisorOptions.parse(arguments, environment: { variables[$0] }) else {
-            throw XCTSkip("not a run")
+        let parsed = try SupervisorOptions.parse(arguments, environment: { variables[$0] })
+        guard case .run(let options) = parsed else {
+            XCTFail("\(arguments) parsed as \(parsed), not a run")
+            throw SupervisorOptions.Failure.usage("not a run")
         }
         return options
     }

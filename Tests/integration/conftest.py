@@ -22,6 +22,21 @@ PLAIN_BIN = Path(os.environ.get("GRPC_INIT_PLAIN_BIN", ROOT / ".build-notls" / "
 GO_SERVER = Path(os.environ.get("GRPC_INIT_GOSERVER", ROOT / ".build" / "peers" / "goserver"))
 
 
+# Variables a host (a CI runner under systemd, a shell with tini's settings) may set that would
+# change what grpc-init or the probe does; the suite's own (the binaries' paths) are kept.
+SCRUBBED_PREFIXES = ("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "TINI_", "GRPC_INIT_", "SPIFFE_ENDPOINT_SOCKET",
+                     "DUMB_INIT_")
+KEPT = {"GRPC_INIT_BIN", "GRPC_INIT_PLAIN_BIN", "GRPC_INIT_GOSERVER"}
+
+
+@pytest.fixture(autouse=True)
+def scrubbed_environment(monkeypatch):
+    """Every test starts from an environment the host's settings do not reach."""
+    for name in list(os.environ):
+        if name.startswith(SCRUBBED_PREFIXES) and name not in KEPT:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def bindir(tmp_path_factory):
     """A directory with grpc-init and its probe symlink, as `grpc-init --install` makes it."""

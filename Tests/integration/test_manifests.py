@@ -88,6 +88,7 @@ def native(bindir, spec, pki, probes):
         value = name_paths.get(e["value"], e["value"])
         env[e["name"]] = f"127.0.0.1:{health}" if e["name"] == "GRPC_INIT_HEALTH_ADDR" else value
     assert "GRPC_INIT_HEALTH_ADDR" in {e["name"] for e in spec["env"]}
+    manifest_health_port = int(next(e["value"] for e in spec["env"] if e["name"] == "GRPC_INIT_HEALTH_ADDR").rsplit(":", 1)[1])
     command = [str(GO_SERVER), "-addr", "127.0.0.1:0", "-services", "greeter.Greeter=SERVING"]
     if "GRPC_INIT_READY_TLS" in env:
         command += ["-tls-cert", str(pki.server_ecdsa[0]), "-tls-key", str(pki.server_ecdsa[1]), "-tls-client-ca", str(pki.ca)]
@@ -99,7 +100,8 @@ def native(bindir, spec, pki, probes):
             p = spec[probe]
             if "httpGet" in p:
                 port = p["httpGet"]["port"]
-                assert ports.get(port, port) == int(env["GRPC_INIT_HEALTH_ADDR"].rsplit(":", 1)[1]) or ports.get(port, port) == 8086
+                # The probe's port (a name or a number) is the one the manifest's grpc-init listens on.
+                assert ports.get(port, port) == manifest_health_port, (probe, port, manifest_health_port)
                 conn = http.client.HTTPConnection("127.0.0.1", health, timeout=5)
                 conn.request("GET", p["httpGet"]["path"])
                 r = conn.getresponse()
