@@ -193,3 +193,35 @@ def collect_lines(proc, prefix, until, timeout=10.0):
         if line.startswith(prefix):
             lines.append(line)
     return lines
+
+
+# The tests that take three seconds or more (pytest --durations), by module and function.
+SLOW = {
+    "test_container.py::test_release_files", "test_health_actions.py::test_a_server_flapping_its_status_cannot_make_pid1_a_log_pump",
+    "test_fuzz.py::test_c_parsers_survive_a_short_fuzzing_pass",
+    "test_health_actions.py::test_watchdog_pings_follow_the_servers_answers_and_stopping_is_said",
+    "test_pid1_hostile.py::test_the_drain_outlasts_the_ready_timeout",
+    "test_health_endpoint.py::test_idle_connections_and_a_slowloris_do_not_keep_probes_out",
+    "test_manifests.py::test_manifest_probes_answer_serving", "test_agent_loop.py::test_a_stalled_tls_handshake_does_not_stop_the_endpoint",
+    "test_health_actions.py::test_health_timeout_bounds_an_http_probes_wait",
+    "test_tini_compat.py::test_tini_kill_process_group_set_at_all_turns_it_on",
+    "test_supervisor.py::test_an_idle_supervisor_never_wakes_and_stays_small",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks each test with its groups: podman (it uses the podman fixture), root (its module
+    makes PID namespaces or runs podman), slow (SLOW)."""
+    privileged = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in privileged:
+            text = path.read_text()
+            privileged[path] = "unshare" in text or "nsenter" in text or "prlimit" in text
+        if "podman" in item.fixturenames:
+            item.add_marker(pytest.mark.podman)
+            item.add_marker(pytest.mark.root)
+        elif privileged[path]:
+            item.add_marker(pytest.mark.root)
+        if f"{path.name}::{item.originalname}" in SLOW:
+            item.add_marker(pytest.mark.slow)
