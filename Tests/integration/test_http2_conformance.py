@@ -247,11 +247,13 @@ class Conn:
 def endpoint(bindir):
     """One grpc-init with -health-addr in front of a serving grpc-go child, for the module."""
     proc, _, log, port = gated(bindir, go_server())
-    agent = agent_of(proc.pid)
-    yield port
-    assert agent_of(proc.pid) == agent, "the agent never crashed"
-    assert get(port, "/readyz") == (200, "SERVING")
-    stop(proc, "subreaper")
+    try:
+        agent = agent_of(proc.pid)
+        yield port
+        assert agent_of(proc.pid) == agent, "the agent never crashed"
+        assert get(port, "/readyz") == (200, "SERVING")
+    finally:
+        stop(proc, "subreaper")
 
 
 @pytest.fixture
