@@ -67,20 +67,9 @@ int cshim_descriptor_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
                   int new_process_group, int foreground_fd, int listen_fds, int *exec_errno) {
     int report[2];
+    // Lands above the descriptors the child is handed: those were checked open before grpc-init
+    // opened anything (SocketActivation), so the lowest free descriptors lie past them.
     if (pipe2(report, O_CLOEXEC) < 0) return -1;
-    // The report pipe's ends above the descriptors the child is handed.
-    for (int end = 0; end < 2; end++) {
-        int moved = fcntl(report[end], F_DUPFD_CLOEXEC, 3 + (listen_fds > 0 ? listen_fds : 0));
-        if (moved < 0) {
-            int saved = errno;
-            close(report[0]);
-            close(report[1]);
-            errno = saved;
-            return -1;
-        }
-        close(report[end]);
-        report[end] = moved;
-    }
     pid_t pid = fork();
     if (pid < 0) {
         int saved = errno;
