@@ -33,13 +33,17 @@ enum Leftovers: CustomStringConvertible {
     /// reaped as its SIGCHLD comes). A zombie whose parent is outside grpc-init's tree cannot be
     /// reaped here and runs nothing, so it does not count. Without a /proc of this namespace,
     /// every process kill(2) reaches counts.
-    var remain: Bool {
+    /// `ignoring`: a process grpc-init has already SIGKILLed itself (its health agent), reaped as its
+    /// SIGCHLD comes: nothing to wait for.
+    func remain(ignoring ignored: pid_t? = nil) -> Bool {
         guard kill(target, 0) == 0 else { return false }
         let me = getpid()
         let myName = String(me)
         // /proc mounted from another PID namespace lists other processes under other numbers.
         guard Files.linkTarget("/proc/self") == myName, let entries = Files.entries(of: "/proc") else { return true }
-        for entry in entries where entry.isDirectory && entry.name != myName && entry.name.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+        let ignoredName = ignored.map { String($0) }
+        for entry in entries where entry.isDirectory && entry.name != myName && entry.name != ignoredName
+            && entry.name.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
             guard let stat = Files.text("/proc/\(entry.name)/stat", limit: 4096), let fields = Leftovers.statFields(stat) else { continue }
             if case .group(let pgid) = self, fields.pgrp != pgid { continue }
             if fields.state != "Z" || fields.ppid == me { return true }

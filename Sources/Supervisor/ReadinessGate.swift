@@ -113,6 +113,9 @@ final class ReadinessGate {
     /// accepted and dropped by the agent as fast as they come.
     static let localProbeBacklog: Int32 = 128
 
+    /// The agent the gate has stopped (SIGKILLed) and not reaped yet.
+    var killedAgent: pid_t? { stopped ? agent?.pid : nil }
+
     /// The report pipe, for the supervisor's poll.
     var descriptor: Int32? { agent.flatMap { $0.output >= 0 ? $0.output : nil } }
 

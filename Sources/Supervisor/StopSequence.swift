@@ -142,6 +142,8 @@ struct StopSequence: Hashable {
     private var notServingSince: Int64?
     private var lastAnswer: Int64
     private var agentRunning = true
+    /// The running agent has heard from the server since it was started.
+    private var agentAnswered = false
     private var nextPing: Int64?
     /// The ping before this one: the server must have answered after it.
     private var lastPing: Int64 = .min
@@ -216,6 +218,7 @@ struct StopSequence: Hashable {
             }
         case .health(let serving):
             guard stop == .none, case .running = child else { break }
+            agentAnswered = true
             if serving {
                 everServing = true
                 notServingSince = nil
@@ -225,9 +228,15 @@ struct StopSequence: Hashable {
             }
         case .answered:
             lastAnswer = max(lastAnswer, now)
+            agentAnswered = true
         case .agent(let running):
-            // A new agent gets the span to find the server and hear from it.
-            if running && !agentRunning { lastAnswer = max(lastAnswer, now) }
+            // A new agent gets the span to find the server and hear from it, when the one before
+            // it had heard from the server: agents that die without an answer (a crash loop) do
+            // not hold the silence off for ever.
+            if running && !agentRunning {
+                if agentAnswered { lastAnswer = max(lastAnswer, now) }
+                agentAnswered = false
+            }
             agentRunning = running
         case .tick:
             tick(now: now, into: &actions)

@@ -133,7 +133,7 @@ final class Supervisor: EventSource {
 
     private var leftovers: Leftovers { getpid() == 1 ? .everyone : .group(child) }
 
-    private func lookForLeftovers() { decide(.leftovers(remain: leftovers.remain)) }
+    private func lookForLeftovers() { decide(.leftovers(remain: leftovers.remain(ignoring: readiness?.killedAgent))) }
 
     private func perform(_ action: StopSequence.Action) {
         switch action {

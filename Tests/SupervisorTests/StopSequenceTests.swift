@@ -131,6 +131,20 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(run.forwarded, [SIGTERM], "the new agent had the span to hear from the server")
     }
 
+    func testAgentsThatDieWithoutAnAnswerDoNotHoldTheSilenceOff() {
+        var c = StopSequence.Configuration()
+        c.unresponsiveAfter = 1 * s
+        var run = Run(c)
+        run.at(100 * ms, .health(serving: true))
+        run.at(200 * ms, .agent(running: false))
+        for t in stride(from: 2 * s, through: 6 * s, by: Int64.Stride(1 * s)) {
+            run.at(t, .agent(running: true))
+            run.at(t + 100 * ms, .agent(running: false))
+        }
+        run.at(7 * s, .agent(running: true))
+        XCTAssertTrue(run.actions.contains(.stopBegun(.unresponsive)), "a crash loop is no answer")
+    }
+
     func testGoLargestDurationsMeanNeverAndDoNotTrap() {
         var c = StopSequence.Configuration()
         c.readyTimeout = goMax

@@ -29,12 +29,15 @@ SCRUBBED_PREFIXES = ("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "TINI_", "GRPC_INI
 KEPT = {"GRPC_INIT_BIN", "GRPC_INIT_PLAIN_BIN", "GRPC_INIT_GOSERVER"}
 
 
-@pytest.fixture(autouse=True)
-def scrubbed_environment(monkeypatch):
-    """Every test starts from an environment the host's settings do not reach."""
-    for name in list(os.environ):
-        if name.startswith(SCRUBBED_PREFIXES) and name not in KEPT:
-            monkeypatch.delenv(name)
+@pytest.fixture(scope="session", autouse=True)
+def scrubbed_environment():
+    """Every test, and every module's and session's fixture, starts from an environment the
+    host's settings do not reach (a session fixture is set up before the others)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith(SCRUBBED_PREFIXES) and name not in KEPT:
+                patch.delenv(name)
+        yield
 
 
 @pytest.fixture(scope="session")
