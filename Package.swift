@@ -2,9 +2,9 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire, Flags -> Addressing, HPACK, SystemCalls,
-//     TLSShim -> CShim, CZlib, COpenSSL
-//   grpc-init -> Agent -> GateProtocol, Probe, Client, ...   (the readiness gate's network side, a process of its own)
+//   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire -> GateProtocol, Flags -> Addressing, HPACK,
+//     SystemCalls, TLSShim -> CShim, CZlib, COpenSSL
+//   grpc-init -> Agent -> HealthServer, Client, ...   (the readiness gate's network side, a process of its own)
 //   grpc-init -> Supervisor -> GateProtocol, Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
@@ -42,7 +42,7 @@ let package = Package(
         // with it and must not link what talks to peers.
         .target(name: "Addressing", swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
-        .target(name: "Wire", dependencies: ["HPACK", "CZlib"], swiftSettings: fastMetadata),
+        .target(name: "Wire", dependencies: ["Flags", "GateProtocol", "HPACK", "CZlib"], swiftSettings: fastMetadata),
         .target(
             name: "Transport",
             dependencies: ["Addressing", "CShim", "SystemCalls", .target(name: "COpenSSL", condition: .when(traits: ["TLS"])),
@@ -55,8 +55,11 @@ let package = Package(
         .target(name: "GateProtocol", dependencies: ["Flags"], swiftSettings: fastMetadata),
         .target(name: "Probe", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HPACK", "Wire", "Transport", "SPIFFE", "SystemCalls"],
                 swiftSettings: fastMetadata),
+        // The health server's decisions, sans-IO: a snapshot of the health model and a question
+        // in, one verdict out, rendered for each edge.
+        .target(name: "HealthServer", dependencies: ["Flags", "GateProtocol", "Wire"], swiftSettings: fastMetadata),
         // The health agent: the network side of the readiness gate, a process of its own.
-        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HPACK", "Probe", "SPIFFE", "SystemCalls", "Transport", "Wire"],
+        .target(name: "Agent", dependencies: ["Addressing", "Client", "Flags", "GateProtocol", "HealthServer", "HPACK", "SPIFFE", "SystemCalls", "Transport", "Wire"],
                 swiftSettings: fastMetadata),
         // PID 1: no Wire, no Transport, no TLS. Nothing that parses a peer's bytes runs here.
         .target(name: "Supervisor", dependencies: ["Addressing", "Flags", "GateProtocol", "SystemCalls"], swiftSettings: fastMetadata),
@@ -79,18 +82,19 @@ let package = Package(
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "GateProtocolTests", dependencies: ["GateProtocol", "Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "HPACK", "GateProtocol"]),
+        .testTarget(name: "HealthServerTests", dependencies: ["HealthServer", "GateProtocol", "Wire"]),
         // The stateful fuzzing's short pass: whole conversations (Tests/fuzz/Conversation.swift,
         // which scripts/fuzz.sh also builds into its libFuzzer target) and the kept corpus.
-        .testTarget(name: "FuzzTests", dependencies: ["Wire", "HPACK"], path: "Tests/fuzz",
+        .testTarget(name: "FuzzTests", dependencies: ["Wire", "HPACK", "GateProtocol"], path: "Tests/fuzz",
                     exclude: ["entry", "corpus", "c"]),
         .testTarget(name: "TransportTests", dependencies: ["Addressing", "Transport", "TestSupport"]),
-        .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "SPIFFE", "Wire", "Transport"]),
+        .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "GateProtocol", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "SystemCalls"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire", "GateProtocol"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "GateProtocol", "HealthServer", "SystemCalls"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ClientTests", dependencies: ["Addressing", "Client", "Wire", "Transport", "SystemCalls", "TestSupport"]),
+        .testTarget(name: "ClientTests", dependencies: ["Addressing", "Client", "GateProtocol", "Wire", "Transport", "SystemCalls", "TestSupport"]),
     ]
 )

@@ -23,34 +23,38 @@ out=.build/fuzz
 mkdir -p "$out"
 root=$PWD
 
+# The sans-IO modules, compiled once with the fuzzer's instrumentation: Wire reads the health
+# verdict's values from GateProtocol, which reads Flags.
 build_swift() {
-    [ -x "$out/wire.o" ] && [ -z "$(find Sources/HPACK Sources/Wire -newer "$out/wire.o" -name '*.swift')" ] && return
-    local flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo)
+    [ -x "$out/wire.o" ] && [ -z "$(find Sources/Flags Sources/GateProtocol Sources/HPACK Sources/Wire -newer "$out/wire.o" -name '*.swift')" ] && return
+    local flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo -I "$out")
+    swiftc "${flags[@]}" -module-name Flags -emit-module -emit-module-path "$out/Flags.swiftmodule" \
+        -c Sources/Flags/*.swift -o "$out/flags.o"
+    swiftc "${flags[@]}" -module-name GateProtocol -emit-module -emit-module-path "$out/GateProtocol.swiftmodule" \
+        -c Sources/GateProtocol/*.swift -o "$out/gate.o"
     swiftc "${flags[@]}" -module-name HPACK -emit-module -emit-module-path "$out/HPACK.swiftmodule" \
         -c Sources/HPACK/*.swift -o "$out/hpack.o"
-    swiftc "${flags[@]}" -module-name Wire -I "$out" -I Sources/CZlib -emit-module -emit-module-path "$out/Wire.swiftmodule" \
+    swiftc "${flags[@]}" -module-name Wire -I Sources/CZlib -emit-module -emit-module-path "$out/Wire.swiftmodule" \
         -c Sources/Wire/*.swift -o "$out/wire.o"
 }
+sans_io=("$out/flags.o" "$out/gate.o" "$out/hpack.o" "$out/wire.o")
 
 build() {
     local flags=(-sanitize=fuzzer,address -parse-as-library -O -wmo -I "$out" -I Sources/CZlib)
     case "$1" in
     conversation)
         build_swift
-        swiftc "${flags[@]}" Tests/fuzz/Conversation.swift Tests/fuzz/entry/ConversationFuzz.swift "$out/hpack.o" "$out/wire.o" -lz \
+        swiftc "${flags[@]}" Tests/fuzz/Conversation.swift Tests/fuzz/entry/ConversationFuzz.swift "${sans_io[@]}" -lz \
             -o "$out/conversation-fuzz" 2>&1 | grep -v "Cannot export" || true ;;
     wire)
         build_swift
-        swiftc "${flags[@]}" Tests/fuzz/entry/WireFuzz.swift "$out/hpack.o" "$out/wire.o" -lz -o "$out/wire-fuzz" \
+        swiftc "${flags[@]}" Tests/fuzz/entry/WireFuzz.swift "${sans_io[@]}" -lz -o "$out/wire-fuzz" \
             2>&1 | grep -v "Cannot export" || true ;;
     pem)
         clang -g -O1 -fsanitize=fuzzer,address -fuse-ld=lld -I Sources/TLSShim/include Tests/fuzz/c/pem_bundle_fuzz.c \
             Sources/TLSShim/shim.c Sources/TLSShim/provider.c -lssl -lcrypto -o "$out/pem-fuzz" ;;
     gate)
-        swiftc "${flags[@]}" -module-name Flags -emit-module -emit-module-path "$out/Flags.swiftmodule" \
-            -c Sources/Flags/*.swift -o "$out/flags.o"
-        swiftc "${flags[@]}" -module-name GateProtocol -emit-module -emit-module-path "$out/GateProtocol.swiftmodule" \
-            -c Sources/GateProtocol/*.swift -o "$out/gate.o"
+        build_swift
         swiftc "${flags[@]}" Tests/fuzz/entry/GateFuzz.swift "$out/flags.o" "$out/gate.o" -o "$out/gate-fuzz" \
             2>&1 | grep -v "Cannot export" || true ;;
     maps)

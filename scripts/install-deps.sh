@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file util-linux bsdutils iproute2 gcc libc6-dev binutils podman runc
           ca-certificates strace gdb tini)
+# The CRI tests (Tests/integration/test_cri.py) run a containerd of their own, on their own socket.
+packages+=(containerd)
 if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,6 @@ import Client
 import Flags
 import GateProtocol
 import HPACK
-import Probe
 import Wire
 
 /// What the agent's configuration means for each call it makes: the request, the metadata, the
@@ -17,9 +16,9 @@ struct AgentPlan {
 
     init(_ configuration: AgentConfiguration) {
         self.configuration = configuration
-        metadata = configuration.rpcHeaders.map { ProbeOptions.header(Array($0.utf8)) }
+        metadata = configuration.rpcHeaders.map { Metadata.field(fromFlag: Array($0.utf8)) }
         request = Health.request(service: configuration.services[0])
-        userAgent = ProbeOptions.sentUserAgent(Array("grpc-init-health".utf8))
+        userAgent = Array("grpc-init-health grpc-init/\(BuildInfo.version)".utf8)
     }
 
     /// What goes out as :authority: the TLS server name when one is given, as grpc-go sends it.

@@ -1,7 +1,6 @@
 import Client
 import Flags
 import GateProtocol
-import Probe
 import SPIFFE
 import Transport
 
@@ -44,7 +43,7 @@ final class Credentials {
                 configured = made
                 return .ready(made, .tls)
             } catch {
-                return .unavailable(.setup(ProbeFailure.tlsSetupText(error)))
+                return .unavailable(.setup("TLS set-up failed: \(error)"))
             }
             #else
             return .unavailable(.setup("-ready-tls is not available: this grpc-init was built without TLS"))

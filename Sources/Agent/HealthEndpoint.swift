@@ -2,6 +2,7 @@ import Addressing
 import Client
 import Flags
 import GateProtocol
+import HealthServer
 import Glibc
 import HPACK
 import SystemCalls
@@ -39,9 +40,6 @@ final class HealthEndpoint: EventSource {
     /// What is known of the child's health: the reason for answers that need no Check, the drain.
     let model: HealthModel
     let metadata: [HeaderField]
-    var draining: Bool { model.draining }
-    /// What to answer when there is no Check to make.
-    var reason: String { model.reason()?.description ?? "no connection to the server" }
 
     enum Speaks {
         case undecided
@@ -212,7 +210,7 @@ final class HealthEndpoint: EventSource {
                 guard case .watch = peer.pending[index].kind, let stream = peer.pending[index].stream else { continue }
                 if let handle = peer.pending[index].handle { channel?.cancel(handle) }
                 peer.pending[index].handle = nil
-                connection.sendData(streamID: stream, grpcMessage(Health.response(.notServing)), endStream: false)
+                connection.sendData(streamID: stream, GRPCServerCall.message(Health.response(.notServing)), endStream: false)
             }
         }
     }
@@ -261,7 +259,7 @@ final class HealthEndpoint: EventSource {
             case .incomplete:
                 return
             case .invalid(let status, let why):
-                respond(peer, status: status, body: why, head: false)
+                respond(peer, status: status, body: [why], head: false)
             case .request(let request, _):
                 peer.inbound = []
                 let head = request.method == "HEAD"

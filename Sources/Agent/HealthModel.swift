@@ -1,4 +1,5 @@
 import GateProtocol
+import HealthServer
 import Glibc
 import SystemCalls
 
@@ -72,31 +73,9 @@ final class HealthModel {
         reporter.send(.answered)
     }
 
-    /// Ready as /readyz means it: SERVING (one service, or all), and not draining.
-    func isReady(service: String? = nil) -> Bool {
-        if draining { return false }
-        return (service.flatMap { byService[$0] } ?? state).isServing
-    }
-
-    /// Why not ready (one service, or all); nil when ready.
-    func reason(service: String? = nil) -> Reason? {
-        if draining { return .draining }
-        if let service, let one = byService[service] {
-            if case .notServing(let why) = one { return why }
-            return nil
-        }
-        if case .notServing(let why) = state { return why }
-        return nil
-    }
-
-    /// Each configured service with its state, for verbose answers.
-    var lines: [LocalAnswer.ServiceLine] {
-        services.map { service in
-            switch byService[service]! {
-            case .serving: return LocalAnswer.ServiceLine(service: service, serving: !draining, status: draining ? "NOT_SERVING (draining)" : "SERVING")
-            case .notServing(let why): return LocalAnswer.ServiceLine(service: service, serving: false, status: why.description)
-            }
-        }
+    /// What the health server decides from: the model as it is now.
+    func snapshot(connected: Bool) -> HealthSnapshot {
+        HealthSnapshot(services: services, states: byService, overall: state, draining: draining, server: server, connected: connected)
     }
 
     /// The server, as an -addr would name it, once found.
@@ -109,7 +88,12 @@ final class HealthModel {
     var found = ""
 }
 
-/// Writes the agent's messages to the supervisor, one frame each, on stdout (a pipe).
+/// Writes the agent's messages to the supervisor, one frame each, on stdout (a pipe); a test
+/// keeps them instead.
 final class Reporter {
-    func send(_ message: AgentMessage) { Output.writeAll(STDOUT_FILENO, message.frame) }
+    private let deliver: (AgentMessage) -> Void
+
+    init(_ deliver: @escaping (AgentMessage) -> Void = { Output.writeAll(STDOUT_FILENO, $0.frame) }) { self.deliver = deliver }
+
+    func send(_ message: AgentMessage) { deliver(message) }
 }

@@ -2,7 +2,6 @@ import Addressing
 import Client
 import GateProtocol
 import Glibc
-import Probe
 import SystemCalls
 import Wire
 
@@ -123,7 +122,7 @@ final class ListenerAttempt: EventSource {
             switch failure {
             case .connect, .resolve: return .unavailable(failure.description)
             case .interrupted: return .unavailable("no HTTP/2 answer within \(plan.configuration.connectTimeout)")
-            case .handshake(let handshake): return .rejected(ProbeFailure.describe(handshake, tls: handshake.tls))
+            case .handshake(let handshake): return .rejected(handshake.account)
             case .certificateRejected:
                 return .rejected("the server requires a client certificate" + (plan.configuration.tls.clientCert.isEmpty
                     ? " (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)" : " and rejected ours"))

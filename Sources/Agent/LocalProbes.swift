@@ -1,5 +1,6 @@
 import Client
 import GateProtocol
+import HealthServer
 import Glibc
 import HPACK
 import SystemCalls
@@ -65,7 +66,7 @@ final class LocalProbes: EventSource {
         channel = nil
         for peer in peers where peer.handle != nil && peer.handle?.status == nil {
             peer.handle = nil
-            answer(peer, .noConnection(model.reason() ?? .starting))
+            answer(peer, HealthServer.verdict(for: LocalProbes.question(peer), model.snapshot(connected: false)))
         }
     }
 
@@ -100,7 +101,7 @@ final class LocalProbes: EventSource {
             if ready.contains(peer.socket.fd) && peer.query == nil { read(peer) }
             if let handle = peer.handle, let status = handle.status {
                 peer.handle = nil
-                answer(peer, HealthQuestion.outcome(of: status, message: handle.nextMessage()))
+                answer(peer, HealthServer.verdict(status: status, message: handle.nextMessage(), unreachable: handle.dialFailure?.unreachable))
             }
             flush(peer)
             if !peer.closed && peer.query == nil && now >= peer.accepted.addingSaturated(limits.queryTimeout) { close(peer) }
@@ -150,19 +151,23 @@ final class LocalProbes: EventSource {
         }
     }
 
+    static func question(_ peer: Peer) -> HealthQuestion { HealthQuestion(.ready, service: peer.query?.service) }
+
     private func ask(_ peer: Peer, _ query: LocalQuery) {
-        switch HealthQuestion.ask(model, service: query.service, channel: channel) {
-        case .now(let outcome):
-            answer(peer, outcome)
-        case .check(let service):
+        let snapshot = model.snapshot(connected: channel != nil)
+        switch HealthServer.decide(LocalProbes.question(peer), snapshot) {
+        case .now(let verdict, _):
+            answer(peer, verdict)
+        case .check(let service), .watch(let service):
             peer.handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
                                          timeout: min(query.timeout.nanoseconds, limits.maxTimeout))
         }
     }
 
-    private func answer(_ peer: Peer, _ outcome: LocalAnswer.Outcome) {
+    private func answer(_ peer: Peer, _ verdict: Verdict) {
         let verbose = peer.query?.verbose ?? false
-        let answer = LocalAnswer(outcome: outcome, server: model.server, services: verbose ? model.lines : [])
+        let snapshot = model.snapshot(connected: channel != nil)
+        let answer = LocalAnswer(verdict: verdict, server: snapshot.server, services: verbose ? snapshot.lines : [])
         peer.outbound.append(contentsOf: answer.frame)
     }
 

@@ -69,7 +69,7 @@ final class Watcher: EventSource {
                 reporter.send(.noWatch(server: server.name, interval: plan.configuration.interval.nanoseconds))
                 nextCheck = now
             } else {
-                model.update(.notServing(status.fromServer ? .watchEnded(status.description) : .callFailed(status.message)))
+                model.update(.notServing(Watcher.reason(ended.handle)))
                 end = .lost
                 return
             }
@@ -82,9 +82,9 @@ final class Watcher: EventSource {
                     report(message, service: service)
                 } else if status.fromServer {
                     model.answered(now: now)
-                    model.update(service: service, .notServing(.callFailed(status.description)))
+                    model.update(service: service, .notServing(.rpc(status)))
                 } else {
-                    model.update(service: service, .notServing(.callFailed(status.message)))
+                    model.update(service: service, .notServing(Watcher.reason(handle)))
                     if server.discovered && status.code == .unavailable {
                         end = .lost
                         return
@@ -119,10 +119,17 @@ final class Watcher: EventSource {
     private func report(_ message: [UInt8], service: String) {
         do {
             let status = try Health.decodeResponse(message)
-            model.update(service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status.description)))
+            model.update(service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status)))
         } catch {
             model.update(service: service, .notServing(.undecodable("\(error)")))
         }
+    }
+
+    /// Why a health call ended without an answer: no connection could be made, or the status
+    /// it ended with.
+    static func reason(_ handle: Channel.CallHandle) -> Reason {
+        if let failure = handle.dialFailure { return .unreachable(failure.unreachable) }
+        return .rpc(handle.status ?? GRPCStatus(.unavailable, "the call ended without a status"))
     }
 
     // MARK: EventSource

@@ -1,3 +1,4 @@
+import GateProtocol
 import Addressing
 import Glibc
 import HPACK
@@ -57,6 +58,8 @@ public final class Channel: EventSource {
         /// Int64.max for a call without one (a Watch that lasts as long as the process).
         public let deadline: Int64
         public fileprivate(set) var status: GRPCStatus?
+        /// Set when the call ended because no connection could be made for it.
+        public fileprivate(set) var dialFailure: DialFailure?
         /// Received messages not taken yet; a streaming call's arrive as they come.
         public fileprivate(set) var messages: [[UInt8]] = []
         init(deadline: Int64) { self.deadline = deadline }
@@ -154,7 +157,10 @@ public final class Channel: EventSource {
             _ = dialed.pump(readable: false)
         case .failed(let error):
             let status = GRPCStatus(.unavailable, "connection failed: \(error)")
-            for index in pending.indices.reversed() where pending[index].call == nil { finish(index, status) }
+            for index in pending.indices.reversed() where pending[index].call == nil {
+                pending[index].handle.dialFailure = error
+                finish(index, status)
+            }
         }
     }
 

@@ -1,4 +1,6 @@
 import Addressing
+import Flags
+import GateProtocol
 import SystemCalls
 import Transport
 import Wire
@@ -65,5 +67,78 @@ public func dial(_ target: Target, security: Security, userAgent: [UInt8], autho
     switch dialer.outcome! {
     case .connected(let connection): return connection
     case .failed(let failure): throw failure
+    }
+}
+
+extension DialFailure {
+    /// The failure as the health verdict carries it: its kind and the transport's account.
+    public var unreachable: Unreachable {
+        switch self {
+        case .resolve(let cause): return Unreachable(.resolve, cause.description)
+        case .connect(let cause): return Unreachable(.connect, cause.description)
+        case .certificateRejected: return Unreachable(.certificate, description)
+        case .handshake(let failure): return Unreachable(.handshake, failure.account)
+        case .interrupted(.deadline): return Unreachable(.timeout, description)
+        case .interrupted(.signal): return Unreachable(.connect, description)
+        }
+    }
+}
+
+extension HandshakeFailure {
+    /// What the server did instead of completing the HTTP/2 handshake, as far as its first
+    /// bytes tell.
+    public enum Sign: Equatable, Sendable {
+        /// A TLS record: the server expects TLS.
+        case answeredTLS
+        /// A line of text (an HTTP/1 status line, a banner).
+        case answeredText(String)
+        /// Bytes that cannot start an HTTP/2 frame (in hex).
+        case answeredBytes(String)
+        /// It closed the connection before sending anything: what a TLS server does to a
+        /// plaintext client.
+        case closedBeforeHandshake(String)
+        /// The handshake failed otherwise.
+        case failed(String)
+    }
+
+    public var sign: Sign {
+        if let transport = transportFailure, transport.isTLS { return .failed(transport.description) }
+        let first = firstBytes
+        if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 { return .answeredTLS }
+        if first.starts(with: Array("HTTP/".utf8)) || HandshakeFailure.looksLikeText(first) {
+            return .answeredText(String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self))
+        }
+        if first.count >= 9 && !HandshakeFailure.plausibleFrameHeader(first) {
+            return .answeredBytes(first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " "))
+        }
+        let reason = transportFailure?.description ?? connectionFailure ?? "connection closed"
+        return first.isEmpty ? .closedBeforeHandshake(reason) : .failed(reason)
+    }
+
+    /// The account of it, naming no flag.
+    public var account: String {
+        switch sign {
+        case .answeredTLS: return "server at \(address) answered with TLS; it expects a TLS connection"
+        case .answeredText(let line): return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
+        case .answeredBytes(let hex): return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
+        case .closedBeforeHandshake(let reason): return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))"
+        case .failed(let reason):
+            if let transport = transportFailure, transport.isTLS { return reason }
+            return "HTTP/2 handshake with \(address) failed: \(reason)"
+        }
+    }
+
+    /// A protocol that greets in text (SSH, SMTP, Redis errors, ...): the first line is
+    /// printable ASCII. An HTTP/2 server's first bytes are a binary frame header.
+    static func looksLikeText(_ bytes: [UInt8]) -> Bool {
+        let line = bytes.prefix { $0 != 0x0D && $0 != 0x0A }
+        return line.count >= 4 && line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+    }
+
+    /// Whether 9 bytes could start an HTTP/2 frame: a known type, a length within the default
+    /// maximum, the reserved bit clear.
+    static func plausibleFrameHeader(_ bytes: [UInt8]) -> Bool {
+        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
+        return bytes[3] <= FrameType.continuation.rawValue && length <= 16_384 && bytes[5] & 0x80 == 0
     }
 }

@@ -53,64 +53,6 @@ public enum HealthState: Equatable, Sendable {
     }
 }
 
-/// The name a service goes by in lines: the empty name is the server as a whole.
-public func serviceLabel(_ service: String) -> String { service.isEmpty ? "(server)" : service }
-
-/// Why the server is not ready, as data.
-public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
-    /// The agent has not said anything yet.
-    case starting
-    /// Nothing of the process tree listens yet.
-    case noListener
-    /// /proc is missing: discovery cannot work.
-    case noProc
-    /// Listeners were found, none a gRPC server we can check: each one and why.
-    case noGRPCServer([Candidate])
-    /// The server cannot be reached: the transport's account (Go's words for it).
-    case unreachable(String)
-    /// The server answered with a status other than SERVING (its name, "NOT_SERVING").
-    case status(String)
-    /// The Watch ended with this gRPC status.
-    case watchEnded(String)
-    /// A call failed without an answer from the server (a timeout, a lost connection).
-    case callFailed(String)
-    /// The server answered something that does not decode.
-    case undecodable(String)
-    /// The agent cannot set up what it connects with (TLS files, SPIFFE credentials).
-    case setup(String)
-    /// The agent is being stopped.
-    case draining
-    /// The server is found and watched; its first answer has not come yet.
-    case awaitingAnswer
-    /// With several services: this one is not SERVING, and why.
-    indirect case service(String, Reason)
-
-    public struct Candidate: Equatable, Sendable {
-        public let listener: String
-        public let why: String
-        public init(listener: String, why: String) {
-            self.listener = listener
-            self.why = why
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case .starting: return "no report from the health agent yet"
-        case .noListener: return "no listening socket found yet"
-        case .noProc: return "cannot find the server's port without /proc (give -ready-addr)"
-        case .noGRPCServer(let candidates):
-            return "no gRPC server among the listening sockets: " + candidates.map { "\($0.listener): \($0.why)" }.joined(separator: "; ")
-        case .unreachable(let text), .status(let text), .callFailed(let text), .setup(let text): return text
-        case .watchEnded(let status): return "Health/Watch ended: \(status)"
-        case .undecodable(let why): return "a health response that does not decode: \(why)"
-        case .draining: return "draining"
-        case .awaitingAnswer: return "waiting for the server's first health answer"
-        case .service(let name, let why): return "service \(goQuote(name)): \(why)"
-        }
-    }
-}
-
 /// How the agent reaches a server it found.
 public enum Reach: UInt8, Equatable, Sendable, CustomStringConvertible {
     case plaintext = 0

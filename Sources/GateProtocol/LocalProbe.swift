@@ -41,37 +41,14 @@ public struct LocalQuery: Equatable, Sendable {
 }
 
 public struct LocalAnswer: Equatable, Sendable {
-    public enum Outcome: Equatable, Sendable {
-        case serving
-        /// The server answered another status (its name), or the agent drains (NOT_SERVING).
-        case notServing(String)
-        /// The agent has no connection to the server, and why.
-        case noConnection(Reason)
-        /// The Check failed without an answer: its gRPC code and message.
-        case rpcFailed(code: Int32, message: String)
-    }
-
-    public struct ServiceLine: Equatable, Sendable {
-        public let service: String
-        public let serving: Bool
-        /// The status's name, or why there is none.
-        public let status: String
-
-        public init(service: String, serving: Bool, status: String) {
-            self.service = service
-            self.serving = serving
-            self.status = status
-        }
-    }
-
-    public var outcome: Outcome
+    public var verdict: Verdict
     /// The server, as an -addr would name it; empty while none is found.
     public var server: String
-    /// Each configured service and its status (with -v).
+    /// Each configured service and its verdict (with -v).
     public var services: [ServiceLine]
 
-    public init(outcome: Outcome, server: String, services: [ServiceLine]) {
-        self.outcome = outcome
+    public init(verdict: Verdict, server: String, services: [ServiceLine]) {
+        self.verdict = verdict
         self.server = server
         self.services = services
     }
@@ -80,53 +57,36 @@ public struct LocalAnswer: Equatable, Sendable {
 
     public var frame: [UInt8] {
         var w = GateFraming.Writer()
-        switch outcome {
-        case .serving: w.byte(0)
-        case .notServing(let status):
-            w.byte(1)
-            w.string(status)
-        case .noConnection(let reason):
-            w.byte(2)
-            reason.encode(into: &w)
-        case .rpcFailed(let code, let message):
-            w.byte(3)
-            w.integer(Int64(code))
-            w.string(message)
-        }
+        verdict.encode(into: &w)
         w.string(server)
-        let lines = services.prefix(GateFraming.maxList)
-        w.byte(UInt8(lines.count))
-        for line in lines {
-            w.string(line.service)
-            w.flag(line.serving)
-            w.string(line.status)
+        // As many lines as fit in a frame, within the list cap.
+        var entries = GateFraming.Writer()
+        var count = 0
+        for line in services.prefix(GateFraming.maxList) {
+            var entry = GateFraming.Writer()
+            entry.string(line.service)
+            line.verdict.encode(into: &entry)
+            if w.bytes.count + 1 + entries.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
+            entries.bytes += entry.bytes
+            count += 1
         }
+        w.byte(UInt8(count))
+        w.bytes += entries.bytes
         return GateFraming.frame(kind: LocalAnswer.kind, w)
     }
 
     public static func decode(kind: UInt8, payload: [UInt8]) throws(GateFraming.Failure) -> LocalAnswer {
         guard kind == LocalAnswer.kind else { throw .malformed(kind: kind) }
         var r = GateFraming.Reader(payload, kind: kind)
-        let outcome: Outcome
-        switch try r.byte() {
-        case 0: outcome = .serving
-        case 1: outcome = .notServing(try r.string())
-        case 2: outcome = .noConnection(try Reason.decode(from: &r))
-        case 3:
-            let code = try r.integer()
-            guard code >= 0 && code <= Int64(Int32.max) else { throw .malformed(kind: kind) }
-            outcome = .rpcFailed(code: Int32(code), message: try r.string())
-        default: throw .malformed(kind: kind)
-        }
+        let verdict = try Verdict.decode(from: &r)
         let server = try r.string()
         var services: [ServiceLine] = []
         for _ in 0..<(try r.count()) {
             let service = try r.string()
-            let serving = try r.flag()
-            services.append(ServiceLine(service: service, serving: serving, status: try r.string()))
+            services.append(ServiceLine(service: service, verdict: try Verdict.decode(from: &r)))
         }
         try r.end()
-        return LocalAnswer(outcome: outcome, server: server, services: services)
+        return LocalAnswer(verdict: verdict, server: server, services: services)
     }
 }
 

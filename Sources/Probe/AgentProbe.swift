@@ -108,19 +108,14 @@ enum AgentProbe {
             return report(ProbeFailure.connectFailed(agentName, "the agent closed the connection without an answer"))
         }
         if options.verbose {
-            for line in answer.services { Output.line("[\(line.serving ? "+" : "-")]\(serviceLabel(line.service)) \(line.status)") }
+            for line in answer.services { Output.line(line.description) }
         }
-        switch answer.outcome {
-        case .serving:
+        let server = answer.server.isEmpty ? agentName : answer.server
+        guard let failure = ProbeFailure(answer.verdict, server: server, timeout: options.rpcTimeout) else {
             Output.line("status: SERVING")
             return ProbeExit.serving.rawValue
-        case .notServing(let status):
-            return report(ProbeFailure.unhealthy(named: status))
-        case .noConnection(let reason):
-            return report(ProbeFailure.connectFailed(answer.server.isEmpty ? agentName : answer.server, reason.description))
-        case .rpcFailed(let code, let message):
-            return report(ProbeFailure.rpc(GRPCStatus(rawCode: Int(code), message: message, fromServer: true), timeout: options.rpcTimeout))
         }
+        return report(failure)
     }
 
     private static func report(_ failure: ProbeFailure) -> Int32 {

@@ -1,3 +1,4 @@
+import GateProtocol
 import Client
 import Flags
 import SystemCalls
@@ -41,11 +42,8 @@ public struct ProbeFailure: Error, Equatable {
     static func argument(_ text: String) -> ProbeFailure { ProbeFailure(.invalidArguments, "error: " + text) }
 
     static func tlsSetup(_ error: TLSSetupError) -> ProbeFailure {
-        ProbeFailure(.invalidArguments, tlsSetupText(error))
+        ProbeFailure(.invalidArguments, "failed to initialize tls credentials. error=\(error)")
     }
-
-    /// The reference's line for TLS that cannot be set up; the agent's reason says the same.
-    public static func tlsSetupText(_ error: TLSSetupError) -> String { "failed to initialize tls credentials. error=\(error)" }
 
     static func spiffe(_ cause: String) -> ProbeFailure {
         ProbeFailure(.spiffeFailure, "failed to initialize tls credentials with spiffe. error=\(cause)")
@@ -76,10 +74,21 @@ public struct ProbeFailure: Error, Equatable {
         }
     }
 
-    static func unhealthy(_ status: Health.ServingStatus) -> ProbeFailure { unhealthy(named: status.description) }
+    static func unhealthy(_ status: ServingStatus) -> ProbeFailure {
+        ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status.description)))")
+    }
 
-    static func unhealthy(named status: String) -> ProbeFailure {
-        ProbeFailure(.unhealthy, "service unhealthy (responded with \(goQuote(status)))")
+    /// A health verdict in the reference's words, whoever reached it (this probe's own Check,
+    /// or grpc-init's health agent); nil for SERVING. `server` names the server in a failure
+    /// to connect.
+    init?(_ verdict: Verdict, server: String, timeout: GoDuration) {
+        switch verdict {
+        case .serving: return nil
+        case .notServing(let status): self = ProbeFailure.unhealthy(status)
+        case .draining: self = ProbeFailure.unhealthy(.notServing)
+        case .unreachable(let reason): self = ProbeFailure.connectFailed(server, reason.description)
+        case .rpcFailed(let status): self = ProbeFailure.rpc(status, timeout: timeout)
+        }
     }
 
     /// Context cancellation, as the reference reports it in each phase, after the line that
@@ -103,6 +112,8 @@ public struct ProbeFailure: Error, Equatable {
         switch failure {
         case .resolve(let cause):
             return connectFailed(addr, cause.description)
+        case .connect(.tls(let cause)):
+            return connectFailed(addr, cause.described(hint: "is the server speaking plaintext? try without -tls"))
         case .connect(let cause):
             return connectFailed(addr, cause.description)
         case .interrupted(.deadline):
@@ -122,42 +133,13 @@ public struct ProbeFailure: Error, Equatable {
         }
     }
 
-    /// Names what the server did instead of completing the HTTP/2 handshake.
-    public static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
-        let address = failure.address
-        if let transport = failure.transportFailure, transport.isTLS { return transport.description }
-        let first = failure.firstBytes
-        if first.count >= 3 && (first[0] == 0x15 || first[0] == 0x16) && first[1] == 0x03 {
-            return "server at \(address) answered with TLS; it expects a TLS connection (use -tls)"
+    /// Names what the server did instead of completing the HTTP/2 handshake, and the flag that
+    /// would help.
+    static func describe(_ failure: HandshakeFailure, tls: Bool) -> String {
+        switch failure.sign {
+        case .answeredTLS: return failure.account + " (use -tls)"
+        case .closedBeforeHandshake where !tls: return failure.account + "; a TLS server does this to plaintext clients (try -tls)"
+        default: return failure.account
         }
-        if first.starts(with: Array("HTTP/".utf8)) || looksLikeText(first) {
-            let line = String(decoding: first.prefix { $0 != 0x0D && $0 != 0x0A }, as: UTF8.self)
-            return "server at \(address) does not speak HTTP/2 (it answered \(goQuote(line)))"
-        }
-        if first.count >= 9 && !plausibleFrameHeader(first) {
-            let hex = first.prefix(16).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: " ")
-            return "server at \(address) does not speak HTTP/2 (its first bytes: \(hex))"
-        }
-        let reason = failure.transportFailure?.description ?? failure.connectionFailure ?? "connection closed"
-        if first.isEmpty {
-            // What a TLS-only server does to a plaintext client: the usual cause of this symptom.
-            let hint = tls ? "" : "; a TLS server does this to plaintext clients (try -tls)"
-            return "server at \(address) closed the connection before the HTTP/2 handshake (\(reason))\(hint)"
-        }
-        return "HTTP/2 handshake with \(address) failed: \(reason)"
-    }
-
-    /// A protocol that greets in text (SSH, SMTP, Redis errors, ...): the first line is
-    /// printable ASCII. An HTTP/2 server's first bytes are a binary frame header.
-    static func looksLikeText(_ bytes: [UInt8]) -> Bool {
-        let line = bytes.prefix { $0 != 0x0D && $0 != 0x0A }
-        return line.count >= 4 && line.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
-    }
-
-    /// Whether 9 bytes could start an HTTP/2 frame: a known type, a length within the default
-    /// maximum, the reserved bit clear.
-    static func plausibleFrameHeader(_ bytes: [UInt8]) -> Bool {
-        let length = Int(bytes[0]) << 16 | Int(bytes[1]) << 8 | Int(bytes[2])
-        return bytes[3] <= FrameType.continuation.rawValue && length <= 16_384 && bytes[5] & 0x80 == 0
     }
 }

@@ -1,3 +1,4 @@
+import Client
 import Flags
 import HPACK
 import Transport
@@ -26,8 +27,7 @@ public struct ProbeOptions {
     /// at the first ':', the value's leading white space trimmed, rune by rune as Go's
     /// strings.TrimLeftFunc(unicode.IsSpace) does (a combining mark after a space stays).
     public static func header(_ bytes: [UInt8]) -> HeaderField {
-        let colon = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
-        return HeaderField(name: Array(bytes[..<colon]), value: trimmingLeadingSpace(bytes[min(colon + 1, bytes.endIndex)...]))
+        Metadata.field(fromFlag: bytes)
     }
     /// What goes out as :authority: grpc-go sends the TLS server name when one is given, else the
     /// address.
@@ -131,18 +131,6 @@ public struct ProbeOptions {
 
     /// `bytes` without the white space it starts with, as Go's TrimLeftFunc(unicode.IsSpace):
     /// whole runes; bytes that are not UTF-8 end the trimming.
-    static func trimmingLeadingSpace(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
-        var rest = bytes
-        while let first = rest.first {
-            let length = first < 0x80 ? 1 : first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : first >= 0xC0 ? 2 : 0
-            guard length > 0, rest.count >= length,
-                  let scalar = String(validating: rest.prefix(length), as: UTF8.self)?.unicodeScalars.first,
-                  scalar.properties.isWhitespace else { break }
-            rest = rest.dropFirst(length)
-        }
-        return Array(rest)
-    }
-
     /// The `-v` option lines, as the reference prints them.
     var verboseLines: [String] {
         var lines = ["parsed options:", "> addr=\(addr) conn_timeout=\(connectTimeout) rpc_timeout=\(rpcTimeout)"]

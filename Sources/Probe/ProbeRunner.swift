@@ -1,3 +1,4 @@
+import GateProtocol
 import Addressing
 import Client
 import Flags
@@ -119,18 +120,12 @@ public struct Probe {
             throw ProbeFailure.cancelledDuringRPC(signal: signo)
         }
         let status = call.status ?? GRPCStatus(.unavailable, "connection closed before the call completed")
-        guard status.code == .ok else { throw ProbeFailure.rpc(status, timeout: options.rpcTimeout) }
-        guard let message = call.nextMessage() else {
-            throw ProbeFailure.rpc(GRPCStatus(.internalError, "server sent no response message"), timeout: options.rpcTimeout)
-        }
-        let serving: Health.ServingStatus
-        do { serving = try Health.decodeResponse(message) } catch {
-            throw ProbeFailure.rpc(GRPCStatus(.internalError, "grpc: failed to unmarshal the received message: \(error)"), timeout: options.rpcTimeout)
-        }
         let rpcTook = GoDuration(nanoseconds: MonotonicClock.now() - rpcStart)
-        guard serving == .serving else { throw ProbeFailure.unhealthy(serving) }
+        if let failure = ProbeFailure(Verdict(checkStatus: status, message: call.nextMessage()), server: options.addr, timeout: options.rpcTimeout) {
+            throw failure
+        }
         if options.verbose { Output.line("time elapsed: connect=\(connectTook) rpc=\(rpcTook)") }
-        return serving
+        return .serving
     }
 
     /// How to secure the connection, as -tls or -spiffe ask: OpenSSL is touched only here, and

@@ -1,3 +1,4 @@
+import GateProtocol
 import Addressing
 import Client
 import Flags
@@ -35,7 +36,7 @@ extension Probe {
             case .connect(let cause): throw unreachable(cause.description)
             case .interrupted(.deadline): throw ProbeFailure.spiffe("context deadline exceeded")
             case .interrupted(.signal(let signal)): throw ProbeFailure.spiffeCancelled(signal: signal)
-            case .handshake(let handshake): throw unreachable(ProbeFailure.describe(handshake, tls: true))
+            case .handshake(let handshake): throw unreachable(handshake.account)
             case .certificateRejected: throw unreachable("the agent refused the connection")
             }
         }

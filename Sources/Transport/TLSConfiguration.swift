@@ -54,14 +54,24 @@ public enum TLSFailure: Error, Equatable, CustomStringConvertible {
     /// Another OpenSSL failure: its packed error code, the function that raised it, its reason.
     case openSSL(code: UInt, function: String, reason: String)
 
-    static let plaintextHint = " (is the server speaking plaintext? try without -tls)"
+    /// The handshake met something that is likely plaintext: a caller may name its flag for TLS.
+    public var suggestsPlaintext: Bool {
+        switch self {
+        case .closedDuringHandshake, .notTLS: return true
+        default: return false
+        }
+    }
 
-    public var description: String {
+    public var description: String { described(hint: "is the server speaking plaintext?") }
+
+    /// The account, with `hint` in parentheses where the server seems to speak plaintext.
+    public func described(hint: String) -> String {
+        let plaintextHint = " (\(hint))"
         switch self {
         case .verification(let failure): return "tls: failed to verify certificate: \(failure)"
         case .spiffe(let text): return "tls: failed to verify certificate: " + text
-        case .closedDuringHandshake: return "tls: server closed the connection during the handshake" + TLSFailure.plaintextHint
-        case .notTLS: return "tls: first record does not look like a TLS handshake" + TLSFailure.plaintextHint
+        case .closedDuringHandshake: return "tls: server closed the connection during the handshake" + plaintextHint
+        case .notTLS: return "tls: first record does not look like a TLS handshake" + plaintextHint
         case .alert(let alert): return "remote error: tls: " + alert
         case .unadvertisedALPN(let proto?): return "tls: server selected unadvertised ALPN protocol \"\(proto)\" (offered: h2)"
         case .unadvertisedALPN(nil): return "tls: server selected unadvertised ALPN protocol (offered: h2)"

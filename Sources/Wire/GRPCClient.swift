@@ -1,3 +1,4 @@
+import GateProtocol
 import HPACK
 
 /// gRPC over one HTTP/2 connection (gRPC's PROTOCOL-HTTP2.md), without I/O: the caller moves

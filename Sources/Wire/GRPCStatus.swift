@@ -1,65 +1,6 @@
-/// gRPC status codes with the names grpc-go prints (codes.Code.String()).
-public enum GRPCStatusCode: Int, Sendable, CaseIterable {
-    case ok = 0, canceled, unknown, invalidArgument, deadlineExceeded, notFound, alreadyExists
-    case permissionDenied, resourceExhausted, failedPrecondition, aborted, outOfRange
-    case unimplemented, internalError, unavailable, dataLoss, unauthenticated
+import GateProtocol
 
-    public var goName: String {
-        switch self {
-        case .ok: return "OK"
-        case .canceled: return "Canceled"
-        case .unknown: return "Unknown"
-        case .invalidArgument: return "InvalidArgument"
-        case .deadlineExceeded: return "DeadlineExceeded"
-        case .notFound: return "NotFound"
-        case .alreadyExists: return "AlreadyExists"
-        case .permissionDenied: return "PermissionDenied"
-        case .resourceExhausted: return "ResourceExhausted"
-        case .failedPrecondition: return "FailedPrecondition"
-        case .aborted: return "Aborted"
-        case .outOfRange: return "OutOfRange"
-        case .unimplemented: return "Unimplemented"
-        case .internalError: return "Internal"
-        case .unavailable: return "Unavailable"
-        case .dataLoss: return "DataLoss"
-        case .unauthenticated: return "Unauthenticated"
-        }
-    }
-}
-
-/// A call's outcome: the code and the (already percent-decoded) message.
-public struct GRPCStatus: Error, Equatable, Sendable, CustomStringConvertible {
-    public var code: GRPCStatusCode
-    /// Set when the server sent a code outside 0...16; printed as grpc-go prints it.
-    public var rawCode: Int
-    public var message: String
-    /// The server sent this status (grpc-status); otherwise the client concluded it (an HTTP
-    /// status, a reset, a broken message). Not part of equality.
-    public var fromServer = false
-
-    public init(_ code: GRPCStatusCode, _ message: String = "") {
-        self.code = code
-        self.rawCode = code.rawValue
-        self.message = message
-    }
-
-    public init(rawCode: Int, message: String, fromServer: Bool = false) {
-        self.code = GRPCStatusCode(rawValue: rawCode) ?? .unknown
-        self.rawCode = rawCode
-        self.message = message
-        self.fromServer = fromServer
-    }
-
-    public static func == (a: GRPCStatus, b: GRPCStatus) -> Bool {
-        a.code == b.code && a.rawCode == b.rawCode && a.message == b.message
-    }
-
-    /// grpc-go's status error text: "rpc error: code = NotFound desc = unknown service".
-    public var description: String {
-        let name = GRPCStatusCode(rawValue: rawCode)?.goName ?? "Code(\(rawCode))"
-        return "rpc error: code = \(name) desc = \(message)"
-    }
-
+extension GRPCStatus {
     /// The status for a stream reset with an HTTP/2 error code (PROTOCOL-HTTP2.md's mapping).
     public static func fromReset(_ code: HTTP2ErrorCode) -> GRPCStatus {
         let mapped: GRPCStatusCode

@@ -1,44 +1,11 @@
+import GateProtocol
+
 /// grpc.health.v1 (health.proto): the request and response messages and the method paths.
 public enum Health {
     public static let checkPath = "/grpc.health.v1.Health/Check"
     public static let watchPath = "/grpc.health.v1.Health/Watch"
 
-    public enum ServingStatus: Equatable, Sendable, CustomStringConvertible {
-        case unknown, serving, notServing, serviceUnknown
-        /// A value health.proto does not name; an enum is an int32 on the wire.
-        case other(Int32)
-
-        init(_ raw: Int32) {
-            switch raw {
-            case 0: self = .unknown
-            case 1: self = .serving
-            case 2: self = .notServing
-            case 3: self = .serviceUnknown
-            default: self = .other(raw)
-            }
-        }
-
-        public var rawValue: Int32 {
-            switch self {
-            case .unknown: return 0
-            case .serving: return 1
-            case .notServing: return 2
-            case .serviceUnknown: return 3
-            case .other(let n): return n
-            }
-        }
-
-        /// The enum value's name, as protobuf-go's String() prints it (the number when unknown).
-        public var description: String {
-            switch self {
-            case .unknown: return "UNKNOWN"
-            case .serving: return "SERVING"
-            case .notServing: return "NOT_SERVING"
-            case .serviceUnknown: return "SERVICE_UNKNOWN"
-            case .other(let n): return "\(n)"
-            }
-        }
-    }
+    public typealias ServingStatus = GateProtocol.ServingStatus
 
     /// HealthCheckRequest { string service = 1; }
     public static func request(service: String) -> [UInt8] { request(service: Array(service.utf8)) }
@@ -79,5 +46,26 @@ public enum Health {
             if field.number == 1 && field.wireType == .varint { status = Int32(truncatingIfNeeded: field.scalar) }
         }
         return ServingStatus(status)
+    }
+}
+
+extension Verdict {
+    /// A finished health call (a Check): its status and the response received, as grpc-go's
+    /// client concludes them; the probe and the agent read a Check's answer here alike.
+    public init(checkStatus status: GRPCStatus, message: [UInt8]?) {
+        guard status.code == .ok else {
+            self = .rpcFailed(status)
+            return
+        }
+        guard let message else {
+            self = .rpcFailed(GRPCStatus(.internalError, "server sent no response message"))
+            return
+        }
+        do {
+            let serving = try Health.decodeResponse(message)
+            self = serving == .serving ? .serving : .notServing(serving)
+        } catch {
+            self = .rpcFailed(GRPCStatus(.internalError, Verdict.undecodableMessage("\(error)")))
+        }
     }
 }

@@ -1,3 +1,4 @@
+import GateProtocol
 import Addressing
 import Foundation
 import TestSupport

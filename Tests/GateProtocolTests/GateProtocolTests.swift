@@ -10,15 +10,18 @@ final class GateProtocolTests: XCTestCase {
         .health(.notServing(.noListener)),
         .health(.notServing(.noProc)),
         .health(.notServing(.noGRPCServer([.init(listener: "127.0.0.1:8080", why: "not HTTP/2"), .init(listener: "[::1]:9", why: "x")]))),
-        .health(.notServing(.unreachable("dial tcp 127.0.0.1:1: connect: connection refused"))),
-        .health(.notServing(.status("NOT_SERVING"))),
-        .health(.notServing(.watchEnded("rpc error: code = Unavailable desc = gone"))),
-        .health(.notServing(.callFailed("context deadline exceeded"))),
+        .health(.notServing(.unreachable(Unreachable(.connect, "dial tcp 127.0.0.1:1: connect: connection refused")))),
+        .health(.notServing(.unreachable(Unreachable(.timeout, "i/o timeout")))),
+        .health(.notServing(.status(.notServing))),
+        .health(.notServing(.status(.other(-7)))),
+        .health(.notServing(.rpc(GRPCStatus(rawCode: 14, message: "gone", fromServer: true)))),
+        .health(.notServing(.rpc(GRPCStatus(rawCode: 99, message: "", fromServer: false)))),
+        .health(.notServing(.rpc(GRPCStatus(.deadlineExceeded, "context deadline exceeded")))),
         .health(.notServing(.undecodable("truncated"))),
         .health(.notServing(.setup("no such file"))),
         .health(.notServing(.draining)),
         .health(.notServing(.awaitingAnswer)),
-        .health(.notServing(.service("db", .status("NOT_SERVING")))),
+        .health(.notServing(.service("db", .status(.notServing)))),
         .service(name: "api", state: .serving(server: "127.0.0.1:1")),
         .answered,
         .found(server: "[::1]:50051", pid: 42, reach: .tlsUnverified),
@@ -167,6 +170,39 @@ final class GateProtocolTests: XCTestCase {
     func testReasonsAreWordedOnce() {
         XCTAssertEqual(Reason.noGRPCServer([.init(listener: "a", why: "b"), .init(listener: "c", why: "d")]).description,
                        "no gRPC server among the listening sockets: a: b; c: d")
-        XCTAssertEqual(Reason.watchEnded("x").description, "Health/Watch ended: x")
+        XCTAssertEqual(Reason.rpc(GRPCStatus(.unavailable, "x")).description, "rpc error: code = Unavailable desc = x")
+        XCTAssertEqual(Reason.service("db", .status(.serviceUnknown)).description, "service \"db\": SERVICE_UNKNOWN")
+    }
+
+    /// Whether the server sent a status survives the trip: it decides how each edge words it.
+    func testAStatusKeepsWhoSentIt() throws {
+        for fromServer in [true, false] {
+            let message = AgentMessage.health(.notServing(.rpc(GRPCStatus(rawCode: 12, message: "no", fromServer: fromServer))))
+            let frame = message.frame
+            var decoder = GateFraming.Decoder()
+            decoder.append(frame)
+            let read = try XCTUnwrap(try decoder.nextFrame())
+            guard case .health(.notServing(.rpc(let status)))? = try AgentMessage.decode(kind: read.kind, payload: read.payload) else {
+                return XCTFail("\(message) did not come back")
+            }
+            XCTAssertEqual(status.fromServer, fromServer)
+        }
+    }
+
+    /// The local probe's answer: each verdict and its lines, and back.
+    func testLocalAnswersRoundTrip() throws {
+        let verdicts: [Verdict] = [.serving, .notServing(.serviceUnknown), .draining, .unreachable(.noListener),
+                                   .unreachable(.unreachable(Unreachable(.handshake, "closed"))),
+                                   .rpcFailed(GRPCStatus(rawCode: 5, message: "unknown service", fromServer: true))]
+        for verdict in verdicts {
+            let answer = LocalAnswer(verdict: verdict, server: "127.0.0.1:1",
+                                     services: verdicts.map { ServiceLine(service: "s", verdict: $0) })
+            var decoder = GateFraming.Decoder()
+            decoder.append(answer.frame)
+            let read = try XCTUnwrap(try decoder.nextFrame())
+            let back = try LocalAnswer.decode(kind: read.kind, payload: read.payload)
+            XCTAssertEqual(back, answer)
+            XCTAssertEqual(back.services.map(\.verdict.isServing), verdicts.map(\.isServing))
+        }
     }
 }

@@ -1,3 +1,4 @@
+import GateProtocol
 import XCTest
 import HPACK
 @testable import Wire

@@ -1,3 +1,4 @@
+import GateProtocol
 import HPACK
 import Wire
 
@@ -5,7 +6,8 @@ import Wire
 /// joined by two pipes, and an adversary between them. Each input byte picks a step — deliver
 /// some of what one side wrote, open a stream, answer one, reset one, change SETTINGS or windows
 /// mid-answer, inject a frame of any shape into either direction, or raw bytes — and after each
-/// step both machines' invariants are checked. Returns the first violation, or nil; a trap is
+/// step both machines' invariants are checked. The streams carry gRPC: a request body that
+/// ends is read as the server reads a call's request, and answers are framed as it frames them. Returns the first violation, or nil; a trap is
 /// a crash the fuzzer reports.
 public enum Conversation {
     public static func run(_ input: [UInt8]) -> String? {
@@ -17,6 +19,8 @@ public enum Conversation {
         var clientStreams: [UInt32] = []
         var serverStreams: [UInt32] = []
         var encoder = HPACKEncoder()
+        var bodies: [UInt32: [UInt8]] = [:]
+        var violation: String?
         toServer += client.takeOutbound()
         toClient += server.takeOutbound()
 
@@ -28,6 +32,14 @@ public enum Conversation {
                 switch event {
                 case .headers(let id, _, _) where machine === server:
                     if !serverStreams.contains(id) { serverStreams.append(id) }
+                case .data(let id, let bytes, let end) where machine === server:
+                    var body = bodies.removeValue(forKey: id) ?? []
+                    if body.count < 1 << 16 { body += bytes }
+                    if !end {
+                        bodies[id] = body
+                    } else if let broken = GRPCServerCall.check(body) {
+                        violation = broken
+                    }
                 case .reset(let id, _), .streamError(let id, _, _):
                     if machine === server { serverStreams.removeAll { $0 == id } } else { clientStreams.removeAll { $0 == id } }
                 default:
@@ -69,14 +81,23 @@ public enum Conversation {
             case 2:
                 if client.canOpenStream { clientStreams.append(client.openStream(headers: request, endStream: script.byte() & 1 == 1)) }
             case 3:
-                if let id = pick(clientStreams) { client.sendData(streamID: id, script.bytes(Int(script.byte())), endStream: script.byte() & 1 == 1) }
+                // A gRPC message, or bytes of any shape.
+                if let id = pick(clientStreams) {
+                    let bytes = script.bytes(Int(script.byte()))
+                    client.sendData(streamID: id, script.byte() & 2 == 0 ? GRPCServerCall.message(bytes) : bytes, endStream: script.byte() & 1 == 1)
+                }
             case 4:
                 // The server answers: head, a message of any length, trailers; or a part of that.
                 if let id = pick(serverStreams) {
                     let parts = script.byte()
-                    if parts & 1 != 0 { server.sendHeaders(streamID: id, [HeaderField(":status", "200")], endStream: false) }
-                    if parts & 2 != 0 { server.sendData(streamID: id, [UInt8](repeating: 7, count: Int(script.byte()) * 64), endStream: parts & 4 != 0) }
-                    if parts & 8 != 0 { server.sendHeaders(streamID: id, [HeaderField("grpc-status", "0")], endStream: true) }
+                    if parts & 1 != 0 { server.sendHeaders(streamID: id, GRPCServerCall.responseHeaders, endStream: false) }
+                    if parts & 2 != 0 {
+                        server.sendData(streamID: id, GRPCServerCall.message([UInt8](repeating: 7, count: Int(script.byte()) * 64)), endStream: parts & 4 != 0)
+                    }
+                    if parts & 8 != 0 {
+                        let status = GRPCStatus(rawCode: Int(script.byte()) - 8, message: String(decoding: script.bytes(Int(script.byte() % 16)), as: UTF8.self))
+                        server.sendHeaders(streamID: id, parts & 16 != 0 ? GRPCServerCall.trailersOnly(status) : GRPCServerCall.trailers(status), endStream: true)
+                    }
                 }
             case 5: if let id = pick(clientStreams) { client.reset(streamID: id, code: .cancel) }
             case 6: if let id = pick(serverStreams) { server.reset(streamID: id, code: .enhanceYourCalm) }
@@ -94,6 +115,7 @@ public enum Conversation {
                 toServer += client.takeOutbound()
                 if script.byte() & 1 == 0 { toClient += server.takeOutbound() }
             }
+            if let violation { return "server call: \(violation)" }
             for (name, machine) in [("client", client), ("server", server)] {
                 if let violation = machine.invariantViolation { return "\(name): \(violation)" }
             }

@@ -294,7 +294,7 @@ def test_the_agent_killed_mid_request_is_started_again(bindir):
                 answer = get(port, "/livez?timeout=100ms")
             except ConnectionRefusedError as refused:
                 answer = refused
-            if answer == (503, "context deadline exceeded"):
+            if isinstance(answer, tuple) and answer[0] == 503 and "context deadline exceeded" in answer[1]:
                 break
             assert time.monotonic() < deadline, f"the new agent's last answer: {answer!r}"
             time.sleep(0.05)  # the new agent's listen and first Watch; bounded

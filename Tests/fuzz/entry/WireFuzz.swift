@@ -2,6 +2,7 @@
 // with a Check in flight, and the protobuf, health and gzip decoders; a client's bytes into the
 // connection machine in its server role (answering each request) and the HTTP/1.1 request
 // parser. Not a SwiftPM target. Whole conversations are ConversationFuzz.swift's.
+import GateProtocol
 import HPACK
 import Wire
 
