@@ -59,65 +59,130 @@ static void close_on_exec_from(int first) {
     if (syscall(SYS_close_range, (unsigned)first, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
     long limit = sysconf(_SC_OPEN_MAX);
     if (limit < 0 || limit > (1L << 20)) limit = 1L << 20;
+    // EBADF for every number that is not open, which is most of them: nothing to close there.
     for (long fd = first; fd < limit; fd++) fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 }
 
 int cshim_descriptor_is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
+const char *cshim_call_name(int call) {
+    switch (call) {
+    case CSHIM_CALL_EXEC: return "exec";
+    case CSHIM_CALL_SETPGID: return "setpgid";
+    case CSHIM_CALL_TCSETPGRP: return "tcsetpgrp";
+    case CSHIM_CALL_RT_SIGACTION: return "rt_sigaction";
+    case CSHIM_CALL_FCNTL: return "fcntl";
+    case CSHIM_CALL_SETENV: return "setenv";
+    case CSHIM_CALL_SIGPROCMASK: return "sigprocmask";
+    case CSHIM_CALL_DUP2: return "dup2";
+    case CSHIM_CALL_OPEN: return "open";
+    case CSHIM_CALL_PRCTL: return "prctl";
+    default: return "unknown call";
+    }
+}
+
+struct cshim_child_failure cshim_spawn_failure(const struct cshim_spawn_report *report, int index) {
+    return report->failures[index];
+}
+
+// In a forked child: one failed call, through the exec-report pipe `fd` to the parent, which
+// reads until exec closes it. Each record is one write of less than PIPE_BUF, so it arrives whole.
+static void report_child_failure(int fd, int call, int error, int fatal) {
+    struct cshim_child_failure failure = {call, error, fatal};
+    // A report that cannot be written has nowhere else to go: a fatal one's exit status still
+    // says the child did not run.
+    ssize_t ignored = write(fd, &failure, sizeof failure);
+    (void)ignored;
+}
+
+// In the parent: the records the child wrote before it exec'd or exited (end of file), at most
+// CSHIM_SPAWN_FAILURES (the child writes fewer).
+static void read_child_failures(int fd, struct cshim_spawn_report *report) {
+    report->count = 0;
+    struct cshim_child_failure failure;
+    for (int reads = 0; reads < 4 * CSHIM_SPAWN_FAILURES; reads++) {
+        ssize_t n = read(fd, &failure, sizeof failure);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != (ssize_t)sizeof failure) return;  // end of file: exec'd, or exited
+        if (report->count < CSHIM_SPAWN_FAILURES) report->failures[report->count++] = failure;
+    }
+}
+
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
-                  int new_process_group, int foreground_fd, int listen_fds, int *exec_errno) {
-    int report[2];
+                  int new_process_group, int foreground_fd, int listen_fds, struct cshim_spawn_report *report) {
+    int pipe_ends[2];
+    report->count = 0;
     // Lands above the descriptors the child is handed: those were checked open before grpc-init
     // opened anything (SocketActivation), so the lowest free descriptors lie past them.
-    if (pipe2(report, O_CLOEXEC) < 0) return -1;
+    if (pipe2(pipe_ends, O_CLOEXEC) < 0) return -1;
     pid_t pid = fork();
     if (pid < 0) {
         int saved = errno;
-        close(report[0]);
-        close(report[1]);
+        close(pipe_ends[0]);
+        close(pipe_ends[1]);
         errno = saved;
         return -1;
     }
     if (pid == 0) {
-        close(report[0]);
+        // The parent's end: the child's copy goes at exec anyway (close-on-exec).
+        close(pipe_ends[0]);
+        int out = pipe_ends[1];
         if (new_process_group) {
-            setpgid(0, 0);
-            // SIGTTOU is still blocked here, so a background group may take the terminal.
-            if (foreground_fd >= 0) tcsetpgrp(foreground_fd, getpid());
+            // Without a group of its own, the signals forwarded to the group would miss it.
+            if (setpgid(0, 0) != 0) {
+                report_child_failure(out, CSHIM_CALL_SETPGID, errno, 1);
+                _exit(126);
+            }
+            // SIGTTOU is still blocked here, so a background group may take the terminal. Without
+            // it the child runs all the same, in the terminal's background.
+            if (foreground_fd >= 0 && tcsetpgrp(foreground_fd, getpid()) != 0) {
+                report_child_failure(out, CSHIM_CALL_TCSETPGRP, errno, 0);
+            }
         }
         // What grpc-init ignores for itself is not the child's: an ignored disposition survives
-        // exec, so the child would start without the default for them.
-        set_reserved_signals(SIG_DFL);
+        // exec, so the child would start without the default for them (the C library's own
+        // signals, which no program sends: it runs all the same).
+        if (set_reserved_signals(SIG_DFL) != 0) report_child_failure(out, CSHIM_CALL_RT_SIGACTION, errno, 0);
         // Socket activation passed on: the descriptors at 3.. open across exec (the supervisor
         // keeps them close-on-exec, so that the agent does not get them), and LISTEN_PID the
-        // child's own, which only the child knows.
+        // child's own, which only the child knows. A child told of descriptors it lacks would
+        // take whatever it opens there for them: it does not run.
         close_on_exec_from(3 + (listen_fds > 0 ? listen_fds : 0));
         if (listen_fds > 0) {
-            for (int fd = 3; fd < 3 + listen_fds; fd++) fcntl(fd, F_SETFD, 0);
+            for (int fd = 3; fd < 3 + listen_fds; fd++) {
+                if (fcntl(fd, F_SETFD, 0) != 0) {
+                    report_child_failure(out, CSHIM_CALL_FCNTL, errno, 1);
+                    _exit(126);
+                }
+            }
             char pid_text[24];
             snprintf(pid_text, sizeof pid_text, "%d", (int)getpid());
-            setenv("LISTEN_PID", pid_text, 1);
+            if (setenv("LISTEN_PID", pid_text, 1) != 0) {
+                report_child_failure(out, CSHIM_CALL_SETENV, errno, 1);
+                _exit(126);
+            }
         }
-        sigprocmask(SIG_SETMASK, child_mask, NULL);
+        // With grpc-init's mask (every signal blocked) the child could not be stopped by one.
+        if (sigprocmask(SIG_SETMASK, child_mask, NULL) != 0) {
+            report_child_failure(out, CSHIM_CALL_SIGPROCMASK, errno, 1);
+            _exit(126);
+        }
         execvp(file, argv);
         int failure = errno;
-        ssize_t ignored = write(report[1], &failure, sizeof failure);
-        (void)ignored;
+        report_child_failure(out, CSHIM_CALL_EXEC, failure, 1);
         _exit(failure == ENOENT ? 127 : 126);
     }
-    close(report[1]);
-    int failure = 0;
-    ssize_t n;
-    do {
-        n = read(report[0], &failure, sizeof failure);
-    } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    *exec_errno = (n == (ssize_t)sizeof failure) ? failure : 0;
+    // The child's end, which the parent does not use; closing it cannot fail for a pipe.
+    close(pipe_ends[1]);
+    read_child_failures(pipe_ends[0], report);
+    // Read to its end: nothing is lost if the close fails.
+    close(pipe_ends[0]);
     return pid;
 }
 
 void cshim_discard_own_sigpipe(void) {
     sigset_t pending;
+    // sigpending(2) fails only for a bad pointer: then nothing is known to be pending.
     if (sigpending(&pending) != 0 || !sigismember(&pending, SIGPIPE)) return;
     sigset_t set;
     sigemptyset(&set);
@@ -140,43 +205,49 @@ int cshim_pipe_nonblocking_end(int fds[2], int end) {
 }
 
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
-                         int inherited_fd, int second_fd) {
+                         int inherited_fd, int second_fd, struct cshim_spawn_report *report) {
     pid_t parent = getpid();
+    report->count = 0;
     // Returns once the helper has exec'd (or failed to): no forked copy of this process lives
     // on, sharing its written pages (what cshim_idle_poll's release relies on). The pipe's end
     // sits above the descriptors the helper is handed.
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0) return -1;
-    int writer = fcntl(report[1], F_DUPFD_CLOEXEC, 16);
-    close(report[1]);
+    int pipe_ends[2];
+    if (pipe2(pipe_ends, O_CLOEXEC) < 0) return -1;
+    int writer = fcntl(pipe_ends[1], F_DUPFD_CLOEXEC, 16);
+    int saved = errno;
+    // The original write end, a duplicate now (or the pipe is abandoned below): closing a pipe's
+    // end cannot fail in a way that matters.
+    close(pipe_ends[1]);
     if (writer < 0) {
-        int saved = errno;
-        close(report[0]);
+        close(pipe_ends[0]);
         errno = saved;
         return -1;
     }
     pid_t pid = fork();
     if (pid != 0) {
-        int saved = errno;
+        saved = errno;
         close(writer);
-        if (pid > 0) {
-            char ignored;
-            while (read(report[0], &ignored, 1) < 0 && errno == EINTR) {
-            }
-        }
-        close(report[0]);
+        if (pid > 0) read_child_failures(pipe_ends[0], report);
+        close(pipe_ends[0]);
         errno = saved;
         return pid;
     }
-    close(report[0]);
-    if (dup2(output_fd, STDOUT_FILENO) < 0) _exit(127);
+    close(pipe_ends[0]);
+    if (dup2(output_fd, STDOUT_FILENO) < 0) {
+        report_child_failure(writer, CSHIM_CALL_DUP2, errno, 1);
+        _exit(127);
+    }
     if (input_fd >= 0) {
-        if (dup2(input_fd, STDIN_FILENO) < 0) _exit(127);
+        if (dup2(input_fd, STDIN_FILENO) < 0) {
+            report_child_failure(writer, CSHIM_CALL_DUP2, errno, 1);
+            _exit(127);
+        }
     } else {
+        // No input: /dev/null, or else none at all (a read then fails, which the helper takes
+        // as the end of its input).
         int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null_fd >= 0) {
-            dup2(null_fd, STDIN_FILENO);
-        } else {
+        if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0) {
+            report_child_failure(writer, null_fd < 0 ? CSHIM_CALL_OPEN : CSHIM_CALL_DUP2, errno, 0);
             close(STDIN_FILENO);
         }
     }
@@ -187,27 +258,46 @@ pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *c
     int handed[2] = {inherited_fd, second_fd};
     int moved[2] = {-1, -1};
     for (int i = 0; i < 2; i++) {
-        if (handed[i] >= 0 && (moved[i] = fcntl(handed[i], F_DUPFD_CLOEXEC, 10)) < 0) _exit(127);
+        if (handed[i] >= 0 && (moved[i] = fcntl(handed[i], F_DUPFD_CLOEXEC, 10)) < 0) {
+            report_child_failure(writer, CSHIM_CALL_FCNTL, errno, 1);
+            _exit(127);
+        }
     }
     for (int i = 0; i < 2; i++) {
-        if (moved[i] >= 0 && dup2(moved[i], 3 + i) < 0) _exit(127);
+        if (moved[i] >= 0 && dup2(moved[i], 3 + i) < 0) {
+            report_child_failure(writer, CSHIM_CALL_DUP2, errno, 1);
+            _exit(127);
+        }
     }
-    setpgid(0, 0);
-    // Asked for before exec and checked after: a supervisor that died in between is seen.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
-    sigprocmask(SIG_SETMASK, child_mask, NULL);
+    // A helper in the supervisor's group would die of a terminal's ^C, which is the
+    // supervisor's to forward.
+    if (setpgid(0, 0) != 0) {
+        report_child_failure(writer, CSHIM_CALL_SETPGID, errno, 1);
+        _exit(127);
+    }
+    // Asked for before exec and checked after: a supervisor that died in between is seen (and
+    // is not there to read a report).
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+        report_child_failure(writer, CSHIM_CALL_PRCTL, errno, 1);
+        _exit(127);
+    }
+    if (getppid() != parent) _exit(127);
+    if (sigprocmask(SIG_SETMASK, child_mask, NULL) != 0) {
+        report_child_failure(writer, CSHIM_CALL_SIGPROCMASK, errno, 1);
+        _exit(127);
+    }
     execv(path, argv);
+    report_child_failure(writer, CSHIM_CALL_EXEC, errno, 1);
     _exit(127);
 }
 
-// A unix socket address: a path, or with `abstract` a name in the abstract namespace (no
-// leading NUL given). Returns 0, or -1 with errno EINVAL when it does not fit.
-static int unix_address(const char *name, int abstract, struct sockaddr_un *address, socklen_t *length) {
+int cshim_unix_address(const char *name, size_t size, int abstract, struct sockaddr_un *address, socklen_t *length) {
     memset(address, 0, sizeof *address);
     address->sun_family = AF_UNIX;
-    size_t size = strlen(name);
+    // A path ends with its NUL inside sun_path; an abstract name, after its leading NUL, may
+    // fill it (its length is the address's).
     size_t offset = abstract ? 1 : 0;
-    if (size == 0 || offset + size >= sizeof address->sun_path) {
+    if (size == 0 || offset + size + (abstract ? 0 : 1) > sizeof address->sun_path) {
         errno = EINVAL;
         return -1;
     }
@@ -220,7 +310,8 @@ int cshim_notify_connect(const char *path) {
     struct sockaddr_un address;
     socklen_t length;
     int abstract = path[0] == '@';
-    if (unix_address(abstract ? path + 1 : path, abstract, &address, &length) != 0) return -1;
+    const char *name = abstract ? path + 1 : path;
+    if (cshim_unix_address(name, strlen(name), abstract, &address, &length) != 0) return -1;
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     if (connect(fd, (struct sockaddr *)&address, length) != 0) {
@@ -267,6 +358,7 @@ int cshim_parse_executable_ranges(FILE *maps, int writable, unsigned long ranges
 static void find_code_ranges(void) {
     code_range_count = 0;
     FILE *maps = fopen("/proc/self/maps", "re");
+    // Without /proc nothing is known to release: the process only stays larger while idle.
     if (!maps) return;
     code_range_count = cshim_parse_executable_ranges(maps, 0, code_ranges, 8);
     rewind(maps);
@@ -283,6 +375,7 @@ static void find_code_ranges(void) {
 static void release_unwritten_data(void) {
     if (prctl(68 /* PR_GET_MEMORY_MERGE, Linux 6.4 */, 0, 0, 0, 0) > 0) return;
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    // Without pagemap no page is known unwritten: none is released (a cost in memory only).
     if (fd < 0) return;
     const unsigned long page = (unsigned long)sysconf(_SC_PAGESIZE);
     uint64_t entries[256];
@@ -300,13 +393,15 @@ static void release_unwritten_data(void) {
                     if (run_length == 0) run = at;
                     run_length += page;
                 } else if (run_length > 0) {
-                    madvise((void *)run, run_length, MADV_DONTNEED);
+                    // A release that fails leaves the pages resident: a cost in memory only.
+                    (void)madvise((void *)run, run_length, MADV_DONTNEED);
                     run_length = 0;
                 }
             }
         }
-        if (run_length > 0) madvise((void *)run, run_length, MADV_DONTNEED);
+        if (run_length > 0) (void)madvise((void *)run, run_length, MADV_DONTNEED);
     }
+    // Read only: nothing is lost if the close fails.
     close(fd);
 }
 
@@ -316,8 +411,9 @@ int cshim_idle_poll(struct pollfd *fds, nfds_t count, int timeout) {
     // otherwise fault back in, window by window. After the code's release only this function's
     // tail and poll's entry run.
     release_unwritten_data();
+    // As above: a release that fails leaves the pages resident.
     for (int i = 0; i < code_range_count; i++) {
-        madvise((void *)code_ranges[i][0], code_ranges[i][1] - code_ranges[i][0], MADV_DONTNEED);
+        (void)madvise((void *)code_ranges[i][0], code_ranges[i][1] - code_ranges[i][0], MADV_DONTNEED);
     }
     return poll(fds, count, timeout);
 }
@@ -336,7 +432,7 @@ int cshim_peer_pid(int fd) {
 int cshim_listen_abstract(const char *name, int backlog) {
     struct sockaddr_un address;
     socklen_t length;
-    if (unix_address(name, 1, &address, &length) != 0) return -1;
+    if (cshim_unix_address(name, strlen(name), 1, &address, &length) != 0) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
     if (bind(fd, (struct sockaddr *)&address, length) != 0 || listen(fd, backlog) != 0) {
@@ -348,7 +444,7 @@ int cshim_listen_abstract(const char *name, int backlog) {
     return fd;
 }
 
-void cshim_close_on_exec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
+int cshim_close_on_exec(int fd) { return fcntl(fd, F_SETFD, FD_CLOEXEC); }
 
 int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const char **step) {
     struct sockaddr_storage address;
@@ -383,8 +479,9 @@ int cshim_listen_tcp(const char *host, unsigned short port, int backlog, const c
         return -1;
     }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&address, length) != 0) {
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+        *step = "setsockopt";
+    } else if (bind(fd, (struct sockaddr *)&address, length) != 0) {
         *step = "bind";
     } else if (listen(fd, backlog) != 0) {
         *step = "listen";

@@ -21,7 +21,10 @@ public enum Installer {
                     Output.line("[grpc-init] error: \(link) exists and is not a symlink; not replacing it")
                     return 1
                 }
-                unlink(link)
+                if unlink(link) != 0 && errno != ENOENT {
+                    Output.line("[grpc-init] error: cannot replace \(link): unlink: \(Errno.current)")
+                    return 1
+                }
             }
             if symlink(target, link) != 0 {
                 Output.line("[grpc-init] error: symlink \(link) -> \(target): \(Errno.current)")

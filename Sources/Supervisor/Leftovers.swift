@@ -36,6 +36,8 @@ enum Leftovers: CustomStringConvertible {
     /// `ignoring`: a process grpc-init has already SIGKILLed itself (its health agent), reaped as its
     /// SIGCHLD comes: nothing to wait for.
     func remain(ignoring ignored: pid_t? = nil) -> Bool {
+        // ESRCH: nobody is left. EPERM: those left are not ours to signal, so not ours to wait
+        // for either (a SIGKILL would fail the same way).
         guard kill(target, 0) == 0 else { return false }
         let me = getpid()
         let myName = String(me)

@@ -20,12 +20,15 @@ final class ReadinessGate {
     private let started = MonotonicClock.now()
     private let executable: String
 
-    private struct Agent {
+    private struct Agent: ~Copyable {
         let pid: pid_t
-        /// The read end of its report pipe; -1 once it reached end of file.
-        var output: Int32
-        /// The write end of its control pipe (its stdin): its configuration, then commands.
-        let control: Int32
+        /// The read end of its report pipe; nil (closed) once it reached end of file.
+        var output: FileDescriptor?
+        /// The write end of its control pipe (its stdin): its configuration, then commands; nil
+        /// (closed) once the agent is gone.
+        var control: FileDescriptor?
+        /// A call before exec that failed and made it exit, as it reported it.
+        var failure: ChildFailure?
     }
     /// SIGTERM arrived with -drain-delay: the endpoint answers "draining" (a restarted agent is
     /// told again), and SERVING reports no longer make the child ready.
@@ -37,10 +40,10 @@ final class ReadinessGate {
     private var deaths: [Int64] = []
     /// -health-addr's listening socket: bound here, handed to each agent as descriptor 3, so
     /// the port stays bound across an agent's restart and clients wait in its backlog.
-    private var healthListener: Int32 = -1
+    private var healthListener: FileDescriptor? = nil
     /// The local probe socket (an abstract name for this PID namespace), descriptor 4 for each
-    /// agent; -1 when it cannot be had.
-    private var localListener: Int32 = -1
+    /// agent; nil when it cannot be had.
+    private var localListener: FileDescriptor? = nil
     /// How often the agent proves the server answers (StopSequence.Configuration.answerInterval).
     var answerInterval: Int64 = 0
     /// What the agent reported that the stop sequence decides on, for the supervisor to take.
@@ -87,7 +90,7 @@ final class ReadinessGate {
         var step: UnsafePointer<CChar>? = nil
         let fd = cshim_listen_tcp(address.host, address.port, 128, &step)
         guard fd >= 0 else { return "\(step.map { String(cString: $0) } ?? "listen"): \(Errno.current)" }
-        healthListener = fd
+        healthListener = FileDescriptor(owning: fd)
         return nil
     }
 
@@ -106,7 +109,7 @@ final class ReadinessGate {
             log.warning("local probe socket @\(name): \(code)\(holder); grpc_health_probe with no flags is unavailable (give it -addr)")
             return
         }
-        localListener = fd
+        localListener = FileDescriptor(owning: fd)
     }
 
     /// Room for a burst of probes in the local socket's backlog; foreign connections are
@@ -117,7 +120,7 @@ final class ReadinessGate {
     var killedAgent: pid_t? { stopped ? agent?.pid : nil }
 
     /// The report pipe, for the supervisor's poll.
-    var descriptor: Int32? { agent.flatMap { $0.output >= 0 ? $0.output : nil } }
+    var descriptor: Int32? { agent?.output?.rawValue }
 
     /// When the gate wants to run next: to start the agent, or to say how many lines it held back.
     var deadline: Int64? {
@@ -154,43 +157,54 @@ final class ReadinessGate {
 
     private func spawn(mask: sigset_t) {
         startAt = nil
-        var pipeFDs: [Int32] = [-1, -1]
-        guard cshim_pipe_nonblocking_end(&pipeFDs, 0) == 0 else {
-            log.warning("cannot start the health agent: pipe: \(Errno.current)")
+        // Each end is closed exactly once whatever happens below: ours when the agent's record
+        // lets go of it, the agent's once it has them (or the spawn failed).
+        let reports: PipeEnds
+        do throws(SystemError) { reports = try FileDescriptor.pipe(nonblockingEnd: 0) } catch {
+            log.warning("cannot start the health agent: \(error)")
             scheduleRestart()
             return
         }
-        var controlFDs: [Int32] = [-1, -1]
-        if cshim_pipe_nonblocking_end(&controlFDs, 1) != 0 {
-            log.warning("cannot start the health agent: pipe: \(Errno.current)")
-            close(pipeFDs[0])
-            close(pipeFDs[1])
+        let control: PipeEnds
+        do throws(SystemError) { control = try FileDescriptor.pipe(nonblockingEnd: 1) } catch {
+            log.warning("cannot start the health agent: \(error)")
             scheduleRestart()
             return
         }
         // The health port goes down as descriptor 3: the agent serves on it, never binds.
         let arguments = ["grpc-init-agent"]
         var configuration = options.agentConfiguration
-        configuration.servesLocalProbes = localListener >= 0
+        configuration.servesLocalProbes = localListener != nil
         configuration.answerInterval = GoDuration(nanoseconds: answerInterval)
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var childMask = mask
-        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, pipeFDs[1], controlFDs[0], healthListener, localListener)
-        close(pipeFDs[1])
-        if controlFDs[0] >= 0 { close(controlFDs[0]) }
+        var report = cshim_spawn_report()
+        let pid = cshim_spawn_helper(executable, &cArgs, &childMask, reports.write.rawValue, control.read.rawValue,
+                                     healthListener?.rawValue ?? -1, localListener?.rawValue ?? -1, &report)
+        let forkFailure = Errno.current
+        // The agent's ends are its own now (or nobody's): ours go.
+        closeOrSay(reports.write, "the health agent's report pipe")
+        closeOrSay(control.read, "the health agent's control pipe")
         if pid < 0 {
-            log.warning("cannot start the health agent: fork: \(Errno.current)")
-            close(pipeFDs[0])
-            if controlFDs[1] >= 0 { close(controlFDs[1]) }
+            log.warning("cannot start the health agent: fork: \(forkFailure)")
             scheduleRestart()
             return
         }
-        agent = Agent(pid: pid, output: pipeFDs[0], control: controlFDs[1])
+        let failures = ChildFailure.all(in: report)
+        for failure in failures where !failure.fatal {
+            log.warning("health agent (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same")
+        }
+        agent = Agent(pid: pid, output: reports.read, control: control.write, failure: failures.first { $0.fatal })
         events.append(.agent(running: true))
         log.info("health agent started as pid \(pid)")
         tell(.configure(configuration))
         if draining { tell(.drain) }
+    }
+
+    /// Closes a descriptor whose close the gate has nothing to do about but say.
+    private func closeOrSay(_ fd: consuming FileDescriptor, _ what: String) {
+        do throws(SystemError) { try fd.close() } catch { log.warning("\(what): \(error)") }
     }
 
     /// The stop began: nothing becomes ready from now on.
@@ -213,16 +227,37 @@ final class ReadinessGate {
     }
 
     private func tell(_ message: SupervisorMessage) {
-        guard let control = agent?.control, control >= 0 else { return }
         // A pipe's buffer takes a frame at once (the configuration first, into an empty pipe);
         // the write end does not block either way.
         let frame = message.frame
-        let written = frame.withUnsafeBytes { write(control, $0.baseAddress, $0.count) }
-        if written != frame.count {
-            // Only a full pipe can refuse it, and the agent reads its control pipe in every turn:
-            // an agent that does not is stuck, and one started anew is told everything again.
-            log.warning("health agent: cannot tell it \(message == .drain ? "to drain" : "its configuration"): \(written < 0 ? Errno.current.description : "short write"); restarting it")
-            if let pid = agent?.pid, kill(pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(pid)): \(Errno.current)") }
+        let what = message == .drain ? "to drain" : "its configuration"
+        let written: Int?
+        do throws(SystemError) {
+            written = try agent?.control?.write(frame)
+        } catch where error.code.rawValue == EPIPE {
+            // The agent has died and is not reaped yet (the write's SIGPIPE is taken back, not
+            // forwarded): its death is said when it is reaped, and the agent started then is
+            // told everything again.
+            agent?.control = nil
+            return
+        } catch {
+            written = nil
+            log.warning("health agent: cannot tell it \(what): \(error); restarting it")
+            killAgent()
+            return
+        }
+        guard let written, written != frame.count else { return }
+        // Only a full pipe can take part of a frame, and the agent reads its control pipe in
+        // every turn: an agent that does not is stuck, and one started anew is told everything again.
+        log.warning("health agent: cannot tell it \(what): short write (\(written) of \(frame.count) bytes); restarting it")
+        killAgent()
+    }
+
+    /// SIGKILL for the agent, whose death is then reaped and said as any other.
+    private func killAgent() {
+        // ESRCH: it is dead already (a zombie is still there to kill): nothing left to do.
+        if let pid = agent?.pid, kill(pid, SIGKILL) != 0 && errno != ESRCH {
+            log.warning("cannot kill the health agent (pid \(pid)): kill: \(Errno.current)")
         }
     }
 
@@ -239,18 +274,18 @@ final class ReadinessGate {
 
     /// The report pipe is readable: takes what is there, a bounded amount per call.
     func readable() {
-        guard let current = agent, current.output >= 0 else { return }
+        guard let fd = agent?.output?.rawValue else { return }
         var buffer = [UInt8](repeating: 0, count: 4096)
         for _ in 0..<4 {
-            let n = buffer.withUnsafeMutableBytes { read(current.output, $0.baseAddress, $0.count) }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
                 take(buffer[0..<n])
                 continue
             }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
-            // End of file (the agent exited) or a failed read: nothing more comes.
-            close(current.output)
-            agent?.output = -1
+            // End of file (the agent exited) or a failed read: nothing more comes. A failure is
+            // the pipe's (EIO cannot happen on one): the agent's death says the rest.
+            agent?.output = nil
             decoder = GateFraming.Decoder()
             return
         }
@@ -266,7 +301,7 @@ final class ReadinessGate {
             // Nothing after a broken frame can be trusted: the agent is ended and started again.
             log.warning("health agent: \(error); restarting it")
             decoder = GateFraming.Decoder()
-            if let pid = agent?.pid, kill(pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(pid)): \(Errno.current)") }
+            killAgent()
         }
     }
 
@@ -356,11 +391,11 @@ final class ReadinessGate {
 
     /// Takes an exited process if it is the agent; returns whether it was.
     func reaped(_ pid: pid_t, status: Int32) -> Bool {
-        guard let current = agent, current.pid == pid else { return false }
+        guard agent?.pid == pid else { return false }
         // What it wrote before it died is still in the pipe.
         readable()
-        if let fd = agent?.output, fd >= 0 { close(fd) }
-        if let fd = agent?.control, fd >= 0 { close(fd) }
+        let failure = agent?.failure
+        // Its pipes close with its record.
         agent = nil
         decoder = GateFraming.Decoder()
         guard !stopped else { return true }
@@ -368,8 +403,14 @@ final class ReadinessGate {
         let exit = WaitStatus(status)
         scheduleRestart()
         let pause = GoDuration(nanoseconds: max(0, (startAt ?? 0).addingSaturated(-MonotonicClock.now())))
-        let how = exit.exitCode == 127 ? "could not run \(executable)"
-            : exit.exitCode.flatMap { AgentExit(rawValue: $0) }.map { "exited: \($0)" } ?? exit.description
+        let how: String
+        if let failure, exit.exitCode == 127 {
+            how = failure.isExec ? "could not run \(executable): \(failure.code)" : "could not start: \(failure.call): \(failure.code)"
+        } else if exit.exitCode == 127 {
+            how = "could not run \(executable)"
+        } else {
+            how = exit.exitCode.flatMap { AgentExit(rawValue: $0) }.map { "exited: \($0)" } ?? exit.description
+        }
         say(.warning, MonotonicClock.now()) { "health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)") }
         return true
     }
@@ -378,18 +419,21 @@ final class ReadinessGate {
     func stop() {
         stopped = true
         startAt = nil
-        guard let current = agent else { return }
-        if kill(current.pid, SIGKILL) != 0 { log.warning("cannot kill the health agent (pid \(current.pid)): \(Errno.current)") }
+        guard let pid = agent?.pid else { return }
+        killAgent()
         // Reaped now if it is gone already; otherwise as its SIGCHLD comes (an agent in
         // uninterruptible sleep must not hold PID 1 up). Its pipes close either way.
         var status: Int32 = 0
-        if waitpid(current.pid, &status, WNOHANG) == current.pid {
-            _ = reaped(current.pid, status: status)
-        } else {
-            if current.output >= 0 { close(current.output) }
-            if current.control >= 0 { close(current.control) }
-            agent = Agent(pid: current.pid, output: -1, control: -1)
+        let reapedNow = waitpid(pid, &status, WNOHANG)
+        if reapedNow == pid {
+            // It is the agent: whether it was is known.
+            _ = reaped(pid, status: status)
+            return
         }
+        // 0: still running, reaped when its SIGCHLD comes. -1: the supervisor's reap loop took it
+        // first (ECHILD) or will (EINTR), and it is said there.
+        agent?.output = nil
+        agent?.control = nil
     }
 }
 

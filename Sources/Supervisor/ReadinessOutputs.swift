@@ -10,6 +10,9 @@ final class ReadinessOutputs {
     let watchdogUsec: Int64?
     let notifier: Notifier?
     private let log: SupervisorLog
+    /// The errno of the ready file's last failure said: the same failure again (a server flapping
+    /// with the file's directory read-only) is not said again until an operation succeeds.
+    private var fileFailure: Errno?
 
     /// Takes NOTIFY_SOCKET and the watchdog's variables from the environment, so that the child
     /// does not inherit them: the gate says READY=1, not a server that may call itself ready
@@ -31,31 +34,47 @@ final class ReadinessOutputs {
         for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
             if unsetenv(name) != 0 { log.warning("cannot unset \(name): \(Errno.current)") }
         }
-        if !file.isEmpty && unlink(file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the stale ready file \(file): \(Errno.current)")
-        }
+        if !file.isEmpty { unlinkFile("remove the stale ready file") }
     }
 
     func createFile() {
         guard !file.isEmpty else { return }
-        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0o644)
-        if fd < 0 {
-            log.warning("cannot create the ready file \(file): \(Errno.current)")
-            return
-        }
         let text = Array("SERVING\n".utf8)
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written != text.count {
-            log.warning("cannot write the ready file \(file): \(written < 0 ? Errno.current.description : "short write")")
+        do throws(SystemError) {
+            let fd = try FileDescriptor.open(file, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_NOCTTY)
+            try fd.closeAfter { fd throws(SystemError) in
+                let written = try fd.write(text)
+                // Eight bytes to a file take one write; a short one means no room for the rest.
+                if written != text.count { throw SystemError("write (\(written) of \(text.count) bytes)", code: Errno(ENOSPC)) }
+            }
+        } catch {
+            return fileFailed("create the ready file", error)
         }
-        if close(fd) != 0 { log.warning("cannot close the ready file \(file): \(Errno.current)") }
+        fileWorked()
     }
 
     func removeFile() {
         guard !file.isEmpty else { return }
-        if unlink(file) != 0 && errno != ENOENT {
-            log.warning("cannot remove the ready file \(file): \(Errno.current)")
-        }
+        unlinkFile("remove the ready file")
+    }
+
+    private func unlinkFile(_ doing: String) {
+        if unlink(file) == 0 { return fileWorked() }
+        // No file is what removing it wants: neither a failure nor proof that the file works.
+        if errno == ENOENT { return }
+        fileFailed(doing, SystemError("unlink"))
+    }
+
+    private func fileFailed(_ doing: String, _ error: SystemError) {
+        guard error.code != fileFailure else { return }
+        fileFailure = error.code
+        log.warning("cannot \(doing) \(file): \(error) (said once until the file works again)")
+    }
+
+    private func fileWorked() {
+        guard fileFailure != nil else { return }
+        fileFailure = nil
+        log.event("the ready file \(file) works again")
     }
 
     func notify(_ notification: Notifier.Notification) { notifier?.send(notification) }
@@ -78,8 +97,8 @@ final class Notifier {
 
     let path: String
     private let log: SupervisorLog
-    /// Connected to the reader's socket; -1 until a send needs it, and after a failure.
-    private var fd: Int32 = -1
+    /// Connected to the reader's socket; nil until a send needs it, and after a failure.
+    private var socket: FileDescriptor? = nil
     /// What has not reached the reader yet.
     private var ready = false
     private var status: String?
@@ -98,7 +117,7 @@ final class Notifier {
     }
 
     /// Something is waiting for the reader: the supervisor polls this for POLLOUT.
-    var waitingDescriptor: Int32? { stalled && fd >= 0 ? fd : nil }
+    var waitingDescriptor: Int32? { stalled ? socket?.rawValue : nil }
 
     func send(_ notification: Notification) {
         switch notification {
@@ -130,10 +149,12 @@ final class Notifier {
         guard !bytes.isEmpty else { return }
         // One reconnect: the reader may have bound its socket anew since the last send.
         for attempt in 0..<2 {
-            if fd < 0 {
-                fd = cshim_notify_connect(path)
-                if fd < 0 { return failed(errno) }
+            if socket == nil {
+                let connected = cshim_notify_connect(path)
+                if connected < 0 { return failed(errno) }
+                socket = FileDescriptor(owning: connected)
             }
+            guard let fd = socket?.rawValue else { return }
             let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
             if sent >= 0 { return delivered() }
             let code = errno
@@ -145,7 +166,7 @@ final class Notifier {
                 return
             }
             if code == EINTR { continue }
-            closeSocket()
+            socket = nil
             if attempt == 1 || (code != ECONNREFUSED && code != ENOTCONN && code != ECONNRESET) { return failed(code) }
         }
     }
@@ -174,11 +195,6 @@ final class Notifier {
         status = nil
         stopping = false
         watchdog = false
-    }
-
-    private func closeSocket() {
-        if fd >= 0 { close(fd) }
-        fd = -1
     }
 }
 

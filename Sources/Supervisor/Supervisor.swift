@@ -183,23 +183,30 @@ final class Supervisor: EventSource {
         // The terminal goes to the child only when it is ours to give: grpc-init's own group is
         // its foreground (`grpc-init -- cmd &` in an interactive shell leaves it to the shell).
         let foreground: Int32 = isatty(STDIN_FILENO) == 1 && tcgetpgrp(STDIN_FILENO) == getpgrp() ? STDIN_FILENO : -1
-        var execErrno: Int32 = 0
+        var report = cshim_spawn_report()
         // The command's bytes as given: an argument that is not UTF-8 reaches exec unchanged.
         let pid = ProcessArguments.withCArguments(options.commandBytes) { cArgs in
-            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, activation.count, &execErrno)
+            cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, activation.count, &report)
         }
         if pid < 0 {
             log.error("cannot start \(options.command[0]): fork: \(Errno.current)")
             return 1
         }
         child = pid
-        guard execErrno != 0 else { return nil }
-        // The failed child has exited (exec failed, it wrote why and called _exit).
+        let failures = ChildFailure.all(in: report)
+        for failure in failures where !failure.fatal {
+            log.warning("\(options.command[0]) (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same")
+        }
+        guard let fatal = failures.first(where: { $0.fatal }) else { return nil }
+        // The failed child has exited (it wrote why and called _exit).
         var status: Int32 = 0
         if retryingOnInterrupt({ waitpid(pid, &status, 0) }) < 0 { log.warning("cannot reap pid \(pid): \(Errno.current)") }
-        let code: Int32 = execErrno == ENOENT ? 127 : 126
-        log.error("cannot run \(options.command[0]): \(Errno(execErrno))")
-        return code
+        if fatal.isExec {
+            log.error("cannot run \(options.command[0]): \(fatal.code)")
+            return fatal.code.rawValue == ENOENT ? 127 : 126
+        }
+        log.error("cannot run \(options.command[0]): \(fatal.call): \(fatal.code)")
+        return 126
     }
 
     private func forward(_ signo: Int32) {
@@ -256,15 +263,38 @@ struct SocketActivation {
         let why: String
         if let count = Int32(text), count > 0, count <= maxDescriptors {
             guard let closed = (3..<(3 + count)).first(where: { cshim_descriptor_is_open($0) == 0 }) else {
-                for fd in 3..<(3 + count) { cshim_close_on_exec(fd) }
+                // Checked open just now: only EBADF could refuse it, and nothing closed them since.
+                for fd in 3..<(3 + count) where cshim_close_on_exec(fd) != 0 {
+                    return SocketActivation(count: 0, refusal: "LISTEN_FDS=\(text) refused (descriptor \(fd): fcntl: \(Errno.current)): no descriptors passed to the child")
+                }
                 return SocketActivation(count: count, refusal: nil)
             }
             why = "descriptor \(closed) is not open"
         } else {
             why = "want 1 to \(maxDescriptors) descriptors"
         }
-        for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] { unsetenv(name) }
+        // unsetenv(3) fails only for a name that is empty or holds '=': these are neither.
+        for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] { _ = unsetenv(name) }
         return SocketActivation(count: 0, refusal: "LISTEN_FDS=\(goQuote(text)) refused (\(why)): no descriptors passed to the child")
+    }
+}
+
+/// A call a spawned child made before exec that failed (cshim_spawn's report).
+struct ChildFailure {
+    let call: String
+    let code: Errno
+    /// The child exited without running the command.
+    let fatal: Bool
+    /// exec itself failed: the command could not be found or run.
+    let isExec: Bool
+
+    static func all(in report: cshim_spawn_report) -> [ChildFailure] {
+        var report = report
+        return (0..<max(0, min(report.count, CSHIM_SPAWN_FAILURES))).map { index in
+            let failure = cshim_spawn_failure(&report, index)
+            return ChildFailure(call: String(cString: cshim_call_name(failure.call)), code: Errno(failure.error),
+                                fatal: failure.fatal != 0, isExec: Int(failure.call) == CSHIM_CALL_EXEC)
+        }
     }
 }
 

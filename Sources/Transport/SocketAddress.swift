@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 
 /// A resolved address in sockaddr form, ready for connect(2).
@@ -63,19 +64,17 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         return SocketAddress(family: AF_INET6, bytes: withUnsafeBytes(of: sa) { Array($0) })
     }
 
-    /// A unix socket; `abstract` names live in the abstract namespace (a leading NUL).
+    /// A unix socket; `abstract` names live in the abstract namespace (a leading NUL). Built by
+    /// `cshim_unix_address`, which the supervisor's sockets use too: one rule for what fits.
     public static func unix(_ path: String, abstract: Bool) -> SocketAddress? {
         var sa = sockaddr_un()
-        sa.sun_family = sa_family_t(AF_UNIX)
-        var raw = Array(path.utf8)
-        if abstract { raw.insert(0, at: 0) }
-        let capacity = MemoryLayout.size(ofValue: sa.sun_path)
-        guard raw.count < capacity || (abstract && raw.count <= capacity) else { return nil }
-        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: raw) }
-        // Abstract names are length-delimited: the address ends right after the name.
-        let length = MemoryLayout<sa_family_t>.size + raw.count + (abstract ? 0 : 1)
-        let bytes = withUnsafeBytes(of: sa) { Array($0.prefix(length)) }
-        return SocketAddress(family: AF_UNIX, bytes: bytes)
+        var length: socklen_t = 0
+        let raw = Array(path.utf8)
+        let built = raw.withUnsafeBufferPointer { name in
+            name.withMemoryRebound(to: CChar.self) { cshim_unix_address($0.baseAddress, $0.count, abstract ? 1 : 0, &sa, &length) }
+        }
+        guard built == 0 else { return nil }
+        return SocketAddress(family: AF_UNIX, bytes: withUnsafeBytes(of: sa) { Array($0.prefix(Int(length))) })
     }
 
     /// Parses an IPv4 or IPv6 literal (no brackets; an IPv6 zone as "%N" or "%ifname").

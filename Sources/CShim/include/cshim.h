@@ -41,15 +41,48 @@ const char *cshim_exec_path(void);
 // a process that uses neither (no threads, no pthread_cancel). Returns 0, or -1 with errno set.
 int cshim_ignore_reserved_signals(void);
 
+// A call a spawned child made between fork and exec that failed, as the child reports it to
+// the parent through the pipe that exec closes. `call` is one of CSHIM_CALL_*; `fatal`: the
+// child exited without running the command (126 or 127), else it went on without what the call
+// was for.
+enum {
+    CSHIM_CALL_EXEC = 1,
+    CSHIM_CALL_SETPGID,
+    CSHIM_CALL_TCSETPGRP,
+    CSHIM_CALL_RT_SIGACTION,
+    CSHIM_CALL_FCNTL,
+    CSHIM_CALL_SETENV,
+    CSHIM_CALL_SIGPROCMASK,
+    CSHIM_CALL_DUP2,
+    CSHIM_CALL_OPEN,
+    CSHIM_CALL_PRCTL,
+};
+struct cshim_child_failure {
+    int call;
+    int error;
+    int fatal;
+};
+#define CSHIM_SPAWN_FAILURES 8
+// What a spawned child reported before it exec'd (count 0: nothing failed) or exited.
+struct cshim_spawn_report {
+    struct cshim_child_failure failures[CSHIM_SPAWN_FAILURES];
+    int count;
+};
+// The call's name, as the C library's manual spells it ("setpgid").
+const char *cshim_call_name(int call);
+// report->failures[index], index < report->count (a C array is a tuple to Swift).
+struct cshim_child_failure cshim_spawn_failure(const struct cshim_spawn_report *report, int index);
+
 // fork + exec in C: between fork and exec only async-signal-safe calls are allowed, which Swift
 // cannot promise. The child gets its own process group when new_process_group is set, takes the
 // terminal's foreground when foreground_fd >= 0, restores child_mask, then execvp()s file. With
 // listen_fds > 0 (socket activation), descriptors 3 to 3+listen_fds-1 stay open across exec and
 // LISTEN_PID is set to the child's pid; every other descriptor from 3 up is closed on exec.
-// Returns the child's pid, or -1 with errno set when fork failed. When exec fails, *exec_errno
-// receives its errno (0 when exec succeeded); the failed child has exited and must be reaped.
+// Returns the child's pid, or -1 with errno set when fork failed. `report` receives each call
+// of the child's that failed; with a fatal one (exec's, or one without which the command must
+// not run) the child has exited (127 when exec found no file, else 126) and must be reaped.
 pid_t cshim_spawn(const char *file, char *const argv[], const sigset_t *child_mask,
-                  int new_process_group, int foreground_fd, int listen_fds, int *exec_errno);
+                  int new_process_group, int foreground_fd, int listen_fds, struct cshim_spawn_report *report);
 
 // A close-on-exec pipe whose end fds[end] does not block: the supervisor reads a helper's
 // reports (end 0) and tells it things (end 1) without ever waiting on it; the helper's end is
@@ -60,10 +93,10 @@ int cshim_pipe_nonblocking_end(int fds[2], int end);
 // output_fd, stdin input_fd (or /dev/null when it is -1), a process group of its own (a terminal's ^C is the supervisor's
 // to forward, not the helper's to die of), and SIGKILL when the supervisor dies; inherited_fd
 // and second_fd (when >= 0) become its descriptors 3 and 4, and nothing above them stays open across
-// exec. An exec failure exits 127. Returns
-// the pid, or -1 with errno set.
+// exec. A failed call before exec, exec's own included, is reported in `report` (as for
+// cshim_spawn) and the helper exits 127. Returns the pid, or -1 with errno set.
 pid_t cshim_spawn_helper(const char *path, char *const argv[], const sigset_t *child_mask, int output_fd, int input_fd,
-                         int inherited_fd, int second_fd);
+                         int inherited_fd, int second_fd, struct cshim_spawn_report *report);
 
 /// A non-blocking unix stream socket listening on the abstract name `name` (no leading NUL),
 /// close on exec. Returns the descriptor, or -1 with errno set.
@@ -73,8 +106,8 @@ int cshim_listen_abstract(const char *name, int backlog);
 /// outside it), or -1 with errno set.
 int cshim_peer_pid(int fd);
 
-/// FD_CLOEXEC on `fd` (fcntl is variadic).
-void cshim_close_on_exec(int fd);
+/// FD_CLOEXEC on `fd` (fcntl is variadic). Returns 0, or -1 with errno set.
+int cshim_close_on_exec(int fd);
 
 /// A non-blocking TCP socket listening on `host` (an IPv4 or IPv6 literal; empty: every address,
 /// IPv6 and IPv4 together where the kernel has IPv6) and `port`, with SO_REUSEADDR and close on
@@ -94,6 +127,12 @@ int cshim_notify_connect(const char *path);
 
 // Whether `fd` is an open descriptor of this process.
 int cshim_descriptor_is_open(int fd);
+// The one builder of unix socket addresses, for C and Swift alike: `size` bytes of `name`, a
+// path, or with `abstract` a name in the abstract namespace (no leading NUL given). Returns 0,
+// or -1 with errno EINVAL when it is empty or does not fit.
+#include <sys/socket.h>
+#include <sys/un.h>
+int cshim_unix_address(const char *name, size_t size, int abstract, struct sockaddr_un *address, socklen_t *length);
 // accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (a GNU extension the Swift importer does not see).
 int cshim_accept(int fd);
 
