@@ -77,8 +77,12 @@ let package = Package(
                 .unsafeFlags(["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order-notls.txt"]),
                 .unsafeFlags(["-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/scripts/link-order.txt"],
                              .when(traits: ["TLS"])),
-            ]
+            ],
+            plugins: ["BuildVersion"]
         ),
+        // Runs scripts/version.sh at build time: the version -version says is the one the
+        // release is named after (a build tool plugin of this package, no dependency).
+        .plugin(name: "BuildVersion", capability: .buildTool(), path: "Sources/BuildVersion"),
         .testTarget(name: "FlagsTests", dependencies: ["Flags"]),
         .testTarget(name: "GateProtocolTests", dependencies: ["GateProtocol", "Flags"]),
         .testTarget(name: "HPACKTests", dependencies: ["HPACK"]),
@@ -92,7 +96,7 @@ let package = Package(
         .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "GateProtocol", "SPIFFE", "Wire", "Transport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire", "GateProtocol"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "GateProtocol", "HealthServer", "SystemCalls"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "CShim", "Flags", "GateProtocol", "HealthServer", "HPACK", "SystemCalls", "Transport", "Wire"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ClientTests", dependencies: ["Addressing", "Client", "GateProtocol", "Wire", "Transport", "SystemCalls", "TestSupport"]),

@@ -13,6 +13,9 @@ import time
 
 EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
 CREATED = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH))
+# The image's name in containerd once imported: the full reference kubelet normalises a pod's
+# `image: grpc-init:TAG` to, in a namespace no one else can push to.
+REPOSITORY = "docker.io/library/grpc-init"
 DESCRIPTION = ("Init process for a gRPC server's container: supervises the server (signals, zombies, exit status), "
                "gates and serves its health with no configuration, and is a drop-in grpc_health_probe")
 
@@ -116,7 +119,10 @@ def image(args, binary):
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + sha256(manifest),
                        "size": len(manifest), "platform": {"architecture": "amd64", "os": "linux"},
-                       "annotations": {"org.opencontainers.image.ref.name": f"grpc-init:{args.version}"}}],
+                       # ref.name is a tag, as the image-layout spec has it (skopeo's oci-archive:FILE:TAG);
+                       # containerd and podman name the image by io.containerd.image.name.
+                       "annotations": {"org.opencontainers.image.ref.name": args.tag,
+                                       "io.containerd.image.name": f"{REPOSITORY}:{args.tag}"}}],
     }, sort_keys=True, separators=(",", ":")).encode()
     blobs = [(f"blobs/sha256/{sha256(b)}", b, 0o644, False) for b in (layer, config, manifest)]
     return tar_bytes([("blobs", None, 0o755, False), ("blobs/sha256", None, 0o755, False),
@@ -125,7 +131,7 @@ def image(args, binary):
 
 def main():
     parser = argparse.ArgumentParser()
-    for option in ("binary", "version", "revision", "source", "swift", "sbom", "image"):
+    for option in ("binary", "version", "tag", "revision", "source", "swift", "sbom", "image"):
         parser.add_argument("--" + option, required=True)
     args = parser.parse_args()
     with open(args.binary, "rb") as f:

@@ -5,11 +5,13 @@
 #   grpc-init-VERSION.spdx.json            SPDX 2.3 SBOM: grpc-init and every component linked in,
 #                                           with the versions Debian's packages and the toolchain give
 #   grpc-init-VERSION.oci.tar              an OCI image archive FROM scratch: /grpc-init and
-#                                           /bin/grpc_health_probe, org.opencontainers.image.* labels
+#                                           /bin/grpc_health_probe, org.opencontainers.image.* labels,
+#                                           imported as docker.io/library/grpc-init:TAG
 #   checksums.txt                          sha256 of each, in `sha256sum -c` format
-# VERSION is the tag (vX.Y.Z without the v) or `git describe`. Two runs from the same commit give
-# byte-identical files: times are the commit's (SOURCE_DATE_EPOCH), owners and modes fixed, tar
-# entries sorted, gzip without a name or time.
+# VERSION is scripts/version.sh's, the version the binary says (-version), and TAG the same with
+# '+' as '_'; the script refuses to build when they would differ or the tag at HEAD is not
+# VERSION's. Two runs from the same commit give byte-identical files: times are the commit's
+# (SOURCE_DATE_EPOCH), owners and modes fixed, tar entries sorted, gzip without a name or time.
 # Usage: scripts/release.sh DIR     (GRPC_INIT_SOURCE sets the image's source label; default: the
 #                                    git remote "origin")
 set -euo pipefail
@@ -17,13 +19,20 @@ cd "$(dirname "$0")/.."
 [ $# -eq 1 ] || { echo "usage: scripts/release.sh DIR" >&2; exit 2; }
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
-version=$(git describe --tags --always --match 'v[0-9]*' | sed 's/^v//')
+scripts/version.sh --check
+version=$(scripts/version.sh)
+tag=$(scripts/version.sh --oci-tag)
 revision=$(git rev-parse HEAD)
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
 export SOURCE_DATE_EPOCH
 source=${GRPC_INIT_SOURCE:-$(git config --get remote.origin.url || echo unknown)}
 
 swift build -c release >/dev/null
+built=$(.build/release/grpc-init -version)
+[ "$built" = "grpc-init $version" ] || {
+    echo "release.sh: the binary says \"$built\" but the release would be grpc-init $version (did the tree change during the build?)" >&2
+    exit 1
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -60,7 +69,7 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH
 # The SBOM and the image.
 python3 scripts/release-files.py --binary "$root/grpc-init" --version "$version" --revision "$revision" \
     --source "$source" --swift "$(swift --version 2>&1 | sed -n 's/.*(swift-\([^)]*\)-RELEASE).*/\1/p' | head -1)" \
-    --sbom "$out/grpc-init-$version.spdx.json" --image "$out/grpc-init-$version.oci.tar"
+    --tag "$tag" --sbom "$out/grpc-init-$version.spdx.json" --image "$out/grpc-init-$version.oci.tar"
 
 (cd "$out" && sha256sum "$name.tar.gz" "grpc-init-$version.spdx.json" "grpc-init-$version.oci.tar" > checksums.txt)
 echo "$out: grpc-init $version"

@@ -11,17 +11,63 @@ public enum Target: Equatable, Sendable {
         case missingPort(String)
         case invalidPort(String)
         case invalid(String, String)
+        /// The URL the address is read as (`passthrough:///` and the address) has a `%` that does
+        /// not start a %XX escape; `escape` is that `%` and at most two bytes after it.
+        case invalidEscape(url: String, escape: String)
+        /// The URL the address is read as has a control character.
+        case controlCharacter(url: String)
 
         public var description: String {
             switch self {
             case .missingPort(let a): return "address \(a): missing port in address"
             case .invalidPort(let a): return "address \(a): invalid port"
             case .invalid(let a, let why): return "address \(a): \(why)"
+            case .invalidEscape(let url, let escape): return "address \(url): \"\(escape)\" is not a %XX escape"
+            case .controlCharacter(let url): return "address \(url): a control character in an address"
             }
         }
     }
 
-    public static func parse(_ address: String) throws(ParseError) -> Target {
+    public static func parse(_ address: String) throws(ParseError) -> Target { try resolve(address).target }
+
+    /// The target and the :authority a channel to it carries, as grpc-go makes them: the address
+    /// is read as a URL; unless that URL names a scheme grpc-go resolves (passthrough, dns), it is
+    /// `passthrough:///` and the address. The endpoint is the URL's path (%XX escapes decoded,
+    /// the query and fragment left out), or what follows the scheme's colon; the authority is
+    /// that endpoint as written (escaped where an authority may not hold a byte), `:PORT` being
+    /// `localhost:PORT`.
+    public static func resolve(_ address: String) throws(ParseError) -> (target: Target, authority: String) {
+        if address.hasPrefix("unix:") || address.hasPrefix("unix-abstract:") { return (try unixTarget(address), "localhost") }
+        let url: TargetURL
+        if let direct = try? TargetURL.parse(Array(address.utf8)), direct.scheme == "passthrough" || direct.scheme == "dns" {
+            url = direct
+        } else {
+            let canonical = "passthrough:///" + address
+            do { url = try TargetURL.parse(Array(canonical.utf8)) } catch {
+                let named = String(decoding: error.url, as: UTF8.self)
+                switch error.failure {
+                case .controlCharacter: throw .controlCharacter(url: named)
+                case .invalidEscape(let escape): throw .invalidEscape(url: named, escape: String(decoding: escape, as: UTF8.self))
+                case .malformed: throw .invalid(address, "not a valid target")
+                }
+            }
+        }
+        var endpointBytes = url.path.isEmpty ? url.opaque[...] : url.path[...]
+        if endpointBytes.first == UInt8(ascii: "/") { endpointBytes = endpointBytes.dropFirst() }
+        let endpoint = String(decoding: endpointBytes, as: UTF8.self)
+        let authority = endpoint.hasPrefix(":") ? "localhost" + endpoint : encodeAuthority(endpointBytes)
+        let target = try hostPort(endpoint)
+        if url.scheme == "dns" && !url.host.isEmpty {
+            // dns://RESOLVER/HOST:PORT: the named resolver is asked only for a name; an IP
+            // endpoint needs no lookup and is reached as grpc-go reaches it.
+            guard case .tcp(let host, _) = target, Target.isIPLiteral(host) else {
+                throw .invalid(address, "a DNS resolver other than the system's is not supported; give an IP endpoint or dns:///HOST:PORT")
+            }
+        }
+        return (target, authority)
+    }
+
+    private static func unixTarget(_ address: String) throws(ParseError) -> Target {
         if address.hasPrefix("unix-abstract:") {
             let name = String(address.dropFirst("unix-abstract:".count))
             guard !name.isEmpty else { throw .invalid(address, "empty abstract socket name") }
@@ -29,55 +75,65 @@ public enum Target: Equatable, Sendable {
         }
         if address.hasPrefix("unix:@") {
             // Go's net reads a leading '@' as the abstract namespace.
-            return try parse("unix-abstract:" + address.dropFirst("unix:@".count))
+            return try unixTarget("unix-abstract:" + address.dropFirst("unix:@".count))
         }
-        if address.hasPrefix("unix:") {
-            var path = String(address.dropFirst("unix:".count))
-            if path.hasPrefix("//") {
-                path.removeFirst(2)
-                guard path.hasPrefix("/") else { throw .invalid(address, "unix:// needs an absolute path") }
-            }
-            guard !path.isEmpty else { throw .invalid(address, "empty unix socket path") }
-            return .unix(path: path)
+        var path = String(address.dropFirst("unix:".count))
+        if path.hasPrefix("//") {
+            path.removeFirst(2)
+            guard path.hasPrefix("/") else { throw .invalid(address, "unix:// needs an absolute path") }
         }
-        var hostPort = Substring(address)
-        if hostPort.hasPrefix("passthrough:///") {
-            hostPort = hostPort.dropFirst("passthrough:///".count)
-        } else if hostPort.hasPrefix("dns:///") {
-            hostPort = hostPort.dropFirst("dns:///".count)
-        } else if hostPort.hasPrefix("dns://"), let slash = hostPort.dropFirst("dns://".count).firstIndex(of: "/") {
-            // dns://RESOLVER/HOST:PORT: the named resolver is asked only for a name; an IP
-            // endpoint needs no lookup and is reached as grpc-go reaches it.
-            let endpoint = try parse(String(hostPort[hostPort.index(after: slash)...]))
-            guard case .tcp(let host, _) = endpoint, Target.isIPLiteral(host) else {
-                throw .invalid(address, "a DNS resolver other than the system's is not supported; give an IP endpoint or dns:///HOST:PORT")
-            }
-            return endpoint
-        }
+        guard !path.isEmpty else { throw .invalid(address, "empty unix socket path") }
+        return .unix(path: path)
+    }
+
+    /// HOST:PORT as Go's dialer splits it (net.SplitHostPort, then the port).
+    private static func hostPort(_ endpoint: String) throws(ParseError) -> Target {
+        let hostPort = Substring(endpoint)
         let host: Substring
         let portText: Substring
         if hostPort.hasPrefix("[") {
-            guard let close = hostPort.firstIndex(of: "]") else { throw .invalid(address, "missing ']' in address") }
+            guard let close = hostPort.firstIndex(of: "]") else { throw .invalid(endpoint, "missing ']' in address") }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
             let rest = hostPort[hostPort.index(after: close)...]
             guard rest.hasPrefix(":") else {
-                if rest.isEmpty { throw .missingPort(address) }
-                throw .invalid(address, "unexpected characters after ']'")
+                if rest.isEmpty { throw .missingPort(endpoint) }
+                throw .invalid(endpoint, "unexpected characters after ']'")
             }
             portText = rest.dropFirst()
         } else {
-            guard let colon = hostPort.lastIndex(of: ":") else { throw .missingPort(address) }
+            guard let colon = hostPort.lastIndex(of: ":") else { throw .missingPort(endpoint) }
             host = hostPort[..<colon]
             portText = hostPort[hostPort.index(after: colon)...]
-            if host.contains(":") { throw .invalid(address, "too many colons in address") }
+            if host.contains(":") { throw .invalid(endpoint, "too many colons in address") }
         }
         // Go's port parser takes a sign before the digits.
         let digits = portText.hasPrefix("+") ? portText.dropFirst() : portText
         guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let port = UInt16(digits) else {
-            throw .invalidPort(address)
+            throw .invalidPort(endpoint)
         }
         // ":port" means this host, as Go's dialer reads it.
         return .tcp(host: host.isEmpty ? "localhost" : String(host), port: port)
+    }
+
+    /// An authority as grpc-go escapes an endpoint to make one (RFC 3986 §3.2): unreserved
+    /// characters, sub-delimiters and `: [ ] @` stay, every other byte is %XX.
+    static func encodeAuthority(_ bytes: ArraySlice<UInt8>) -> String {
+        func stays(_ c: UInt8) -> Bool {
+            switch c {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                return true
+            default:
+                return Array("-_.~!$&'()*+,;=:[]@".utf8).contains(c)
+            }
+        }
+        guard !bytes.allSatisfy(stays) else { return String(decoding: bytes, as: UTF8.self) }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 3)
+        for c in bytes {
+            if stays(c) { out.append(c) } else { out += [UInt8(ascii: "%"), hex[Int(c >> 4)], hex[Int(c & 15)]] }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// An IPv4 or IPv6 literal (no name, no zone).

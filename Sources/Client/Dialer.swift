@@ -121,6 +121,11 @@ public final class Dialer: EventSource {
                 return
             }
         } catch {
+            // TLS 1.2 ends the handshake itself with the server's alert when it wants a client
+            // certificate it did not get or refuses the one it got (TLS 1.3 sends it after).
+            if tls.certificateWasRequested, case .tls(let failure) = error, case .alert = failure {
+                return fail(.certificateRejected(alert: .tls(failure)))
+            }
             return fail(.connect(error))
         }
         if case .tls(_, let onHandshake) = security { onHandshake(tls) }

@@ -1,3 +1,4 @@
+import Addressing
 import GateProtocol
 import Client
 import Flags
@@ -59,6 +60,19 @@ public struct ProbeFailure: Error, Equatable {
 
     static func connectFailed(_ addr: String, _ cause: String) -> ProbeFailure {
         ProbeFailure(.connectionFailure, "error: failed to connect service at \(goQuote(addr)): \(cause)")
+    }
+
+    /// An -addr grpc-go cannot read as a dial target: Go's url package's words for the URL it
+    /// read the address as.
+    static func unparsable(_ addr: String, _ error: Target.ParseError) -> ProbeFailure {
+        switch error {
+        case .invalidEscape(let url, let escape):
+            return connectFailed(addr, "parse \(goQuote(url)): invalid URL escape \(goQuote(escape))")
+        case .controlCharacter(let url):
+            return connectFailed(addr, "parse \(goQuote(url)): net/url: invalid control character in URL")
+        default:
+            return connectFailed(addr, error.description)
+        }
     }
 
     static func rpc(_ status: GRPCStatus, timeout: GoDuration) -> ProbeFailure {

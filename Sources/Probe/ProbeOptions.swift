@@ -15,12 +15,12 @@ public struct ProbeOptions {
     public var rpcTimeout = GoDuration.second
     /// -rpc-header as the metadata of a call, in the order given.
     public var metadata: [HeaderField] = []
-    /// What goes out as user-agent: -user-agent, then ours, as grpc-go appends its own. An empty
-    /// -user-agent leaves our token alone (a value may not start with a space, RFC 9113 §8.2.1).
+    /// What goes out as user-agent: -user-agent, a space, then ours, as grpc-go's WithUserAgent
+    /// appends its own; an empty -user-agent too (the value then starts with the space).
     public var sentUserAgent: [UInt8] { ProbeOptions.sentUserAgent(userAgent) }
 
     public static func sentUserAgent(_ userAgent: [UInt8]) -> [UInt8] {
-        (userAgent.isEmpty ? [] : userAgent + [UInt8(ascii: " ")]) + Array("grpc-init/\(BuildInfo.version)".utf8)
+        userAgent + [UInt8(ascii: " ")] + Array("grpc-init/\(BuildInfo.version)".utf8)
     }
 
     /// An -rpc-header value ("name: value", its colon checked already) as a header field: split
@@ -58,12 +58,14 @@ public struct ProbeOptions {
         .init("tls-server-name", .string, usage: "(with -tls) override the hostname used to verify the server certificate"),
         .init("alts", .bool, usage: "use ALTS (default: false, INSECURE plaintext transport)"),
         .init("v", .bool, usage: "verbose logs"),
-        .init("version", .bool, usage: "print the probe version and exit"),
+        .init("version", .bool, usage: "show probe version and exit"),
         .init("gzip", .bool, usage: "use GZIPCompressor for requests and GZIPDecompressor for response (default: false)"),
         .init("spiffe", .bool, usage: "use SPIFFE to obtain mTLS credentials"),
     ])
 
-    public static var usage: String { "Usage:\n" + flagSet.usage() }
+    /// Go's flag package's usage, as printed: each line ends with the last flag's (the lines go
+    /// out as one, whose own newline ends it).
+    public static var usage: String { String(("Usage:\n" + flagSet.usage()).dropLast()) }
 
     public enum Parsed {
         case run(ProbeOptions)
@@ -131,24 +133,26 @@ public struct ProbeOptions {
 
     /// `bytes` without the white space it starts with, as Go's TrimLeftFunc(unicode.IsSpace):
     /// whole runes; bytes that are not UTF-8 end the trimming.
-    /// The `-v` option lines, as the reference prints them.
-    var verboseLines: [String] {
-        var lines = ["parsed options:", "> addr=\(addr) conn_timeout=\(connectTimeout) rpc_timeout=\(rpcTimeout)"]
+    /// The `-v` option lines, as the reference prints them: bytes, as Go's log writes a header
+    /// value's (bytes that are not UTF-8 included).
+    var verboseLines: [[UInt8]] {
+        var lines = [Array("parsed options:".utf8), Array("> addr=\(addr) conn_timeout=\(connectTimeout) rpc_timeout=\(rpcTimeout)".utf8)]
         if !metadata.isEmpty {
             // Go prints metadata.MD (keys lower-cased, sorted by their bytes) inside the flag's
             // struct braces.
-            var grouped: [[UInt8]: [String]] = [:]
-            for field in metadata { grouped[GRPCClient.goLowercased(field.nameBytes), default: []].append(field.value) }
+            var grouped: [[UInt8]: [[UInt8]]] = [:]
+            for field in metadata { grouped[GRPCClient.goLowercased(field.nameBytes), default: []].append(field.valueBytes) }
+            let space = [UInt8(ascii: " ")]
             let entries = grouped.keys.sorted { $0.lexicographicallyPrecedes($1) }
-                .map { "\(String(decoding: $0, as: UTF8.self)):[\(grouped[$0]!.joined(separator: " "))]" }
-            lines.append("> headers: {map[\(entries.joined(separator: " "))]}")
+                .map { $0 + Array(":[".utf8) + Array(grouped[$0]!.joined(separator: space)) + Array("]".utf8) }
+            lines.append(Array("> headers: {map[".utf8) + Array(entries.joined(separator: space)) + Array("]}".utf8))
         }
-        lines.append("> tls=\(tls.tls)")
+        var rest = ["> tls=\(tls.tls)"]
         if tls.tls {
-            lines += ["  > no-verify=\(tls.noVerify) ", "  > ca-cert=\(tls.caCert)", "  > client-cert=\(tls.clientCert)",
-                      "  > client-key=\(tls.clientKey)", "  > server-name=\(tls.serverName)"]
+            rest += ["  > no-verify=\(tls.noVerify) ", "  > ca-cert=\(tls.caCert)", "  > client-cert=\(tls.clientCert)",
+                     "  > client-key=\(tls.clientKey)", "  > server-name=\(tls.serverName)"]
         }
-        lines += ["> alts=\(alts)", "> spiffe=\(spiffe)"]
-        return lines
+        rest += ["> alts=\(alts)", "> spiffe=\(spiffe)"]
+        return lines + rest.map { Array($0.utf8) }
     }
 }

@@ -46,7 +46,7 @@ public enum ProbeRunner {
             case .none: return report(ProbeOptions.addressMissing)
             }
         }
-        if options.verbose { options.verboseLines.forEach { Output.line($0) } }
+        if options.verbose { options.verboseLines.forEach { Output.writeAll(STDERR_FILENO, $0 + [0x0A]) } }
         if let agent { return AgentProbe.run(options, over: agent, signals: signals) }
         do {
             let status = try Probe(options: options, signals: signals).run()
@@ -79,15 +79,16 @@ public struct Probe {
         // As the reference: the line comes first, and an address that cannot be parsed fails the
         // dial that follows it.
         if options.verbose { Output.line("establishing connection") }
-        let target: Target
-        do { target = try Target.parse(addr) } catch { throw ProbeFailure.connectFailed(addr, error.description) }
+        let resolved: (target: Target, authority: String)
+        do { resolved = try Target.resolve(addr) } catch { throw ProbeFailure.unparsable(addr, error) }
         let connectStart = MonotonicClock.now()
         // The Check goes out right behind the connection preface (RFC 9113 §3.4 allows it), saving
         // a round trip; the connection still counts as established only once SETTINGS arrive.
         var pending: GRPCCall? = nil
         let connection: Connection
         do {
-            connection = try dial(target, security: security, userAgent: options.sentUserAgent, authority: options.authority,
+            connection = try dial(resolved.target, security: security, userAgent: options.sentUserAgent,
+                                  authority: options.authority ?? resolved.authority,
                                   by: Deadline.after(options.connectTimeout.nanoseconds, cancellation: signals)) { client in
                 // A service name that is not UTF-8 cannot be marshaled: the call fails once the
                 // connection is up, as grpc-go's does.

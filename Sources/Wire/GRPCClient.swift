@@ -126,26 +126,43 @@ public final class GRPCClient {
         }
     }
 
-    /// The request headers for user metadata, as grpc-go makes them: names lower-cased and
-    /// checked, values of `-bin` names base64-encoded and others printable ASCII, and the names
-    /// gRPC reserves for itself (pseudo-headers, content-type, te, grpc-timeout, ...) left out.
+    /// The request headers for user metadata, as grpc-go makes them: names lower-cased, values
+    /// of `-bin` names base64-encoded, and the names gRPC reserves for itself (pseudo-headers,
+    /// content-type, te, grpc-timeout, ...) left out. Every name is checked first, reserved or
+    /// not, as grpc-go checks the metadata it holds before it drops any: one name after another
+    /// in the order each first appears, each name's own rule before its values. grpc-go walks a
+    /// map: up to 8 names sit in that order and the walk starts at a random one of 8 slots, so
+    /// the first bad name is the one it reports most of the time, not always.
     static func metadataHeaders(_ metadata: [HeaderField]) -> Result<[HeaderField], GRPCStatus> {
+        guard !metadata.isEmpty else { return .success([]) }
+        let names = metadata.map { goLowercased($0.nameBytes) }
+        var values: [[UInt8]: [[UInt8]]] = [:]
+        var order: [[UInt8]] = []
+        for (name, field) in zip(names, metadata) {
+            if values[name] == nil { order.append(name) }
+            values[name, default: []].append(field.valueBytes)
+        }
+        for name in order {
+            if let problem = invalidMetadataPair(name, values[name] ?? []) { return .failure(GRPCStatus(.internalError, problem)) }
+        }
         var fields: [HeaderField] = []
-        for field in metadata {
-            let nameBytes = goLowercased(field.nameBytes)
-            let name = String(decoding: nameBytes, as: UTF8.self)
-            if nameBytes.first == UInt8(ascii: ":") || reservedNames.contains(name) { continue }
-            if let problem = invalidMetadataName(nameBytes) { return .failure(GRPCStatus(.internalError, problem)) }
-            if name.hasSuffix("-bin") {
-                fields.append(HeaderField(name: nameBytes, value: Array(base64(field.valueBytes).utf8)))
-                continue
-            }
-            if field.valueBytes.contains(where: { $0 < 0x20 || $0 > 0x7E }) {
-                return .failure(GRPCStatus(.internalError, "header key \(quoted(name)) contains value with non-printable ASCII characters"))
-            }
-            fields.append(HeaderField(name: nameBytes, value: field.valueBytes))
+        for (name, field) in zip(names, metadata) {
+            if name.first == UInt8(ascii: ":") || reservedNames.contains(String(decoding: name, as: UTF8.self)) { continue }
+            let value = name.reversed().starts(with: "nib-".utf8) ? Array(base64(field.valueBytes).utf8) : field.valueBytes
+            fields.append(HeaderField(name: name, value: value))
         }
         return .success(fields)
+    }
+
+    /// grpc-go's rule for a metadata name and its values; nil when they are acceptable.
+    static func invalidMetadataPair(_ name: [UInt8], _ values: [[UInt8]]) -> String? {
+        if name.first == UInt8(ascii: ":") { return nil }
+        if let problem = invalidMetadataName(name) { return problem }
+        if name.reversed().starts(with: "nib-".utf8) { return nil }
+        if values.contains(where: { $0.contains(where: { $0 < 0x20 || $0 > 0x7E }) }) {
+            return "header key \(quoted(String(decoding: name, as: UTF8.self))) contains value with non-printable ASCII characters"
+        }
+        return nil
     }
 
     /// Go's strings.ToLower over bytes: each rune to its simple lower case (U+0130 to "i", not

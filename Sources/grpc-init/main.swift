@@ -11,6 +11,8 @@ import Wire
 // Dispatch on how we were invoked, busybox style; everything else lives in the modules.
 // The C library's argv, not CommandLine: it needs no /proc and keeps every byte.
 let rawArguments = ProcessArguments.raw()
+// scripts/version.sh's, stamped by the build (Sources/BuildVersion).
+BuildInfo.version = buildVersion
 // What -version -v lists; run only then.
 BuildInfo.linkedComponents = {
     #if compiler(>=6.4)

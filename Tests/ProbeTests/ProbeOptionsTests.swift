@@ -61,7 +61,7 @@ final class ProbeOptionsTests: XCTestCase {
                                                                "-rpc-timeout=2562047h47m16.854775807s"]) else { return XCTFail() }
         XCTAssertEqual(largest.connectTimeout.nanoseconds, .max)
         XCTAssertEqual(largest.rpcTimeout.nanoseconds, .max)
-        XCTAssertEqual(largest.verboseLines[1], "> addr=x:1 conn_timeout=2562047h47m16.854775807s rpc_timeout=2562047h47m16.854775807s")
+        XCTAssertEqual(largest.verboseLines[1], Array("> addr=x:1 conn_timeout=2562047h47m16.854775807s rpc_timeout=2562047h47m16.854775807s".utf8))
         guard case .run(let smallest) = try ProbeOptions.parse(["-addr=x:1", "-connect-timeout=1ns", "-rpc-timeout=1ns"]) else { return XCTFail() }
         XCTAssertEqual(smallest.connectTimeout.nanoseconds, 1)
         XCTAssertEqual(smallest.rpcTimeout.nanoseconds, 1)
@@ -72,6 +72,31 @@ final class ProbeOptionsTests: XCTestCase {
                                                                "-user-agent", "kubelet"]) else { return XCTFail() }
         XCTAssertEqual(options.metadata.map { "\($0.name)=\($0.value)" }, ["a=b: c", "x=y"])
         XCTAssertTrue(String(decoding: options.sentUserAgent, as: UTF8.self).hasPrefix("kubelet grpc-init/"))
+        XCTAssertTrue(String(decoding: ProbeOptions.sentUserAgent([]), as: UTF8.self).hasPrefix(" grpc-init/"),
+                      "grpc-go appends a space and its token to an empty user-agent too")
+    }
+
+    func testVerboseHeadersAreTheValuesBytes() throws {
+        let raw: [[UInt8]] = [Array("-addr=x:1".utf8), Array("-rpc-header=k: a".utf8) + [0xFF], Array("-rpc-header=K:".utf8) + [0xC3],
+                              Array("-rpc-header=b: 1".utf8)]
+        guard case .run(let options) = try ProbeOptions.parse(raw.map { String(decoding: $0, as: UTF8.self) }, rawArguments: raw) else {
+            return XCTFail()
+        }
+        XCTAssertEqual(options.verboseLines[2], Array("> headers: {map[b:[1] k:[a".utf8) + [0xFF, 0x20, 0xC3] + Array("]]}".utf8))
+    }
+
+    func testTheUsageIsGosPrintDefaultsOfTheReleasesFlags() {
+        let usage = ProbeOptions.usage
+        XCTAssertTrue(usage.hasPrefix("Usage:\n  -addr string\n    \t(required) tcp host:port to connect\n  -alts\n"))
+        XCTAssertTrue(usage.hasSuffix("\n  -v\tverbose logs\n  -version\n    \tshow probe version and exit"), "its last line, unterminated: printed as one line")
+    }
+
+    func testAnAddressGosURLPackageRefusesIsWordedAsGoWordsIt() throws {
+        let escape = ProbeFailure.unparsable("[::1%1]:5", .invalidEscape(url: "passthrough:///[::1%1]:5", escape: "%1]"))
+        XCTAssertEqual(escape.exit, .connectionFailure)
+        XCTAssertEqual(escape.lines, [#"error: failed to connect service at "[::1%1]:5": parse "passthrough:///[::1%1]:5": invalid URL escape "%1]""#])
+        let control = ProbeFailure.unparsable("h\u{1}:5", .controlCharacter(url: "passthrough:///h\u{1}:5"))
+        XCTAssertEqual(control.lines, [#"error: failed to connect service at "h\x01:5": parse "passthrough:///h\x01:5": net/url: invalid control character in URL"#])
     }
 
     func testArgumentsAreBytesAsGoKeepsThem() throws {

@@ -30,6 +30,53 @@ final class TargetTests: XCTestCase {
     }
 }
 
+/// -addr as grpc-go reads a dial target: a URL, under passthrough:/// unless it names a scheme
+/// grpc-go resolves; the endpoint as written is the authority.
+final class TargetAsGRPCGoReadsItTests: XCTestCase {
+    func resolved(_ address: String) throws -> (Target, String) {
+        let r = try Target.resolve(address)
+        return (r.target, r.authority)
+    }
+
+    func testEndpointsAndAuthorities() throws {
+        let cases: [(String, Target, String)] = [
+            ("localhost:50051", .tcp(host: "localhost", port: 50051), "localhost:50051"),
+            (":50051", .tcp(host: "localhost", port: 50051), "localhost:50051"),
+            ("[127.0.0.1]:5", .tcp(host: "127.0.0.1", port: 5), "[127.0.0.1]:5"),
+            ("[::1]:5", .tcp(host: "::1", port: 5), "[::1]:5"),
+            ("127.0.0.1:+5", .tcp(host: "127.0.0.1", port: 5), "127.0.0.1:+5"),
+            ("passthrough:127.0.0.1:5", .tcp(host: "127.0.0.1", port: 5), "127.0.0.1:5"),
+            ("PASSTHROUGH:///h:5", .tcp(host: "h", port: 5), "h:5"),
+            ("dns:h:5", .tcp(host: "h", port: 5), "h:5"),
+            ("passthrough://ignored/h:5", .tcp(host: "h", port: 5), "h:5"),
+            ("dns://8.8.8.8:53/10.0.0.1:5", .tcp(host: "10.0.0.1", port: 5), "10.0.0.1:5"),
+            ("127.0.0.1:%35", .tcp(host: "127.0.0.1", port: 5), "127.0.0.1:5"),
+            ("[fe80::1%25lo]:5", .tcp(host: "fe80::1%lo", port: 5), "[fe80::1%25lo]:5"),
+            ("h:5?query", .tcp(host: "h", port: 5), "h:5"),
+            ("h:5#fragment", .tcp(host: "h", port: 5), "h:5"),
+            ("h\u{E9}:5", .tcp(host: "h\u{E9}", port: 5), "h%C3%A9:5"),
+            ("unix:///run/a.sock", .unix(path: "/run/a.sock"), "localhost"),
+        ]
+        for (address, target, authority) in cases {
+            let (t, a) = try resolved(address)
+            XCTAssertEqual(t, target, address)
+            XCTAssertEqual(a, authority, address)
+        }
+    }
+
+    func testWhatGosURLPackageRefuses() {
+        func refusal(_ address: String) -> Target.ParseError? {
+            do { _ = try Target.resolve(address); return nil } catch { return error }
+        }
+        XCTAssertEqual(refusal("[::1%1]:5"), .invalidEscape(url: "passthrough:///[::1%1]:5", escape: "%1]"))
+        XCTAssertEqual(refusal("h:5%"), .invalidEscape(url: "passthrough:///h:5%", escape: "%"))
+        XCTAssertEqual(refusal("h:5%4"), .invalidEscape(url: "passthrough:///h:5%4", escape: "%4"))
+        XCTAssertEqual(refusal("h:5#%zz"), .invalidEscape(url: "passthrough:///h:5#%zz", escape: "%zz"), "the fragment's, named with it")
+        XCTAssertEqual(refusal("h\u{1}:5"), .controlCharacter(url: "passthrough:///h\u{1}:5"))
+        XCTAssertEqual(refusal("passthrough:127.0.0.1:1:2"), .invalid("127.0.0.1:1:2", "too many colons in address"))
+    }
+}
+
 final class ResolverTests: XCTestCase {
     func testLiteralsAndDescriptions() throws {
         XCTAssertEqual(SocketAddress.literal("127.0.0.1", port: 80)?.description, "127.0.0.1:80")

@@ -183,6 +183,24 @@ final class GRPCClientTests: XCTestCase {
         XCTAssertNotNil(HTTP2FieldRules.malformedField([HeaderField("x", "1"), HeaderField(":status", "200")]))
     }
 
+    /// grpc-go checks every name it holds, the reserved ones too, in the order each first came,
+    /// a name's own rule before its values.
+    func testEveryMetadataNameIsCheckedInTheOrderItFirstCame() {
+        func problem(_ fields: [HeaderField]) -> String? {
+            if case .failure(let status) = GRPCClient.metadataHeaders(fields) { return status.message }
+            return nil
+        }
+        let badValue = "header key \"content-type\" contains value with non-printable ASCII characters"
+        XCTAssertEqual(problem([HeaderField("content-type", "b\u{1}")]), badValue)
+        XCTAssertEqual(problem([HeaderField("Content-Type", "b\u{1}"), HeaderField("", "v")]), badValue)
+        XCTAssertEqual(problem([HeaderField("", "v"), HeaderField("content-type", "b\u{1}")]), "there is an empty key in the header")
+        XCTAssertEqual(problem([HeaderField("a", "ok"), HeaderField("b c", "v"), HeaderField("a", "\u{7F}")]),
+                       "header key \"a\" contains value with non-printable ASCII characters", "a came first; its values count together")
+        XCTAssertEqual(problem([HeaderField("te", "x\u{7F}"), HeaderField("x-bin", "\u{0}")]),
+                       "header key \"te\" contains value with non-printable ASCII characters")
+        XCTAssertNil(problem([HeaderField("x-bin", "\u{0}"), HeaderField("content-type", "application/grpc")]))
+    }
+
     func testReservedMetadataIsLeftOutAsGRPCGoLeavesItOut() throws {
         let given = [HeaderField("te", "gzip"), HeaderField("Content-Type", "text/plain"), HeaderField("grpc-timeout", "1S"),
                      HeaderField("user-agent", "x"), HeaderField("grpc-status", "0"), HeaderField("x-kept", "yes"),

@@ -209,6 +209,7 @@ SLOW = {
     "test_health_actions.py::test_health_timeout_bounds_an_http_probes_wait",
     "test_tini_compat.py::test_tini_kill_process_group_set_at_all_turns_it_on",
     "test_supervisor.py::test_an_idle_supervisor_never_wakes_and_stays_small",
+    "test_java_peer.py::test_gated_through_watch_with_strict_keepalive_enforcement",
 }
 
 

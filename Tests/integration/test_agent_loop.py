@@ -1,6 +1,10 @@
 """The agent's one event loop: nothing it waits for (a silent listener, a stalled TLS handshake,
 a Workload API that does not answer) keeps the health endpoint from answering, and a silent
-listener does not delay finding the gRPC server behind it."""
+listener does not delay finding the gRPC server behind it.
+
+Each wait is made to last 10 s, and every answer must come within ANSWER_WITHIN: an agent that
+waited on it would miss that by seconds, while a loaded machine cannot. How fast the answers
+are is not asserted here: scripts/bench-agent-loop.py measures it (median and slowest)."""
 import http.client
 import os
 import socket
@@ -11,16 +15,13 @@ import time
 import pytest
 
 from conftest import PEERS
+from peers import free_port
 from test_readiness import go_server, launch, stop
 
-#: The standing target: every probe answered within this, whatever the agent is doing.
-ANSWER_WITHIN = 0.050
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: Every probe answered within this, whatever the agent is doing.
+ANSWER_WITHIN = 2.0
+#: How long each thing the agent waits on stalls: the gate's connect and RPC timeouts.
+STALL = ["-ready-connect-timeout", "10s", "-ready-rpc-timeout", "10s"]
 
 
 class Prober(threading.Thread):
@@ -39,7 +40,7 @@ class Prober(threading.Thread):
         while not self.done.is_set():
             sent = time.monotonic()
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2 * ANSWER_WITHIN)
                 conn.request("GET", "/readyz")
                 r = conn.getresponse()
                 body = r.read().decode().rstrip("\n")
@@ -75,10 +76,9 @@ def slowest(answers):
 def probed_throughout(bindir, gate, command, env=None, during=None):
     """grpc-init with the endpoint on and `gate`, its /readyz probed every 20 ms while `during`
     runs (given the child's and grpc-init's line readers and the prober; what it returns is
-    returned too), or for 1.5 s: long enough for two stalled dials and the pause between them.
-    Every probe answered, within 50 ms."""
+    returned too), or for 1.5 s. Every probe answered, each within ANSWER_WITHIN."""
     health = free_port()
-    proc, lines, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", *gate], command, env=env)
+    proc, lines, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}", *STALL, *gate], command, env=env)
     prober = Prober(health)
     outcome = None
     try:
@@ -99,8 +99,8 @@ def probed_throughout(bindir, gate, command, env=None, during=None):
 
 def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
     """The child listens on a port that never answers, then 0.8 s later starts its gRPC server.
-    Every /readyz meanwhile is answered within 50 ms (503, with why), and the server is found
-    within 300 ms of listening, not after the silent port's connect timeout."""
+    Every /readyz meanwhile is answered (503, with why), and the server is found soon after it
+    listens, not after the silent port's 10 s connect timeout."""
     def until_served(lines, log, prober):
         lines.until("READY ", time.monotonic() + 20)
         listening = time.monotonic()
@@ -113,23 +113,23 @@ def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
     answers, seen = probed_throughout(bindir, [], command, during=until_served)
     waiting = [a for a in answers if a[2] == 503]
     assert waiting and all(a[3] for a in waiting), "503 with the reason"
-    assert seen < 0.300, f"found {seen * 1000:.0f} ms after the server listened"
+    assert seen < ANSWER_WITHIN, f"found {seen * 1000:.0f} ms after the server listened"
 
 
 def test_a_stalled_tls_handshake_does_not_stop_the_endpoint(bindir, pki):
     """-ready-addr at a TLS server that takes the connection and never answers the ClientHello:
-    each dial stalls for the connect timeout, and /readyz is answered throughout."""
+    the dial stalls for the connect timeout (10 s), and /readyz is answered throughout."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(64)
         answers, _ = probed_throughout(bindir, ["-ready-addr", f"127.0.0.1:{silent.getsockname()[1]}", "-ready-tls",
-                                             "-ready-tls-ca-cert", str(pki.ca), "-ready-connect-timeout", "500ms"], go_server())
+                                             "-ready-tls-ca-cert", str(pki.ca)], go_server())
     assert all(a[2] == 503 and a[3] for a in answers)
 
 
 def test_a_workload_api_that_does_not_answer_does_not_stop_the_endpoint(bindir, tmp_path):
     """-ready-spiffe with SPIFFE_ENDPOINT_SOCKET at a socket that never answers: the fetch
-    waits, and /readyz is answered throughout, saying what it waits for."""
+    waits (for the RPC timeout, 10 s), and /readyz is answered throughout, saying what it waits for."""
     path = tmp_path / "agent.sock"
     with socket.socket(socket.AF_UNIX) as silent:
         silent.bind(str(path))

@@ -42,7 +42,8 @@ def test_the_link_order_names_only_what_the_binary_has():
     for name, binary in (("link-order.txt", BIN), ("link-order-notls.txt", PLAIN_BIN)):
         listed = (ROOT / "scripts" / name).read_text().split()
         assert len(listed) > 1000
-        symbols = set(subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True, text=True, check=True).stdout.split())
+        symbols = set(subprocess.run(["nm", "--defined-only", str(binary)], capture_output=True, text=True, check=True,
+                                    timeout=60).stdout.split())
         missing = sorted(set(listed) - symbols)
         assert not missing, f"{name}: {len(missing)} names are gone (run scripts/link-order.sh): {missing[:5]}"
     package = (ROOT / "Package.swift").read_text()

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import GO_SERVER, ROOT
+from peers import free_port
 
 IMAGE = "localhost/grpc-init-test:latest"
 # Tried in order; the first that starts a container is used.
@@ -86,12 +87,6 @@ def podman(tmp_path_factory):
                     return
                 last = tried
     pytest.fail(f"podman cannot start a container here: {first_error_line(last)}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_args(port, *extra):
@@ -173,13 +168,16 @@ def test_sdnotify_container_reports_ready_once_serving(podman, names, tmp_path):
     notify = tmp_path / "notify.sock"
     manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     manager.bind(str(notify))
-    manager.settimeout(20)
     port, c = free_port(), names()
     try:
         podman.run(c, "--sdnotify=container", image_args=server_args(port, "-serving-after", "500ms"), podman_env=dict(os.environ, NOTIFY_SOCKET=str(notify)))
-        messages = []
+        messages, deadline = [], time.monotonic() + 60
         while "READY=1" not in messages:
-            messages += manager.recv(4096).decode().splitlines()
+            manager.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                messages += manager.recv(4096).decode().splitlines()
+            except socket.timeout:
+                pytest.fail(f"no READY=1 from the container within 60 s; it said {messages}")
         logs = podman.logs(c)
         assert "SERVING NOW " in logs, "READY=1 came only after the server serves"
     finally:
@@ -297,8 +295,9 @@ def test_the_probe_with_no_flags_and_no_agent(podman, names):
 
 def test_release_files(podman, tmp_path):
     """scripts/release.sh, twice from the same commit: byte-identical files whose checksums
-    verify, an SBOM that validates and names the linked versions Debian reports, and an OCI image
-    that loads with its labels and runs grpc-init as PID 1."""
+    verify, named after the version the binary says, an SBOM that validates and names that version
+    and the linked versions Debian reports, and an OCI image that loads under the reference kubelet
+    asks for, with its labels, and runs grpc-init as PID 1."""
     runs = []
     for n in (1, 2):
         out = tmp_path / f"release{n}"
@@ -312,28 +311,34 @@ def test_release_files(podman, tmp_path):
     version = next(n for n in names if n.endswith(".spdx.json"))[len("grpc-init-"):-len(".spdx.json")]
     assert names == sorted(["checksums.txt", f"grpc-init-{version}-linux-amd64.tar.gz", f"grpc-init-{version}.spdx.json",
                             f"grpc-init-{version}.oci.tar"])
-    subprocess.run(["sha256sum", "-c", "checksums.txt"], cwd=first, check=True, capture_output=True)
+    subprocess.run(["sha256sum", "-c", "checksums.txt"], cwd=first, check=True, capture_output=True, timeout=60)
     with tarfile.open(first / f"grpc-init-{version}-linux-amd64.tar.gz") as tar:
         members = {m.name: m for m in tar.getmembers()}
         top = f"grpc-init-{version}-linux-amd64"
         assert members[f"{top}/grpc_health_probe"].issym() and members[f"{top}/grpc_health_probe"].linkname == "grpc-init"
         assert {f"{top}/LICENSE", f"{top}/README", f"{top}/licenses/openssl.txt", f"{top}/licenses/zlib.txt"} <= set(members)
         assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+        tar.extractall(tmp_path / "unpacked", members=[members[f"{top}/grpc-init"]], filter="tar")
+    said = subprocess.run([str(tmp_path / "unpacked" / top / "grpc-init"), "-version"], capture_output=True, text=True, timeout=10)
+    assert said.stdout == f"grpc-init {version}\n", "the binary says the version the release is named after"
     sbom_path = first / f"grpc-init-{version}.spdx.json"
-    validated = subprocess.run([str(ROOT / ".venv" / "bin" / "pyspdxtools"), "-i", str(sbom_path)], capture_output=True, text=True)
+    validated = subprocess.run([str(ROOT / ".venv" / "bin" / "pyspdxtools"), "-i", str(sbom_path)], capture_output=True, text=True,
+                               timeout=60)
     assert validated.returncode == 0, validated.stdout + validated.stderr
     packages = {p["name"]: p for p in json.loads(sbom_path.read_text())["packages"]}
     for name, debian in [("openssl", "libssl-dev"), ("zlib", "zlib1g-dev"), ("glibc", "libc6-dev")]:
-        wanted = subprocess.run(["dpkg-query", "-W", "-f=${Version}", debian], capture_output=True, text=True, check=True).stdout
+        wanted = subprocess.run(["dpkg-query", "-W", "-f=${Version}", debian], capture_output=True, text=True, check=True,
+                                timeout=30).stdout
         assert packages[name]["versionInfo"] == wanted, name
     assert packages["grpc-init"]["versionInfo"] == version and packages["grpc-init"]["licenseDeclared"] == "Apache-2.0"
     loaded = podman("load", "-i", str(first / f"grpc-init-{version}.oci.tar"), timeout=300)
     image = loaded.stdout.strip().splitlines()[-1].split("Loaded image:")[-1].strip()
+    assert image == f"docker.io/library/grpc-init:{version.replace('+', '_')}", image
     labels = json.loads(podman("image", "inspect", image).stdout)[0]["Labels"]
     assert labels["org.opencontainers.image.version"] == version
     assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
     assert labels["org.opencontainers.image.revision"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                                         text=True).stdout.strip()
+                                                                         text=True, timeout=30).stdout.strip()
     assert {"org.opencontainers.image.source", "org.opencontainers.image.created", "org.opencontainers.image.title",
             "org.opencontainers.image.description"} <= set(labels)
     ran = podman("run", "--rm", "--network", "host", *podman.run_flags, "-e", "GRPC_INIT_READY=false", image, "/bin/grpc_health_probe", "-version")
@@ -352,7 +357,6 @@ def test_release_files(podman, tmp_path):
         finally:
             podman("rm", "-f", name, check=False)
     # docker/Dockerfile.from-release, as written: grpc-init taken from the loaded image.
-    assert image == f"localhost/grpc-init:{version}", image
     context = tmp_path / "context"
     context.mkdir()
     shutil.copy(GO_SERVER, context / "server")

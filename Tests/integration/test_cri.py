@@ -383,7 +383,7 @@ def node(tmp_path_factory):
         # The release's image archive, as scripts/release.sh writes it, of the binary under test.
         release = images / "release.oci.tar"
         subprocess.run([sys.executable, str(ROOT / "scripts" / "release-files.py"), "--binary", str(BIN),
-                        "--version", "0.0.0-test", "--revision", "0" * 40, "--source", "test", "--swift", "0",
+                        "--version", "0.0.0-test", "--tag", "0.0.0-test", "--revision", "0" * 40, "--source", "test", "--swift", "0",
                         "--sbom", str(images / "release.spdx.json"), "--image", str(release)],
                        check=True, capture_output=True, timeout=120)
         node.release_name, release_id = node.import_archive(release)

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import server
 from test_health_actions import probe_inside
-from test_health_endpoint import SERVING, check, free_port, get
+from peers import free_port
+from test_health_endpoint import SERVING, check, get
 from test_readiness import go_server, launch, py_server, stop
 
 LARGEST = "2562047h47m16.854775807s"

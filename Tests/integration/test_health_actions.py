@@ -12,7 +12,8 @@ import time
 import pytest
 
 from conftest import PEERS, LineReader
-from test_health_endpoint import free_port, get
+from peers import free_port, read_to_end
+from test_health_endpoint import get
 from test_readiness import AGENT, agent_of, children, command_of, go_server, launch, py_server, stop
 from test_supervisor import supervisor_pid
 
@@ -182,7 +183,7 @@ def test_no_exit_while_draining(bindir):
         proc.stdin.write(b"SET - NOT_SERVING\n")
         proc.stdin.flush()
         assert proc.wait(timeout=15) == 143, "the drain ran its course: the child's own status"
-        assert "exit-unhealthy-after" not in proc.stderr.read().decode()
+        assert b"exit-unhealthy-after" not in read_to_end(proc.stderr, 10, "grpc-init's stderr")
 
 
 @pytest.mark.parametrize("kind,mode", [("go", "subreaper"), ("python", "pid1")])

@@ -11,7 +11,8 @@ import time
 
 from conftest import PEERS, LineReader
 from test_health_actions import probe_inside
-from test_health_endpoint import free_port, get
+from peers import free_port
+from test_health_endpoint import get
 from test_readiness import agent_of, go_server, launch, stop
 from test_supervisor import child_pid, supervisor_pid
 

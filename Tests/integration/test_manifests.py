@@ -6,9 +6,7 @@ manifest's environment), the supervisor settings in the environment behave as th
 say, and the Dockerfiles pass hadolint."""
 import http.client
 import os
-import socket
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 
@@ -17,7 +15,8 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import GO_SERVER, PEERS, ROOT, LineReader, running, server
+from conftest import GO_SERVER, ROOT, LineReader, server
+from peers import free_port, workload_api
 
 K8S = ROOT / "k8s"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
@@ -63,18 +62,9 @@ def live_server(manifest, pki, tmp_path):
         with server("go", tls_cert=pki.server_ecdsa[0], tls_key=pki.server_ecdsa[1], tls_client_ca=pki.ca) as (_, port):
             yield port, paths, {}
     else:
-        cert, key = pki.spiffe_probe
-        agent = [sys.executable, str(PEERS / "workloadapi.py"), "--socket", str(tmp_path / "agent.sock"),
-                 "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key), "--bundle", str(pki.spiffe_ca)]
-        with running(agent) as (_, endpoint), server("go", tls_cert=pki.spiffe_server[0], tls_key=pki.spiffe_server[1],
-                                                       tls_client_ca=pki.spiffe_ca) as (_, port):
+        with workload_api(pki, tmp_path) as (_, endpoint), server("go", tls_cert=pki.spiffe_server[0], tls_key=pki.spiffe_server[1],
+                                                            tls_client_ca=pki.spiffe_ca) as (_, port):
             yield port, {}, {"SPIFFE_ENDPOINT_SOCKET": endpoint}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def native(bindir, spec, pki, probes):

@@ -47,13 +47,13 @@ def test_the_tls_server_name_is_the_authority(probe, pki):
         assert ":authority=localhost" in headers_seen(proc)
 
 
-def test_an_empty_user_agent_leaves_ours_alone(probe):
-    """4. No leading space (RFC 9113 §8.2.1): grpc-go's own token alone."""
+def test_an_empty_user_agent_is_followed_by_the_space_all_the_same(probe):
+    """4. grpc-go's WithUserAgent appends " " and its token to whatever it is given, "" too."""
     with server("go", echo_headers=True) as (proc, port):
         r = probe("-addr", f"127.0.0.1:{port}", "-user-agent=")
         assert r.code == 0, r
         agents = [h for h in headers_seen(proc) if h.startswith("user-agent=")]
-        assert len(agents) == 1 and agents[0].startswith("user-agent=grpc-init/"), agents
+        assert len(agents) == 1 and agents[0].startswith("user-agent= grpc-init/"), agents
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -105,14 +105,14 @@ def test_pem_files_are_read_as_gos_pem_decoder_reads_them(probe, pki, tmp_path):
     assert r.lines == ["failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
                        "error=tls: failed to find any PEM data in certificate input"], r
     encrypted = tmp_path / "encrypted.key"
-    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", str(key), "-out", str(encrypted), "-passout", "pass:x"], check=True)
+    subprocess.run(["openssl", "pkcs8", "-topk8", "-in", str(key), "-out", str(encrypted), "-passout", "pass:x"], check=True, timeout=30)
     r = probe("-addr", "localhost:1", "-tls", "-tls-client-cert", str(cert), "-tls-client-key", str(encrypted))
     assert r.lines == ["failed to initialize tls credentials. error=failed to load tls client cert/key pair. "
                        "error=tls: failed to parse private key"], r
 
 
 @pytest.mark.parametrize("form", ["passthrough:///127.0.0.1:{port}", "dns://127.0.0.1:53/127.0.0.1:{port}", "127.0.0.1:+{port}",
-                                  "[::]:{port}"])
+                                  "[::]:{port}", "passthrough:127.0.0.1:{port}"])
 def test_address_forms_grpc_go_accepts(probe, form):
     """10. What grpc-go's passthrough and dns resolvers and Go's dialer take (the DNS resolver
     is not asked for an IP endpoint; no packet leaves this host)."""
@@ -168,3 +168,104 @@ def test_strings_compare_and_trim_as_bytes(probe):
         assert "i=b" in headers_seen(proc)
         r = probe("-addr", f"127.0.0.1:{port}", "-v", "-rpc-header=\u00e9:1", "-rpc-header=e\u0301:2")
         assert "> headers: {map[e\u0301:[2] \u00e9:[1]]}" in r.lines, r
+
+
+USAGE = """Usage:
+  -addr string
+    \t(required) tcp host:port to connect
+  -alts
+    \tuse ALTS (default: false, INSECURE plaintext transport)
+  -connect-timeout duration
+    \ttimeout for establishing connection (default 1s)
+  -gzip
+    \tuse GZIPCompressor for requests and GZIPDecompressor for response (default: false)
+  -rpc-header value
+    \tadditional RPC headers in 'name: value' format. May specify more than one via multiple flags.
+  -rpc-timeout duration
+    \ttimeout for health check rpc (default 1s)
+  -service string
+    \tservice name to check (default: "")
+  -spiffe
+    \tuse SPIFFE to obtain mTLS credentials
+  -tls
+    \tuse TLS (default: false, INSECURE plaintext transport)
+  -tls-ca-cert string
+    \t(with -tls, optional) file containing trusted certificates for verifying server
+  -tls-client-cert string
+    \t(with -tls, optional) client certificate for authenticating to the server (requires -tls-client-key)
+  -tls-client-key string
+    \t(with -tls) client private key for authenticating to the server (requires -tls-client-cert)
+  -tls-no-verify
+    \t(with -tls) don't verify the certificate (INSECURE) presented by the server (default: false)
+  -tls-server-name string
+    \t(with -tls) override the hostname used to verify the server certificate
+  -user-agent string
+    \tuser-agent header value of health check requests (default "grpc_health_probe")
+  -v\tverbose logs
+  -version
+    \tshow probe version and exit
+"""
+
+
+def test_the_usage_is_the_releases_line_for_line(probe):
+    """15. Go's PrintDefaults of the release's flags, and nothing after the last one; after a bad
+    flag, the same under Go's message."""
+    r = probe("-h")
+    assert (r.code, r.stdout, r.stderr) == (1, "", USAGE), r
+    r = probe("-nosuchflag")
+    assert (r.code, r.stderr) == (1, "flag provided but not defined: -nosuchflag\n" + USAGE), r
+
+
+def test_a_scheme_without_slashes_is_a_target_grpc_go_resolves(probe):
+    """16. passthrough:HOST:PORT is a URL whose opaque part is the endpoint; so is dns:HOST:PORT."""
+    with server("go", echo_headers=True) as (proc, port):
+        for form in (f"passthrough:127.0.0.1:{port}", f"dns:127.0.0.1:{port}"):
+            r = probe("-addr", form)
+            assert (r.code, r.lines) == (0, ["status: SERVING"]), (form, r)
+            assert f":authority=127.0.0.1:{port}" in headers_seen(proc)
+
+
+def test_a_percent_that_starts_no_escape_is_refused_as_grpc_go_refuses_it(probe):
+    """17. grpc-go reads the address as passthrough:///ADDRESS with Go's url package, which
+    refuses a % not followed by two hex digits (an IPv6 zone must be written %25)."""
+    with server("go") as (proc, port):
+        r = probe("-addr", f"[::1%1]:{port}")
+        assert (r.code, r.lines) == (2, [f'error: failed to connect service at "[::1%1]:{port}": '
+                                         f'parse "passthrough:///[::1%1]:{port}": invalid URL escape "%1]"']), r
+        r = probe("-addr", f"127.0.0.1:{port}%")
+        assert (r.code, r.lines) == (2, [f'error: failed to connect service at "127.0.0.1:{port}%": '
+                                         f'parse "passthrough:///127.0.0.1:{port}%": invalid URL escape "%"']), r
+        # A valid escape is decoded: the port is read from %XX.
+        r = probe("-addr", "127.0.0.1:" + "".join(f"%{ord(c):02X}" for c in str(port)))
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+
+
+@pytest.mark.parametrize("form,authority", [("[127.0.0.1]:{port}", "[127.0.0.1]:{port}"), ("127.0.0.1:+{port}", "127.0.0.1:+{port}")])
+def test_the_authority_is_the_endpoint_as_written(probe, form, authority):
+    """18. grpc-go sends the endpoint of the target as :authority, brackets and sign included."""
+    with server("go", echo_headers=True) as (proc, port):
+        r = probe("-addr", form.format(port=port))
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+        assert ":authority=" + authority.format(port=port) in headers_seen(proc)
+
+
+def test_every_header_is_checked_the_reserved_ones_too(probe):
+    """19. grpc-go checks all the metadata it holds before it leaves content-type and the other
+    names of its own out, and reports the first bad name in the order the names first came
+    (most of the time: its map walk starts at a random slot; ours always does)."""
+    with server("go") as (proc, port):
+        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-header", "content-type: b\x01")
+        assert (r.code, r.lines) == (3, [RPC + 'Internal desc = header key "content-type" contains value with non-printable ASCII characters']), r
+        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-header", "te: x\x7f")
+        assert (r.code, r.lines) == (3, [RPC + 'Internal desc = header key "te" contains value with non-printable ASCII characters']), r
+        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-header", "user-agent: \x01", "-rpc-header", ": v")
+        assert (r.code, r.lines) == (3, [RPC + 'Internal desc = header key "user-agent" contains value with non-printable ASCII characters']), r
+        r = probe("-addr", f"127.0.0.1:{port}", "-rpc-header", "content-type: application/grpc")
+        assert (r.code, r.lines) == (0, ["status: SERVING"]), r
+
+
+def test_verbose_prints_header_values_as_bytes(bindir):
+    """20. Go's log writes the flag's value bytes as they are; not U+FFFD for what is not UTF-8."""
+    out = subprocess.run([str(bindir / "grpc_health_probe"), "-v", "-addr", "127.0.0.1:1", b"-rpc-header=k: a\xffb",
+                          b"-rpc-header=K: \xc3"], capture_output=True, timeout=15)
+    assert b"> headers: {map[k:[a\xffb \xc3]]}\n" in out.stderr, out.stderr

@@ -132,12 +132,16 @@ FLOODS = [
 
 @pytest.mark.parametrize("mode,line", FLOODS, ids=[f[0] for f in FLOODS])
 def test_a_flooding_server_loses_to_the_deadline(bindir, mode, line):
-    """Each ends by its deadline (+50 ms, and the probe's own start-up), within 16 MiB, with one
-    line, exit 3."""
+    """Each ends, within 16 MiB, with one line, exit 3: the endless floods at the 300 ms
+    deadline, the others once the probe sees what is wrong, which a deadline of 10 s leaves it
+    time to see however loaded the machine. The bounds only tell ending from reading on while
+    the flood burns a core; scripts/bench-timeouts.py measures how close to its deadline the
+    probe ends."""
+    deadline = 0.3 if line == RPC_TIMEOUT else 10.0
     with raw_peer(mode) as port:
-        r = run_measured(bindir, ["-addr", f"127.0.0.1:{port}", "-rpc-timeout", "300ms"], timeout=5)
+        r = run_measured(bindir, ["-addr", f"127.0.0.1:{port}", "-rpc-timeout", f"{deadline}s"], timeout=deadline + 5)
         assert (r.code, r.lines) == (3, [line]), r
-        assert r.elapsed < 0.3 + 0.05 + 0.02, r
+        assert r.elapsed < deadline + 2.0, r
         assert r.rss <= 16, r
 
 
@@ -147,7 +151,9 @@ ENDLESS = [f[0] for f in FLOODS if f[1] != SECOND]
 @pytest.mark.parametrize("mode", ENDLESS + ["stall-rpc", "stall"])
 def test_sigterm_ends_the_probe_at_once_whatever_the_server_sends(bindir, mode):
     """SIGTERM, sent once the server has begun (flooding, or stalling the RPC or the handshake),
-    ends the probe within 10 ms, with the cancellation lines of its phase."""
+    ends the probe, with the cancellation lines of its phase, long before its 20 s deadlines.
+    The bound is one a loaded machine cannot break while the flood burns a core; a probe that
+    read on until a deadline would miss it by 18 s."""
     sent = []
     connecting = mode == "stall"
     mark = b"establishing connection" if connecting else b"connection established"
@@ -172,7 +178,7 @@ def test_sigterm_ends_the_probe_at_once_whatever_the_server_sends(bindir, mode):
         last = (f'error: failed to connect service at "127.0.0.1:{port}": context canceled' if connecting
                 else "error: health rpc failed: rpc error: code = Canceled desc = context canceled")
         assert (r.code, r.lines[-2:]) == (2 if connecting else 3, ["cancellation received (signal: terminated)", last]), r
-        assert r.ended - sent[0] < 0.010, r
+        assert r.ended - sent[0] < 2.0, r
 
 
 RPC = "error: health rpc failed: rpc error: code = "

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import LineReader, collect_lines, read_line, server
+from peers import free_port
 
 KINDS = ["python", "go"]
 
@@ -53,10 +54,7 @@ def test_slow_server_hits_rpc_timeout(probe, kind):
 
 
 def test_refused_port_is_reported_at_once(probe):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     r = probe("-addr", f"127.0.0.1:{port}", "-connect-timeout", "5s")
     assert r.code == 2
     assert r.lines == [f'error: failed to connect service at "127.0.0.1:{port}": dial tcp 127.0.0.1:{port}: connect: connection refused']
@@ -137,8 +135,14 @@ class Recorder:
             dst.close()
 
     def _serve(self):
-        client, _ = self.listener.accept()
-        up = socket.create_connection(("127.0.0.1", self.upstream))
+        # The test's probe connects at once; a relay nobody uses ends with its listener's timeout.
+        self.listener.settimeout(30)
+        try:
+            client, _ = self.listener.accept()
+            up = socket.create_connection(("127.0.0.1", self.upstream), timeout=10)
+            up.settimeout(None)
+        except OSError:
+            return
         threading.Thread(target=self._pipe, args=(client, up, True), daemon=True).start()
         self._pipe(up, client, False)
 

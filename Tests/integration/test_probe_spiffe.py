@@ -4,31 +4,15 @@ Workload API exit 20; of the server's SVID, 2; each at once where it can be know
 import os
 import signal
 import subprocess
-import sys
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from conftest import PEERS, assert_one_line_failure, read_line, running, server
+from conftest import assert_one_line_failure, read_line, server
+from peers import workload_api
 
 KINDS = ["python", "go"]
 SPIFFE_FAILURE = "failed to initialize tls credentials with spiffe. error="
-
-
-@contextmanager
-def agent(pki, tmp_path, mode="serve", federated=(), tcp=False, extra_svids=()):
-    """The Workload API; yields (process, the SPIFFE_ENDPOINT_SOCKET value)."""
-    socket = "tcp:127.0.0.1:0" if tcp else str(tmp_path / "agent.sock")
-    cert, key = pki.spiffe_probe
-    argv = [sys.executable, str(PEERS / "workloadapi.py"), "--socket", socket, "--mode", mode,
-            "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key), "--bundle", str(pki.spiffe_ca)]
-    for name, roots in federated:
-        argv += ["--federated", f"{name}={roots}"]
-    for spiffe_id, (svid_cert, svid_key), roots in extra_svids:
-        argv += ["--extra-svid", f"{spiffe_id},{svid_cert},{svid_key},{roots}"]
-    with running(argv) as (proc, endpoint):
-        yield proc, endpoint
 
 
 def spiffe_server(kind, pair, pki):
@@ -44,7 +28,7 @@ def check(probe, port, endpoint, *args, host="localhost"):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_spiffe_mtls_serving(probe, pki, tmp_path, kind):
-    with agent(pki, tmp_path) as (proc, endpoint), spiffe_server(kind, pki.spiffe_server, pki) as (_, port):
+    with workload_api(pki, tmp_path) as (proc, endpoint), spiffe_server(kind, pki.spiffe_server, pki) as (_, port):
         r = check(probe, port, endpoint, "-v")
         assert r.code == 0, r
         assert 'SPIFFE Verifiable Identity Document (SVID): "spiffe://example.org/probe"' in r.lines
@@ -55,14 +39,14 @@ def test_spiffe_mtls_serving(probe, pki, tmp_path, kind):
 
 
 def test_workload_api_over_tcp(probe, pki, tmp_path):
-    with agent(pki, tmp_path, tcp=True) as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
+    with workload_api(pki, tmp_path, tcp=True) as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
         assert endpoint.startswith("tcp://127.0.0.1:")
         r = check(probe, port, endpoint)
         assert (r.code, r.lines) == (0, ["status: SERVING"])
 
 
 def test_a_signal_cancels_the_wait_for_the_workload_api(bindir, pki, tmp_path):
-    with agent(pki, tmp_path, mode="stall") as (proc, endpoint):
+    with workload_api(pki, tmp_path, mode="stall") as (proc, endpoint):
         env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint)
         start = time.monotonic()
         probe = subprocess.Popen([str(bindir / "grpc_health_probe"), "-addr", "localhost:1", "-spiffe", "-rpc-timeout", "20s"],
@@ -77,10 +61,10 @@ def test_a_signal_cancels_the_wait_for_the_workload_api(bindir, pki, tmp_path):
 
 def test_spiffe_federated_trust_domain(probe, pki, tmp_path):
     with spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
-        with agent(pki, tmp_path) as (_, endpoint):
+        with workload_api(pki, tmp_path) as (_, endpoint):
             assert_one_line_failure(check(probe, port, endpoint), 2, f'error: failed to connect service at "localhost:{port}": ',
                                     'x509svid: could not get X509 bundle: x509bundle: no X.509 bundle for trust domain "other.org"')
-        with agent(pki, tmp_path, federated=[("spiffe://other.org", pki.spiffe_other_ca)]) as (_, endpoint):
+        with workload_api(pki, tmp_path, federated=[("spiffe://other.org", pki.spiffe_other_ca)]) as (_, endpoint):
             r = check(probe, port, endpoint)
             assert (r.code, r.lines) == (0, ["status: SERVING"])
 
@@ -90,14 +74,14 @@ def test_spiffe_federated_trust_domain(probe, pki, tmp_path):
     ("spiffe_ca_leaf_server", "x509svid: leaf certificate must not be a CA or have keyCertSign or cRLSign key usage"),
 ])
 def test_a_server_svid_must_have_one_id_and_not_be_a_ca(probe, pki, tmp_path, leaf, cause):
-    with agent(pki, tmp_path) as (_, endpoint), spiffe_server("go", getattr(pki, leaf), pki) as (_, port):
+    with workload_api(pki, tmp_path) as (_, endpoint), spiffe_server("go", getattr(pki, leaf), pki) as (_, port):
         assert_one_line_failure(check(probe, port, endpoint), 2, f'error: failed to connect service at "localhost:{port}": ',
                                 "tls: failed to verify certificate: " + cause)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_without_a_spiffe_id_is_refused(probe, pki, tmp_path, kind):
-    with agent(pki, tmp_path) as (_, endpoint), spiffe_server(kind, pki.spiffe_no_id_server, pki) as (_, port):
+    with workload_api(pki, tmp_path) as (_, endpoint), spiffe_server(kind, pki.spiffe_no_id_server, pki) as (_, port):
         assert_one_line_failure(check(probe, port, endpoint), 2, f'error: failed to connect service at "localhost:{port}": ',
                                 "tls: failed to verify certificate: x509svid: could not get leaf SPIFFE ID: certificate contains no URI SAN")
 
@@ -105,7 +89,7 @@ def test_server_without_a_spiffe_id_is_refused(probe, pki, tmp_path, kind):
 def test_a_trusted_ca_cannot_vouch_for_another_trust_domain(probe, pki, tmp_path):
     """other.org's CA, trusted for other.org, signs a certificate claiming spiffe://example.org:
     it is checked against example.org's bundle, which does not know that CA."""
-    with agent(pki, tmp_path, federated=[("other.org", pki.spiffe_other_ca)]) as (_, endpoint), \
+    with workload_api(pki, tmp_path, federated=[("other.org", pki.spiffe_other_ca)]) as (_, endpoint), \
             spiffe_server("go", pki.spiffe_impostor_server, pki) as (_, port):
         assert_one_line_failure(check(probe, port, endpoint), 2, f'error: failed to connect service at "localhost:{port}": ',
                                 "tls: failed to verify certificate: x509svid: could not verify leaf certificate: x509: certificate "
@@ -125,7 +109,7 @@ def test_every_svids_bundle_is_trusted(probe, pki, tmp_path):
     first, and trusts the bundle of each, as go-spiffe's source does, so a server of other.org
     is verified against other.org's roots."""
     other = ("spiffe://other.org/probe", pki.spiffe_other_probe, pki.spiffe_other_ca)
-    with agent(pki, tmp_path, extra_svids=[other]) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
+    with workload_api(pki, tmp_path, extra_svids=[other]) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
         r = check(probe, port, endpoint, "-v")
         assert r.code == 0, r
         assert 'SPIFFE Verifiable Identity Document (SVID): "spiffe://example.org/probe"' in r.lines
@@ -134,7 +118,7 @@ def test_every_svids_bundle_is_trusted(probe, pki, tmp_path):
 def test_a_large_federation_is_trusted(probe, pki, tmp_path):
     """No limit on how many trust domains: 100 federated bundles, the server's among the last."""
     federated = [(f"spiffe://member{i}.example", pki.spiffe_ca) for i in range(99)] + [("spiffe://other.org", pki.spiffe_other_ca)]
-    with agent(pki, tmp_path, federated=federated) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
+    with workload_api(pki, tmp_path, federated=federated) as (_, endpoint), spiffe_server("go", pki.spiffe_other_server, pki) as (_, port):
         r = check(probe, port, endpoint)
         assert (r.code, r.lines) == (0, ["status: SERVING"]), r
 
@@ -142,17 +126,17 @@ def test_a_large_federation_is_trusted(probe, pki, tmp_path):
 def test_a_response_without_svids_is_skipped_for_the_next(probe, pki, tmp_path):
     """An agent that has not attested the workload yet may first answer with no SVIDs; as
     go-spiffe, the probe waits for the next response within -rpc-timeout."""
-    with agent(pki, tmp_path, mode="empty-first") as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
+    with workload_api(pki, tmp_path, mode="empty-first") as (_, endpoint), spiffe_server("go", pki.spiffe_server, pki) as (_, port):
         r = check(probe, port, endpoint)
         assert (r.code, r.lines) == (0, ["status: SERVING"]), r
 
 
 def test_only_responses_without_svids_end_at_the_deadline_or_the_stream(probe, pki, tmp_path):
-    with agent(pki, tmp_path, mode="empty") as (_, endpoint):
+    with workload_api(pki, tmp_path, mode="empty") as (_, endpoint):
         r = probe("-addr", "localhost:1", "-spiffe", "-rpc-timeout", "300ms", env=dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint))
         assert (r.code, r.lines) == (20, [SPIFFE_FAILURE + "context deadline exceeded (no SVIDs in the Workload API's response)"]), r
         assert 0.3 <= r.elapsed < 1.3, r
-    with agent(pki, tmp_path, mode="empty-end") as (_, endpoint):
+    with workload_api(pki, tmp_path, mode="empty-end") as (_, endpoint):
         assert_one_line_failure(check(probe, 1, endpoint), 20, SPIFFE_FAILURE, "no SVIDs in the Workload API's response")
 
 
@@ -160,12 +144,12 @@ def test_only_responses_without_svids_end_at_the_deadline_or_the_stream(probe, p
     ("deny", "rpc error: code = PermissionDenied desc = no identity issued"),
 ])
 def test_workload_api_refusals_are_reported_at_once(probe, pki, tmp_path, mode, cause):
-    with agent(pki, tmp_path, mode=mode) as (_, endpoint):
+    with workload_api(pki, tmp_path, mode=mode) as (_, endpoint):
         assert_one_line_failure(check(probe, 1, endpoint), 20, SPIFFE_FAILURE, cause)
 
 
 def test_a_stalled_workload_api_ends_at_the_rpc_timeout(probe, pki, tmp_path):
-    with agent(pki, tmp_path, mode="stall") as (_, endpoint):
+    with workload_api(pki, tmp_path, mode="stall") as (_, endpoint):
         env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint)
         r = probe("-addr", "localhost:1", "-spiffe", "-rpc-timeout", "300ms", env=env)
         assert r.code == 20, r

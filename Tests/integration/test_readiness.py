@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GO_SERVER, PEERS, LineReader
+from peers import free_port, workload_api
 from test_supervisor import MODES, argv, supervisor_pid
 
 AGENT = "grpc-init-agent"
@@ -140,12 +141,6 @@ def test_discovered_on_a_unix_socket(bindir, tmp_path, kind):
         assert await_line(log, "[grpc-init] ready: ").startswith(f"[grpc-init] ready: unix:{sock} reports SERVING")
     finally:
         stop(proc, "pid1")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_an_http1_port_first_and_a_grandchild_that_serves_grpc_later(bindir, tmp_path):
@@ -398,36 +393,25 @@ def test_rpc_headers_reach_the_server(bindir):
 def test_ready_spiffe_presents_the_rotated_svid_on_new_connections(bindir, pki, tmp_path):
     """The agent keeps its Workload API stream open: an SVID rotated while it runs is the one
     its next connection presents (the server's GOAWAY after a second forces one)."""
-    cert, key = pki.spiffe_probe
-    new_cert, new_key = pki.spiffe_probe_rotated
-    workload = subprocess.Popen([sys.executable, str(PEERS / "workloadapi.py"), "--socket", str(tmp_path / "agent.sock"),
-                                 "--spiffe-id", "spiffe://example.org/probe", "--svid", str(cert), "--key", str(key),
-                                 "--bundle", str(pki.spiffe_ca), "--rotate-to", f"{new_cert},{new_key}"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    api = LineReader(workload)
     server_cert, server_key = pki.spiffe_server
-    proc = None
-    try:
-        endpoint = api.until("READY ", time.monotonic() + 20).split()[1]
+    with workload_api(pki, tmp_path, rotate_to=pki.spiffe_probe_rotated) as (workload, endpoint):
         env = dict(os.environ, SPIFFE_ENDPOINT_SOCKET=endpoint)
         proc, lines, log = launch(bindir, "subreaper", ["-v", "-ready-spiffe"],
                                   go_server("-tls-cert", str(server_cert), "-tls-key", str(server_key), "-tls-client-ca",
                                             str(pki.spiffe_ca), "-print-client-cert", "-max-connection-age", "1s"), env=env)
-        assert ", SPIFFE mTLS" in await_line(log, "[grpc-init] health: found the gRPC server at ")
-        await_line(log, "[grpc-init] ready: ")
-        assert lines.until("CLIENT ", time.monotonic() + 10) == "CLIENT probe"
-        workload.stdin.write(b"ROTATE\n")
-        workload.stdin.flush()
-        assert api.until("ROTATED ", time.monotonic() + 10) == "ROTATED 1", "the agent's stream was open"
-        lines.until("CLIENT probe-rotated", time.monotonic() + 20)
-        deadline = time.monotonic() + 20
-        while (line := log.next(deadline)) != "[grpc-init] health: rotated to an X.509-SVID for spiffe://example.org/probe":
-            assert "was SERVING" not in line, "no flapping across the reconnections"
-    finally:
-        if proc:
+        try:
+            assert ", SPIFFE mTLS" in await_line(log, "[grpc-init] health: found the gRPC server at ")
+            await_line(log, "[grpc-init] ready: ")
+            assert lines.until("CLIENT ", time.monotonic() + 10) == "CLIENT probe"
+            workload.stdin.write(b"ROTATE\n")
+            workload.stdin.flush()
+            assert workload.lines.until("ROTATED ", time.monotonic() + 10) == "ROTATED 1", "the agent's stream was open"
+            lines.until("CLIENT probe-rotated", time.monotonic() + 20)
+            deadline = time.monotonic() + 20
+            while (line := log.next(deadline)) != "[grpc-init] health: rotated to an X.509-SVID for spiffe://example.org/probe":
+                assert "was SERVING" not in line, "no flapping across the reconnections"
+        finally:
             stop(proc, "subreaper")
-        workload.kill()
-        workload.wait(timeout=10)
 
 
 def test_idle_after_ready_both_processes_shrink_and_still_work(bindir):
@@ -435,7 +419,6 @@ def test_idle_after_ready_both_processes_shrink_and_still_work(bindir):
     they only read (they fault back in from the page cache as they were); afterwards both still
     do their work: a probe is answered, SIGTERM is forwarded."""
     import http.client
-    from test_health_endpoint import free_port
     port = free_port()
     proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{port}"], go_server())
     try:

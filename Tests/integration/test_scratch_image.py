@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import BIN, GO_SERVER, LineReader, server
+from conftest import BIN, GO_SERVER, ROOT, LineReader, server
 
 
 @pytest.fixture
@@ -41,7 +41,8 @@ def test_without_proc_every_mode_runs(scratch_root):
         assert (out.returncode, out.stderr) == (0, "status: SERVING\n")
     out = subprocess.run(in_root(scratch_root, ["/grpc-init", "--", "/grpc-init", "-version"], False),
                          capture_output=True, text=True, timeout=20)
-    assert (out.returncode, out.stdout, out.stderr) == (0, "grpc-init 0.1.0\n", "")
+    version = subprocess.run([str(ROOT / "scripts" / "version.sh")], capture_output=True, text=True, check=True).stdout
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"grpc-init {version}", "")
     out = subprocess.run(in_root(scratch_root, ["/grpc-init", "--", "/grpc-init", "grpc_health_probe", "-addr", "127.0.0.1:1"], False),
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2, out.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PEERS, LineReader
+from peers import read_to_end
 
 MODES = ["subreaper", "pid1"]
 
@@ -180,7 +181,7 @@ def test_grace_kills_a_child_that_ignores_sigterm(bindir):
     assert proc.wait(timeout=10) == 128 + signal.SIGKILL
     elapsed = time.monotonic() - start
     assert 0.5 <= elapsed < 1.5, elapsed
-    assert b"sending SIGKILL" in proc.stderr.read()
+    assert b"sending SIGKILL" in read_to_end(proc.stderr, 10, "grpc-init's stderr")
 
 
 def test_leftovers_in_the_group_are_terminated(bindir):

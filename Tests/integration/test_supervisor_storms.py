@@ -1,6 +1,13 @@
 """The supervisor under an adversary: a process queueing real-time signals at grpc-init as fast
-as it can must delay neither -grace nor the child's exit; what grpc-init ignores for itself is
-not the child's; a zombie another parent holds in the child's group does not hold the exit."""
+as it can (for 10 s) must delay neither -grace nor the child's exit until it stops; what
+grpc-init ignores for itself is not the child's; a zombie another parent holds in the child's
+group does not hold the exit.
+
+When each happens is decided by the stop sequence (Tests/SupervisorTests/StopSequenceStormTests,
+on a fake clock) and by the loop reading a bounded batch of signals a turn. Measured from here
+while the storm burns a core, the figures are the scheduler's as much as grpc-init's: the bounds
+below only tell acting on time from being starved (the storm outlasts them), and
+scripts/bench-storm.py gives the medians."""
 import os
 import select
 import signal
@@ -12,10 +19,14 @@ import time
 import pytest
 
 from conftest import ROOT, LineReader
+from peers import reap
 from test_supervisor import argv, child_pid, supervisor_pid
 
 STORM = ROOT / ".build" / "peers" / "storm"
 STORM_SIGNAL = signal.SIGRTMIN + 1
+# Past what is due, what a loaded machine may add before grpc-init acts; well short of the
+# storm's 10 s, which a supervisor the storm starves would wait out.
+SLACK = 2.0
 
 # A child that ignores SIGTERM and the storm's signal, says "ready", and on a line on its stdin
 # prints the monotonic time and exits 3.
@@ -31,17 +42,26 @@ CHILD = textwrap.dedent(f"""
 
 
 def start_storm(pid):
+    """The storm (for 10 s at most), once it is queueing signals at `pid`."""
     assert STORM.exists(), f"{STORM} is missing: the test command builds it"
-    storm = subprocess.Popen([str(STORM), str(pid), str(int(STORM_SIGNAL)), "10"], stdout=subprocess.PIPE, text=True)
-    assert storm.stdout.readline() == "storming\n"
+    storm = subprocess.Popen([str(STORM), str(pid), str(int(STORM_SIGNAL)), "10"], stdout=subprocess.PIPE)
+    storm.lines = LineReader(storm)
+    try:
+        assert storm.lines.next(time.monotonic() + 10) == "storming"
+    except (TimeoutError, EOFError) as e:
+        storm.kill()
+        storm.wait(timeout=10)
+        pytest.fail(f"the storm did not say it was storming within 10 s: {e}")
     return storm
 
 
 def end_storm(storm):
+    """Its figures ("queued N refused M"), once it has stopped."""
     if storm.poll() is None:
         storm.send_signal(signal.SIGTERM)
-    out, _ = storm.communicate(timeout=15)
-    return out.strip()
+    figures = " ".join(storm.lines.rest(time.monotonic() + 15))
+    storm.wait(timeout=15)
+    return figures.strip()
 
 
 def clean_up(proc, storm):
@@ -80,7 +100,7 @@ def test_grace_fires_on_time_under_a_signal_storm(bindir, mode):
         proc.wait(timeout=5)
         print(f"grace under a storm ({mode}): exited {ended - start:.3f} s after SIGTERM; storm {figures}")
         assert proc.returncode == 128 + signal.SIGKILL
-        assert 1.0 <= ended - start < 1.1, f"{ended - start:.3f} s ({figures})"
+        assert 1.0 <= ended - start < 1.0 + SLACK, f"{ended - start:.3f} s ({figures})"
     finally:
         clean_up(proc, storm)
 
@@ -102,7 +122,7 @@ def test_the_childs_exit_is_acted_on_at_once_under_a_signal_storm(bindir, mode):
         proc.wait(timeout=5)
         print(f"child's exit under a storm ({mode}): grpc-init exited {1000 * (ended - exited):.1f} ms after the child; storm {figures}")
         assert proc.returncode == 3
-        assert ended - exited < 0.05, f"{ended - exited:.3f} s ({figures})"
+        assert ended - exited < SLACK, f"{ended - exited:.3f} s ({figures})"
     finally:
         clean_up(proc, storm)
 
@@ -153,7 +173,7 @@ def test_a_zombie_another_parent_holds_in_the_childs_group_does_not_hold_the_exi
         assert ended - exited < 0.5, f"{ended - exited:.3f} s: the foreign zombie held the exit"
     finally:
         if zombie:
-            os.waitpid(zombie, 0)
+            reap(zombie, 10, "the process left as a zombie in the child's group")
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)

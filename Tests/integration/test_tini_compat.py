@@ -14,6 +14,7 @@ import time
 import pytest
 
 from conftest import LineReader
+from peers import reap
 from test_supervisor import argv
 
 TINI = shutil.which("tini")
@@ -75,7 +76,7 @@ def group_forwarding(prefix, env):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)
         if sleeper:
             try:
                 os.kill(sleeper, signal.SIGKILL)
@@ -114,7 +115,7 @@ def test_tini_subreaper_set_at_all_adopts_orphans(bindir):
             assert b"not registered as a child subreaper" not in said and (name == "tini" or b"warning" not in said), said
         finally:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize("verbosity,verbose", [("3", True), ("2", True), ("1", False), ("0", False), ("junk", False)])
@@ -195,7 +196,7 @@ def test_a_background_job_leaves_the_terminal_to_the_shell(bindir, tmp_path):
         assert foreground == pid, f"the terminal's foreground group is {foreground}, not the shell's {pid}"
     finally:
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        reap(pid, 10, "the interactive shell (SIGKILLed)")
         os.close(master)
         if marker.exists() and marker.read_text().strip():
             try:
