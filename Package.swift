@@ -94,7 +94,7 @@ let package = Package(
                     exclude: ["entry", "corpus", "c"]),
         .testTarget(name: "TransportTests", dependencies: ["Addressing", "Transport", "TestSupport"]),
         .testTarget(name: "SPIFFETests", dependencies: ["Addressing", "GateProtocol", "SPIFFE", "Wire", "Transport"]),
-        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Flags", "GateProtocol"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Wire", "GateProtocol"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "Addressing", "CShim", "Flags", "GateProtocol", "HealthServer", "HPACK", "SystemCalls", "Transport", "Wire"]),
         .testTarget(name: "SystemCallsTests", dependencies: ["SystemCalls"]),

@@ -66,7 +66,7 @@ final class Agent: EventSource {
     static let releaseWithEndpoint: Int32 = 2_000
     static let releaseWithoutEndpoint: Int32 = 1_000
 
-    init(_ configuration: AgentConfiguration, reactor: Reactor, link: SupervisorLink, reporter: Reporter) {
+    init(_ configuration: GateConfiguration, reactor: Reactor, link: SupervisorLink, reporter: Reporter) {
         plan = AgentPlan(configuration)
         self.reactor = reactor
         self.link = link

@@ -8,13 +8,13 @@ import Wire
 /// What the agent's configuration means for each call it makes: the request, the metadata, the
 /// user-agent and the timeouts, worked out once.
 struct AgentPlan {
-    let configuration: AgentConfiguration
+    let configuration: GateConfiguration
     let metadata: [HeaderField]
     /// The request for the first configured service (discovery's Check, liveness Checks).
     let request: [UInt8]
     let userAgent: [UInt8]
 
-    init(_ configuration: AgentConfiguration) {
+    init(_ configuration: GateConfiguration) {
         self.configuration = configuration
         metadata = configuration.rpcHeaders.map { Metadata.field(fromFlag: Array($0.utf8)) }
         request = Health.request(service: configuration.services[0])

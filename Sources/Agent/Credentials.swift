@@ -18,14 +18,14 @@ final class Credentials {
         case unavailable(Reason)
     }
 
-    let configuration: AgentConfiguration
+    let configuration: GateConfiguration
     let svids: SVIDSource?
     private let reporter: Reporter
     private var configured: Security?
     private var fallback: Security?
     private var spiffeContext: (certificates: [UInt8], security: Security)?
 
-    init(_ configuration: AgentConfiguration, svids: SVIDSource?, reporter: Reporter) {
+    init(_ configuration: GateConfiguration, svids: SVIDSource?, reporter: Reporter) {
         self.configuration = configuration
         self.svids = svids
         self.reporter = reporter

@@ -7,7 +7,7 @@ import SystemCalls
 final class SupervisorLink: EventSource {
     private let fd: Int32
     private var decoder = GateFraming.Decoder()
-    private(set) var configuration: AgentConfiguration?
+    private(set) var configuration: GateConfiguration?
     /// The supervisor closed its end, or spoke what we cannot read: the agent stops.
     private(set) var ended: AgentExit?
     var onDrain: () -> Void = {}

@@ -57,22 +57,11 @@ public struct FlagSet: Sendable {
         /// The flags the arguments set (by their names, not their aliases).
         public var given: Set<String> = []
 
-        public func bool(_ name: String) -> Bool {
-            if case .bool(let b)? = values[name] { return b }
-            return false
-        }
-        public func string(_ name: String) -> String {
-            if case .string(let s)? = values[name] { return s }
-            return ""
-        }
-        public func duration(_ name: String) -> GoDuration {
-            if case .duration(let d)? = values[name] { return d }
-            return GoDuration(nanoseconds: 0)
-        }
-        public func list(_ name: String) -> [String] {
-            if case .list(let l)? = values[name] { return l }
-            return []
-        }
+        /// The value `flag` was given, or its default.
+        @inlinable public subscript<V>(_ flag: Flags.Flag<V>) -> V { values[flag.name].flatMap(V.init) ?? flag.defaultValue }
+
+        /// Whether the arguments set `flag` (by its name or an alias).
+        @inlinable public func isGiven<V>(_ flag: Flags.Flag<V>) -> Bool { given.contains(flag.name) }
     }
 
     public let flags: [Flag]
@@ -177,10 +166,21 @@ public struct FlagSet: Sendable {
         return Parsed(values: values, remaining: Array(args), given: given)
     }
 
-    /// The values the arguments gave `names`, byte for byte, in order: `arguments` are the bytes
+    /// The values the arguments gave `flags`, byte for byte, in order: `arguments` are the bytes
     /// of what `parse` read as text (Go's flag package keeps a value's bytes; text made from
     /// bytes that are not UTF-8 would not). Read with `parse`'s grammar, without bundling.
-    public func rawValues(of names: Set<String>, in arguments: [[UInt8]]) -> [String: [[UInt8]]] {
+    public func rawValues(of flags: [Flag], in arguments: [[UInt8]]) -> RawValues {
+        RawValues(found: rawValues(of: Set(flags.map(\.name)), in: arguments))
+    }
+
+    /// The values `rawValues` found, read by each flag's key.
+    public struct RawValues: Sendable {
+        let found: [String: [[UInt8]]]
+        /// What the arguments gave `flag`, in order (empty: nothing).
+        public subscript<V>(_ flag: Flags.Flag<V>) -> [[UInt8]] { found[flag.name] ?? [] }
+    }
+
+    func rawValues(of names: Set<String>, in arguments: [[UInt8]]) -> [String: [[UInt8]]] {
         var found: [String: [[UInt8]]] = [:]
         var index = 0
         while index < arguments.count {
@@ -256,4 +256,85 @@ public struct FlagSet: Sendable {
         }
         return out
     }
+}
+
+/// A flag's declaration that is also the key its value is read with (`parsed[key]`): a flag that
+/// is not declared has no key, so a misspelt one does not compile.
+public struct Flag<Value: FlagValue>: Sendable {
+    /// What a `FlagSet` is made of (`FlagSet([key.definition, ...])`).
+    public let definition: FlagSet.Flag
+    public let defaultValue: Value
+    public var name: String { definition.name }
+
+    /// Sets the flag in `values` (a starting point for `FlagSet.parse`).
+    public func set(_ value: Value, in values: inout [String: FlagSet.Value]) { values[definition.name] = value.flagValue }
+}
+
+extension Flag where Value == Bool {
+    public init(_ name: String, default value: Bool = false, aliases: [String] = [], usage: String) {
+        definition = FlagSet.Flag(name, .bool, default: .bool(value), aliases: aliases, usage: usage)
+        defaultValue = value
+    }
+}
+
+extension Flag where Value == String {
+    public init(_ name: String, default value: String = "", placeholder: String? = nil, aliases: [String] = [], usage: String) {
+        definition = FlagSet.Flag(name, .string, default: .string(value), placeholder: placeholder, aliases: aliases, usage: usage)
+        defaultValue = value
+    }
+}
+
+extension Flag where Value == GoDuration {
+    public init(_ name: String, default value: GoDuration = GoDuration(nanoseconds: 0), placeholder: String? = nil,
+                aliases: [String] = [], usage: String) {
+        definition = FlagSet.Flag(name, .duration, default: .duration(value), placeholder: placeholder, aliases: aliases, usage: usage)
+        defaultValue = value
+    }
+}
+
+extension Flag where Value == [String] {
+    /// A repeatable flag; `validate` returns Go's error text for a bad value, or nil.
+    public init(_ name: String, placeholder: String? = nil, aliases: [String] = [], usage: String,
+                validate: @escaping @Sendable (String) -> String?) {
+        definition = FlagSet.Flag(name, .list(validate: validate), default: .list([]), placeholder: placeholder, aliases: aliases, usage: usage)
+        defaultValue = []
+    }
+}
+
+/// What a flag can hold: a boolean, a string, a duration, or a list of strings.
+public protocol FlagValue: Sendable {
+    init?(_ value: FlagSet.Value)
+    var flagValue: FlagSet.Value { get }
+}
+
+extension Bool: FlagValue {
+    public init?(_ value: FlagSet.Value) {
+        guard case .bool(let b) = value else { return nil }
+        self = b
+    }
+    public var flagValue: FlagSet.Value { .bool(self) }
+}
+
+extension String: FlagValue {
+    public init?(_ value: FlagSet.Value) {
+        guard case .string(let s) = value else { return nil }
+        self = s
+    }
+    public var flagValue: FlagSet.Value { .string(self) }
+}
+
+extension GoDuration: FlagValue {
+    public init?(_ value: FlagSet.Value) {
+        guard case .duration(let d) = value else { return nil }
+        self = d
+    }
+    public var flagValue: FlagSet.Value { .duration(self) }
+}
+
+extension Array: FlagValue where Element == String {
+    public init?(_ value: FlagSet.Value) {
+        guard case .list(let l) = value else { return nil }
+        self = l
+    }
+    public var flagValue: FlagSet.Value { .list(self) }
 }

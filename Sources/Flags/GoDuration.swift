@@ -1,6 +1,6 @@
 /// A signed span of nanoseconds that parses and prints exactly as Go's time.Duration does,
 /// so that flag values and messages read the same as the reference tool's.
-public struct GoDuration: Equatable, Comparable, Sendable, CustomStringConvertible {
+public struct GoDuration: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var nanoseconds: Int64
 
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }

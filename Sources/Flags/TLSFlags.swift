@@ -10,15 +10,30 @@ public struct TLSFlags: Equatable, Sendable {
 
     public init() {}
 
-    /// The flags as parsed, their names spelt `prefix` + "tls..." ("" for the probe, "ready-"
+    /// The six flags' keys, as one side declares them (`-tls...` for the probe, `-ready-tls...`
     /// for the gate).
-    public init(_ parsed: FlagSet.Parsed, prefix: String) {
-        tls = parsed.bool(prefix + "tls")
-        noVerify = parsed.bool(prefix + "tls-no-verify")
-        caCert = parsed.string(prefix + "tls-ca-cert")
-        clientCert = parsed.string(prefix + "tls-client-cert")
-        clientKey = parsed.string(prefix + "tls-client-key")
-        serverName = parsed.string(prefix + "tls-server-name")
+    public struct Keys: Sendable {
+        public let tls, noVerify: Flag<Bool>
+        public let caCert, clientCert, clientKey, serverName: Flag<String>
+
+        public init(tls: Flag<Bool>, noVerify: Flag<Bool>, caCert: Flag<String>, clientCert: Flag<String>, clientKey: Flag<String>,
+                    serverName: Flag<String>) {
+            (self.tls, self.noVerify, self.caCert, self.clientCert, self.clientKey, self.serverName) = (tls, noVerify, caCert, clientCert, clientKey, serverName)
+        }
+
+        public var definitions: [FlagSet.Flag] {
+            [tls.definition, noVerify.definition, caCert.definition, clientCert.definition, clientKey.definition, serverName.definition]
+        }
+    }
+
+    /// The flags as parsed.
+    public init(_ parsed: FlagSet.Parsed, _ keys: Keys) {
+        tls = parsed[keys.tls]
+        noVerify = parsed[keys.noVerify]
+        caCert = parsed[keys.caCert]
+        clientCert = parsed[keys.clientCert]
+        clientKey = parsed[keys.clientKey]
+        serverName = parsed[keys.serverName]
     }
 
     /// The first combination that makes no sense, in the reference tool's words, with the flag

@@ -137,15 +137,7 @@ extension SupervisorMessage {
         case .drain:
             return w
         case .configure(let c):
-            for text in [c.addr, c.tls.caCert, c.tls.clientCert, c.tls.clientKey, c.tls.serverName] { w.string(text) }
-            for value in [c.interval, c.connectTimeout, c.rpcTimeout, c.healthTimeout, c.answerInterval] { w.integer(value.nanoseconds) }
-            for value in [c.tls.tls, c.tls.noVerify, c.spiffe, c.servesHealth, c.servesLocalProbes] { w.flag(value) }
-            let services = Array(c.services.prefix(GateFraming.maxList))
-            w.byte(UInt8(services.count))
-            for service in services { w.string(service) }
-            let headers = Array(c.rpcHeaders.prefix(GateFraming.maxList))
-            w.byte(UInt8(headers.count))
-            for header in headers { w.string(header) }
+            c.encode(into: &w)
             return w
         }
     }
@@ -158,28 +150,7 @@ extension SupervisorMessage {
             try r.end()
             return .drain
         case .configure:
-            var c = AgentConfiguration()
-            c.addr = try r.string()
-            c.tls.caCert = try r.string()
-            c.tls.clientCert = try r.string()
-            c.tls.clientKey = try r.string()
-            c.tls.serverName = try r.string()
-            c.interval = GoDuration(nanoseconds: try r.integer())
-            c.connectTimeout = GoDuration(nanoseconds: try r.integer())
-            c.rpcTimeout = GoDuration(nanoseconds: try r.integer())
-            c.healthTimeout = GoDuration(nanoseconds: try r.integer())
-            c.answerInterval = GoDuration(nanoseconds: try r.integer())
-            c.tls.tls = try r.flag()
-            c.tls.noVerify = try r.flag()
-            c.spiffe = try r.flag()
-            c.servesHealth = try r.flag()
-            c.servesLocalProbes = try r.flag()
-            c.services = []
-            for _ in 0..<(try r.count()) { c.services.append(try r.string()) }
-            for _ in 0..<(try r.count()) { c.rpcHeaders.append(try r.string()) }
-            try r.end()
-            guard c.interval.nanoseconds > 0, c.connectTimeout.nanoseconds > 0, c.rpcTimeout.nanoseconds > 0,
-                  c.healthTimeout.nanoseconds > 0, c.answerInterval.nanoseconds >= 0, !c.services.isEmpty else { throw .malformed(kind: raw) }
+            let c = try GateConfiguration.decode(from: &r)
             return .configure(c)
         }
     }

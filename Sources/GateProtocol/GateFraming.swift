@@ -16,12 +16,18 @@ public enum GateFraming {
         case oversized(Int)
         /// A known kind whose payload does not decode.
         case malformed(kind: UInt8)
+        /// A known kind whose payload ends inside a value.
+        case truncated(kind: UInt8)
+        /// A configuration field this version does not know.
+        case unknownField(kind: UInt8, tag: UInt8)
 
         public var description: String {
             switch self {
             case .version(let v): return "protocol version \(v) (this grpc-init speaks \(GateFraming.version))"
             case .oversized(let n): return "a frame of \(n) bytes (at most \(GateFraming.maxPayload))"
             case .malformed(let kind): return "a message of kind \(kind) that does not decode"
+            case .truncated(let kind): return "a message of kind \(kind) cut short"
+            case .unknownField(let kind, let tag): return "a message of kind \(kind) with a field of unknown tag \(tag)"
             }
         }
     }
@@ -81,7 +87,7 @@ public enum GateFraming {
         }
 
         mutating func byte() throws(Failure) -> UInt8 {
-            guard offset < bytes.count else { throw .malformed(kind: kind) }
+            guard offset < bytes.count else { throw .truncated(kind: kind) }
             defer { offset += 1 }
             return bytes[offset]
         }
@@ -95,7 +101,7 @@ public enum GateFraming {
         }
 
         mutating func integer() throws(Failure) -> Int64 {
-            guard offset + 8 <= bytes.count else { throw .malformed(kind: kind) }
+            guard offset + 8 <= bytes.count else { throw .truncated(kind: kind) }
             var raw: UInt64 = 0
             for index in offset..<offset + 8 { raw = raw << 8 | UInt64(bytes[index]) }
             offset += 8
@@ -103,10 +109,11 @@ public enum GateFraming {
         }
 
         mutating func string() throws(Failure) -> String {
-            guard offset + 2 <= bytes.count else { throw .malformed(kind: kind) }
+            guard offset + 2 <= bytes.count else { throw .truncated(kind: kind) }
             let length = Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
             offset += 2
-            guard length <= GateFraming.maxString, offset + length <= bytes.count else { throw .malformed(kind: kind) }
+            guard length <= GateFraming.maxString else { throw .malformed(kind: kind) }
+            guard offset + length <= bytes.count else { throw .truncated(kind: kind) }
             defer { offset += length }
             return String(decoding: bytes[offset..<offset + length], as: UTF8.self)
         }

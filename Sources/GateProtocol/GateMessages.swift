@@ -7,37 +7,9 @@ import Flags
 
 /// What the supervisor tells the agent: its configuration first, then commands.
 public enum SupervisorMessage: Equatable, Sendable {
-    case configure(AgentConfiguration)
+    case configure(GateConfiguration)
     /// SIGTERM with -drain-delay: answer "draining" from now on.
     case drain
-}
-
-/// Everything the agent needs to know, from the supervisor's -ready flags.
-public struct AgentConfiguration: Equatable, Sendable {
-    /// The server's address (-ready-addr); empty: find it.
-    public var addr = ""
-    /// The services that must all be SERVING (-ready-service); [""]: the server as a whole.
-    public var services = [""]
-    /// The Check interval for a server without Watch.
-    public var interval = GoDuration(nanoseconds: 250_000_000)
-    public var connectTimeout = GoDuration.second
-    public var rpcTimeout = GoDuration.second
-    /// -ready-tls and its companions.
-    public var tls = TLSFlags()
-    public var spiffe = false
-    /// -ready-rpc-header values, "name: value".
-    public var rpcHeaders: [String] = []
-    /// The health endpoint's listening socket is descriptor 3.
-    public var servesHealth = false
-    /// The local probe socket (for `grpc_health_probe` with no -addr) is descriptor 4.
-    public var servesLocalProbes = false
-    /// An HTTP probe's answer deadline (-health-timeout): HTTP carries none.
-    public var healthTimeout = GoDuration.second
-    /// With -exit-unresponsive-after or WATCHDOG_USEC: a Check this often proves the server
-    /// answers (each answer reported); zero: no Checks beyond the Watch.
-    public var answerInterval = GoDuration(nanoseconds: 0)
-
-    public init() {}
 }
 
 /// A server's health as the agent's health model holds it: the one fact the ready file,

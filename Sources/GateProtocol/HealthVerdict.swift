@@ -187,7 +187,7 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         case .rpc(let status): return status.description
         case .setup(let text): return text
         case .undecodable(let why): return Verdict.undecodableMessage(why)
-        case .draining: return "draining"
+        case .draining: return Drain.word
         case .awaitingAnswer: return "waiting for the server's first health answer"
         case .service(let name, let why): return "service \(goQuote(name)): \(why)"
         }
@@ -243,7 +243,7 @@ public enum Verdict: Equatable, Sendable {
         switch self {
         case .serving: return "SERVING"
         case .notServing(let status): return status.description
-        case .draining: return "NOT_SERVING (draining)"
+        case .draining: return "NOT_SERVING (\(Drain.word))"
         case .unreachable(let reason): return reason.description
         case .rpcFailed(let status): return status.description
         }

@@ -130,7 +130,7 @@ public enum HealthServer {
                             service: String? = nil) -> (status: Int, body: [String]) {
         switch kind {
         case .ready, .watch:
-            let words = verdict == .draining ? "draining" : verdict.words
+            let words = verdict == .draining ? Drain.word : verdict.words
             let text = service.map { "service \(goQuote($0)): \(words)" } ?? words
             guard let lines else { return (verdict.isServing ? 200 : 503, [text]) }
             let last = verdict.isServing ? "readyz check passed" : "readyz check failed: \(text)"

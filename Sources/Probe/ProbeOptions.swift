@@ -39,28 +39,36 @@ public struct ProbeOptions {
     public var gzip = false
     public var spiffe = false
 
-    static let flagSet = FlagSet([
+    /// Each flag, declared once: its key reads its value.
+    enum Keys {
         // The reference tool's words, exactly: its usage is part of the drop-in (our extras are in
         // `grpc-init --help`).
-        .init("addr", .string, usage: "(required) tcp host:port to connect"),
-        .init("service", .string, usage: "service name to check (default: \"\")"),
-        .init("user-agent", .string, default: .string("grpc_health_probe"), usage: "user-agent header value of health check requests"),
-        .init("connect-timeout", .duration, default: .duration(.second), usage: "timeout for establishing connection"),
-        .init("rpc-timeout", .duration, default: .duration(.second), usage: "timeout for health check rpc"),
-        .init("rpc-header", .list(validate: { value in
-            value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))"
-        }), usage: "additional RPC headers in 'name: value' format. May specify more than one via multiple flags."),
-        .init("tls", .bool, usage: "use TLS (default: false, INSECURE plaintext transport)"),
-        .init("tls-no-verify", .bool, usage: "(with -tls) don't verify the certificate (INSECURE) presented by the server (default: false)"),
-        .init("tls-ca-cert", .string, usage: "(with -tls, optional) file containing trusted certificates for verifying server"),
-        .init("tls-client-cert", .string, usage: "(with -tls, optional) client certificate for authenticating to the server (requires -tls-client-key)"),
-        .init("tls-client-key", .string, usage: "(with -tls) client private key for authenticating to the server (requires -tls-client-cert)"),
-        .init("tls-server-name", .string, usage: "(with -tls) override the hostname used to verify the server certificate"),
-        .init("alts", .bool, usage: "use ALTS (default: false, INSECURE plaintext transport)"),
-        .init("v", .bool, usage: "verbose logs"),
-        .init("version", .bool, usage: "show probe version and exit"),
-        .init("gzip", .bool, usage: "use GZIPCompressor for requests and GZIPDecompressor for response (default: false)"),
-        .init("spiffe", .bool, usage: "use SPIFFE to obtain mTLS credentials"),
+        static let addr = Flag<String>("addr", usage: "(required) tcp host:port to connect")
+        static let service = Flag<String>("service", usage: "service name to check (default: \"\")")
+        static let userAgent = Flag<String>("user-agent", default: "grpc_health_probe", usage: "user-agent header value of health check requests")
+        static let connectTimeout = Flag<GoDuration>("connect-timeout", default: .second, usage: "timeout for establishing connection")
+        static let rpcTimeout = Flag<GoDuration>("rpc-timeout", default: .second, usage: "timeout for health check rpc")
+        static let rpcHeader = Flag<[String]>("rpc-header", usage: "additional RPC headers in 'name: value' format. May specify more than one via multiple flags.",
+                                              validate: { value in value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))" })
+        static let tls = TLSFlags.Keys(
+            tls: Flag("tls", usage: "use TLS (default: false, INSECURE plaintext transport)"),
+            noVerify: Flag("tls-no-verify", usage: "(with -tls) don't verify the certificate (INSECURE) presented by the server (default: false)"),
+            caCert: Flag("tls-ca-cert", usage: "(with -tls, optional) file containing trusted certificates for verifying server"),
+            clientCert: Flag("tls-client-cert", usage: "(with -tls, optional) client certificate for authenticating to the server (requires -tls-client-key)"),
+            clientKey: Flag("tls-client-key", usage: "(with -tls) client private key for authenticating to the server (requires -tls-client-cert)"),
+            serverName: Flag("tls-server-name", usage: "(with -tls) override the hostname used to verify the server certificate"))
+        static let alts = Flag<Bool>("alts", usage: "use ALTS (default: false, INSECURE plaintext transport)")
+        static let verbose = Flag<Bool>("v", usage: "verbose logs")
+        static let version = Flag<Bool>("version", usage: "show probe version and exit")
+        static let gzip = Flag<Bool>("gzip", usage: "use GZIPCompressor for requests and GZIPDecompressor for response (default: false)")
+        static let spiffe = Flag<Bool>("spiffe", usage: "use SPIFFE to obtain mTLS credentials")
+    }
+
+    static let flagSet = FlagSet([
+        Keys.addr.definition, Keys.service.definition, Keys.userAgent.definition, Keys.connectTimeout.definition, Keys.rpcTimeout.definition,
+        Keys.rpcHeader.definition, Keys.tls.tls.definition, Keys.tls.noVerify.definition, Keys.tls.caCert.definition,
+        Keys.tls.clientCert.definition, Keys.tls.clientKey.definition, Keys.tls.serverName.definition, Keys.alts.definition,
+        Keys.verbose.definition, Keys.version.definition, Keys.gzip.definition, Keys.spiffe.definition,
     ])
 
     /// Go's flag package's usage, as printed: each line ends with the last flag's (the lines go
@@ -88,22 +96,22 @@ public struct ProbeOptions {
             case .invalid(let message): throw ProbeFailure.flags(message, usage: usage)
             }
         }
-        if parsed.bool("version") { return .version(verbose: parsed.bool("v")) }
+        if parsed[Keys.version] { return .version(verbose: parsed[Keys.verbose]) }
 
         var o = ProbeOptions()
-        o.addr = parsed.string("addr")
-        let raw = flagSet.rawValues(of: ["service", "user-agent", "rpc-header"], in: rawArguments ?? arguments.map { Array($0.utf8) })
-        o.service = raw["service"]?.last ?? []
-        o.userAgent = raw["user-agent"]?.last ?? Array("grpc_health_probe".utf8)
-        o.connectTimeout = parsed.duration("connect-timeout")
-        o.rpcTimeout = parsed.duration("rpc-timeout")
-        o.metadata = (raw["rpc-header"] ?? []).map { ProbeOptions.header($0) }
-        o.tls = TLSFlags(parsed, prefix: "")
-        o.alts = parsed.bool("alts")
-        o.verbose = parsed.bool("v")
-        o.gzip = parsed.bool("gzip")
-        o.spiffe = parsed.bool("spiffe")
-        o.serviceGiven = parsed.given.contains("service")
+        o.addr = parsed[Keys.addr]
+        let raw = flagSet.rawValues(of: [Keys.service.definition, Keys.userAgent.definition, Keys.rpcHeader.definition], in: rawArguments ?? arguments.map { Array($0.utf8) })
+        o.service = raw[Keys.service].last ?? []
+        o.userAgent = raw[Keys.userAgent].last ?? Array(Keys.userAgent.defaultValue.utf8)
+        o.connectTimeout = parsed[Keys.connectTimeout]
+        o.rpcTimeout = parsed[Keys.rpcTimeout]
+        o.metadata = raw[Keys.rpcHeader].map { ProbeOptions.header($0) }
+        o.tls = TLSFlags(parsed, Keys.tls)
+        o.alts = parsed[Keys.alts]
+        o.verbose = parsed[Keys.verbose]
+        o.gzip = parsed[Keys.gzip]
+        o.spiffe = parsed[Keys.spiffe]
+        o.serviceGiven = parsed.isGiven(Keys.service)
         if o.addr.isEmpty {
             do { try o.validate() } catch { o.deferredFailure = error }
         } else {

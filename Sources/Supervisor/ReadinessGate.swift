@@ -13,7 +13,7 @@ import SystemCalls
 /// the facts (`events`). It never waits on the agent: its reports are read as they come, and if
 /// it dies it is started again after a pause that doubles with each death.
 final class ReadinessGate {
-    let options: ReadinessOptions
+    let options: GateConfiguration
     private let log: SupervisorLog
     /// The ready file and NOTIFY_SOCKET.
     let outputs: ReadinessOutputs
@@ -67,7 +67,7 @@ final class ReadinessGate {
     static let deathWindow: Int64 = 60_000_000_000
     static let restarts = Backoff(first: 100_000_000, maximum: 30_000_000_000)
 
-    init(options: ReadinessOptions, log: SupervisorLog) {
+    init(options: GateConfiguration, log: SupervisorLog) {
         self.options = options
         self.log = log
         outputs = ReadinessOutputs(file: options.file, log: log)
@@ -173,7 +173,7 @@ final class ReadinessGate {
         }
         // The health port goes down as descriptor 3: the agent serves on it, never binds.
         let arguments = ["grpc-init-agent"]
-        var configuration = options.agentConfiguration
+        var configuration = options
         configuration.servesLocalProbes = localListener != nil
         configuration.answerInterval = GoDuration(nanoseconds: answerInterval)
         var cArgs: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
@@ -214,14 +214,14 @@ final class ReadinessGate {
     }
 
     /// SIGTERM with -drain-delay: not ready from now on, and the endpoint says "draining".
-    func drain(for delay: GoDuration) {
+    func drain(_ drain: Drain) {
         guard !draining else { return }
         draining = true
         let was = serving
         serving = false
         outputs.removeFile()
-        outputs.notify(.status("draining"))
-        log.event("draining: SIGTERM goes to the child in \(delay)" + (options.healthAddr.isEmpty ? "" : "; the health endpoint answers draining")
+        outputs.notify(.status(Drain.word))
+        log.event("\(Drain.word): SIGTERM goes to the child in \(drain.delay)" + (options.servesHealth ? "; the health endpoint answers \(Drain.word)" : "")
                   + (was ? " (was SERVING)" : ""))
         tell(.drain)
     }

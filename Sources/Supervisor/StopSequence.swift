@@ -1,3 +1,4 @@
+import GateProtocol
 import Glibc
 import SystemCalls
 
@@ -16,7 +17,7 @@ import SystemCalls
 struct StopSequence: Hashable {
     struct Configuration: Hashable {
         /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init (0: at once).
-        var drainDelay: Int64 = 0
+        var drain = Drain()
         /// -grace: SIGKILL the child's group this long after a stop signal reached it (0: never).
         var grace: Int64 = 0
         /// -leftover-grace: once the child has exited, SIGKILL what it left this long after SIGTERM.
@@ -266,8 +267,8 @@ struct StopSequence: Hashable {
         actions.append(.stopping)
         if case .signal = cause {} else { actions.append(.stopBegun(cause)) }
         // The ready timeout does not drain: a server never ready is not in rotation.
-        if signo == SIGTERM && configuration.drainDelay > 0 && cause != .notReady {
-            stop = .draining(until: now.addingSaturated(configuration.drainDelay), cause: cause)
+        if configuration.drain.drains(signo) && cause != .notReady {
+            stop = .draining(until: configuration.drain.ends(from: now), cause: cause)
             actions.append(.drain)
             return
         }

@@ -1,5 +1,6 @@
 import CShim
 import Flags
+import GateProtocol
 import Glibc
 import SystemCalls
 
@@ -34,7 +35,7 @@ final class Supervisor: EventSource {
         let readiness = options.readiness.map { [log] in ReadinessGate(options: $0, log: log) }
         self.readiness = readiness
         var configuration = StopSequence.Configuration()
-        configuration.drainDelay = options.drainDelay.nanoseconds
+        configuration.drain = options.drain
         configuration.grace = options.grace.nanoseconds
         configuration.leftoverGrace = options.leftoverGrace.nanoseconds
         configuration.remapExit = options.remapExit
@@ -149,9 +150,9 @@ final class Supervisor: EventSource {
             if let readiness { log.error(readiness.words(for: cause)) }
         case .drain:
             if let readiness {
-                readiness.drain(for: options.drainDelay)
+                readiness.drain(options.drain)
             } else {
-                log.event("draining: SIGTERM goes to the child in \(options.drainDelay)")
+                log.event("\(Drain.word): SIGTERM goes to the child in \(options.drain.delay)")
             }
         case .drainCut(let signo):
             log.info("\(Signals.name(signo)) during the drain: passing it on now")

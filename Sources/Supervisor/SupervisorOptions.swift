@@ -13,9 +13,9 @@ public struct SupervisorOptions: Equatable {
     public var warnReaped = false
     public var grace = GoDuration(nanoseconds: 0)
     /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init.
-    public var drainDelay = GoDuration(nanoseconds: 0)
+    public var drain = Drain()
     /// The readiness gate; nil with -ready=false.
-    public var readiness: ReadinessOptions? = nil
+    public var readiness: GateConfiguration? = nil
     public var command: [String] = []
     /// The command's arguments byte for byte, for exec (`command` is for messages).
     public var commandBytes: [[UInt8]] = []
@@ -25,54 +25,74 @@ public struct SupervisorOptions: Equatable {
     public var leftoverGrace = SupervisorOptions.defaultLeftoverGrace
     public static let defaultLeftoverGrace = GoDuration(nanoseconds: 2_000_000_000)
 
-    static let flagSet = FlagSet([
-        .init("subreaper", .bool, aliases: ["s"], usage: "accepted for tini compatibility: grpc-init always reaps (as PID 1 or as child subreaper)"),
-        .init("process-group", .bool, aliases: ["g"], usage: "send forwarded signals to the child's whole process group"),
-        .init("remap-exit", .list(validate: { v in
+    /// Each flag, declared once: its key reads its value.
+    enum Keys {
+        static let subreaper = Flag<Bool>("subreaper", aliases: ["s"], usage: "accepted for tini compatibility: grpc-init always reaps (as PID 1 or as child subreaper)")
+        static let processGroup = Flag<Bool>("process-group", aliases: ["g"], usage: "send forwarded signals to the child's whole process group")
+        static let remapExit = Flag<[String]>("remap-exit", placeholder: "CODE", aliases: ["e"], usage: "treat this exit code of the child as 0 (repeatable)",
+                                              validate: { v in
             guard let n = Int(v), (0...255).contains(n) else { return "exit code must be 0 to 255" }
             return nil
-        }), placeholder: "CODE", aliases: ["e"], usage: "treat this exit code of the child as 0 (repeatable)"),
-        .init("parent-death-signal", .string, placeholder: "SIGNAL", aliases: ["p"], usage: "signal grpc-init receives when its parent dies (e.g. SIGKILL)"),
-        .init("verbose", .bool, aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)"),
-        .init("warn-reaped", .bool, aliases: ["w"], usage: "warn when a zombie other than the child is reaped"),
-        .init("grace", .duration, usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)"),
-        .init("leftover-grace", .duration, default: .duration(SupervisorOptions.defaultLeftoverGrace),
-              usage: "once the child has exited, what it left (its group; as PID 1, every process) gets SIGTERM, and SIGKILL this long later (0: at once)"),
-        .init("ready", .bool, default: .bool(true),
-              usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)"),
-        .init("ready-addr", .string, placeholder: "ADDR",
-              usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on"),
-        .init("ready-service", .list(validate: { $0.isEmpty ? "a service name must not be empty" : nil }), placeholder: "NAME",
-              usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING (default: the server as a whole)"),
-        .init("ready-interval", .duration, default: .duration(ReadinessOptions.defaultInterval),
-              usage: "pause between Checks, for a server without Health/Watch"),
-        .init("ready-file", .string, placeholder: "PATH", usage: "this file exists while the child reports SERVING"),
-        .init("ready-timeout", .duration,
-              usage: "not ready this long after start: stop the child as SIGTERM would, and exit with status 124 (0: wait for ever)"),
-        .init("ready-tls", .bool, usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"),
-        .init("ready-tls-no-verify", .bool, usage: "(with -ready-tls) don't verify the child's certificate"),
-        .init("ready-tls-ca-cert", .string, placeholder: "FILE", usage: "(with -ready-tls) trusted certificates for verifying the child"),
-        .init("ready-tls-client-cert", .string, placeholder: "FILE", usage: "(with -ready-tls) client certificate (requires -ready-tls-client-key)"),
-        .init("ready-tls-client-key", .string, placeholder: "FILE", usage: "(with -ready-tls) client private key (requires -ready-tls-client-cert)"),
-        .init("ready-tls-server-name", .string, placeholder: "NAME", usage: "(with -ready-tls) the host name to verify the child's certificate for"),
-        .init("ready-spiffe", .bool, usage: "reach the child with SPIFFE mTLS (credentials from the Workload API at SPIFFE_ENDPOINT_SOCKET)"),
-        .init("ready-rpc-header", .list(validate: { value in
-            value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))"
-        }), placeholder: "'NAME: VALUE'", usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)"),
-        .init("ready-connect-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's connection attempts"),
-        .init("ready-rpc-timeout", .duration, default: .duration(.second), usage: "timeout for each of the gate's health calls"),
-        .init("health-addr", .string, placeholder: "ADDR",
-              usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child"),
-        .init("health-timeout", .duration, default: .duration(.second),
-              usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)"),
-        .init("exit-unhealthy-after", .duration,
-              usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as SIGTERM would and exit with status 125 (not once a stop has begun)"),
-        .init("exit-unresponsive-after", .duration,
-              usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as SIGTERM would and exit with status 125; the agent Checks every quarter of it"),
-        .init("drain-delay", .duration,
-              usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)"),
-        .init("version", .bool, usage: "print the version and exit"),
-    ])
+        })
+        static let parentDeathSignal = Flag<String>("parent-death-signal", placeholder: "SIGNAL", aliases: ["p"], usage: "signal grpc-init receives when its parent dies (e.g. SIGKILL)")
+        static let verbose = Flag<Bool>("verbose", aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)")
+        static let warnReaped = Flag<Bool>("warn-reaped", aliases: ["w"], usage: "warn when a zombie other than the child is reaped")
+        static let grace = Flag<GoDuration>("grace", usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)")
+        static let leftoverGrace = Flag<GoDuration>("leftover-grace", default: SupervisorOptions.defaultLeftoverGrace,
+              usage: "once the child has exited, what it left (its group; as PID 1, every process) gets SIGTERM, and SIGKILL this long later (0: at once)")
+        static let ready = Flag<Bool>("ready", default: true,
+              usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)")
+        static let drainDelay = Flag<GoDuration>("drain-delay",
+              usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)")
+        static let version = Flag<Bool>("version", usage: "print the version and exit")
+
+        /// The gate's flags: with -ready=false each is refused.
+        enum Gate {
+            static let addr = Flag<String>("ready-addr", placeholder: "ADDR",
+                  usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on")
+            static let service = Flag<[String]>("ready-service", placeholder: "NAME",
+                  usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING (default: the server as a whole)",
+                  validate: { $0.isEmpty ? "a service name must not be empty" : nil })
+            static let interval = Flag<GoDuration>("ready-interval", default: GateConfiguration().interval,
+                  usage: "pause between Checks, for a server without Health/Watch")
+            static let file = Flag<String>("ready-file", placeholder: "PATH", usage: "this file exists while the child reports SERVING")
+            static let timeout = Flag<GoDuration>("ready-timeout",
+                  usage: "not ready this long after start: stop the child as SIGTERM would, and exit with status 124 (0: wait for ever)")
+            static let tls = TLSFlags.Keys(
+                tls: Flag("ready-tls", usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"),
+                noVerify: Flag("ready-tls-no-verify", usage: "(with -ready-tls) don't verify the child's certificate"),
+                caCert: Flag("ready-tls-ca-cert", placeholder: "FILE", usage: "(with -ready-tls) trusted certificates for verifying the child"),
+                clientCert: Flag("ready-tls-client-cert", placeholder: "FILE", usage: "(with -ready-tls) client certificate (requires -ready-tls-client-key)"),
+                clientKey: Flag("ready-tls-client-key", placeholder: "FILE", usage: "(with -ready-tls) client private key (requires -ready-tls-client-cert)"),
+                serverName: Flag("ready-tls-server-name", placeholder: "NAME", usage: "(with -ready-tls) the host name to verify the child's certificate for"))
+            static let spiffe = Flag<Bool>("ready-spiffe", usage: "reach the child with SPIFFE mTLS (credentials from the Workload API at SPIFFE_ENDPOINT_SOCKET)")
+            static let rpcHeader = Flag<[String]>("ready-rpc-header", placeholder: "'NAME: VALUE'",
+                  usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)",
+                  validate: { value in value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))" })
+            static let connectTimeout = Flag<GoDuration>("ready-connect-timeout", default: GateConfiguration().connectTimeout,
+                  usage: "timeout for each of the gate's connection attempts")
+            static let rpcTimeout = Flag<GoDuration>("ready-rpc-timeout", default: GateConfiguration().rpcTimeout, usage: "timeout for each of the gate's health calls")
+            static let healthAddr = Flag<String>("health-addr", placeholder: "ADDR",
+                  usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child")
+            static let healthTimeout = Flag<GoDuration>("health-timeout", default: GateConfiguration().healthTimeout,
+                  usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)")
+            static let exitUnhealthyAfter = Flag<GoDuration>("exit-unhealthy-after",
+                  usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as SIGTERM would and exit with status 125 (not once a stop has begun)")
+            static let exitUnresponsiveAfter = Flag<GoDuration>("exit-unresponsive-after",
+                  usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as SIGTERM would and exit with status 125; the agent Checks every quarter of it")
+
+            static var definitions: [FlagSet.Flag] {
+                [addr.definition, service.definition, interval.definition, file.definition, timeout.definition] + tls.definitions
+                    + [spiffe.definition, rpcHeader.definition, connectTimeout.definition, rpcTimeout.definition, healthAddr.definition,
+                       healthTimeout.definition, exitUnhealthyAfter.definition, exitUnresponsiveAfter.definition]
+            }
+        }
+
+    }
+
+    static let flagSet = FlagSet([Keys.subreaper.definition, Keys.processGroup.definition, Keys.remapExit.definition, Keys.parentDeathSignal.definition,
+                                  Keys.verbose.definition, Keys.warnReaped.definition, Keys.grace.definition, Keys.leftoverGrace.definition,
+                                  Keys.ready.definition] + Keys.Gate.definitions + [Keys.drainDelay.definition, Keys.version.definition])
 
     public static var usage: String {
         """
@@ -115,64 +135,50 @@ public struct SupervisorOptions: Equatable {
         case usage(String?)
     }
 
-    private static func readinessOptions(_ parsed: FlagSet.Parsed, source: (String) -> String,
-                                         isSet: (String) -> Bool) throws(Failure) -> ReadinessOptions {
-        var r = ReadinessOptions()
-        r.addr = parsed.string("ready-addr")
-        if !r.addr.isEmpty {
+    private static func gateConfiguration(_ parsed: FlagSet.Parsed, source: (String) -> String,
+                                          isSet: (String) -> Bool) throws(Failure) -> GateConfiguration {
+        var g = GateConfiguration()
+        g.addr = parsed[Keys.Gate.addr]
+        if !g.addr.isEmpty {
             // Checked now as the agent will read it: a malformed address would never be ready.
-            do { _ = try Target.parse(r.addr) } catch { throw .usage("invalid \(source("ready-addr")): \(error.description)") }
+            do { _ = try Target.parse(g.addr) } catch { throw .usage("invalid \(source(Keys.Gate.addr.name)): \(error.description)") }
         }
-        let services = parsed.list("ready-service")
-        r.services = services.isEmpty ? [""] : services
-        r.file = parsed.string("ready-file")
-        for (flag, value) in [("ready-interval", parsed.duration("ready-interval")), ("ready-connect-timeout", parsed.duration("ready-connect-timeout")),
-                              ("ready-rpc-timeout", parsed.duration("ready-rpc-timeout"))] where value.nanoseconds <= 0 {
-            throw .usage("\(source(flag)) must be greater than zero (specified: \(value))")
+        let services = parsed[Keys.Gate.service]
+        if !services.isEmpty { g.services = services }
+        g.file = parsed[Keys.Gate.file]
+        g.interval = parsed[Keys.Gate.interval]
+        g.connectTimeout = parsed[Keys.Gate.connectTimeout]
+        g.rpcTimeout = parsed[Keys.Gate.rpcTimeout]
+        g.startupTimeout = parsed[Keys.Gate.timeout]
+        g.tls = TLSFlags(parsed, Keys.Gate.tls)
+        g.spiffe = parsed[Keys.Gate.spiffe]
+        g.rpcHeaders = parsed[Keys.Gate.rpcHeader]
+        g.healthAddr = parsed[Keys.Gate.healthAddr]
+        g.healthTimeout = parsed[Keys.Gate.healthTimeout]
+        // Only when given: unset, the health actions are off.
+        if parsed.isGiven(Keys.Gate.exitUnhealthyAfter) || isSet(Keys.Gate.exitUnhealthyAfter.name) { g.exitUnhealthyAfter = parsed[Keys.Gate.exitUnhealthyAfter] }
+        if parsed.isGiven(Keys.Gate.exitUnresponsiveAfter) || isSet(Keys.Gate.exitUnresponsiveAfter.name) {
+            g.exitUnresponsiveAfter = parsed[Keys.Gate.exitUnresponsiveAfter]
         }
-        r.interval = parsed.duration("ready-interval")
-        r.connectTimeout = parsed.duration("ready-connect-timeout")
-        r.rpcTimeout = parsed.duration("ready-rpc-timeout")
-        r.startupTimeout = parsed.duration("ready-timeout")
-        if r.startupTimeout.nanoseconds < 0 {
-            throw .usage("\(source("ready-timeout")) must not be negative (specified: \(r.startupTimeout))")
+        // Each span within its field's range, and each value within what the gate protocol
+        // carries: a value cut to fit would have the agent watch another service, or read
+        // another file, and never say so.
+        let problem = withoutActuallyEscaping(source) { source in
+            var check = GateLimits(source: source)
+            try? g.fields(&check)
+            return check.problem
         }
-        r.tls = TLSFlags(parsed, prefix: "ready-")
-        r.spiffe = parsed.bool("ready-spiffe")
-        r.rpcHeaders = parsed.list("ready-rpc-header")
-        r.healthAddr = parsed.string("health-addr")
-        r.healthTimeout = parsed.duration("health-timeout")
-        if r.healthTimeout.nanoseconds <= 0 {
-            throw .usage("\(source("health-timeout")) must be greater than zero (specified: \(r.healthTimeout))")
-        }
-        for flag in ["exit-unhealthy-after", "exit-unresponsive-after"] where parsed.given.contains(flag) || isSet(flag) {
-            let span = parsed.duration(flag)
-            if span.nanoseconds <= 0 { throw .usage("\(source(flag)) must be greater than zero (specified: \(span))") }
-            if flag == "exit-unhealthy-after" { r.exitUnhealthyAfter = span } else { r.exitUnresponsiveAfter = span }
-        }
-        if !r.healthAddr.isEmpty && ListenAddress.parse(r.healthAddr) == nil {
-            throw .usage("invalid \(source("health-addr")) \(goQuote(r.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
+        if let problem { throw .usage(problem) }
+        if !g.healthAddr.isEmpty && ListenAddress.parse(g.healthAddr) == nil {
+            throw .usage("invalid \(source(Keys.Gate.healthAddr.name)) \(goQuote(g.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
         }
         // The probe's rules, in its words, under the gate's names.
-        if let problem = r.tls.problem(prefix: "-ready-") { throw .usage(problem) }
-        if r.tls.tls && r.spiffe { throw .usage("\(source("ready-tls")) and \(source("ready-spiffe")) are mutually incompatible") }
-        // The agent gets what the gate protocol carries: a value cut to fit would have it watch
-        // another service, or read another file, and never say so.
-        let carried: [(String, [String])] = [
-            ("ready-addr", [r.addr]), ("ready-service", r.services), ("ready-rpc-header", r.rpcHeaders),
-            ("ready-tls-ca-cert", [r.tls.caCert]), ("ready-tls-client-cert", [r.tls.clientCert]),
-            ("ready-tls-client-key", [r.tls.clientKey]), ("ready-tls-server-name", [r.tls.serverName]),
-        ]
-        for (flag, values) in carried {
-            if values.count > GateFraming.maxList { throw .usage("\(source(flag)): at most \(GateFraming.maxList) values") }
-            if let long = values.first(where: { $0.utf8.count > GateFraming.maxString }) {
-                throw .usage("\(source(flag)): a value of \(long.utf8.count) bytes; at most \(GateFraming.maxString)")
-            }
-        }
-        if SupervisorMessage.configure(r.agentConfiguration).overflowsFrame {
+        if let problem = g.tls.problem(prefix: "-ready-") { throw .usage(problem) }
+        if g.tls.tls && g.spiffe { throw .usage("\(source(Keys.Gate.tls.tls.name)) and \(source(Keys.Gate.spiffe.name)) are mutually incompatible") }
+        if SupervisorMessage.configure(g).overflowsFrame {
             throw .usage("the -ready flags' values add up to more than the health agent is given (\(GateFraming.maxPayload) bytes)")
         }
-        return r
+        return g
     }
 
     /// The environment variable that sets `flag`: GRPC_INIT_ and the name in upper snake case.
@@ -185,11 +191,11 @@ public struct SupervisorOptions: Equatable {
     /// all (even empty), TINI_VERBOSITY is a number (C's atoi) whose 2 or more is -v.
     private static func tiniVariables(_ environment: (String) -> String?, into values: inout [String: FlagSet.Value]) {
         func unset(_ flag: String) -> Bool { environment(environmentName(flag)).map { $0.isEmpty } ?? true }
-        if unset("process-group") && environment("TINI_KILL_PROCESS_GROUP") != nil { values["process-group"] = .bool(true) }
-        if unset("subreaper") && environment("TINI_SUBREAPER") != nil { values["subreaper"] = .bool(true) }
-        if unset("verbose"), let text = environment("TINI_VERBOSITY") {
+        if unset(Keys.processGroup.name) && environment("TINI_KILL_PROCESS_GROUP") != nil { Keys.processGroup.set(true, in: &values) }
+        if unset(Keys.subreaper.name) && environment("TINI_SUBREAPER") != nil { Keys.subreaper.set(true, in: &values) }
+        if unset(Keys.verbose.name), let text = environment("TINI_VERBOSITY") {
             let digits = text.drop { $0 == " " || $0 == "\t" }.prefix { $0.isASCII && $0.isNumber }
-            values["verbose"] = .bool((Int(digits.prefix(9)) ?? 0) >= 2)
+            Keys.verbose.set((Int(digits.prefix(9)) ?? 0) >= 2, in: &values)
         }
     }
 
@@ -207,10 +213,10 @@ public struct SupervisorOptions: Equatable {
             fromEnvironment.insert(flag.name)
             // A list variable holds several values separated by commas or spaces.
             let values: [String]
-            if flag.name == "ready-rpc-header" {
+            if flag.name == Keys.Gate.rpcHeader.name {
                 // A header holds spaces ("name: value"): only commas separate them.
                 values = raw.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }
-            } else if flag.name == "ready-service" {
+            } else if flag.name == Keys.Gate.service.name {
                 // Commas only, and every entry named: "db,,api" is a mistake, not the server.
                 values = raw.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()) }
             } else if case .list = flag.kind {
@@ -234,36 +240,35 @@ public struct SupervisorOptions: Equatable {
             case .invalid(let message): throw .usage(message)
             }
         }
-        if parsed.bool("version") { return .version(verbose: parsed.bool("verbose")) }
+        if parsed[Keys.version] { return .version(verbose: parsed[Keys.verbose]) }
         /// Where a value came from, for messages: the flag, or the variable that set it.
         func source(_ flag: String) -> String {
             fromEnvironment.contains(flag) && !parsed.given.contains(flag) ? environmentName(flag) : "-" + flag
         }
         var o = SupervisorOptions()
-        o.processGroup = parsed.bool("process-group")
-        o.remapExit = Set(parsed.list("remap-exit").compactMap { Int32($0) })
-        o.verbose = parsed.bool("verbose")
-        o.warnReaped = parsed.bool("warn-reaped")
-        o.grace = parsed.duration("grace")
-        if o.grace.nanoseconds < 0 { throw .usage("\(source("grace")) must not be negative (specified: \(o.grace))") }
-        o.leftoverGrace = parsed.duration("leftover-grace")
+        o.processGroup = parsed[Keys.processGroup]
+        o.remapExit = Set(parsed[Keys.remapExit].compactMap { Int32($0) })
+        o.verbose = parsed[Keys.verbose]
+        o.warnReaped = parsed[Keys.warnReaped]
+        o.grace = parsed[Keys.grace]
+        if o.grace.nanoseconds < 0 { throw .usage("\(source(Keys.grace.name)) must not be negative (specified: \(o.grace))") }
+        o.leftoverGrace = parsed[Keys.leftoverGrace]
         if o.leftoverGrace.nanoseconds < 0 {
-            throw .usage("\(source("leftover-grace")) must not be negative (specified: \(o.leftoverGrace))")
+            throw .usage("\(source(Keys.leftoverGrace.name)) must not be negative (specified: \(o.leftoverGrace))")
         }
-        let signalName = parsed.string("parent-death-signal")
+        let signalName = parsed[Keys.parentDeathSignal]
         if !signalName.isEmpty {
-            guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source("parent-death-signal"))") }
+            guard let signo = Signals.parse(signalName) else { throw .usage("invalid signal \(goQuote(signalName)) for \(source(Keys.parentDeathSignal.name))") }
             o.parentDeathSignal = signo
         }
-        o.drainDelay = parsed.duration("drain-delay")
-        if o.drainDelay.nanoseconds < 0 { throw .usage("\(source("drain-delay")) must not be negative (specified: \(o.drainDelay))") }
-        let gateFlags = flagSet.flags.map(\.name).filter { $0.hasPrefix("ready-") || $0.hasPrefix("health-") || $0.hasPrefix("exit-") }
-        if !parsed.bool("ready") {
-            if let flag = gateFlags.first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
-                throw .usage("\(source(flag)) has no effect with \(source("ready"))=false")
+        o.drain.delay = parsed[Keys.drainDelay]
+        if o.drain.delay.nanoseconds < 0 { throw .usage("\(source(Keys.drainDelay.name)) must not be negative (specified: \(o.drain.delay))") }
+        if !parsed[Keys.ready] {
+            if let flag = Keys.Gate.definitions.map(\.name).first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
+                throw .usage("\(source(flag)) has no effect with \(source(Keys.ready.name))=false")
             }
         } else {
-            o.readiness = try readinessOptions(parsed, source: source, isSet: { fromEnvironment.contains($0) })
+            o.readiness = try gateConfiguration(parsed, source: source, isSet: { fromEnvironment.contains($0) })
         }
         o.command = parsed.remaining
         if let rawArguments, rawArguments.count >= o.command.count {
@@ -273,5 +278,43 @@ public struct SupervisorOptions: Equatable {
         }
         if o.command.isEmpty { throw .usage("no command given (usage: grpc-init [flags] [--] COMMAND [ARGS...])") }
         return .run(o)
+    }
+}
+
+/// The supervisor's checks of a configuration against each field's range and what the gate
+/// protocol carries, in its words: the first problem, naming where the value came from.
+private struct GateLimits: GateFieldVisitor {
+    let source: (String) -> String
+    private(set) var problem: String?
+
+    init(source: @escaping (String) -> String) { self.source = source }
+
+    private mutating func fail(_ text: String) { if problem == nil { problem = text } }
+
+    mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) {
+        if value.utf8.count > GateFraming.maxString { fail("\(source(name)): a value of \(value.utf8.count) bytes; at most \(GateFraming.maxString)") }
+    }
+
+    mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) {}
+
+    mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) {
+        if value.count > GateFraming.maxList { fail("\(source(name)): at most \(GateFraming.maxList) values") }
+        if let long = value.first(where: { $0.utf8.count > GateFraming.maxString }) {
+            fail("\(source(name)): a value of \(long.utf8.count) bytes; at most \(GateFraming.maxString)")
+        }
+    }
+
+    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) { check(name, value, rule) }
+
+    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) {
+        if let value { check(name, value, rule) }
+    }
+
+    private mutating func check(_ name: String, _ span: GoDuration, _ rule: GateSpan) {
+        guard !rule.admits(span) else { return }
+        switch rule {
+        case .positive: fail("\(source(name)) must be greater than zero (specified: \(span))")
+        case .nonNegative: fail("\(source(name)) must not be negative (specified: \(span))")
+        }
     }
 }

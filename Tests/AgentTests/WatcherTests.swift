@@ -20,7 +20,7 @@ final class WatcherTests: XCTestCase {
     }
 
     func watcher(services: [String] = [""], interval: Int64 = 50_000_000) -> (Watcher, HealthModel) {
-        var configuration = AgentConfiguration()
+        var configuration = GateConfiguration()
         configuration.services = services
         configuration.interval = GoDuration(nanoseconds: interval)
         let reporter = Reporter { [unowned self] in self.sent.append($0) }

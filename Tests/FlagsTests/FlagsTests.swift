@@ -67,33 +67,54 @@ final class GoDurationTests: XCTestCase {
 }
 
 final class FlagSetTests: XCTestCase {
-    let set = FlagSet([
-        .init("addr", .string, usage: "address"),
-        .init("timeout", .duration, default: .duration(.second), usage: "timeout"),
-        .init("tls", .bool, usage: "tls"),
-        .init("header", .list(validate: { $0.contains(":") ? nil : "bad header" }), usage: "h"),
-        .init("process-group", .bool, aliases: ["g"], usage: "group"),
-    ])
+    let addr = Flag<String>("addr", usage: "address")
+    let timeout = Flag<GoDuration>("timeout", default: .second, usage: "timeout")
+    let tls = Flag<Bool>("tls", usage: "tls")
+    let header = Flag<[String]>("header", usage: "h", validate: { $0.contains(":") ? nil : "bad header" })
+    let processGroup = Flag<Bool>("process-group", aliases: ["g"], usage: "group")
+    var set: FlagSet { FlagSet([addr.definition, timeout.definition, tls.definition, header.definition, processGroup.definition]) }
 
     func testDashesValuesAndTermination() throws {
         let p = try set.parse(["--addr=x:1", "-timeout", "2s", "-tls", "--header", "a: b", "-header=c:d", "-g", "cmd", "-tls"])
-        XCTAssertEqual(p.string("addr"), "x:1")
-        XCTAssertEqual(p.duration("timeout").nanoseconds, 2_000_000_000)
-        XCTAssertTrue(p.bool("tls"))
-        XCTAssertTrue(p.bool("process-group"))
-        XCTAssertEqual(p.list("header"), ["a: b", "c:d"])
+        XCTAssertEqual(p[addr], "x:1")
+        XCTAssertEqual(p[timeout].nanoseconds, 2_000_000_000)
+        XCTAssertTrue(p[tls])
+        XCTAssertTrue(p[processGroup])
+        XCTAssertTrue(p.isGiven(processGroup), "given by its alias")
+        XCTAssertFalse(try set.parse([]).isGiven(tls))
+        XCTAssertEqual(p[header], ["a: b", "c:d"])
         XCTAssertEqual(p.remaining, ["cmd", "-tls"])
         XCTAssertEqual(try set.parse(["-tls", "--", "-addr"]).remaining, ["-addr"])
         XCTAssertEqual(try set.parse(["-", "-tls"]).remaining, ["-", "-tls"])
     }
 
+    /// A key reads its default when nothing set it, and when its flag is not in the set at all.
+    func testKeysReadTheirDefaults() throws {
+        let p = try set.parse(["cmd"])
+        XCTAssertEqual(p[timeout], .second)
+        XCTAssertEqual(p[addr], "")
+        XCTAssertEqual(p[header], [])
+        let elsewhere = Flag<GoDuration>("elsewhere", default: GoDuration(nanoseconds: 7), usage: "not in the set")
+        XCTAssertEqual(p[elsewhere].nanoseconds, 7)
+        var values = set.defaults()
+        tls.set(true, in: &values)
+        XCTAssertTrue(try set.parse(["cmd"], startingWith: values)[tls])
+    }
+
+    func testRawValuesAreReadByKey() {
+        let raw = set.rawValues(of: [addr.definition, header.definition], in: [Array("-addr".utf8), [0xFF, 0x3A], Array("-header=a:b".utf8), Array("-tls".utf8), Array("-header".utf8), Array("c: d".utf8)])
+        XCTAssertEqual(raw[addr], [[0xFF, 0x3A]])
+        XCTAssertEqual(raw[header], [Array("a:b".utf8), Array("c: d".utf8)])
+        XCTAssertEqual(raw[tls], [], "not asked for")
+    }
+
     func testBooleansTakeOnlyAttachedValues() throws {
         for (text, value) in [("1", true), ("t", true), ("T", true), ("TRUE", true), ("true", true), ("True", true),
                               ("0", false), ("f", false), ("F", false), ("FALSE", false), ("false", false), ("False", false)] {
-            XCTAssertEqual(try set.parse(["-tls=\(text)"]).bool("tls"), value, text)
+            XCTAssertEqual(try set.parse(["-tls=\(text)"])[tls], value, text)
         }
         let p = try set.parse(["-tls", "false"])
-        XCTAssertTrue(p.bool("tls"))
+        XCTAssertTrue(p[tls])
         XCTAssertEqual(p.remaining, ["false"])
     }
 

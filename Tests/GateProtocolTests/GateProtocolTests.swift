@@ -60,7 +60,7 @@ final class GateProtocolTests: XCTestCase {
     }
 
     func testTheConfigurationRoundTrips() throws {
-        var c = AgentConfiguration()
+        var c = GateConfiguration()
         c.addr = "localhost:50051"
         c.services = ["db", "api"]
         c.answerInterval = GoDuration(nanoseconds: 5_000_000)
@@ -71,7 +71,7 @@ final class GateProtocolTests: XCTestCase {
         c.tls.serverName = "svc"
         c.spiffe = false
         c.rpcHeaders = ["a: b", "c:d"]
-        c.servesHealth = true
+        c.healthAddr = ":8086"
         for message in [SupervisorMessage.configure(c), .drain] {
             var decoder = GateFraming.Decoder()
             decoder.append(message.frame)
@@ -82,7 +82,7 @@ final class GateProtocolTests: XCTestCase {
 
     /// The gate's durations cross the protocol as they were given, up to Go's largest.
     func testDurationsAtGosLargestRoundTrip() throws {
-        var c = AgentConfiguration()
+        var c = GateConfiguration()
         let largest = GoDuration(nanoseconds: .max)
         (c.interval, c.connectTimeout, c.rpcTimeout, c.healthTimeout, c.answerInterval) = (largest, largest, largest, largest, largest)
         let query = LocalQuery(service: nil, verbose: false, timeout: largest)

@@ -1,4 +1,6 @@
 import Glibc
+import Flags
+import GateProtocol
 import XCTest
 @testable import Supervisor
 
@@ -74,7 +76,7 @@ final class StopSequenceTests: XCTestCase {
     func testTheReadyTimeoutDoesNotCutADrain() {
         var c = StopSequence.Configuration()
         c.readyTimeout = 2 * s
-        c.drainDelay = 5 * s
+        c.drain.delay = GoDuration(nanoseconds: 5 * s)
         var run = Run(c)
         run.at(300 * ms, .health(serving: true))
         run.at(1 * s, .signal(SIGTERM))
@@ -89,7 +91,7 @@ final class StopSequenceTests: XCTestCase {
     func testTheReadyTimeoutBeforeAnyServingStopsTheChildOnceWith124() {
         var c = StopSequence.Configuration()
         c.readyTimeout = 2 * s
-        c.drainDelay = 5 * s
+        c.drain.delay = GoDuration(nanoseconds: 5 * s)
         var run = Run(c)
         run.advance(to: 2 * s)
         XCTAssertEqual(run.forwarded, [SIGTERM], "a server never ready is not drained")
@@ -151,7 +153,7 @@ final class StopSequenceTests: XCTestCase {
         c.unhealthyAfter = goMax
         c.unresponsiveAfter = goMax
         c.grace = goMax
-        c.drainDelay = goMax
+        c.drain.delay = GoDuration(nanoseconds: goMax)
         c.leftoverGrace = goMax
         c.watchdogEvery = goMax
         var run = Run(c)
@@ -236,7 +238,7 @@ struct Explorer {
         var plain = StopSequence.Configuration()
         plain.leftoverGrace = 1 * s
         var everything = StopSequence.Configuration()
-        everything.drainDelay = 1 * s
+        everything.drain.delay = GoDuration(nanoseconds: 1 * s)
         everything.grace = 2 * s
         everything.leftoverGrace = 500 * ms
         everything.readyTimeout = 1_500 * ms
@@ -245,7 +247,7 @@ struct Explorer {
         everything.watchdogEvery = 400 * ms
         everything.remapExit = [143, 124]
         var largest = StopSequence.Configuration()
-        largest.drainDelay = goMax
+        largest.drain.delay = GoDuration(nanoseconds: goMax)
         largest.grace = goMax
         largest.leftoverGrace = goMax
         largest.readyTimeout = goMax
@@ -254,7 +256,7 @@ struct Explorer {
         largest.watchdogEvery = goMax
         largest.killReapBound = goMax
         var drainAndTimeout = StopSequence.Configuration()
-        drainAndTimeout.drainDelay = 5 * s
+        drainAndTimeout.drain.delay = GoDuration(nanoseconds: 5 * s)
         drainAndTimeout.readyTimeout = 2 * s
         var unhealthyOnly = StopSequence.Configuration()
         unhealthyOnly.unhealthyAfter = 1 * s
@@ -372,7 +374,7 @@ struct Explorer {
                 track.cause = cause
             case .drain:
                 if track.drainDue != nil { fail("a second drain") }
-                track.drainDue = now.addingSaturated(configuration.drainDelay)
+                track.drainDue = now.addingSaturated(configuration.drain.delay.nanoseconds)
             case .signalLeftovers(let signo):
                 if signo == SIGTERM { track.terminatedAt = now } else { track.killedAt = now }
             case .exit(let code):

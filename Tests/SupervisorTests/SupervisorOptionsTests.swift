@@ -1,5 +1,6 @@
 import Glibc
 import Flags
+import GateProtocol
 import XCTest
 @testable import Supervisor
 
@@ -91,7 +92,7 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertTrue(options.verbose)
         XCTAssertTrue(options.warnReaped)
         XCTAssertEqual(options.grace.nanoseconds, 90_000_000_000)
-        var readiness = ReadinessOptions()
+        var readiness = GateConfiguration()
         readiness.addr = "unix:///run/s.sock"
         readiness.services = ["svc"]
         readiness.interval = GoDuration(nanoseconds: 20_000_000)
@@ -108,8 +109,33 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(options.readiness, readiness)
     }
 
+    /// Each gate flag is a field of the one configuration, named in its table as the flag is
+    /// (the table's names are what the checks of its values say).
+    func testEveryGateFlagIsAFieldOfTheConfiguration() {
+        struct Names: GateFieldVisitor {
+            var names: [String] = []
+            mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) { names.append(name) }
+            mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) { names.append(name) }
+            mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) { names.append(name) }
+            mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) { names.append(name) }
+            mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) { names.append(name) }
+        }
+        var walk = Names()
+        var c = GateConfiguration()
+        try? c.fields(&walk)
+        let gateFlags = Set(SupervisorOptions.Keys.Gate.definitions.map(\.name))
+        XCTAssertEqual(Set(walk.names).intersection(gateFlags), gateFlags)
+        XCTAssertEqual(Set(walk.names).subtracting(gateFlags), ["local probe socket", "answer interval"], "set by the supervisor, not by a flag")
+        XCTAssertEqual(failure(["true"], ["GRPC_INIT_READY_INTERVAL": "0s"]), "GRPC_INIT_READY_INTERVAL must be greater than zero (specified: 0s)")
+        XCTAssertEqual(failure(["-ready-timeout=-1s", "true"]), "-ready-timeout must not be negative (specified: -1s)")
+        XCTAssertEqual(failure(["-exit-unresponsive-after=0", "true"]), "-exit-unresponsive-after must be greater than zero (specified: 0s)")
+        XCTAssertEqual(failure(["-ready-file", String(repeating: "f", count: 5000), "true"]), "-ready-file: a value of 5000 bytes; at most 4096")
+        XCTAssertEqual(failure(Array(repeating: ["-ready-service", "s"], count: 33).flatMap { $0 } + ["true"]), "-ready-service: at most 32 values")
+        XCTAssertEqual(try parse(["-drain-delay=5s", "-ready=false", "true"]).drain, Drain(delay: GoDuration(nanoseconds: 5_000_000_000)))
+    }
+
     func testTheGateIsOnByDefaultAndOffWithReadyFalse() throws {
-        XCTAssertEqual(try parse(["server"]).readiness, ReadinessOptions())
+        XCTAssertEqual(try parse(["server"]).readiness, GateConfiguration())
         XCTAssertNil(try parse(["-ready=false", "server"]).readiness)
         XCTAssertNil(try parse(["server"], ["GRPC_INIT_READY": "false"]).readiness)
     }
