@@ -70,17 +70,24 @@ public struct GateConfiguration: Equatable, Sendable {
     }
 }
 
-/// The drain, one value for both sides: a SIGTERM takes the server out of rotation at once (the
-/// ready file removed, STATUS=draining, every probe the agent answers told "draining") and
-/// reaches the child `delay` later. The supervisor times it; the agent is told when it begins.
+/// The drain, one value for both sides: the stop signal (SIGTERM unless -stop-signal says
+/// otherwise) takes the server out of rotation at once (the ready file removed, STATUS=draining,
+/// every probe the agent answers told "draining") and reaches the child `delay` later. The
+/// supervisor times it; the agent is told when it begins.
 public struct Drain: Hashable, Sendable {
-    /// -drain-delay; zero: SIGTERM passes on at once and nothing drains.
+    /// -drain-delay; zero: the stop signal passes on at once and nothing drains.
     public var delay = GoDuration(nanoseconds: 0)
+    /// -stop-signal: the signal that begins the stop, and the drain with it.
+    public var signal: Int32 = SIGTERM
 
-    public init(delay: GoDuration = GoDuration(nanoseconds: 0)) { self.delay = delay }
+    public init(delay: GoDuration = GoDuration(nanoseconds: 0), signal: Int32 = SIGTERM) {
+        self.delay = delay
+        self.signal = signal
+    }
 
-    /// Whether a stop by `signal` drains: SIGTERM, with a delay (SIGINT passes on at once).
-    public func drains(_ signal: Int32) -> Bool { signal == SIGTERM && delay.nanoseconds > 0 }
+    /// Whether a stop by `signal` drains: the stop signal, with a delay (SIGINT, and SIGTERM
+    /// when it is not the stop signal, pass on at once).
+    public func drains(_ signal: Int32) -> Bool { signal == self.signal && delay.nanoseconds > 0 }
 
     /// When the held SIGTERM goes on, for a drain begun at `now` (saturated: Go's largest delay
     /// is "never").

@@ -213,15 +213,16 @@ final class ReadinessGate {
         outputs.notify(.stopping)
     }
 
-    /// SIGTERM with -drain-delay: not ready from now on, and the endpoint says "draining".
-    func drain(_ drain: Drain) {
+    /// The stop signal with -drain-delay: not ready from now on, and the endpoint says
+    /// "draining"; `signal` reaches the child after the drain's delay.
+    func drain(_ drain: Drain, signal: Int32) {
         guard !draining else { return }
         draining = true
         let was = serving
         serving = false
         outputs.removeFile()
         outputs.notify(.status(Drain.word))
-        log.event("\(Drain.word): SIGTERM goes to the child in \(drain.delay)" + (options.servesHealth ? "; the health endpoint answers \(Drain.word)" : "")
+        log.event("\(Drain.word): \(Signals.name(signal)) goes to the child in \(drain.delay)" + (options.servesHealth ? "; the health endpoint answers \(Drain.word)" : "")
                   + (was ? " (was SERVING)" : ""))
         tell(.drain)
     }

@@ -8,16 +8,28 @@ import SystemCalls
 /// every deadline, live here alone, so that every ordering of events can be explored
 /// (Tests/SupervisorTests/StopSequenceExplorationTests).
 ///
-/// The rules it keeps: one stop sequence per run, begun by the first of a stop signal, the
-/// -ready-timeout or a health action; once it has begun no other action or timeout fires and
-/// grpc-init sends no stop signal of its own again (signals from outside are still forwarded);
-/// no signal goes to the child once it is reaped; grpc-init exits once, with the child's status
-/// or the first cause's code. Instants are nanoseconds of the monotonic clock, and every sum of
-/// an instant and a span saturates: a span of Go's largest duration means "never".
+/// The rules it keeps: one stop sequence per run, begun by the first of a stop signal (the
+/// -stop-signal, which drains; SIGTERM and SIGINT, which do not when another is the stop
+/// signal), the -ready-timeout or a health action; once it has begun no other action or timeout
+/// fires and grpc-init sends no stop signal of its own again (signals from outside are still
+/// forwarded); no signal goes to the child once it is reaped; the child gets a signal as
+/// -rewrite-signal rewrites it, while the sequence reacts to the signal received (one rewritten
+/// to 0 is dropped and begins nothing), and grpc-init's own stop signal is the stop signal
+/// rewritten; grpc-init exits once, with the child's status or the first cause's code. Instants
+/// are nanoseconds of the monotonic clock, and every sum of an instant and a span saturates: a
+/// span of Go's largest duration means "never".
 struct StopSequence: Hashable {
     struct Configuration: Hashable {
-        /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init (0: at once).
+        /// -drain-delay and -stop-signal: the stop signal reaches the child this long after it
+        /// reached grpc-init (0: at once); the stop signal is the one grpc-init sends of its own
+        /// too (the ready timeout, the health actions), both as rewritten.
         var drain = Drain()
+        var stopSignal: Int32 {
+            get { drain.signal }
+            set { drain.signal = newValue }
+        }
+        /// -rewrite-signal: the signal the child gets for one received (0: none, dropped).
+        var rewrites: [Int32: Int32] = [:]
         /// -grace: SIGKILL the child's group this long after a stop signal reached it (0: never).
         var grace: Int64 = 0
         /// -leftover-grace: once the child has exited, SIGKILL what it left this long after SIGTERM.
@@ -34,6 +46,21 @@ struct StopSequence: Hashable {
         var remapExit: Set<Int32> = []
         /// How long processes killed with SIGKILL get to be reaped before grpc-init exits anyway.
         var killReapBound: Int64 = 1_000_000_000
+
+        /// What the child gets for `signo` received: nil when a rewrite to 0 drops it.
+        func passed(_ signo: Int32) -> Int32? {
+            guard let to = rewrites[signo] else { return signo }
+            return to == 0 ? nil : to
+        }
+
+        /// What the child gets when the stop signal reaches it: at the end of the drain, and for
+        /// a stop of grpc-init's own. The options refuse a rewrite that drops the stop signal;
+        /// were one given, the child would get the stop signal itself.
+        var ownStopSignal: Int32 { passed(stopSignal) ?? stopSignal }
+
+        /// The signals that begin the stop when they come first: the stop signal, and SIGTERM and
+        /// SIGINT whatever the stop signal (a container runtime's and a terminal's).
+        func beginsStop(_ signo: Int32) -> Bool { signo == stopSignal || signo == SIGTERM || signo == SIGINT }
 
         /// How often the agent must show that the server answers (a Check), so that the
         /// unresponsive and unhealthy timers and the watchdog have answers to count on; zero when
@@ -84,13 +111,17 @@ struct StopSequence: Hashable {
     enum Action: Hashable {
         /// Pass this signal to the child (or its group, with -g).
         case forward(Int32)
+        /// -rewrite-signal: the `forward` that follows is `to`, for `from`.
+        case rewritten(from: Int32, to: Int32)
+        /// -rewrite-signal to 0: this signal received is not passed on, and begins nothing.
+        case dropped(Int32)
         /// -grace passed: SIGKILL the child's process group.
         case killChild
         /// The stop began: STOPPING=1, once.
         case stopping
         /// The stop began by a health action or the ready timeout: say why (once).
         case stopBegun(Cause)
-        /// SIGTERM with -drain-delay: out of rotation now, the signal after the delay.
+        /// The stop signal with -drain-delay: out of rotation now, the signal after the delay.
         case drain
         /// A second stop signal during the drain: passed on now.
         case drainCut(Int32)
@@ -115,7 +146,7 @@ struct StopSequence: Hashable {
 
     private enum Stop: Hashable {
         case none
-        /// SIGTERM held back until `until`.
+        /// The stop signal held back until `until`.
         case draining(until: Int64, cause: Cause)
         /// The stop signal reached the child.
         case signalled(cause: Cause)
@@ -247,7 +278,11 @@ struct StopSequence: Hashable {
 
     private mutating func received(_ signo: Int32, now: Int64, into actions: inout [Action]) {
         guard case .running = child else { return }
-        let isStop = signo == SIGTERM || signo == SIGINT
+        guard configuration.passed(signo) != nil else {
+            actions.append(.dropped(signo))
+            return
+        }
+        let isStop = configuration.beginsStop(signo)
         switch stop {
         case .none where isStop:
             begin(.signal(signo), signal: signo, now: now, into: &actions)
@@ -257,12 +292,14 @@ struct StopSequence: Hashable {
             actions.append(.drainCut(signo))
             signalChild(signo, now: now, into: &actions)
         default:
-            // Any other signal, or a stop signal once the child has had one: forwarded as it came.
-            actions.append(.forward(signo))
+            // Any other signal, or a stop signal once the child has had one: forwarded as it came
+            // (as rewritten).
+            pass(signo, into: &actions)
         }
     }
 
-    /// The stop begins: STOPPING=1, then the drain (for SIGTERM, with -drain-delay) or the signal.
+    /// The stop begins: STOPPING=1, then the drain (for the stop signal, with -drain-delay) or
+    /// the signal.
     private mutating func begin(_ cause: Cause, signal signo: Int32, now: Int64, into actions: inout [Action]) {
         actions.append(.stopping)
         if case .signal = cause {} else { actions.append(.stopBegun(cause)) }
@@ -276,9 +313,17 @@ struct StopSequence: Hashable {
         signalChild(signo, now: now, into: &actions)
     }
 
+    /// `signo` (received, or the stop signal of grpc-init's own) reaches the child as rewritten,
+    /// and -grace starts.
     private mutating func signalChild(_ signo: Int32, now: Int64, into actions: inout [Action]) {
-        actions.append(.forward(signo))
+        pass(signo, into: &actions)
         if configuration.grace > 0 && graceDeadline == nil { graceDeadline = now.addingSaturated(configuration.grace) }
+    }
+
+    private func pass(_ signo: Int32, into actions: inout [Action]) {
+        let passed = configuration.passed(signo) ?? signo
+        if passed != signo { actions.append(.rewritten(from: signo, to: passed)) }
+        actions.append(.forward(passed))
     }
 
     private mutating func tick(now: Int64, into actions: inout [Action]) {
@@ -299,7 +344,7 @@ struct StopSequence: Hashable {
         }
         if case .draining(let until, let cause) = stop, now >= until {
             stop = .signalled(cause: cause)
-            signalChild(SIGTERM, now: now, into: &actions)
+            signalChild(configuration.stopSignal, now: now, into: &actions)
         }
         if let deadline = graceDeadline, now >= deadline {
             graceDeadline = nil
@@ -307,12 +352,12 @@ struct StopSequence: Hashable {
         }
         if stop == .none {
             if let deadline = readyDeadline, now >= deadline {
-                begin(.notReady, signal: SIGTERM, now: now, into: &actions)
+                begin(.notReady, signal: configuration.stopSignal, now: now, into: &actions)
             } else if let deadline = unhealthyDeadline, now >= deadline {
                 let answering = notServingSince.map { $0.addingSaturated(configuration.unhealthyAfter!) <= now } ?? false
-                begin(.unhealthy(answering: answering), signal: SIGTERM, now: now, into: &actions)
+                begin(.unhealthy(answering: answering), signal: configuration.stopSignal, now: now, into: &actions)
             } else if let deadline = unresponsiveDeadline, now >= deadline {
-                begin(.unresponsive, signal: SIGTERM, now: now, into: &actions)
+                begin(.unresponsive, signal: configuration.stopSignal, now: now, into: &actions)
             }
         }
         if let every = configuration.watchdogEvery, let at = nextPing, now >= at {

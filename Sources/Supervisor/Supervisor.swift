@@ -36,6 +36,7 @@ final class Supervisor: EventSource {
         self.readiness = readiness
         var configuration = StopSequence.Configuration()
         configuration.drain = options.drain
+        configuration.rewrites = options.rewriteSignals
         configuration.grace = options.grace.nanoseconds
         configuration.leftoverGrace = options.leftoverGrace.nanoseconds
         configuration.remapExit = options.remapExit
@@ -140,6 +141,10 @@ final class Supervisor: EventSource {
         switch action {
         case .forward(let signo):
             forward(signo)
+        case .rewritten(let from, let to):
+            log.info("\(Signals.name(from)) rewritten to \(Signals.name(to)) (-rewrite-signal)")
+        case .dropped(let signo):
+            log.info("\(Signals.name(signo)) not passed on (-rewrite-signal to 0)")
         case .killChild:
             // The kill first: a log that cannot be written must not delay it.
             if kill(-child, SIGKILL) != 0 && errno != ESRCH { log.warning("cannot SIGKILL process group \(child): \(Errno.current)") }
@@ -149,10 +154,11 @@ final class Supervisor: EventSource {
         case .stopBegun(let cause):
             if let readiness { log.error(readiness.words(for: cause)) }
         case .drain:
+            let signo = decisions.configuration.ownStopSignal
             if let readiness {
-                readiness.drain(options.drain)
+                readiness.drain(options.drain, signal: signo)
             } else {
-                log.event("\(Drain.word): SIGTERM goes to the child in \(options.drain.delay)")
+                log.event("\(Drain.word): \(Signals.name(signo)) goes to the child in \(options.drain.delay)")
             }
         case .drainCut(let signo):
             log.info("\(Signals.name(signo)) during the drain: passing it on now")

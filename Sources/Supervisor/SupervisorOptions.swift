@@ -1,6 +1,7 @@
 import Addressing
 import Flags
 import GateProtocol
+import Glibc
 import SystemCalls
 
 /// `grpc-init [flags] [--] COMMAND [ARGS...]`: tini's flags under descriptive names (the
@@ -14,6 +15,14 @@ public struct SupervisorOptions: Equatable {
     public var grace = GoDuration(nanoseconds: 0)
     /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init.
     public var drain = Drain()
+    /// -stop-signal: the signal that begins the stop (the drain, STOPPING=1, -grace) and reaches
+    /// the child at the end of the drain; the drain's own.
+    public var stopSignal: Int32 {
+        get { drain.signal }
+        set { drain.signal = newValue }
+    }
+    /// -rewrite-signal FROM:TO: the child gets TO for FROM received (0: nothing).
+    public var rewriteSignals: [Int32: Int32] = [:]
     /// The readiness gate; nil with -ready=false.
     public var readiness: GateConfiguration? = nil
     public var command: [String] = []
@@ -44,6 +53,11 @@ public struct SupervisorOptions: Equatable {
               usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)")
         static let drainDelay = Flag<GoDuration>("drain-delay",
               usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)")
+        static let stopSignal = Flag<String>("stop-signal", default: "SIGTERM", placeholder: "SIGNAL",
+              usage: "the signal that begins the stop (SIGQUIT, QUIT, 3, RTMIN+2; what Kubernetes' lifecycle.stopSignal or the image's STOPSIGNAL sends): -drain-delay, STOPPING=1 and -grace start on it, and it reaches the child when the drain ends; SIGTERM and SIGINT still stop the child at once")
+        static let rewriteSignal = Flag<[String]>("rewrite-signal", placeholder: "FROM:TO",
+              usage: "the child gets signal TO for FROM (15:3, TERM:QUIT; TO 0: not passed on), as dumb-init --rewrite; grpc-init reacts to FROM (a rewritten stop signal still drains); repeatable (in GRPC_INIT_REWRITE_SIGNAL, separated by commas)",
+              validate: { SupervisorOptions.rewrite($0).problem })
         static let version = Flag<Bool>("version", usage: "print the version and exit")
 
         /// The gate's flags: with -ready=false each is refused.
@@ -92,7 +106,8 @@ public struct SupervisorOptions: Equatable {
 
     static let flagSet = FlagSet([Keys.subreaper.definition, Keys.processGroup.definition, Keys.remapExit.definition, Keys.parentDeathSignal.definition,
                                   Keys.verbose.definition, Keys.warnReaped.definition, Keys.grace.definition, Keys.leftoverGrace.definition,
-                                  Keys.ready.definition] + Keys.Gate.definitions + [Keys.drainDelay.definition, Keys.version.definition])
+                                  Keys.ready.definition] + Keys.Gate.definitions + [Keys.drainDelay.definition, Keys.stopSignal.definition,
+                                                                                    Keys.rewriteSignal.definition, Keys.version.definition])
 
     public static var usage: String {
         """
@@ -181,6 +196,50 @@ public struct SupervisorOptions: Equatable {
         return g
     }
 
+    /// One -rewrite-signal value read: FROM and TO (0: dropped), or why it is refused.
+    static func rewrite(_ text: String) -> (from: Int32, to: Int32, problem: String?) {
+        let sides = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard sides.count == 2 else { return (0, 0, "want FROM:TO, signals by name or number (15:3, TERM:QUIT, 10:0)") }
+        guard let from = Signals.parse(sides[0]) else { return (0, 0, "unknown signal \(goQuote(sides[0]))") }
+        let to: Int32
+        if sides[1] == "0" { to = 0 } else {
+            guard let signo = Signals.parse(sides[1]) else { return (0, 0, "unknown signal \(goQuote(sides[1]))") }
+            to = signo
+        }
+        if let why = unforwardable(from) { return (0, 0, "\(Signals.name(from)) \(why)") }
+        if to == SIGKILL || to == SIGSTOP { return (0, 0, "\(Signals.name(to)) is not forwarded: rewrite to a signal the child can catch") }
+        return (from, to, nil)
+    }
+
+    private static func rewriteName(_ signo: Int32) -> String { signo == 0 ? "0" : Signals.name(signo) }
+
+    /// Why grpc-init never receives `signo` to forward or to stop on, if it does not.
+    private static func unforwardable(_ signo: Int32) -> String? {
+        if signo == SIGKILL || signo == SIGSTOP { return "cannot be caught" }
+        if signo == SIGCHLD { return "is grpc-init's own (it reaps on it)" }
+        if signo > SIGSYS && signo < Signals.realTimeMin { return "is the C library's own (ignored, never forwarded)" }
+        return nil
+    }
+
+    /// -stop-signal and -rewrite-signal, checked together: the stop signal must be one grpc-init
+    /// catches, and not dropped; a signal is rewritten once.
+    private static func stopSignals(_ parsed: FlagSet.Parsed, source: (String) -> String, into o: inout SupervisorOptions) throws(Failure) {
+        let name = parsed[Keys.stopSignal]
+        guard let stop = Signals.parse(name) else { throw .usage("invalid signal \(goQuote(name)) for \(source(Keys.stopSignal.name))") }
+        if let why = unforwardable(stop) { throw .usage("\(source(Keys.stopSignal.name)) \(Signals.name(stop)) \(why)") }
+        o.stopSignal = stop
+        for text in parsed[Keys.rewriteSignal] {
+            let (from, to, _) = rewrite(text)
+            if let earlier = o.rewriteSignals[from] {
+                throw .usage("\(source(Keys.rewriteSignal.name)): \(Signals.name(from)) rewritten twice (to \(rewriteName(earlier)) and to \(rewriteName(to)))")
+            }
+            o.rewriteSignals[from] = to
+        }
+        if o.rewriteSignals[stop] == 0 {
+            throw .usage("\(source(Keys.rewriteSignal.name)) drops the stop signal \(Signals.name(stop)): the child would never be asked to stop")
+        }
+    }
+
     /// The environment variable that sets `flag`: GRPC_INIT_ and the name in upper snake case.
     static func environmentName(_ flag: String) -> String {
         "GRPC_INIT_" + String(flag.uppercased().map { $0 == "-" ? "_" : $0 })
@@ -263,6 +322,7 @@ public struct SupervisorOptions: Equatable {
         }
         o.drain.delay = parsed[Keys.drainDelay]
         if o.drain.delay.nanoseconds < 0 { throw .usage("\(source(Keys.drainDelay.name)) must not be negative (specified: \(o.drain.delay))") }
+        try stopSignals(parsed, source: source, into: &o)
         if !parsed[Keys.ready] {
             if let flag = Keys.Gate.definitions.map(\.name).first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
                 throw .usage("\(source(flag)) has no effect with \(source(Keys.ready.name))=false")

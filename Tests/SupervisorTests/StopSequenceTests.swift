@@ -3,6 +3,7 @@ import Flags
 import GateProtocol
 import XCTest
 @testable import Supervisor
+import SystemCalls
 
 private let ms: Int64 = 1_000_000
 private let s: Int64 = 1_000_000_000
@@ -194,6 +195,102 @@ final class StopSequenceTests: XCTestCase {
         XCTAssertEqual(sequence.handle(.tick, now: 3 * s), [.leftoversAbandoned, .exit(3)])
         XCTAssertEqual(sequence.handle(.signal(SIGTERM), now: 4 * s), [])
     }
+
+    /// The same run with SIGTERM as the stop signal, and with `stop` as it (the signals of the
+    /// actions written back as SIGTERM): the drain, STOPPING=1, -grace and the exit alike.
+    private func drainedRun(stopSignal stop: Int32) -> [StopSequence.Action] {
+        var c = StopSequence.Configuration()
+        c.stopSignal = stop
+        c.drain.delay = GoDuration(nanoseconds: 1 * s)
+        c.grace = 2 * s
+        c.unhealthyAfter = 500 * ms
+        var run = Run(c)
+        run.at(100 * ms, .health(serving: true))
+        run.at(200 * ms, .signal(stop))
+        run.at(300 * ms, .health(serving: false))
+        run.advance(to: 4 * s)
+        run.at(4_100 * ms, .childExited(status: killed(SIGKILL)))
+        XCTAssertEqual(run.sequence.exitStatus, 128 + SIGKILL)
+        func asSIGTERM(_ signo: Int32) -> Int32 { signo == stop ? SIGTERM : signo }
+        return run.actions.map { action in
+            switch action {
+            case .forward(let signo): return .forward(asSIGTERM(signo))
+            case .drainCut(let signo): return .drainCut(asSIGTERM(signo))
+            default: return action
+            }
+        }
+    }
+
+    func testAnotherStopSignalDrivesTheSequenceSIGTERMDrives() {
+        let term = drainedRun(stopSignal: SIGTERM)
+        XCTAssertEqual(term, [.stopping, .drain, .forward(SIGTERM), .killChild, .childGone, .lookForLeftovers, .exit(137)])
+        for stop in [SIGQUIT, SIGUSR1, Signals.realTimeMin + 2] {
+            XCTAssertEqual(drainedRun(stopSignal: stop), term, Signals.name(stop))
+        }
+    }
+
+    func testWithAnotherStopSignalSIGTERMAndSIGINTStillStopAtOnceAndCutTheDrain() {
+        var c = StopSequence.Configuration()
+        c.stopSignal = SIGQUIT
+        c.drain.delay = GoDuration(nanoseconds: 5 * s)
+        c.grace = 10 * s
+        for signo in [SIGTERM, SIGINT] {
+            var run = Run(c)
+            run.at(100 * ms, .signal(signo))
+            XCTAssertEqual(run.actions, [.stopping, .forward(signo)], "not drained: the stop signal is SIGQUIT")
+            XCTAssertEqual(run.sequence.wakeAt, 10 * s + 100 * ms, "-grace runs")
+            var cut = Run(c)
+            cut.at(100 * ms, .signal(SIGQUIT))
+            cut.at(200 * ms, .signal(signo))
+            XCTAssertEqual(cut.actions, [.stopping, .drain, .drainCut(signo), .forward(signo)])
+        }
+        // With the default stop signal, SIGQUIT is any other signal: forwarded as it came.
+        var plain = Run(StopSequence.Configuration(drain: Drain(delay: GoDuration(nanoseconds: 5 * s))))
+        plain.at(100 * ms, .signal(SIGQUIT))
+        XCTAssertEqual(plain.actions, [.forward(SIGQUIT)])
+        XCTAssertFalse(plain.sequence.stopping)
+    }
+
+    func testRewritesApplyToWhatIsForwardedAndTheStopReactsToWhatCame() {
+        var c = StopSequence.Configuration()
+        c.drain.delay = GoDuration(nanoseconds: 1 * s)
+        c.rewrites = [SIGTERM: SIGQUIT, SIGHUP: SIGUSR2, SIGUSR1: 0]
+        var run = Run(c)
+        run.at(100 * ms, .signal(SIGHUP))
+        run.at(200 * ms, .signal(SIGUSR1))
+        run.at(300 * ms, .signal(SIGTERM))
+        XCTAssertEqual(run.actions, [.rewritten(from: SIGHUP, to: SIGUSR2), .forward(SIGUSR2), .dropped(SIGUSR1), .stopping, .drain],
+                       "SIGTERM received begins the drain; a dropped signal begins nothing")
+        run.advance(to: 1_300 * ms)
+        XCTAssertEqual(run.forwarded, [SIGUSR2, SIGQUIT], "the child gets the stop signal as rewritten at the end of the drain")
+        XCTAssertEqual(Array(run.actions.suffix(2)), [.rewritten(from: SIGTERM, to: SIGQUIT), .forward(SIGQUIT)])
+        run.at(1_400 * ms, .childExited(status: killed(SIGQUIT)))
+        XCTAssertEqual(run.sequence.exitStatus, 128 + SIGQUIT)
+    }
+
+    func testAStopOfGrpcInitsOwnSendsTheStopSignalAsRewritten() {
+        var c = StopSequence.Configuration()
+        c.stopSignal = SIGUSR1
+        c.rewrites = [SIGUSR1: SIGINT]
+        c.readyTimeout = 1 * s
+        var run = Run(c)
+        run.advance(to: 1 * s)
+        XCTAssertEqual(run.actions, [.stopping, .stopBegun(.notReady), .rewritten(from: SIGUSR1, to: SIGINT), .forward(SIGINT)])
+        run.at(1_100 * ms, .childExited(status: exited(0)))
+        XCTAssertEqual(run.sequence.exitStatus, 124)
+    }
+
+    func testADroppedSIGTERMBeginsNothing() {
+        var c = StopSequence.Configuration()
+        c.stopSignal = SIGQUIT
+        c.rewrites = [SIGTERM: 0]
+        c.grace = 1 * s
+        var run = Run(c)
+        run.at(100 * ms, .signal(SIGTERM))
+        XCTAssertEqual(run.actions, [.dropped(SIGTERM)])
+        XCTAssertFalse(run.sequence.stopping)
+        XCTAssertNil(run.sequence.wakeAt, "no -grace")
+    }
 }
 
 /// Every ordering of events up to a depth, for several configurations, against the invariants
@@ -261,8 +358,14 @@ struct Explorer {
         var unhealthyOnly = StopSequence.Configuration()
         unhealthyOnly.unhealthyAfter = 1 * s
         unhealthyOnly.grace = 1 * s
+        var quit = everything
+        quit.stopSignal = SIGQUIT
+        var quitRewritten = quit
+        quitRewritten.remapExit = []
+        quitRewritten.rewrites = [SIGQUIT: SIGUSR2, SIGTERM: SIGQUIT, SIGHUP: 0]
         return [("plain", plain), ("everything", everything), ("Go's largest", largest),
-                ("drain and ready timeout", drainAndTimeout), ("unhealthy only", unhealthyOnly)]
+                ("drain and ready timeout", drainAndTimeout), ("unhealthy only", unhealthyOnly),
+                ("SIGQUIT stops", quit), ("SIGQUIT stops, signals rewritten", quitRewritten)]
     }()
 
     /// What the run did so far, for the invariants that span several steps.
@@ -328,7 +431,7 @@ struct Explorer {
         let now = node.now
         if node.track.awaitingLook { return [(.leftovers(remain: true), now), (.leftovers(remain: false), now)] }
         var moves: [(StopSequence.Event, Int64)] = [
-            (.signal(SIGTERM), now), (.signal(SIGINT), now), (.signal(SIGHUP), now),
+            (.signal(SIGTERM), now), (.signal(SIGINT), now), (.signal(SIGHUP), now), (.signal(SIGQUIT), now),
             (.childExited(status: exited(0)), now), (.childExited(status: killed(SIGTERM)), now),
             (.childExited(status: exited(143)), now), (.health(serving: true), now), (.health(serving: false), now),
             (.answered, now), (.agent(running: false), now), (.agent(running: true), now),
@@ -349,16 +452,26 @@ struct Explorer {
         func fail(_ what: String) { violations.append("\(what): \(event) at \(now) gave \(actions)") }
         if track.exited && !actions.isEmpty { fail("an action after the exit") }
         let external: Int32? = { if case .signal(let s) = event { return s } else { return nil } }()
+        if let external, configuration.passed(external) == nil, actions != [.dropped(external)], track.childStatus == nil {
+            fail("a dropped signal did more than nothing")
+        }
+        // The stop signal, first, drains (while the child runs, with a delay): whatever it is.
+        if let external, external == configuration.stopSignal, track.stoppings == 0, track.childStatus == nil,
+           configuration.drain.delay.nanoseconds > 0, !actions.contains(.drain) {
+            fail("the stop signal did not drain")
+        }
         for action in actions {
             switch action {
             case .forward(let signo):
                 if track.childStatus != nil { fail("a signal to a reaped child") }
-                if signo != external {
-                    if signo == SIGTERM { track.ownStopSignals += 1 } else { fail("a signal nobody sent") }
+                if let external, signo == configuration.passed(external) {
+                    if configuration.beginsStop(external) && track.graceDue == nil && configuration.grace > 0 {
+                        track.graceDue = now.addingSaturated(configuration.grace)
+                    }
+                } else {
+                    if signo == configuration.ownStopSignal { track.ownStopSignals += 1 } else { fail("a signal nobody sent") }
                     if track.ownStopSignals > 1 { fail("a second stop signal of grpc-init's own") }
-                }
-                if (signo == SIGTERM || signo == SIGINT) && track.graceDue == nil && configuration.grace > 0 {
-                    track.graceDue = now.addingSaturated(configuration.grace)
+                    if track.graceDue == nil && configuration.grace > 0 { track.graceDue = now.addingSaturated(configuration.grace) }
                 }
                 if track.drainDue != nil { track.signalledAfterDrain = true }
             case .killChild:
@@ -374,6 +487,7 @@ struct Explorer {
                 track.cause = cause
             case .drain:
                 if track.drainDue != nil { fail("a second drain") }
+                if let external, external != configuration.stopSignal { fail("a drain begun by \(external), not the stop signal") }
                 track.drainDue = now.addingSaturated(configuration.drain.delay.nanoseconds)
             case .signalLeftovers(let signo):
                 if signo == SIGTERM { track.terminatedAt = now } else { track.killedAt = now }

@@ -1,6 +1,7 @@
 import Glibc
 import Flags
 import GateProtocol
+import SystemCalls
 import XCTest
 @testable import Supervisor
 
@@ -211,5 +212,67 @@ final class SupervisorOptionsTests: XCTestCase {
         let many = (0..<5).flatMap { ["-ready-service", String(repeating: "\($0)", count: 4_000)] }
         XCTAssertEqual(failure(many + ["server"]), "the -ready flags' values add up to more than the health agent is given (16384 bytes)")
         XCTAssertNil(failure(["-ready-service", String(repeating: "s", count: 4_096), "server"]))
+    }
+
+    func testTheStopSignalByNameOrNumberFromTheFlagOrTheVariable() throws {
+        XCTAssertEqual(try parse(["server"]).stopSignal, SIGTERM)
+        for spelling in ["SIGQUIT", "QUIT", "quit", "3"] {
+            XCTAssertEqual(try parse(["-stop-signal", spelling, "server"]).stopSignal, SIGQUIT, spelling)
+        }
+        XCTAssertEqual(try parse(["--stop-signal=RTMIN+2", "server"]).stopSignal, Signals.realTimeMin + 2)
+        XCTAssertEqual(try parse(["server"], ["GRPC_INIT_STOP_SIGNAL": "SIGUSR1"]).stopSignal, SIGUSR1)
+        XCTAssertEqual(try parse(["-stop-signal", "INT", "server"], ["GRPC_INIT_STOP_SIGNAL": "SIGUSR1"]).stopSignal, SIGINT)
+        XCTAssertEqual(try parse(["server"], ["GRPC_INIT_STOP_SIGNAL": ""]), try parse(["server"]), "empty is unset")
+    }
+
+    func testAStopSignalGrpcInitCannotCatchIsRefused() {
+        XCTAssertEqual(failure(["-stop-signal", "SIGFOO", "server"]), "invalid signal \"SIGFOO\" for -stop-signal")
+        XCTAssertEqual(failure(["-stop-signal", "0", "server"]), "invalid signal \"0\" for -stop-signal")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_STOP_SIGNAL": "99"]), "invalid signal \"99\" for GRPC_INIT_STOP_SIGNAL")
+        XCTAssertEqual(failure(["-stop-signal", "KILL", "server"]), "-stop-signal SIGKILL cannot be caught")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_STOP_SIGNAL": "19"]), "GRPC_INIT_STOP_SIGNAL SIGSTOP cannot be caught")
+        XCTAssertEqual(failure(["-stop-signal", "CHLD", "server"]), "-stop-signal SIGCHLD is grpc-init's own (it reaps on it)")
+        XCTAssertEqual(failure(["-stop-signal", "32", "server"]), "-stop-signal signal 32 is the C library's own (ignored, never forwarded)")
+    }
+
+    func testRewritesAsDumbInitSpellsThemAndByName() throws {
+        let options = try parse(["-rewrite-signal", "15:3", "--rewrite-signal=USR1:0", "-rewrite-signal", "SIGHUP:RTMIN+1", "server"])
+        XCTAssertEqual(options.rewriteSignals, [SIGTERM: SIGQUIT, SIGUSR1: 0, SIGHUP: Signals.realTimeMin + 1])
+        XCTAssertEqual(try parse(["server"], ["GRPC_INIT_REWRITE_SIGNAL": "15:3,10:0"]).rewriteSignals, [SIGTERM: SIGQUIT, SIGUSR1: 0])
+        XCTAssertEqual(try parse(["-rewrite-signal", "2:15", "server"], ["GRPC_INIT_REWRITE_SIGNAL": "15:3"]).rewriteSignals,
+                       [SIGTERM: SIGQUIT, SIGINT: SIGTERM], "the variable's and the flag's together")
+        XCTAssertEqual(try parse(["server"]).rewriteSignals, [:])
+        // The stop signal rewritten: what the child gets at the end of the drain.
+        let quit = try parse(["-stop-signal", "QUIT", "-rewrite-signal", "QUIT:TERM", "server"])
+        XCTAssertEqual(quit.stopSignal, SIGQUIT)
+        XCTAssertEqual(quit.rewriteSignals, [SIGQUIT: SIGTERM])
+    }
+
+    func testBadRewritesAreRefusedInOneLine() {
+        XCTAssertEqual(failure(["-rewrite-signal", "15", "server"]),
+                       "invalid value \"15\" for flag -rewrite-signal: want FROM:TO, signals by name or number (15:3, TERM:QUIT, 10:0)")
+        XCTAssertEqual(failure(["-rewrite-signal", "15:3:1", "server"]),
+                       "invalid value \"15:3:1\" for flag -rewrite-signal: want FROM:TO, signals by name or number (15:3, TERM:QUIT, 10:0)")
+        XCTAssertEqual(failure(["-rewrite-signal", "TERM:NOPE", "server"]), "invalid value \"TERM:NOPE\" for flag -rewrite-signal: unknown signal \"NOPE\"")
+        XCTAssertEqual(failure(["-rewrite-signal", ":3", "server"]), "invalid value \":3\" for flag -rewrite-signal: unknown signal \"\"")
+        XCTAssertEqual(failure(["-rewrite-signal", "9:15", "server"]), "invalid value \"9:15\" for flag -rewrite-signal: SIGKILL cannot be caught")
+        XCTAssertEqual(failure(["-rewrite-signal", "STOP:TERM", "server"]), "invalid value \"STOP:TERM\" for flag -rewrite-signal: SIGSTOP cannot be caught")
+        XCTAssertEqual(failure(["-rewrite-signal", "15:9", "server"]),
+                       "invalid value \"15:9\" for flag -rewrite-signal: SIGKILL is not forwarded: rewrite to a signal the child can catch")
+        XCTAssertEqual(failure(["-rewrite-signal", "15:STOP", "server"]),
+                       "invalid value \"15:STOP\" for flag -rewrite-signal: SIGSTOP is not forwarded: rewrite to a signal the child can catch")
+        XCTAssertEqual(failure(["-rewrite-signal", "CHLD:TERM", "server"]),
+                       "invalid value \"CHLD:TERM\" for flag -rewrite-signal: SIGCHLD is grpc-init's own (it reaps on it)")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_REWRITE_SIGNAL": "15:3,9:0"]),
+                       "invalid value \"9:0\" for GRPC_INIT_REWRITE_SIGNAL: SIGKILL cannot be caught")
+        XCTAssertEqual(failure(["-rewrite-signal", "15:3", "-rewrite-signal", "TERM:2", "server"]),
+                       "-rewrite-signal: SIGTERM rewritten twice (to SIGQUIT and to SIGINT)")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_REWRITE_SIGNAL": "10:0 USR1:12"]),
+                       "GRPC_INIT_REWRITE_SIGNAL: SIGUSR1 rewritten twice (to 0 and to SIGUSR2)")
+        XCTAssertEqual(failure(["-rewrite-signal", "15:0", "server"]),
+                       "-rewrite-signal drops the stop signal SIGTERM: the child would never be asked to stop")
+        XCTAssertEqual(failure(["-stop-signal", "QUIT", "-rewrite-signal", "3:0", "server"]),
+                       "-rewrite-signal drops the stop signal SIGQUIT: the child would never be asked to stop")
+        XCTAssertNil(failure(["-stop-signal", "QUIT", "-rewrite-signal", "15:0", "server"]), "SIGTERM is not the stop signal: it may be dropped")
     }
 }

@@ -366,3 +366,44 @@ def test_release_files(podman, tmp_path):
                  "localhost/grpc-init-from-release:test", "/bin/grpc_health_probe", "-version")
     assert ran.stdout.startswith("grpc_health_probe (grpc-init) "), ran
     podman("rmi", "localhost/grpc-init-from-release:test", image, check=False)
+
+
+def test_a_container_stopped_with_sigquit_is_drained(podman, names):
+    """`podman run --stop-signal SIGQUIT` (as a pod's lifecycle.stopSignal) with
+    GRPC_INIT_STOP_SIGNAL=SIGQUIT and GRPC_INIT_REWRITE_SIGNAL=3:15: `podman stop` sends SIGQUIT,
+    grpc-init answers 503 draining at once, and the Go server gets SIGTERM a second later (not
+    SIGQUIT, its stack dump): exit 143."""
+    import http.client
+
+    port, health, c = free_port(), free_port(), names()
+    podman.run(c, "--stop-signal", "SIGQUIT",
+               env={"GRPC_INIT_HEALTH_ADDR": f"127.0.0.1:{health}", "GRPC_INIT_DRAIN_DELAY": "1s",
+                    "GRPC_INIT_STOP_SIGNAL": "SIGQUIT", "GRPC_INIT_REWRITE_SIGNAL": "3:15"},
+               image_args=server_args(port))
+    podman.await_log(c, "[grpc-init] ready: ")
+
+    def get(path):
+        conn = http.client.HTTPConnection("127.0.0.1", health, timeout=5)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            conn.close()
+
+    assert get("/readyz") == (200, "SERVING\n")
+    stop = subprocess.Popen([*podman.base, "stop", "-t", "10", c], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    start = time.monotonic()
+    try:
+        deadline = start + 5
+        while (answer := get("/readyz")) != (503, "draining\n"):
+            assert time.monotonic() < deadline, answer
+            time.sleep(0.02)  # podman delivering the SIGQUIT, which nothing here can await; bounded
+        stop.wait(timeout=20)
+    finally:
+        if stop.poll() is None:
+            stop.kill()
+    assert time.monotonic() - start >= 1.0, "the server got its signal only after the drain"
+    logs = podman.logs(c)
+    assert "[grpc-init] draining: SIGTERM goes to the child in 1s; the health endpoint answers draining (was SERVING)" in logs, logs
+    assert podman.exit_code(c) == 143, logs

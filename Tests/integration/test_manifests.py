@@ -32,7 +32,7 @@ def container(manifest):
 
 
 def test_there_are_examples_for_plaintext_tls_and_spiffe():
-    assert [m.name for m in MANIFESTS] == ["deployment-spiffe.yaml", "deployment-tls.yaml", "deployment.yaml"]
+    assert [m.name for m in MANIFESTS] == ["deployment-spiffe.yaml", "deployment-tls.yaml", "deployment.yaml", "job-restart-rules.yaml"]
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=[m.name for m in MANIFESTS])

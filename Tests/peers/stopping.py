@@ -1,6 +1,6 @@
 """A child for the shutdown tests: prints "READY <port>" (or "READY -"), then "SIGNAL <n> <seconds>"
 for each signal it gets (the seconds of CLOCK_MONOTONIC, which the test reads too), and exits 0
---linger seconds after the first SIGTERM. With --serve it runs a grpcio health server on
+--linger seconds after the first SIGTERM (or --stop-signal, a name such as SIGQUIT). With --serve it runs a grpcio health server on
 127.0.0.1, SERVING until that SIGTERM, when it turns NOT_SERVING as a server shutting down
 gracefully does (grpcio's enter_graceful_shutdown); without, it serves no gRPC at all.
 
@@ -14,7 +14,9 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--serve", action="store_true")
 p.add_argument("--linger", type=float, default=2.0)
+p.add_argument("--stop-signal", default="SIGTERM")
 args = p.parse_args()
+STOP = signal.Signals[args.stop_signal]
 
 CAUGHT = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2}
 # Before grpcio starts a thread: each thread inherits the mask, so only sigtimedwait takes them.
@@ -44,7 +46,7 @@ while stop_at is None or stop_at > time.monotonic():
         continue
     now = time.monotonic()
     print(f"SIGNAL {info.si_signo} {now:.6f}", flush=True)
-    if info.si_signo == signal.SIGTERM and stop_at is None:
+    if info.si_signo == STOP and stop_at is None:
         stop_at = now + args.linger
         if servicer is not None:
             servicer.enter_graceful_shutdown()
