@@ -45,7 +45,7 @@ public final class TLSContext {
         }
         if !configuration.verify {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nil)
-            rootsSource = "none (-tls-no-verify)"
+            rootsSource = "none (verification off)"
             return
         }
         let store = SSL_CTX_get_cert_store(ctx)!
@@ -63,7 +63,7 @@ public final class TLSContext {
             X509_STORE_set_flags(store, UInt(X509_V_FLAG_PARTIAL_CHAIN))
         } else {
             let count = SystemRoots.load(into: store)
-            rootsSource = count > 0 ? "the system roots" : "no system roots (none found; set SSL_CERT_FILE or use -tls-ca-cert)"
+            rootsSource = count > 0 ? "the system roots" : "no system roots (none found; set SSL_CERT_FILE, or name a CA file)"
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
     }

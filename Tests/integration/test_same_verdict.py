@@ -89,6 +89,9 @@ STATES = {
                       wrong_flags=lambda cert: []),
     "draining": State(lambda port, cert: go_server(listen=f"127.0.0.1:{port}"), gate=lambda port: ["-drain-delay", "1h"],
                       drain=True),
+    # Named with -ready-addr, nothing listens there: no connection, the probe's exit 2.
+    "refused": State(lambda port, cert: ["sleep", "3600"], gate=lambda port: ["-ready-addr", f"127.0.0.1:{port}"],
+                     ready="[grpc-init] not ready yet: ", ready_names="connection refused"),
 }
 
 RPC = "error: health rpc failed: rpc error: code = "
@@ -141,6 +144,12 @@ VERDICTS = {
         "local": Cell(0, SERVING_LINE), "readyz": Cell(200, "SERVING"), "livez": Cell(200, "SERVING"),
         "check": Cell("SERVING", ""), "exec": Cell(0, SERVING_LINE),
         "exec-wrong-flags": Cell(2, "a TLS server does this to plaintext clients (try -tls)", verdict=False),
+    },
+    # No connection can be made: a connection failure (exit 2) on every edge, never an RPC failure.
+    "refused": {
+        "local": Cell(2, "connection refused"), "readyz": Cell(503, "connection refused"),
+        "livez": Cell(503, "connection refused"), "check": Cell("UNAVAILABLE", "connection refused"),
+        "exec": Cell(2, "connection refused"), "exec-wrong-flags": Cell(2, "connection refused", verdict=False),
     },
     # grpc-init drains; the server still serves, and says so to whoever asks it directly.
     "draining": {
