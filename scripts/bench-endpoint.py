@@ -39,6 +39,9 @@ CHECK = PREFACE + frame(4, 0, 0) + frame(1, 4, 1, literal(b":method", b"POST") +
                                          + literal(b"content-type", b"application/grpc") + literal(b"te", b"trailers")) \
     + frame(0, 1, 1, b"\x00\x00\x00\x00\x00")
 READYZ = b"GET /readyz HTTP/1.1\r\nHost: pod\r\nUser-Agent: kube-probe\r\nConnection: close\r\n\r\n"
+METRICS = (b"GET /metrics HTTP/1.1\r\nHost: pod\r\nUser-Agent: Prometheus/2.42.0\r\nConnection: close\r\n"
+           b"Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+           b"text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n")
 
 
 def http_probe(port):
@@ -48,6 +51,17 @@ def http_probe(port):
         while chunk := s.recv(4096):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 "), data
+    return data
+
+
+def metrics_scrape(port):
+    """A scrape as Prometheus asks for it (OpenMetrics preferred); no Check of the child."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(METRICS)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"# EOF\n"), data[:200]
     return data
 
 
@@ -72,6 +86,14 @@ def grpc_probe(port):
             chunk = s.recv(4096)
             assert chunk, "closed before the trailers"
             data += chunk
+
+
+def metrics_or_none(port):
+    """The scrape's bytes, or b"" from a build without /metrics (its row is left out)."""
+    try:
+        return metrics_scrape(port)
+    except AssertionError:
+        return b""
 
 
 def cpu_ns(pid):
@@ -131,7 +153,8 @@ def bench(binary):
             for _ in range(50):
                 probe(health)
         print(f"{'probe (new connection each)':44} {'wall ms':>8} {'CPU ms':>8}   (medians of {N})")
-        for name, probe in [("GET /readyz on the health port", http_probe), ("gRPC Check on the health port (h2c)", grpc_probe)]:
+        scrapes = [("GET /metrics (OpenMetrics, no Check)", metrics_scrape)] if b"# EOF" in metrics_or_none(health) else []
+        for name, probe in [("GET /readyz on the health port", http_probe), ("gRPC Check on the health port (h2c)", grpc_probe)] + scrapes:
             wall, cpu = timed(probe, health, agent)
             print(f"{name:44} {wall:8.3f} {cpu:8.3f}   (CPU: the agent's)")
         measure = ROOT / ".build/peers/measure"

@@ -12,6 +12,8 @@ packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file ut
           protobuf-compiler-grpc-java-plugin grpc-proto)
 # The CRI tests (Tests/integration/test_cri.py) run a containerd of their own, on their own socket.
 packages+=(containerd)
+# The metrics tests (Tests/integration/test_metrics.py): promtool, and a Prometheus server of their own.
+packages+=(prometheus)
 if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@ import GateProtocol
 import Glibc
 import SystemCalls
 import Transport
+import Wire
 
 /// The health agent: a process of its own, started by the supervisor, that finds the server
 /// (or is told where it is), keeps one connection to it, holds the one health model and reports
@@ -93,6 +94,7 @@ final class Agent: EventSource {
         // Out of descriptors, a local probe wins over the endpoint's oldest idle connection.
         localProbes?.makeRoom = { [weak endpoint] in endpoint?.evictOldestIdle() ?? false }
         reactor.releasesCodeAfter = endpoint == nil ? Agent.releaseWithoutEndpoint : Agent.releaseWithEndpoint
+        endpoint?.facts = { [link] in link.facts }
         link.onDrain = { [model, endpoint] in
             model.drain()
             endpoint?.startDraining()
@@ -112,6 +114,9 @@ final class Agent: EventSource {
         // Until each service's first answer, what was said of it before does not hold.
         if !model.state.isServing { model.awaitAnswers() }
         let watcher = Watcher(server, plan: plan, model: model, reporter: reporter)
+        watcher.channel.onUnaryCallEnded = { [model] path, nanoseconds, _ in
+            if path == Health.checkPath { model.counters.checks.observe(nanoseconds: nanoseconds) }
+        }
         phase = .watching(watcher)
         reactor.add(watcher)
         // The servers of probes take their turns after the channel's: a Check that ended in

@@ -49,6 +49,7 @@ extension HealthEndpoint {
         let question = HealthEndpoint.question(kind, service: parameter("service"))
         switch HealthServer.decide(question, snapshot) {
         case .now(let verdict, let about):
+            count(kind, verdict)
             let (status, body) = HealthServer.http(verdict, question.kind, verbose: verbose ? snapshot.lines : nil, service: about)
             return .now(status: status, body: body, extra: "")
         case .check(let service), .watch(let service):
@@ -68,6 +69,7 @@ extension HealthEndpoint {
         if method == "POST", value("content-type")?.hasPrefix("application/grpc") == true {
             return handleGRPC(stream: stream, path: path, fields: request.fields, body: request.body, on: peer, connection)
         }
+        if path == "/metrics" { return metrics(connection, stream, method: method, accept: value("accept")) }
         if path == Health.checkPath || path == Health.watchPath {
             return respond(connection, stream, status: 415, body: ["a gRPC method: POST with content-type application/grpc"], head: method == "HEAD")
         }
@@ -109,13 +111,15 @@ extension HealthEndpoint {
         if !head { connection.sendData(streamID: stream, text, endStream: true) }
     }
 
-    /// A verdict on /readyz or /livez, as the request asked (verbose or not).
+    /// A verdict on /readyz or /livez, as the request asked (verbose or not); counted as answered.
     func httpAnswer(_ entry: Pending, _ verdict: Verdict) -> (Int, [String]) {
-        HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind, verbose: entry.verbose ? snapshot.lines : nil)
+        count(entry.kind, verdict)
+        return HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind, verbose: entry.verbose ? snapshot.lines : nil)
     }
 
     /// A Check's verdict, over gRPC, on a stream whose response headers went out.
     func grpcAnswer(_ connection: HTTP2Connection, _ stream: UInt32, _ verdict: Verdict) {
+        count(.check, verdict)
         let (response, status) = HealthServer.grpc(verdict)
         if let response { connection.sendData(streamID: stream, GRPCServerCall.message(Health.response(response)), endStream: false) }
         connection.sendHeaders(streamID: stream, GRPCServerCall.trailers(status), endStream: true)

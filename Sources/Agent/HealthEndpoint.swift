@@ -96,6 +96,10 @@ final class HealthEndpoint: EventSource {
 
     /// A probe arrived (discovery may look again at once).
     var onProbe: () -> Void = {}
+    /// The supervisor's facts as last told, for `GET /metrics`.
+    var facts: () -> SupervisorFacts? = { nil }
+    /// This agent's start (wall clock, nanoseconds since the epoch), for `GET /metrics`.
+    let started = WallClock.now()
 
     init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
         self.metadata = metadata
@@ -263,6 +267,7 @@ final class HealthEndpoint: EventSource {
             case .request(let request, _):
                 peer.inbound = []
                 let head = request.method == "HEAD"
+                if request.path == "/metrics" { return metrics(peer, method: request.method, accept: request.headers.first { $0.0 == "accept" }?.1) }
                 switch healthRequest(method: request.method, path: request.path, parameter: request.parameter, stream: nil) {
                 case .now(let status, let body, let extra): respond(peer, status: status, body: body, head: head, extra: extra)
                 case .check(let pending):

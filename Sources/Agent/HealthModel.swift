@@ -18,6 +18,8 @@ final class HealthModel {
     /// With an answer interval: answers are reported at most this often.
     private let answerReportEvery: Int64
     private var answerReported: Int64?
+    /// The agent's metrics counters, incremented where their events happen (`GET /metrics`).
+    var counters = HealthCounters()
 
     init(services: [String], answerInterval: Int64, reporter: Reporter) {
         self.services = services
@@ -30,19 +32,26 @@ final class HealthModel {
     /// no longer holds, but nothing new is known, so the supervisor is told nothing (a restarted
     /// agent does not make a ready child flap).
     func awaitAnswers() {
-        for service in services { byService[service] = .notServing(.awaitingAnswer) }
+        for service in services {
+            counters.transition(service, from: byService[service], to: .notServing(.awaitingAnswer))
+            byService[service] = .notServing(.awaitingAnswer)
+        }
         state = .notServing(.awaitingAnswer)
     }
 
     /// What holds for every service at once (found, lost, unreachable).
     func update(_ new: HealthState) {
-        for service in services { byService[service] = new }
+        for service in services {
+            counters.transition(service, from: byService[service], to: new)
+            byService[service] = new
+        }
         publish(new)
     }
 
     /// One service's state, as its Watch or Check said.
     func update(service: String, _ new: HealthState) {
         guard byService[service] != nil, byService[service] != new else { return }
+        counters.transition(service, from: byService[service], to: new)
         byService[service] = new
         if services.count > 1 { reporter.send(.service(name: service, state: new)) }
         publish(overall)

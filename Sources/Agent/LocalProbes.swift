@@ -165,6 +165,7 @@ final class LocalProbes: EventSource {
     }
 
     private func answer(_ peer: Peer, _ verdict: Verdict) {
+        model.counters.probe(.local, success: verdict.isServing)
         let verbose = peer.query?.verbose ?? false
         let snapshot = model.snapshot(connected: channel != nil)
         let answer = LocalAnswer(verdict: verdict, server: snapshot.server, services: verbose ? snapshot.lines : [])

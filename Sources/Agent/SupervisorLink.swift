@@ -8,6 +8,8 @@ final class SupervisorLink: EventSource {
     private let fd: Int32
     private var decoder = GateFraming.Decoder()
     private(set) var configuration: GateConfiguration?
+    /// What the supervisor knows for the metrics, as it last said.
+    private(set) var facts: SupervisorFacts?
     /// The supervisor closed its end, or spoke what we cannot read: the agent stops.
     private(set) var ended: AgentExit?
     var onDrain: () -> Void = {}
@@ -39,6 +41,7 @@ final class SupervisorLink: EventSource {
                     switch message {
                     case .configure(let given): if configuration == nil { configuration = given }
                     case .drain: onDrain()
+                    case .facts(let given): facts = given
                     }
                 }
             } catch {

@@ -45,6 +45,9 @@ public final class Channel: EventSource {
     /// What goes out as :authority (nil: the target's).
     public let authority: String?
 
+    /// A unary call ended (not cancelled by its caller): its path, how long it took, its status.
+    public var onUnaryCallEnded: ((_ path: String, _ nanoseconds: Int64, _ status: GRPCStatus) -> Void)?
+
     public init(target: Target, security: Security, userAgent: [UInt8], connectTimeout: Int64, authority: String? = nil) {
         self.authority = authority
         self.target = target
@@ -62,6 +65,8 @@ public final class Channel: EventSource {
         public fileprivate(set) var dialFailure: DialFailure?
         /// Received messages not taken yet; a streaming call's arrive as they come.
         public fileprivate(set) var messages: [[UInt8]] = []
+        /// When the call was started (the monotonic clock).
+        public let started = MonotonicClock.now()
         init(deadline: Int64) { self.deadline = deadline }
 
         /// Removes and returns the oldest received message.
@@ -237,5 +242,8 @@ public final class Channel: EventSource {
     private func finish(_ index: Int, _ status: GRPCStatus) {
         let entry = pending.remove(at: index)
         if entry.handle.status == nil { entry.handle.status = status }
+        if let onUnaryCallEnded, !entry.serverStreaming, status.code != .canceled {
+            onUnaryCallEnded(entry.path, MonotonicClock.now().addingSaturated(-entry.handle.started), status)
+        }
     }
 }

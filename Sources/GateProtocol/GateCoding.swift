@@ -117,6 +117,7 @@ extension HealthState {
 extension SupervisorMessage {
     private enum Kind: UInt8 {
         case configure = 1, drain
+        case facts
     }
 
     public var frame: [UInt8] {
@@ -124,6 +125,7 @@ extension SupervisorMessage {
         switch self {
         case .drain: kind = .drain
         case .configure: kind = .configure
+        case .facts: kind = .facts
         }
         return GateFraming.frame(kind: kind.rawValue, payload)
     }
@@ -135,6 +137,9 @@ extension SupervisorMessage {
         var w = GateFraming.Writer()
         switch self {
         case .drain:
+            return w
+        case .facts(let facts):
+            facts.encode(into: &w)
             return w
         case .configure(let c):
             c.encode(into: &w)
@@ -149,6 +154,10 @@ extension SupervisorMessage {
         case .drain:
             try r.end()
             return .drain
+        case .facts:
+            let facts = try SupervisorFacts.decode(from: &r)
+            try r.end()
+            return .facts(facts)
         case .configure:
             let c = try GateConfiguration.decode(from: &r)
             return .configure(c)

@@ -10,6 +10,8 @@ public enum SupervisorMessage: Equatable, Sendable {
     case configure(GateConfiguration)
     /// SIGTERM with -drain-delay: answer "draining" from now on.
     case drain
+    /// What the supervisor knows for the agent's metrics: after `configure`, and on each change.
+    case facts(SupervisorFacts)
 }
 
 /// A server's health as the agent's health model holds it: the one fact the ready file,

@@ -59,6 +59,10 @@ final class ReadinessGate {
     private var everReady = false
     private var lastReason = Reason.starting
     private var stopped = false
+    /// What the agent's metrics need from here: told after the configuration and on each change.
+    private var facts = SupervisorFacts()
+    /// Why the gate is killing the agent, for its restart's cause.
+    private var killCause: AgentRestartCause?
 
     /// A dead agent is started again at once this many times within `deathWindow`; past that,
     /// after `restarts` (100 ms doubling to 30 s): a crash costs milliseconds, a crash loop
@@ -73,6 +77,19 @@ final class ReadinessGate {
         outputs = ReadinessOutputs(file: options.file, log: log)
         executable = ReadinessGate.ownExecutable()
         startAt = MonotonicClock.now()
+        facts.supervisorStarted = WallClock.now()
+    }
+
+    /// The child was spawned: its pid and start go to the agent's metrics.
+    func childStarted(pid: pid_t) {
+        facts.childPid = pid
+        facts.childStarted = WallClock.now()
+        tellFacts()
+    }
+
+    /// The facts, to an agent that serves -health-addr (the only one with metrics to show).
+    private func tellFacts() {
+        if !options.healthAddr.isEmpty { tell(.facts(facts)) }
     }
 
     /// The path that runs this binary again: /proc/self/exe, or without /proc the path it was
@@ -162,12 +179,14 @@ final class ReadinessGate {
         let reports: PipeEnds
         do throws(SystemError) { reports = try FileDescriptor.pipe(nonblockingEnd: 0) } catch {
             log.warning("cannot start the health agent: \(error)")
+            facts.restarted(.startFailed)
             scheduleRestart()
             return
         }
         let control: PipeEnds
         do throws(SystemError) { control = try FileDescriptor.pipe(nonblockingEnd: 1) } catch {
             log.warning("cannot start the health agent: \(error)")
+            facts.restarted(.startFailed)
             scheduleRestart()
             return
         }
@@ -188,6 +207,7 @@ final class ReadinessGate {
         closeOrSay(control.read, "the health agent's control pipe")
         if pid < 0 {
             log.warning("cannot start the health agent: fork: \(forkFailure)")
+            facts.restarted(.startFailed)
             scheduleRestart()
             return
         }
@@ -199,6 +219,7 @@ final class ReadinessGate {
         events.append(.agent(running: true))
         log.info("health agent started as pid \(pid)")
         tell(.configure(configuration))
+        tellFacts()
         if draining { tell(.drain) }
     }
 
@@ -231,7 +252,12 @@ final class ReadinessGate {
         // A pipe's buffer takes a frame at once (the configuration first, into an empty pipe);
         // the write end does not block either way.
         let frame = message.frame
-        let what = message == .drain ? "to drain" : "its configuration"
+        let what: String
+        switch message {
+        case .drain: what = "to drain"
+        case .configure: what = "its configuration"
+        case .facts: what = "the supervisor's facts"
+        }
         let written: Int?
         do throws(SystemError) {
             written = try agent?.control?.write(frame)
@@ -244,18 +270,19 @@ final class ReadinessGate {
         } catch {
             written = nil
             log.warning("health agent: cannot tell it \(what): \(error); restarting it")
-            killAgent()
+            killAgent(because: .unwritable)
             return
         }
         guard let written, written != frame.count else { return }
         // Only a full pipe can take part of a frame, and the agent reads its control pipe in
         // every turn: an agent that does not is stuck, and one started anew is told everything again.
         log.warning("health agent: cannot tell it \(what): short write (\(written) of \(frame.count) bytes); restarting it")
-        killAgent()
+        killAgent(because: .unwritable)
     }
 
     /// SIGKILL for the agent, whose death is then reaped and said as any other.
-    private func killAgent() {
+    private func killAgent(because cause: AgentRestartCause? = nil) {
+        if let cause, killCause == nil { killCause = cause }
         // ESRCH: it is dead already (a zombie is still there to kill): nothing left to do.
         if let pid = agent?.pid, kill(pid, SIGKILL) != 0 && errno != ESRCH {
             log.warning("cannot kill the health agent (pid \(pid)): kill: \(Errno.current)")
@@ -302,7 +329,7 @@ final class ReadinessGate {
             // Nothing after a broken frame can be trusted: the agent is ended and started again.
             log.warning("health agent: \(error); restarting it")
             decoder = GateFraming.Decoder()
-            killAgent()
+            killAgent(because: .protocolError)
         }
     }
 
@@ -387,6 +414,8 @@ final class ReadinessGate {
         everReady = true
         outputs.notify(.ready(status: "\(name) reports SERVING"))
         let took = GoDuration(nanoseconds: now.addingSaturated(-started))
+        facts.firstServingAfter = took.nanoseconds
+        tellFacts()
         log.event("ready: \(name)\(serviceSuffix) reports SERVING, \(took) after start")
     }
 
@@ -402,6 +431,8 @@ final class ReadinessGate {
         guard !stopped else { return true }
         events.append(.agent(running: false))
         let exit = WaitStatus(status)
+        facts.restarted(killCause ?? (exit.exitCode == 127 ? .startFailed : exit.exitCode != nil ? .exited : .crashed))
+        killCause = nil
         scheduleRestart()
         let pause = GoDuration(nanoseconds: max(0, (startAt ?? 0).addingSaturated(-MonotonicClock.now())))
         let how: String

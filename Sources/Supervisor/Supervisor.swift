@@ -82,6 +82,7 @@ final class Supervisor: EventSource {
         }
         if let failure = spawn(childMask: signals.previousMask) { return failure }
         log.info("spawned \(options.command[0]) as pid \(child)")
+        readiness?.childStarted(pid: child)
         self.signals = signals
         reactor.add(self)
         if case .failed(let code) = reactor.run(until: { decisions.exitStatus != nil }) {

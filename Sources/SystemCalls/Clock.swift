@@ -77,3 +77,13 @@ extension Int64 {
         return overflow ? ((self < 0) == (factor < 0) ? .max : .min) : product
     }
 }
+
+/// The wall clock (CLOCK_REALTIME) in nanoseconds since the Unix epoch: for instants reported
+/// to others (a start time), never for deadlines, which follow the monotonic clock.
+public enum WallClock {
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec).multipliedSaturated(by: 1_000_000_000).addingSaturated(Int64(ts.tv_nsec))
+    }
+}

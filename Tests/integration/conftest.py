@@ -210,6 +210,7 @@ SLOW = {
     "test_tini_compat.py::test_tini_kill_process_group_set_at_all_turns_it_on",
     "test_supervisor.py::test_an_idle_supervisor_never_wakes_and_stays_small",
     "test_java_peer.py::test_gated_through_watch_with_strict_keepalive_enforcement",
+    "test_metrics.py::test_a_real_prometheus_scrapes_each_transition",
 }
 
 

@@ -225,7 +225,7 @@ def test_readyz_and_livez_over_h2c(endpoint):
     assert h2c_get(port, "/livez?timeout=2s") == (200, "SERVING")
     assert h2c_get(port, "/readyz", method="HEAD") == (200, "")
     assert h2c_get(port, "/readyz?timeout=nope") == (400, "invalid timeout")
-    assert h2c_get(port, "/metrics") == (404, "not found")
+    assert h2c_get(port, "/nope") == (404, "not found")
     assert h2c_get(port, "/readyz", method="POST") == (405, "method not allowed")
     assert h2c_get(port, "/grpc.health.v1.Health/Check")[0] == 415
 

@@ -67,7 +67,7 @@ def test_readyz_livez_and_grpc_check_in_front_of_a_plaintext_child(bindir, kind)
         status, body = get(port, "/readyz?service=nope")
         assert status == 503 and body.startswith("rpc error: code = NotFound desc = "), body
         assert get(port, "/livez?service=nope")[0] == 200, "NOT_FOUND is an answer"
-        assert get(port, "/metrics") == (404, "not found")
+        assert get(port, "/nope") == (404, "not found")
         assert check(port) == SERVING
         assert check(port, "down") == NOT_SERVING
         with pytest.raises(grpc.RpcError) as e:
