@@ -17,7 +17,7 @@ struct AgentPlan {
     init(_ configuration: GateConfiguration) {
         self.configuration = configuration
         metadata = configuration.rpcHeaders.map { Metadata.field(fromFlag: Array($0.utf8)) }
-        request = Health.request(service: configuration.services[0])
+        request = Health.request(service: configuration.listsServices ? "" : configuration.services[0])
         userAgent = Array("grpc-init-health grpc-init/\(BuildInfo.version)".utf8)
     }
 

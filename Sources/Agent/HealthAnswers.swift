@@ -54,7 +54,7 @@ extension HealthEndpoint {
             return .now(status: status, body: body, extra: "")
         case .check(let service), .watch(let service):
             let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service), timeout: timeout)
-            return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, handle: handle))
+            return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, handle: handle, service: service))
         }
     }
 
@@ -114,7 +114,9 @@ extension HealthEndpoint {
     /// A verdict on /readyz or /livez, as the request asked (verbose or not); counted as answered.
     func httpAnswer(_ entry: Pending, _ verdict: Verdict) -> (Int, [String]) {
         count(entry.kind, verdict)
-        return HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind, verbose: entry.verbose ? snapshot.lines : nil)
+        let snapshot = self.snapshot
+        return HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind, verbose: entry.verbose ? snapshot.lines : nil,
+                                 withoutHealth: snapshot.withoutHealth && entry.service.isEmpty)
     }
 
     /// A Check's verdict, over gRPC, on a stream whose response headers went out.
@@ -162,7 +164,8 @@ extension HealthEndpoint {
         case .check(let checked):
             peer.pending.append(Pending(kind: .check, stream: stream,
                                         handle: channel?.start(path: Health.checkPath, metadata: metadata,
-                                                               request: Health.request(service: checked), timeout: timeout)))
+                                                               request: Health.request(service: checked), timeout: timeout),
+                                        service: checked))
             if channel == nil { answerWithoutChild(peer, peer.pending.count - 1) }
         case .watch(let watched):
             peer.pending.append(Pending(kind: .watch, stream: stream,
@@ -173,8 +176,8 @@ extension HealthEndpoint {
     }
 
     /// The verdict of a finished Check.
-    func verdict(_ handle: Channel.CallHandle, _ status: GRPCStatus) -> Verdict {
-        HealthServer.verdict(status: status, message: handle.nextMessage(), unreachable: handle.dialFailure?.unreachable)
+    func verdict(_ entry: Pending, _ handle: Channel.CallHandle, _ status: GRPCStatus) -> Verdict {
+        HealthServer.verdict(checking: entry.service, status: status, message: handle.nextMessage(), unreachable: handle.dialFailure?.unreachable, snapshot)
     }
 
     /// Answers what finished on the channel.
@@ -184,7 +187,7 @@ extension HealthEndpoint {
             return
         case .http1:
             guard let first = peer.pending.first, let handle = first.handle, let status = handle.status else { return }
-            let (code, body) = httpAnswer(first, verdict(handle, status))
+            let (code, body) = httpAnswer(first, verdict(first, handle, status))
             respond(peer, status: code, body: body, head: first.headOnly)
         case .http2(let connection):
             var index = 0
@@ -197,13 +200,13 @@ extension HealthEndpoint {
                 switch entry.kind {
                 case .readyz, .livez:
                     guard let status = handle.status else { break }
-                    let (code, body) = httpAnswer(entry, verdict(handle, status))
+                    let (code, body) = httpAnswer(entry, verdict(entry, handle, status))
                     respond(connection, stream, status: code, body: body, head: entry.headOnly)
                     peer.pending.remove(at: index)
                     continue
                 case .check:
                     guard let status = handle.status else { break }
-                    grpcAnswer(connection, stream, verdict(handle, status))
+                    grpcAnswer(connection, stream, verdict(entry, handle, status))
                     peer.pending.remove(at: index)
                     continue
                 case .watch:

@@ -61,6 +61,8 @@ final class HealthEndpoint: EventSource {
         /// `/readyz?verbose`: each service listed.
         var verbose = false
         var handle: Channel.CallHandle?
+        /// The service the Check asks about.
+        var service = ""
     }
 
     /// An HTTP/2 request still arriving: its head and the body so far.

@@ -31,6 +31,8 @@ final class LocalProbes: EventSource {
         var received = 0
         var query: LocalQuery?
         var handle: Channel.CallHandle?
+        /// The service the Check asks about.
+        var checked = ""
         var outbound = ByteBuffer()
         var closed = false
 
@@ -98,10 +100,13 @@ final class LocalProbes: EventSource {
             if entry.fd == listener.fd { acceptSome(now: now) } else { ready.insert(entry.fd) }
         }
         for peer in peers where !peer.closed {
-            if ready.contains(peer.socket.fd) && peer.query == nil { read(peer) }
+            if ready.contains(peer.socket.fd) {
+                if peer.query == nil { read(peer) } else { readAfterQuery(peer) }
+            }
             if let handle = peer.handle, let status = handle.status {
                 peer.handle = nil
-                answer(peer, HealthServer.verdict(status: status, message: handle.nextMessage(), unreachable: handle.dialFailure?.unreachable))
+                answer(peer, HealthServer.verdict(checking: peer.checked, status: status, message: handle.nextMessage(),
+                                                  unreachable: handle.dialFailure?.unreachable, model.snapshot(connected: true)))
             }
             flush(peer)
             if !peer.closed && peer.query == nil && now >= peer.accepted.addingSaturated(limits.queryTimeout) { close(peer) }
@@ -151,6 +156,16 @@ final class LocalProbes: EventSource {
         }
     }
 
+    /// One query per connection: anything after it, or the probe going away (killed at its
+    /// exec timeout), ends the connection and the Check it waits for. Left unread, a readable
+    /// socket would wake every turn until the Check ends.
+    private func readAfterQuery(_ peer: Peer) {
+        switch buffer.withUnsafeMutableBytes({ peer.socket.read(into: $0) }) {
+        case .wouldBlock: break
+        case .bytes, .endOfStream, .failed: close(peer)
+        }
+    }
+
     static func question(_ peer: Peer) -> HealthQuestion { HealthQuestion(.ready, service: peer.query?.service) }
 
     private func ask(_ peer: Peer, _ query: LocalQuery) {
@@ -159,6 +174,7 @@ final class LocalProbes: EventSource {
         case .now(let verdict, _):
             answer(peer, verdict)
         case .check(let service), .watch(let service):
+            peer.checked = service
             peer.handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
                                          timeout: min(query.timeout.nanoseconds, limits.maxTimeout))
         }

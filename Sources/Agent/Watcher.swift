@@ -5,9 +5,12 @@ import SystemCalls
 import Wire
 
 /// Watches the server found: Health/Watch on one kept-open connection, each status into the
-/// health model as it arrives; a server without Watch gets a Check every interval. Ends when the
-/// connection is lost (the agent redials after a pause, or looks again), or when the server sent
-/// GOAWAY (the agent moves to a new connection at once).
+/// health model as it arrives; a server without Watch gets a Check every interval. A server
+/// without a health service at all (UNIMPLEMENTED for the Check too, from the server itself) is,
+/// with no -ready-service, ready because it answers gRPC: it gets no more Checks, and only the
+/// loss of the kept connection (which wakes the agent) is news. Ends when the connection is
+/// lost (the agent redials after a pause, or looks again), or when the server sent GOAWAY (the
+/// agent moves to a new connection at once).
 final class Watcher: EventSource {
     enum End {
         case lost
@@ -30,7 +33,18 @@ final class Watcher: EventSource {
     /// next one starts.
     private var proof: Channel.CallHandle?
     private var nextProof: Int64?
+    /// The Watch was UNIMPLEMENTED: said once the first Check tells a server with Check from one
+    /// without a health service.
+    private var noWatchUnsaid = false
+    /// The server has no health service: the kept connection is all there is to watch.
+    private var withoutHealth = false
+    /// With `-ready-service '*'`: the List under way; asked once per connection, and again
+    /// when a watched service turns SERVICE_UNKNOWN (it may have left the list).
+    private var list: Channel.CallHandle?
     let started = MonotonicClock.now()
+    /// Without a health service: a connection that lived this long is followed by a new one at
+    /// once when it closes; a shorter one waits out the agent's redial pause.
+    static let settled: Int64 = 1_000_000_000
 
     init(_ server: Found, plan: AgentPlan, model: HealthModel, reporter: Reporter) {
         self.server = server
@@ -39,9 +53,14 @@ final class Watcher: EventSource {
         self.reporter = reporter
         channel = Channel(target: server.target, security: server.security, userAgent: plan.userAgent,
                           connectTimeout: plan.connectTimeout, authority: plan.authority)
-        watches = model.services.map { service in
-            (service, channel.start(path: Health.watchPath, metadata: plan.metadata, request: Health.request(service: service),
-                                    serverStreaming: true, timeout: nil))
+        if model.listing {
+            if model.listUnimplementedBy == server.name {
+                model.update(.notServing(Watcher.listUnimplemented))
+            } else {
+                askList()
+            }
+        } else {
+            watchEach(model.services)
         }
         if plan.configuration.answerInterval.nanoseconds > 0 { nextProof = started.addingSaturated(plan.configuration.answerInterval.nanoseconds) }
         progress(now: started)
@@ -49,6 +68,10 @@ final class Watcher: EventSource {
 
     private func progress(now: Int64) {
         guard end == nil else { return }
+        if let handle = list, let status = handle.status {
+            list = nil
+            if !listAnswered(handle, status, now: now) { return }
+        }
         for (service, handle) in watches {
             while let message = handle.nextMessage() {
                 model.answered(now: now)
@@ -65,11 +88,11 @@ final class Watcher: EventSource {
         if let ended = watches.first(where: { $0.handle.status != nil }), let status = ended.handle.status {
             for other in watches where other.handle !== ended.handle { channel.cancel(other.handle) }
             watches = []
-            if status.code == .unimplemented && status.fromServer {
-                reporter.send(.noWatch(server: server.name, interval: plan.configuration.interval.nanoseconds))
+            if status.isServerUnimplemented {
+                if model.readyWithoutHealth { noWatchUnsaid = true } else { reportNoWatch() }
                 nextCheck = now
             } else {
-                model.update(.notServing(Watcher.reason(ended.handle)))
+                model.update(.notServing(status.fromServer ? .watchEnded(status) : Watcher.reason(ended.handle)))
                 end = .lost
                 return
             }
@@ -77,12 +100,25 @@ final class Watcher: EventSource {
         if !checks.isEmpty && checks.allSatisfy({ $0.handle.status != nil }) {
             for (service, handle) in checks {
                 let status = handle.status!
+                if status.isServerUnimplemented && model.readyWithoutHealth {
+                    model.answered(now: now)
+                    model.answeredWithoutHealth(server: server.name)
+                    withoutHealth = true
+                    noWatchUnsaid = false
+                    nextCheck = nil
+                    continue
+                }
+                if noWatchUnsaid { reportNoWatch() }
                 if status.code == .ok, let message = handle.nextMessage() {
                     model.answered(now: now)
                     report(message, service: service)
-                } else if status.fromServer {
+                } else if status.fromServer || status.code == .ok {
+                    // The server answered without a status to read (an OK without a response
+                    // is grpc-go's "server sent no response message").
                     model.answered(now: now)
-                    model.update(service: service, .notServing(.rpc(status)))
+                    if case .rpcFailed(let failed) = Verdict(checkStatus: status, message: nil) {
+                        model.update(service: service, .notServing(.rpc(failed)))
+                    }
                 } else {
                     model.update(service: service, .notServing(Watcher.reason(handle)))
                     if server.discovered && status.code == .unavailable {
@@ -110,16 +146,92 @@ final class Watcher: EventSource {
             if status.fromServer || !handle.messages.isEmpty { model.answered(now: now) }
             proof = nil
         }
+        if withoutHealth && channel.connection == nil && proof == nil {
+            // Nothing else tells that the server went away: its connection closing (or GOAWAY)
+            // does. A connection that lived a while is followed by a new one at once, which
+            // finds out whether the server is still there; one that did not is lost.
+            if now - started >= Watcher.settled {
+                end = .goAway
+            } else {
+                model.update(.notServing(.rpc(GRPCStatus(.unavailable, "the server closed the connection"))))
+                end = .lost
+            }
+            return
+        }
         if proof == nil, let due = nextProof, now >= due {
             nextProof = now.addingSaturated(plan.configuration.answerInterval.nanoseconds)
             proof = channel.start(path: Health.checkPath, metadata: plan.metadata, request: plan.request, timeout: plan.rpcTimeout)
         }
     }
 
+    private func watchEach(_ services: [String]) {
+        watches += services.map { service in
+            (service, channel.start(path: Health.watchPath, metadata: plan.metadata, request: Health.request(service: service),
+                                    serverStreaming: true, timeout: nil))
+        }
+    }
+
+    private func askList() {
+        guard list == nil else { return }
+        list = channel.start(path: Health.listPath, metadata: plan.metadata, request: Health.listRequest, timeout: plan.rpcTimeout)
+    }
+
+    /// What -ready-service '*' is without a List: not ready, and why.
+    static let listUnimplemented = Reason.service(GateConfiguration.everyListedService,
+                                                  .rpc(GRPCStatus(.unimplemented, "the server has no Health/List to list its services")))
+
+    /// The List's answer: the services to watch from now on. False when the watch ends here.
+    private func listAnswered(_ handle: Channel.CallHandle, _ status: GRPCStatus, now: Int64) -> Bool {
+        let every = GateConfiguration.everyListedService
+        guard status.code == .ok, let message = handle.nextMessage() else {
+            if status.fromServer { model.answered(now: now) }
+            if status.isServerUnimplemented {
+                // Remembered: this server is not asked again; nothing changes until it is gone.
+                model.listUnimplementedBy = server.name
+                model.update(.notServing(Watcher.listUnimplemented))
+                return true
+            }
+            // Any other failure (RESOURCE_EXHAUSTED for more than 100 services among them) is
+            // retried as a Watch's is: on a new connection, after the redial pause.
+            model.update(.notServing(.service(every, Watcher.reason(handle))))
+            end = .lost
+            return false
+        }
+        model.answered(now: now)
+        let listed: [String]
+        do {
+            listed = try Health.decodeListResponse(message).map(\.service)
+        } catch .tooMany(let count) {
+            model.update(.notServing(.service(every, .rpc(GRPCStatus(.resourceExhausted, Health.ListFailure.tooMany(count).description)))))
+            end = .lost
+            return false
+        } catch {
+            model.update(.notServing(.service(every, .undecodable("\(error)"))))
+            end = .lost
+            return false
+        }
+        for index in watches.indices.reversed() where !listed.contains(watches[index].service) {
+            channel.cancel(watches[index].handle)
+            watches.remove(at: index)
+        }
+        let new = listed.filter { name in !watches.contains { $0.service == name } }
+        model.listed(listed)
+        if nextCheck == nil && checks.isEmpty { watchEach(new) }
+        return true
+    }
+
+    private func reportNoWatch() {
+        noWatchUnsaid = false
+        reporter.send(.noWatch(server: server.name, interval: plan.configuration.interval.nanoseconds))
+    }
+
     private func report(_ message: [UInt8], service: String) {
+        model.answeredWithHealth()
         do {
             let status = try Health.decodeResponse(message)
             model.update(service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status)))
+            // A listed service that turned unknown may have left the list.
+            if model.listing && status == .serviceUnknown { askList() }
         } catch {
             model.update(service: service, .notServing(.undecodable("\(error)")))
         }

@@ -4,7 +4,7 @@ import Flags
 /// skipped: a newer peer's extra messages do not break an older one.
 extension AgentMessage {
     private enum Kind: UInt8 {
-        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration, service, answered
+        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration, service, answered, noHealthService
     }
 
     public var frame: [UInt8] {
@@ -46,6 +46,9 @@ extension AgentMessage {
         case .invalidConfiguration(let why):
             kind = .invalidConfiguration
             w.string(why)
+        case .noHealthService(let server):
+            kind = .noHealthService
+            w.string(server)
         }
         return GateFraming.frame(kind: kind.rawValue, w)
     }
@@ -79,6 +82,7 @@ extension AgentMessage {
             message = .svid(id: id, rotated: try r.flag())
         case .tlsOnHealthPort: message = .tlsOnHealthPort
         case .invalidConfiguration: message = .invalidConfiguration(try r.string())
+        case .noHealthService: message = .noHealthService(server: try r.string())
         }
         try r.end()
         return message

@@ -72,6 +72,10 @@ public enum AgentMessage: Equatable, Sendable {
     /// The server's health service answered (any status): sent with an answer interval only, at
     /// most twice an interval.
     case answered
+    /// The server answered UNIMPLEMENTED for the health service itself: with no -ready-service it
+    /// is ready because it answers gRPC, and gets no periodic Checks (said once, until a server
+    /// found answers its health service again).
+    case noHealthService(server: String)
 }
 
 /// How the agent's process ends, for the supervisor's log.
@@ -93,4 +97,10 @@ public enum AgentExit: Int32, Sendable, CustomStringConvertible {
         case .invalidConfiguration: return "its configuration cannot be used"
         }
     }
+}
+
+extension GateConfiguration {
+    /// `-ready-service '*'`: every service the server lists (Health/List), each one watched.
+    public var listsServices: Bool { services == [GateConfiguration.everyListedService] }
+    public static let everyListedService = "*"
 }

@@ -152,9 +152,12 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
     case unreachable(Unreachable)
     /// The server answered with a status other than SERVING.
     case status(ServingStatus)
-    /// The health call (a Watch, or a Check) ended with this status, sent by the server or
-    /// concluded by the client.
+    /// The health call (a Check, or a Watch the connection lost) ended with this status, sent by
+    /// the server or concluded by the client.
     case rpc(GRPCStatus)
+    /// The server ended the Watch with this status: whatever it says, a Watch that ends is not an
+    /// answer to "is it serving" (the agent watches again on a new connection).
+    case watchEnded(GRPCStatus)
     /// The server answered something that does not decode.
     case undecodable(String)
     /// The agent cannot set up what it connects with (TLS files, SPIFFE credentials).
@@ -185,6 +188,7 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         case .unreachable(let why): return why.description
         case .status(let status): return status.description
         case .rpc(let status): return status.description
+        case .watchEnded(let status): return "Health/Watch ended: \(status)"
         case .setup(let text): return text
         case .undecodable(let why): return Verdict.undecodableMessage(why)
         case .draining: return Drain.word
@@ -218,6 +222,7 @@ public enum Verdict: Equatable, Sendable {
         switch reason.innermost {
         case .status(let status): self = .notServing(status)
         case .rpc(let status): self = .rpcFailed(status)
+        case .watchEnded: self = .rpcFailed(GRPCStatus(.unavailable, reason.innermost.description))
         case .undecodable(let why): self = .rpcFailed(GRPCStatus(.internalError, Verdict.undecodableMessage(why)))
         case .draining: self = .draining
         default: self = .unreachable(reason)
@@ -325,6 +330,9 @@ extension Reason {
         case .rpc(let status):
             w.byte(6)
             status.encode(into: &w)
+        case .watchEnded(let status):
+            w.byte(7)
+            status.encode(into: &w)
         case .undecodable(let text): w.byte(8); w.string(text)
         case .setup(let text): w.byte(9); w.string(text)
         case .draining: w.byte(10)
@@ -354,6 +362,7 @@ extension Reason {
             return .unreachable(Unreachable(kind, try r.string()))
         case 5: return .status(try ServingStatus.decode(from: &r))
         case 6: return .rpc(try GRPCStatus.decode(from: &r))
+        case 7: return .watchEnded(try GRPCStatus.decode(from: &r))
         case 8: return .undecodable(try r.string())
         case 9: return .setup(try r.string())
         case 10: return .draining

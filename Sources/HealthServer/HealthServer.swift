@@ -16,14 +16,19 @@ public struct HealthSnapshot: Equatable, Sendable {
     public var server: String
     /// A connection to the server is kept (a Check can be made).
     public var connected: Bool
+    /// The server has no health service (it answered UNIMPLEMENTED itself) and, with no
+    /// service asked for by name, is ready because it answers gRPC.
+    public var withoutHealth: Bool
 
-    public init(services: [String], states: [String: HealthState], overall: HealthState, draining: Bool, server: String, connected: Bool) {
+    public init(services: [String], states: [String: HealthState], overall: HealthState, draining: Bool, server: String, connected: Bool,
+                withoutHealth: Bool = false) {
         self.services = services
         self.states = states
         self.overall = overall
         self.draining = draining
         self.server = server
         self.connected = connected
+        self.withoutHealth = withoutHealth
     }
 
     /// Why the server is not ready as a whole; nil when it is.
@@ -121,22 +126,39 @@ public enum HealthServer {
         return Verdict(checkStatus: status, message: message)
     }
 
+    /// A Check of `service` ended: as above, except that a server the model holds to have no
+    /// health service is ready (and alive) when the server itself answers UNIMPLEMENTED for the
+    /// server as a whole: it still answers gRPC. A 404 or a deadline is no such answer.
+    public static func verdict(checking service: String, status: GRPCStatus, message: [UInt8]?, unreachable: Unreachable?,
+                               _ snapshot: HealthSnapshot) -> Verdict {
+        if unreachable == nil && service.isEmpty && snapshot.withoutHealth && status.isServerUnimplemented { return .serving }
+        return verdict(status: status, message: message, unreachable: unreachable)
+    }
+
+    /// How a SERVING verdict reads for a server without a health service.
+    public static let servingWithoutHealth = "SERVING (no health service: ready because it answers gRPC)"
+
     // MARK: Rendering
 
     /// `/readyz` and `/livez` over HTTP: the status code and the body's lines. With `verbose`,
     /// `/readyz` lists each configured service first, as kube-apiserver lists its checks;
     /// `service` names the service a verdict is about, with several.
+    /// `withoutHealth`: the verdict is about a server without a health service (the words say so).
     public static func http(_ verdict: Verdict, _ kind: HealthQuestion.Kind, verbose lines: [ServiceLine]?,
-                            service: String? = nil) -> (status: Int, body: [String]) {
+                            service: String? = nil, withoutHealth: Bool = false) -> (status: Int, body: [String]) {
+        let said = verdict == .serving && withoutHealth && service == nil ? servingWithoutHealth : verdict.words
         switch kind {
         case .ready, .watch:
-            let words = verdict == .draining ? Drain.word : verdict.words
+            let words = verdict == .draining ? Drain.word : said
             let text = service.map { "service \(goQuote($0)): \(words)" } ?? words
             guard let lines else { return (verdict.isServing ? 200 : 503, [text]) }
             let last = verdict.isServing ? "readyz check passed" : "readyz check failed: \(text)"
-            return (verdict.isServing ? 200 : 503, lines.map(\.description) + [last])
+            let listed = lines.map { line in
+                withoutHealth && line.service.isEmpty && line.verdict == .serving ? "[+]\(serviceLabel(line.service)) \(servingWithoutHealth)" : line.description
+            }
+            return (verdict.isServing ? 200 : 503, listed + [last])
         case .live:
-            return (verdict.serverAnswered ? 200 : 503, [verdict.words])
+            return (verdict.serverAnswered ? 200 : 503, [said])
         }
     }
 
@@ -151,6 +173,8 @@ public enum HealthServer {
         case .draining: return (.notServing, GRPCStatus(.ok))
         case .unreachable(let reason): return (nil, GRPCStatus(.unavailable, reason.description))
         case .rpcFailed(let status):
+            // A call cannot end OK without a response: never answered so.
+            if status.code == .ok { return (nil, GRPCStatus(.internalError, "server sent no response message")) }
             if status.fromServer { return (nil, status) }
             if status.code == .deadlineExceeded { return (nil, GRPCStatus(.deadlineExceeded, status.message)) }
             return (nil, GRPCStatus(.unavailable, status.description))

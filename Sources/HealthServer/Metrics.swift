@@ -76,6 +76,7 @@ public enum ServiceStatusLabel: Int, CaseIterable, Sendable {
         case .status(.serviceUnknown): self = .serviceUnknown
         case .status: self = .unknown
         case .rpc(let status): self = status.fromServer ? .error : .noAnswer
+        case .watchEnded: self = .noAnswer
         case .undecodable: self = .error
         case .service(_, let why): self.init(why)
         case .starting, .noListener, .noProc, .noGRPCServer, .unreachable, .setup, .draining, .awaitingAnswer: self = .noAnswer

@@ -58,6 +58,8 @@ final class ReadinessGate {
     private var stopBegun = false
     private var everReady = false
     private var lastReason = Reason.starting
+    /// The server found has no health service: ready because it answers gRPC.
+    private var withoutHealth = false
     private var stopped = false
     /// What the agent's metrics need from here: told after the configuration and on each change.
     private var facts = SupervisorFacts()
@@ -355,6 +357,9 @@ final class ReadinessGate {
             say(.info, now) { "health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed" }
         case .invalidConfiguration(let why):
             say(.warning, now) { "health agent: \(why)" }
+        case .noHealthService(let server):
+            withoutHealth = true
+            say(.event, now) { "health: \(server) has no health service (grpc.health.v1.Health is UNIMPLEMENTED): ready because it answers gRPC; no periodic Checks" }
         case .answered:
             events.append(.answered)
         case .service(let name, let state):
@@ -371,6 +376,7 @@ final class ReadinessGate {
             becameServing(server, now: now)
         case .health(.notServing(let reason)):
             if draining { return }
+            withoutHealth = false
             events.append(.health(serving: false))
             let was = serving
             serving = false
@@ -399,6 +405,7 @@ final class ReadinessGate {
 
     private var serviceSuffix: String {
         if options.services == [""] { return "" }
+        if options.services == [GateConfiguration.everyListedService] { return " (every service it lists)" }
         let names = options.services.map { goQuote($0) }.joined(separator: ", ")
         return options.services.count == 1 ? " (service \(names))" : " (services \(names))"
     }
@@ -406,17 +413,18 @@ final class ReadinessGate {
     private func becameServing(_ name: String, now: Int64) {
         // The file and the notification first: whoever reads the line may rely on them.
         outputs.createFile()
+        let reports = withoutHealth ? "answers gRPC (no health service)" : "reports SERVING"
         if everReady {
-            outputs.notify(.status("\(name) reports SERVING"))
+            outputs.notify(.status("\(name) \(reports)"))
             say(.event, now) { "health: SERVING (was \(self.lastReason))" }
             return
         }
         everReady = true
-        outputs.notify(.ready(status: "\(name) reports SERVING"))
+        outputs.notify(.ready(status: "\(name) \(reports)"))
         let took = GoDuration(nanoseconds: now.addingSaturated(-started))
         facts.firstServingAfter = took.nanoseconds
         tellFacts()
-        log.event("ready: \(name)\(serviceSuffix) reports SERVING, \(took) after start")
+        log.event("ready: \(name)\(serviceSuffix) \(reports), \(took) after start")
     }
 
     /// Takes an exited process if it is the agent; returns whether it was.

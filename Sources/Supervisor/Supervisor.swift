@@ -270,18 +270,19 @@ struct SocketActivation {
         }
         let why: String
         if let count = Int32(text), count > 0, count <= maxDescriptors {
-            guard let closed = (3..<(3 + count)).first(where: { cshim_descriptor_is_open($0) == 0 }) else {
+            if let closed = (3..<(3 + count)).first(where: { cshim_descriptor_is_open($0) == 0 }) {
+                why = "descriptor \(closed) is not open"
+            } else if let fd = (3..<(3 + count)).first(where: { cshim_close_on_exec($0) != 0 }) {
                 // Checked open just now: only EBADF could refuse it, and nothing closed them since.
-                for fd in 3..<(3 + count) where cshim_close_on_exec(fd) != 0 {
-                    return SocketActivation(count: 0, refusal: "LISTEN_FDS=\(text) refused (descriptor \(fd): fcntl: \(Errno.current)): no descriptors passed to the child")
-                }
+                why = "descriptor \(fd): fcntl: \(Errno.current)"
+            } else {
                 return SocketActivation(count: count, refusal: nil)
             }
-            why = "descriptor \(closed) is not open"
         } else {
             why = "want 1 to \(maxDescriptors) descriptors"
         }
-        // unsetenv(3) fails only for a name that is empty or holds '=': these are neither.
+        // Refused: the child is not told of descriptors it does not get. unsetenv(3) fails only
+        // for a name that is empty or holds '=': these are neither.
         for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] { _ = unsetenv(name) }
         return SocketActivation(count: 0, refusal: "LISTEN_FDS=\(goQuote(text)) refused (\(why)): no descriptors passed to the child")
     }

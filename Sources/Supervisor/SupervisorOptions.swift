@@ -46,13 +46,13 @@ public struct SupervisorOptions: Equatable {
         static let parentDeathSignal = Flag<String>("parent-death-signal", placeholder: "SIGNAL", aliases: ["p"], usage: "signal grpc-init receives when its parent dies (e.g. SIGKILL)")
         static let verbose = Flag<Bool>("verbose", aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)")
         static let warnReaped = Flag<Bool>("warn-reaped", aliases: ["w"], usage: "warn when a zombie other than the child is reaped")
-        static let grace = Flag<GoDuration>("grace", usage: "after forwarding SIGTERM or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)")
+        static let grace = Flag<GoDuration>("grace", usage: "after forwarding the stop signal (SIGTERM unless -stop-signal) or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)")
         static let leftoverGrace = Flag<GoDuration>("leftover-grace", default: SupervisorOptions.defaultLeftoverGrace,
               usage: "once the child has exited, what it left (its group; as PID 1, every process) gets SIGTERM, and SIGKILL this long later (0: at once)")
         static let ready = Flag<Bool>("ready", default: true,
               usage: "run the readiness gate: a health agent finds the child's gRPC port (or -ready-addr), watches its health, and tells when it is SERVING: a log line, -ready-file, NOTIFY_SOCKET (-ready=false: off)")
         static let drainDelay = Flag<GoDuration>("drain-delay",
-              usage: "on SIGTERM, answer NOT_SERVING / 503 draining at once and pass SIGTERM on this long later (a second SIGTERM, or SIGINT, passes it at once)")
+              usage: "on the stop signal (SIGTERM unless -stop-signal), answer NOT_SERVING / 503 draining at once and pass it on this long later (a second one, SIGTERM or SIGINT, passes it at once)")
         static let stopSignal = Flag<String>("stop-signal", default: "SIGTERM", placeholder: "SIGNAL",
               usage: "the signal that begins the stop (SIGQUIT, QUIT, 3, RTMIN+2; what Kubernetes' lifecycle.stopSignal or the image's STOPSIGNAL sends): -drain-delay, STOPPING=1 and -grace start on it, and it reaches the child when the drain ends; SIGTERM and SIGINT still stop the child at once")
         static let rewriteSignal = Flag<[String]>("rewrite-signal", placeholder: "FROM:TO",
@@ -65,13 +65,13 @@ public struct SupervisorOptions: Equatable {
             static let addr = Flag<String>("ready-addr", placeholder: "ADDR",
                   usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on")
             static let service = Flag<[String]>("ready-service", placeholder: "NAME",
-                  usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING (default: the server as a whole)",
+                  usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING ('*': every service the server lists with Health/List; default: the server as a whole)",
                   validate: { $0.isEmpty ? "a service name must not be empty" : nil })
             static let interval = Flag<GoDuration>("ready-interval", default: GateConfiguration().interval,
                   usage: "pause between Checks, for a server without Health/Watch")
             static let file = Flag<String>("ready-file", placeholder: "PATH", usage: "this file exists while the child reports SERVING")
             static let timeout = Flag<GoDuration>("ready-timeout",
-                  usage: "not ready this long after start: stop the child as SIGTERM would, and exit with status 124 (0: wait for ever)")
+                  usage: "not ready this long after start: stop the child as the stop signal would, and exit with status 124 (0: wait for ever)")
             static let tls = TLSFlags.Keys(
                 tls: Flag("ready-tls", usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"),
                 noVerify: Flag("ready-tls-no-verify", usage: "(with -ready-tls) don't verify the child's certificate"),
@@ -87,13 +87,13 @@ public struct SupervisorOptions: Equatable {
                   usage: "timeout for each of the gate's connection attempts")
             static let rpcTimeout = Flag<GoDuration>("ready-rpc-timeout", default: GateConfiguration().rpcTimeout, usage: "timeout for each of the gate's health calls")
             static let healthAddr = Flag<String>("health-addr", placeholder: "ADDR",
-                  usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child")
+                  usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child; GET /metrics for Prometheus")
             static let healthTimeout = Flag<GoDuration>("health-timeout", default: GateConfiguration().healthTimeout,
                   usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)")
             static let exitUnhealthyAfter = Flag<GoDuration>("exit-unhealthy-after",
-                  usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as SIGTERM would and exit with status 125 (not once a stop has begun)")
+                  usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as the stop signal would and exit with status 125 (not once a stop has begun)")
             static let exitUnresponsiveAfter = Flag<GoDuration>("exit-unresponsive-after",
-                  usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as SIGTERM would and exit with status 125; the agent Checks every quarter of it")
+                  usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as the stop signal would and exit with status 125; the agent Checks every quarter of it")
 
             static var definitions: [FlagSet.Flag] {
                 [addr.definition, service.definition, interval.definition, file.definition, timeout.definition] + tls.definitions
@@ -160,6 +160,13 @@ public struct SupervisorOptions: Equatable {
         }
         let services = parsed[Keys.Gate.service]
         if !services.isEmpty { g.services = services }
+        if services.count > 1 && services.contains(GateConfiguration.everyListedService) {
+            throw .usage("\(source(Keys.Gate.service.name)) \"*\" (every service the server lists) cannot be given with service names")
+        }
+        var seen: Set<String> = []
+        for service in services where !seen.insert(service).inserted {
+            throw .usage("\(source(Keys.Gate.service.name)) \(goQuote(service)) is given twice")
+        }
         g.file = parsed[Keys.Gate.file]
         g.interval = parsed[Keys.Gate.interval]
         g.connectTimeout = parsed[Keys.Gate.connectTimeout]
@@ -208,6 +215,9 @@ public struct SupervisorOptions: Equatable {
         }
         if let why = unforwardable(from) { return (0, 0, "\(Signals.name(from)) \(why)") }
         if to == SIGKILL || to == SIGSTOP { return (0, 0, "\(Signals.name(to)) is not forwarded: rewrite to a signal the child can catch") }
+        if to > SIGSYS && to < Signals.realTimeMin {
+            return (0, 0, "signal \(to) is the C library's own: the child would not take it as a stop (rewrite to a signal from 1 to 31, or RTMIN and above)")
+        }
         return (from, to, nil)
     }
 

@@ -72,4 +72,41 @@ final class HealthModelTests: XCTestCase {
         for now in stride(from: Int64(0), through: 2_000, by: 100) { health.answered(now: now) }
         XCTAssertEqual(sent.count, 5)
     }
+
+    func testWithoutAHealthServiceTheServerAsAWholeIsServingAndSaysSoOnce() {
+        let health = model([""])
+        health.answeredWithoutHealth(server: "127.0.0.1:1")
+        health.answeredWithoutHealth(server: "127.0.0.1:1")
+        XCTAssertEqual(sent, [.noHealthService(server: "127.0.0.1:1"), .health(serving)])
+        XCTAssertTrue(health.snapshot(connected: true).withoutHealth)
+        health.answeredWithHealth()
+        XCTAssertFalse(health.snapshot(connected: true).withoutHealth)
+    }
+
+    func testWithoutAHealthServiceANamedServiceIsNotServing() {
+        for services in [["db"], ["*"]] {
+            sent = []
+            let health = model(services)
+            health.answeredWithoutHealth(server: "127.0.0.1:1")
+            XCTAssertEqual(sent, [])
+            XCTAssertFalse(health.state.isServing)
+        }
+    }
+
+    func testEveryListedServiceCountsUntilItLeavesTheList() {
+        let health = model(["*"])
+        XCTAssertTrue(health.listing)
+        XCTAssertEqual(health.services, [])
+        health.listed(["a", "b"])
+        XCTAssertEqual(health.state, .notServing(.service("a", .awaitingAnswer)))
+        health.update(service: "a", serving)
+        health.update(service: "b", .notServing(.status(.notServing)))
+        XCTAssertEqual(health.state, .notServing(.service("b", .status(.notServing))))
+        health.listed(["a"])
+        XCTAssertEqual(health.state, serving)
+        XCTAssertEqual(health.snapshot(connected: true).lines.map(\.service), ["a"])
+        XCTAssertEqual(Array(sent.suffix(2)), [.service(name: "b", state: .notServing(.status(.serviceUnknown))), .health(serving)])
+        health.listed([])
+        XCTAssertEqual(health.state, .notServing(.service("*", .status(.serviceUnknown))), "nothing listed: nothing ready")
+    }
 }

@@ -29,6 +29,14 @@ final class InProcessHealthServer: EventSource {
     var statuses: [String: ServingStatus] = ["": .serving]
     /// Without Watch: UNIMPLEMENTED for it, as a server that registers only Check.
     var servesWatch = true
+    /// Without the health service: UNIMPLEMENTED for each of its methods, as a server that
+    /// registers none.
+    var servesHealth = true
+    /// Without List (gRFC A90): UNIMPLEMENTED for it, as servers before it.
+    var servesList = true
+    /// List fails with this status (RESOURCE_EXHAUSTED for too many services).
+    var listFailure: GRPCStatus?
+    private(set) var lists = 0
     /// Checks are taken and never answered.
     var silent = false
     private(set) var checks = 0
@@ -51,8 +59,24 @@ final class InProcessHealthServer: EventSource {
         }
     }
 
+    /// `service` leaves the list: its Watches are told SERVICE_UNKNOWN, as grpc-go tells them.
+    func remove(_ service: String) {
+        statuses[service] = nil
+        for watch in watches where watch.service == service && !watch.peer.closed {
+            watch.peer.http2.sendData(streamID: watch.stream, GRPCServerCall.message(Health.response(.serviceUnknown)), endStream: false)
+        }
+    }
+
     /// GOAWAY on every connection: no new streams; the open ones go on.
     func goAway() { for peer in peers { peer.http2.close(code: .noError, debug: "max age") } }
+
+    /// Every open Watch ended with `status` (a server that stops watching, OK or otherwise).
+    func endWatches(_ status: GRPCStatus) {
+        for watch in watches where !watch.peer.closed {
+            watch.peer.http2.sendHeaders(streamID: watch.stream, GRPCServerCall.trailers(status), endStream: true)
+        }
+        watches = []
+    }
 
     /// Every connection closed at once, as a server that crashed.
     func dropConnections() {
@@ -114,6 +138,22 @@ final class InProcessHealthServer: EventSource {
         let body = peer.bodies.removeValue(forKey: stream) ?? []
         guard case .success(let message) = GRPCServerCall.request(from: body), let service = try? Health.decodeRequest(message) else {
             return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.internalError, "bad request")), endStream: true)
+        }
+        guard servesHealth else {
+            if peer.paths[stream] == Health.watchPath { watchesStarted += 1 } else { checks += 1 }
+            return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.unimplemented, "unknown service grpc.health.v1.Health")),
+                                          endStream: true)
+        }
+        if peer.paths[stream] == Health.listPath {
+            lists += 1
+            guard servesList else {
+                return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.unimplemented, "unknown method List")), endStream: true)
+            }
+            if let listFailure { return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(listFailure), endStream: true) }
+            peer.http2.sendHeaders(streamID: stream, GRPCServerCall.responseHeaders, endStream: false)
+            let listed = statuses.keys.sorted().map { (service: $0, status: statuses[$0]!) }
+            peer.http2.sendData(streamID: stream, GRPCServerCall.message(Health.listResponse(listed)), endStream: false)
+            return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailers(GRPCStatus(.ok)), endStream: true)
         }
         if peer.paths[stream] == Health.watchPath {
             watchesStarted += 1

@@ -29,6 +29,7 @@ final class GateProtocolTests: XCTestCase {
         .passedOver(listener: "127.0.0.1:9090", pid: 7, why: "HTTP/1.1"),
         .goAway(server: "127.0.0.1:1"),
         .noWatch(server: "127.0.0.1:1", interval: 250_000_000),
+        .noHealthService(server: "127.0.0.1:1"),
         .svid(id: "spiffe://example.org/a", rotated: true),
         .tlsOnHealthPort,
         .invalidConfiguration("why"),

@@ -143,4 +143,40 @@ final class HealthServerTests: XCTestCase {
         XCTAssertEqual(HealthServer.verdict(for: HealthQuestion(.ready, service: "x"), model), .unreachable(.noListener))
         XCTAssertEqual(HealthServer.verdict(for: HealthQuestion(.ready, service: nil), snapshot(["": serving], draining: true)), .draining)
     }
+
+    /// A server without a health service answers UNIMPLEMENTED itself: with the model holding
+    /// so, that answer for the server as a whole is SERVING (ready and alive), and says why; for
+    /// a named service, or when the UNIMPLEMENTED came from a 404, it is not.
+    func testAServerWithoutAHealthServiceIsReadyBecauseItAnswersGRPC() {
+        var model = snapshot(["": serving])
+        model.withoutHealth = true
+        var unimplemented = GRPCStatus(.unimplemented, "unknown service grpc.health.v1.Health")
+        unimplemented.fromServer = true
+        XCTAssertEqual(HealthServer.decide(HealthQuestion(.ready, service: nil), model), .check(service: ""))
+        let verdict = HealthServer.verdict(checking: "", status: unimplemented, message: nil, unreachable: nil, model)
+        XCTAssertEqual(verdict, .serving)
+        XCTAssertEqual(HealthServer.http(verdict, .ready, verbose: nil, withoutHealth: true).body,
+                       ["SERVING (no health service: ready because it answers gRPC)"])
+        XCTAssertEqual(HealthServer.http(verdict, .ready, verbose: model.lines, withoutHealth: true).body,
+                       ["[+](server) SERVING (no health service: ready because it answers gRPC)", "readyz check passed"])
+        XCTAssertEqual(HealthServer.http(verdict, .live, verbose: nil, withoutHealth: true).status, 200)
+        XCTAssertEqual(HealthServer.grpc(verdict).response, .serving)
+        XCTAssertEqual(HealthServer.verdict(checking: "db", status: unimplemented, message: nil, unreachable: nil, model), .rpcFailed(unimplemented))
+        let notFound = GRPCStatus(.unimplemented, "unexpected HTTP status code received from server: 404")
+        XCTAssertEqual(HealthServer.verdict(checking: "", status: notFound, message: nil, unreachable: nil, model), .rpcFailed(notFound))
+        model.withoutHealth = false
+        XCTAssertEqual(HealthServer.verdict(checking: "", status: unimplemented, message: nil, unreachable: nil, model), .rpcFailed(unimplemented))
+    }
+
+    /// A call never ends OK without a response on any edge, whatever the agent was told.
+    func testNoEdgeAnswersOKWithoutAResponse() {
+        for fromServer in [true, false] {
+            let verdict = Verdict.rpcFailed(GRPCStatus(rawCode: 0, message: "", fromServer: fromServer))
+            let grpc = HealthServer.grpc(verdict)
+            XCTAssertTrue(grpc.response != nil || grpc.status.code != .ok, "\(grpc)")
+            XCTAssertEqual(HealthServer.http(verdict, .ready, verbose: nil).status, 503)
+        }
+        XCTAssertEqual(HealthServer.verdict(status: GRPCStatus(rawCode: 0, message: "", fromServer: true), message: nil, unreachable: nil),
+                       .rpcFailed(GRPCStatus(.internalError, "server sent no response message")))
+    }
 }

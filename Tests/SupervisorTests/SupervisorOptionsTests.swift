@@ -131,7 +131,7 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(failure(["-ready-timeout=-1s", "true"]), "-ready-timeout must not be negative (specified: -1s)")
         XCTAssertEqual(failure(["-exit-unresponsive-after=0", "true"]), "-exit-unresponsive-after must be greater than zero (specified: 0s)")
         XCTAssertEqual(failure(["-ready-file", String(repeating: "f", count: 5000), "true"]), "-ready-file: a value of 5000 bytes; at most 4096")
-        XCTAssertEqual(failure(Array(repeating: ["-ready-service", "s"], count: 33).flatMap { $0 } + ["true"]), "-ready-service: at most 32 values")
+        XCTAssertEqual(failure((0..<33).flatMap { ["-ready-service", "s\($0)"] } + ["true"]), "-ready-service: at most 32 values")
         XCTAssertEqual(try parse(["-drain-delay=5s", "-ready=false", "true"]).drain, Drain(delay: GoDuration(nanoseconds: 5_000_000_000)))
     }
 
@@ -273,6 +273,15 @@ final class SupervisorOptionsTests: XCTestCase {
                        "-rewrite-signal drops the stop signal SIGTERM: the child would never be asked to stop")
         XCTAssertEqual(failure(["-stop-signal", "QUIT", "-rewrite-signal", "3:0", "server"]),
                        "-rewrite-signal drops the stop signal SIGQUIT: the child would never be asked to stop")
+        // What -stop-signal refuses, a rewrite may not send either.
+        XCTAssertEqual(failure(["-rewrite-signal", "15:32", "server"]), "invalid value \"15:32\" for flag -rewrite-signal: signal 32 is the C library's own: "
+                       + "the child would not take it as a stop (rewrite to a signal from 1 to 31, or RTMIN and above)")
         XCTAssertNil(failure(["-stop-signal", "QUIT", "-rewrite-signal", "15:0", "server"]), "SIGTERM is not the stop signal: it may be dropped")
+    }
+
+    /// A service named twice is refused at once: the agent keys its model by name.
+    func testAServiceGivenTwiceIsRefused() {
+        XCTAssertEqual(failure(["-ready-service", "db", "-ready-service", "db", "server"]), "-ready-service \"db\" is given twice")
+        XCTAssertEqual(failure(["server"], ["GRPC_INIT_READY_SERVICE": "db,api,db"]), "GRPC_INIT_READY_SERVICE \"db\" is given twice")
     }
 }

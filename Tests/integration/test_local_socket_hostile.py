@@ -161,3 +161,23 @@ def test_out_of_descriptors_the_agent_answers_without_spinning(bindir):
         for s in idle:
             s.close()
         stop(proc, "pid1")
+
+
+def test_a_probe_killed_mid_check_leaves_the_agent_idle(bindir):
+    """A probe with no flags killed while the agent's Check of a hung server runs (kubelet's
+    exec timeoutSeconds shorter than -rpc-timeout): the agent ends that Check and stays idle,
+    instead of waking on the closed connection until the Check's deadline."""
+    proc, lines, log = launch(bindir, "pid1", [], go_server("-delay", "60s"))
+    try:
+        log.until("[grpc-init] ready: ", time.monotonic() + 20)
+        agent = agent_of(supervisor_pid(proc, "pid1"))
+        pid = supervisor_pid(proc, "pid1")
+        killed = subprocess.run(["timeout", "-s", "KILL", "0.5", "nsenter", "-t", str(pid), "-p",
+                                 str(bindir / "grpc_health_probe"), "-rpc-timeout=20s"], capture_output=True, timeout=15)
+        assert killed.returncode in (-9, 137), killed  # timeout(1) kills with the signal it sends
+        start, ticks = time.monotonic(), cpu_ticks(agent)
+        time.sleep(1.5)  # a window to measure the agent's CPU over, within the Check's 20 s
+        used = (cpu_ticks(agent) - ticks) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - start)
+        assert used < 0.1, f"the agent used {used:.0%} of a core after its probe went away"
+    finally:
+        stop(proc, "pid1")
