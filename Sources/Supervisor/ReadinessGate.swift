@@ -125,7 +125,8 @@ final class ReadinessGate {
         if fd < 0 {
             let code = Errno.current
             let holder = code.rawValue == EADDRINUSE ? " (another process holds the name: a second grpc-init here, or a process of another container of the pod)" : ""
-            log.warning("local probe socket @\(name): \(code)\(holder); grpc_health_probe with no flags is unavailable (give it -addr)")
+            log.warning("local probe socket @\(name): \(code)\(holder); grpc_health_probe with no flags is unavailable (give it -addr)",
+                        [.string("socket", "@" + name), .error(code)])
             return
         }
         localListener = FileDescriptor(owning: fd)
@@ -161,11 +162,26 @@ final class ReadinessGate {
         }
     }
 
+    /// Why the stop sequence stopped the child, as fields: the cause, and the reason it had.
+    func fields(for cause: StopSequence.Cause) -> [LogField] {
+        switch cause {
+        case .signal(let signo): return [.string("cause", "signal")] + LogField.signal(signo)
+        case .notReady:
+            return [.string("cause", "ready-timeout"), .seconds("after_seconds", options.startupTimeout)] + LogField.reason(lastReason)
+        case .unhealthy(answering: true):
+            return [.string("cause", "exit-unhealthy-after"), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second)] + LogField.reason(lastReason)
+        case .unhealthy(answering: false):
+            return [.string("cause", "exit-unhealthy-after"), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second), LogField("answering", .bool(false))]
+        case .unresponsive:
+            return [.string("cause", "exit-unresponsive-after"), .seconds("after_seconds", options.exitUnresponsiveAfter ?? .second)]
+        }
+    }
+
     /// Starts the agent when it is due, and says what the line budget held back once its
     /// window is over.
     func tick(now: Int64, mask: sigset_t) {
         if let due = startAt, now >= due, !stopped { spawn(mask: mask) }
-        if let held = budget.flush(now: now) { log.warning(held) }
+        if let held = budget.flush(now: now) { log.warning(held.text, held.fields) }
     }
 
     /// Hands over what the stop sequence is to decide on.
@@ -180,14 +196,14 @@ final class ReadinessGate {
         // lets go of it, the agent's once it has them (or the spawn failed).
         let reports: PipeEnds
         do throws(SystemError) { reports = try FileDescriptor.pipe(nonblockingEnd: 0) } catch {
-            log.warning("cannot start the health agent: \(error)")
+            log.warning("cannot start the health agent: \(error)", [.error(error)])
             facts.restarted(.startFailed)
             scheduleRestart()
             return
         }
         let control: PipeEnds
         do throws(SystemError) { control = try FileDescriptor.pipe(nonblockingEnd: 1) } catch {
-            log.warning("cannot start the health agent: \(error)")
+            log.warning("cannot start the health agent: \(error)", [.error(error)])
             facts.restarted(.startFailed)
             scheduleRestart()
             return
@@ -208,18 +224,19 @@ final class ReadinessGate {
         closeOrSay(reports.write, "the health agent's report pipe")
         closeOrSay(control.read, "the health agent's control pipe")
         if pid < 0 {
-            log.warning("cannot start the health agent: fork: \(forkFailure)")
+            log.warning("cannot start the health agent: fork: \(forkFailure)", [.string("call", "fork"), .error(forkFailure)])
             facts.restarted(.startFailed)
             scheduleRestart()
             return
         }
         let failures = ChildFailure.all(in: report)
         for failure in failures where !failure.fatal {
-            log.warning("health agent (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same")
+            log.warning("health agent (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same",
+                        [.pid(pid), .string("call", failure.call), .error(failure.code)])
         }
         agent = Agent(pid: pid, output: reports.read, control: control.write, failure: failures.first { $0.fatal })
         events.append(.agent(running: true))
-        log.info("health agent started as pid \(pid)")
+        log.info("health agent started as pid \(pid)", [.pid(pid)])
         tell(.configure(configuration))
         tellFacts()
         if draining { tell(.drain) }
@@ -227,7 +244,7 @@ final class ReadinessGate {
 
     /// Closes a descriptor whose close the gate has nothing to do about but say.
     private func closeOrSay(_ fd: consuming FileDescriptor, _ what: String) {
-        do throws(SystemError) { try fd.close() } catch { log.warning("\(what): \(error)") }
+        do throws(SystemError) { try fd.close() } catch { log.warning("\(what): \(error)", [.error(error)]) }
     }
 
     /// The stop began: nothing becomes ready from now on.
@@ -246,7 +263,7 @@ final class ReadinessGate {
         outputs.removeFile()
         outputs.notify(.status(Drain.word))
         log.event("\(Drain.word): \(Signals.name(signal)) goes to the child in \(drain.delay)" + (options.servesHealth ? "; the health endpoint answers \(Drain.word)" : "")
-                  + (was ? " (was SERVING)" : ""))
+                  + (was ? " (was SERVING)" : ""), LogField.signal(signal) + [.seconds("delay_seconds", drain.delay), LogField("was_serving", .bool(was))])
         tell(.drain)
     }
 
@@ -271,14 +288,15 @@ final class ReadinessGate {
             return
         } catch {
             written = nil
-            log.warning("health agent: cannot tell it \(what): \(error); restarting it")
+            log.warning("health agent: cannot tell it \(what): \(error); restarting it", [.error(error)])
             killAgent(because: .unwritable)
             return
         }
         guard let written, written != frame.count else { return }
         // Only a full pipe can take part of a frame, and the agent reads its control pipe in
         // every turn: an agent that does not is stuck, and one started anew is told everything again.
-        log.warning("health agent: cannot tell it \(what): short write (\(written) of \(frame.count) bytes); restarting it")
+        log.warning("health agent: cannot tell it \(what): short write (\(written) of \(frame.count) bytes); restarting it",
+                    [.integer("written", written), .integer("bytes", frame.count)])
         killAgent(because: .unwritable)
     }
 
@@ -287,7 +305,8 @@ final class ReadinessGate {
         if let cause, killCause == nil { killCause = cause }
         // ESRCH: it is dead already (a zombie is still there to kill): nothing left to do.
         if let pid = agent?.pid, kill(pid, SIGKILL) != 0 && errno != ESRCH {
-            log.warning("cannot kill the health agent (pid \(pid)): kill: \(Errno.current)")
+            let code = Errno.current
+            log.warning("cannot kill the health agent (pid \(pid)): kill: \(code)", [.pid(pid), .string("call", "kill"), .error(code)])
         }
     }
 
@@ -329,7 +348,7 @@ final class ReadinessGate {
             }
         } catch {
             // Nothing after a broken frame can be trusted: the agent is ended and started again.
-            log.warning("health agent: \(error); restarting it")
+            log.warning("health agent: \(error); restarting it", [.error(error)])
             decoder = GateFraming.Decoder()
             killAgent(because: .protocolError)
         }
@@ -344,29 +363,39 @@ final class ReadinessGate {
         let now = MonotonicClock.now()
         switch message {
         case .found(let server, let pid, let reach):
-            say(.event, now) { "health: found the gRPC server at \(server)\(self.owner(pid)), \(reach)" }
+            say(.event, now, [.string("server", server)] + (pid.map { [.pid($0)] } ?? []) + [.string("reach", reach.description)]) {
+                "health: found the gRPC server at \(server)\(self.owner(pid)), \(reach)"
+            }
         case .passedOver(let listener, let pid, let why):
-            say(.info, now) { "health: \(listener)\(self.owner(pid)) is not a gRPC server we can check: \(why)" }
+            say(.info, now, [.string("listener", listener)] + (pid.map { [.pid($0)] } ?? []) + [.string("detail", why)]) {
+                "health: \(listener)\(self.owner(pid)) is not a gRPC server we can check: \(why)"
+            }
         case .goAway(let server):
-            say(.info, now) { "health: \(server) sent GOAWAY; watching on a new connection" }
+            say(.info, now, [.string("server", server)]) { "health: \(server) sent GOAWAY; watching on a new connection" }
         case .noWatch(let server, let interval):
-            say(.info, now) { "health: \(server) has no Health/Watch; a Check every \(GoDuration(nanoseconds: interval))" }
+            say(.info, now, [.string("server", server), .seconds("interval_seconds", nanoseconds: interval)]) {
+                "health: \(server) has no Health/Watch; a Check every \(GoDuration(nanoseconds: interval))"
+            }
         case .svid(let id, let rotated):
-            say(.info, now) { "health: \(rotated ? "rotated to" : "using") an X.509-SVID for \(id)" }
+            say(.info, now, [.string("spiffe_id", id), LogField("rotated", .bool(rotated))]) {
+                "health: \(rotated ? "rotated to" : "using") an X.509-SVID for \(id)"
+            }
         case .tlsOnHealthPort:
             say(.info, now) { "health endpoint: a TLS handshake on the health port, which is plaintext (HTTP/1.1 and h2c); connection closed" }
         case .invalidConfiguration(let why):
-            say(.warning, now) { "health agent: \(why)" }
+            say(.warning, now, [.string("detail", why)]) { "health agent: \(why)" }
         case .noHealthService(let server):
             withoutHealth = true
-            say(.event, now) { "health: \(server) has no health service (grpc.health.v1.Health is UNIMPLEMENTED): ready because it answers gRPC; no periodic Checks" }
+            say(.event, now, [.string("server", server), .string("status", "SERVING")]) {
+                "health: \(server) has no health service (grpc.health.v1.Health is UNIMPLEMENTED): ready because it answers gRPC; no periodic Checks"
+            }
         case .answered:
             events.append(.answered)
         case .service(let name, let state):
             if draining { return }
             switch state {
-            case .serving: say(.info, now) { "health: service \(goQuote(name)) SERVING" }
-            case .notServing(let why): say(.info, now) { "health: service \(goQuote(name)): \(why)" }
+            case .serving: say(.info, now, [.string("service", name), .string("status", "SERVING")]) { "health: service \(goQuote(name)) SERVING" }
+            case .notServing(let why): say(.info, now, LogField.reason(.service(name, why))) { "health: service \(goQuote(name)): \(why)" }
             }
         case .health(.serving(let server)):
             guard !draining && !stopBegun else { return }
@@ -385,22 +414,28 @@ final class ReadinessGate {
                 if was {
                     outputs.removeFile()
                     outputs.notify(.status("not ready: \(reason)"))
-                    say(.event, now) { "health: \(reason) (was SERVING)" }
+                    say(.event, now, LogField.reason(reason) + [LogField("was_serving", .bool(true))]) { "health: \(reason) (was SERVING)" }
                 } else {
-                    say(.info, now) { "not ready yet: \(reason)" }
+                    say(.info, now, LogField.reason(reason)) { "not ready yet: \(reason)" }
                 }
             }
         }
     }
 
-    private func say(_ level: SupervisorLog.Level, _ now: Int64, _ text: () -> String) {
+    private func say(_ level: SupervisorLog.Level, _ now: Int64, _ fields: @autoclosure () -> [LogField] = [], _ text: () -> String) {
         guard log.writes(level) else { return }
         switch budget.take(now: now) {
         case .refused: return
         case .allowed(let held):
-            if let held { log.warning(held) }
-            log.line(level, text())
+            if let held { log.warning(held.text, held.fields) }
+            log.line(level, text(), fields())
         }
+    }
+
+    /// The configured services: `service`, or `services` when there are several.
+    private var serviceFields: [LogField] {
+        if options.services == [""] { return [] }
+        return options.services.count == 1 ? [.string("service", options.services[0])] : [LogField("services", .strings(options.services))]
     }
 
     private var serviceSuffix: String {
@@ -416,7 +451,9 @@ final class ReadinessGate {
         let reports = withoutHealth ? "answers gRPC (no health service)" : "reports SERVING"
         if everReady {
             outputs.notify(.status("\(name) \(reports)"))
-            say(.event, now) { "health: SERVING (was \(self.lastReason))" }
+            say(.event, now, [.string("server", name), .string("status", "SERVING"), .string("was", LogField.caseName(lastReason.innermost))]) {
+                "health: SERVING (was \(self.lastReason))"
+            }
             return
         }
         everReady = true
@@ -424,7 +461,8 @@ final class ReadinessGate {
         let took = GoDuration(nanoseconds: now.addingSaturated(-started))
         facts.firstServingAfter = took.nanoseconds
         tellFacts()
-        log.event("ready: \(name)\(serviceSuffix) \(reports), \(took) after start")
+        log.event("ready: \(name)\(serviceSuffix) \(reports), \(took) after start",
+                  [.string("server", name)] + serviceFields + [.string("status", "SERVING"), .seconds("after_seconds", took)])
     }
 
     /// Takes an exited process if it is the agent; returns whether it was.
@@ -451,7 +489,9 @@ final class ReadinessGate {
         } else {
             how = exit.exitCode.flatMap { AgentExit(rawValue: $0) }.map { "exited: \($0)" } ?? exit.description
         }
-        say(.warning, MonotonicClock.now()) { "health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)") }
+        say(.warning, MonotonicClock.now(), [.pid(pid)] + LogField.ended(exit) + [.seconds("restart_in_seconds", pause.rounded)]) {
+            "health agent (pid \(pid)) \(how); starting it again " + (pause.nanoseconds == 0 ? "now" : "in \(pause.rounded)")
+        }
         return true
     }
 

@@ -32,7 +32,10 @@ final class ReadinessOutputs {
         }
         watchdogUsec = usec
         for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-            if unsetenv(name) != 0 { log.warning("cannot unset \(name): \(Errno.current)") }
+            if unsetenv(name) != 0 {
+                let code = Errno.current
+                log.warning("cannot unset \(name): \(code)", [.string("variable", name), .error(code)])
+            }
         }
         if !file.isEmpty { unlinkFile("remove the stale ready file") }
     }
@@ -68,13 +71,13 @@ final class ReadinessOutputs {
     private func fileFailed(_ doing: String, _ error: SystemError) {
         guard error.code != fileFailure else { return }
         fileFailure = error.code
-        log.warning("cannot \(doing) \(file): \(error) (said once until the file works again)")
+        log.warning("cannot \(doing) \(file): \(error) (said once until the file works again)", [.string("path", file), .error(error)])
     }
 
     private func fileWorked() {
         guard fileFailure != nil else { return }
         fileFailure = nil
-        log.event("the ready file \(file) works again")
+        log.event("the ready file \(file) works again", [.string("path", file)])
     }
 
     func notify(_ notification: Notifier.Notification) { notifier?.send(notification) }
@@ -160,7 +163,8 @@ final class Notifier {
             let code = errno
             if code == EAGAIN || code == EWOULDBLOCK {
                 if !stalled {
-                    log.warning("NOTIFY_SOCKET \(path) is not being read: READY=1, STOPPING=1, the latest STATUS= and one WATCHDOG=1 wait for it, sent as one datagram when it reads; nothing else waits")
+                    log.warning("NOTIFY_SOCKET \(path) is not being read: READY=1, STOPPING=1, the latest STATUS= and one WATCHDOG=1 wait for it, sent as one datagram when it reads; nothing else waits",
+                                [.string("path", path)])
                 }
                 stalled = true
                 return
@@ -173,7 +177,8 @@ final class Notifier {
 
     private func delivered() {
         if stalled {
-            log.event("NOTIFY_SOCKET \(path) is read again: \(heldBack) notification\(heldBack == 1 ? "" : "s") held back, sent as one")
+            log.event("NOTIFY_SOCKET \(path) is read again: \(heldBack) notification\(heldBack == 1 ? "" : "s") held back, sent as one",
+                      [.string("path", path), .integer("held", heldBack)])
         }
         stalled = false
         heldBack = 0
@@ -187,7 +192,7 @@ final class Notifier {
     /// The reader is gone or unreachable: what was to be said is dropped (a reader that comes
     /// back gets the next notification), and the failure is said once.
     private func failed(_ code: Int32) {
-        if code != lastFailure { log.warning("cannot notify \(path) (NOTIFY_SOCKET): \(Errno(code))") }
+        if code != lastFailure { log.warning("cannot notify \(path) (NOTIFY_SOCKET): \(Errno(code))", [.string("path", path), .error(Errno(code))]) }
         lastFailure = code
         stalled = false
         heldBack = 0

@@ -31,7 +31,7 @@ final class Supervisor: EventSource {
     init(options: SupervisorOptions) {
         activation = SocketActivation.take()
         self.options = options
-        self.log = SupervisorLog(verbose: options.verbose)
+        self.log = SupervisorLog(verbose: options.verbose, format: options.logFormat)
         let readiness = options.readiness.map { [log] in ReadinessGate(options: $0, log: log) }
         self.readiness = readiness
         var configuration = StopSequence.Configuration()
@@ -52,41 +52,52 @@ final class Supervisor: EventSource {
 
     /// Runs the child to completion and returns grpc-init's exit status.
     func run() -> Int32 {
+        let status = supervise()
+        log.finish()
+        return status
+    }
+
+    private func supervise() -> Int32 {
         if let refusal = activation.refusal { log.warning(refusal) }
         if let signo = options.parentDeathSignal, cshim_set_parent_death_signal(signo) != 0 {
-            log.warning("cannot set the parent death signal: \(Errno.current)")
+            let code = Errno.current
+            log.warning("cannot set the parent death signal: \(code)", LogField.signal(signo) + [.error(code)])
         }
         if getpid() != 1 && cshim_set_child_subreaper() != 0 {
-            log.warning("cannot become a child subreaper, orphans will not be reaped: \(Errno.current)")
+            let code = Errno.current
+            log.warning("cannot become a child subreaper, orphans will not be reaped: \(code)", [.error(code)])
         }
         // Signals 32 and 33 are the C library's own: they cannot be blocked or read from the
         // signalfd, so they are not forwarded; ignored, they cannot end grpc-init either.
         if cshim_ignore_reserved_signals() != 0 {
-            log.warning("cannot ignore the C library's reserved signals: \(Errno.current)")
+            let code = Errno.current
+            log.warning("cannot ignore the C library's reserved signals: \(code)", [.error(code)])
         }
         // Every signal that can be blocked is blocked and read from the signalfd; the child gets
         // the original mask back before exec.
         let forwardable = (1...Signals.realTimeMax).filter { $0 != SIGKILL && $0 != SIGSTOP && ($0 < 32 || $0 >= Signals.realTimeMin) }
         let signals: SignalFD
         do { signals = try SignalFD(signals: forwardable) } catch {
-            log.error("cannot set up signal handling: \(error)")
+            log.error("cannot set up signal handling: \(error)", [.error(error)])
             return 1
         }
         if let readiness, let failure = readiness.listenForHealth() {
-            log.error("health endpoint: cannot listen on \(readiness.options.healthAddr): \(failure)")
+            log.error("health endpoint: cannot listen on \(readiness.options.healthAddr): \(failure)",
+                      [.string("address", readiness.options.healthAddr), .string("error", failure)])
             return 1
         }
         readiness?.listenForLocalProbes()
         if activation.count > 0 {
-            log.info("socket activation: descriptors 3 to \(2 + activation.count) go to the child, with LISTEN_PID its pid")
+            log.info("socket activation: descriptors 3 to \(2 + activation.count) go to the child, with LISTEN_PID its pid",
+                     [.integer("descriptors", activation.count)])
         }
         if let failure = spawn(childMask: signals.previousMask) { return failure }
-        log.info("spawned \(options.command[0]) as pid \(child)")
+        log.info("spawned \(options.command[0]) as pid \(child)", [.command(options.command[0]), .pid(child)])
         readiness?.childStarted(pid: child)
         self.signals = signals
         reactor.add(self)
         if case .failed(let code) = reactor.run(until: { decisions.exitStatus != nil }) {
-            log.error("poll: \(code)")
+            log.error("poll: \(code)", [.string("call", "poll"), .error(code)])
             return 1
         }
         return decisions.exitStatus ?? 1
@@ -98,6 +109,7 @@ final class Supervisor: EventSource {
         if let signals { set.append(pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)) }
         if let report = readiness?.descriptor { set.append(pollfd(fd: report, events: Int16(POLLIN), revents: 0)) }
         if let notify = readiness?.outputs.notifier?.waitingDescriptor { set.append(pollfd(fd: notify, events: Int16(POLLOUT), revents: 0)) }
+        if let log = log.waitingDescriptor { set.append(pollfd(fd: log, events: Int16(POLLOUT), revents: 0)) }
     }
 
     var wakeAt: Int64? {
@@ -119,6 +131,8 @@ final class Supervisor: EventSource {
                 if !decisions.childExited { readiness?.readable() }
             } else if entry.fd == readiness?.outputs.notifier?.waitingDescriptor {
                 readiness?.outputs.notifier?.writable()
+            } else if entry.fd == log.waitingDescriptor {
+                log.writable()
             }
         }
         if let readiness, !decisions.childExited {
@@ -148,21 +162,26 @@ final class Supervisor: EventSource {
             log.info("\(Signals.name(signo)) not passed on (-rewrite-signal to 0)")
         case .killChild:
             // The kill first: a log that cannot be written must not delay it.
-            if kill(-child, SIGKILL) != 0 && errno != ESRCH { log.warning("cannot SIGKILL process group \(child): \(Errno.current)") }
-            log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group")
+            if kill(-child, SIGKILL) != 0 && errno != ESRCH {
+                let code = Errno.current
+                log.warning("cannot SIGKILL process group \(child): \(code)", [.integer("process_group", child)] + LogField.signal(SIGKILL) + [.error(code)])
+            }
+            log.warning("child still running \(options.grace) after the stop signal; sending SIGKILL to its process group",
+                        [.integer("process_group", child), .seconds("grace_seconds", options.grace)] + LogField.signal(SIGKILL))
         case .stopping:
             readiness?.stopping()
         case .stopBegun(let cause):
-            if let readiness { log.error(readiness.words(for: cause)) }
+            if let readiness { log.error(readiness.words(for: cause), readiness.fields(for: cause)) }
         case .drain:
             let signo = decisions.configuration.ownStopSignal
             if let readiness {
                 readiness.drain(options.drain, signal: signo)
             } else {
-                log.event("\(Drain.word): \(Signals.name(signo)) goes to the child in \(options.drain.delay)")
+                log.event("\(Drain.word): \(Signals.name(signo)) goes to the child in \(options.drain.delay)",
+                          LogField.signal(signo) + [.seconds("delay_seconds", options.drain.delay)])
             }
         case .drainCut(let signo):
-            log.info("\(Signals.name(signo)) during the drain: passing it on now")
+            log.info("\(Signals.name(signo)) during the drain: passing it on now", LogField.signal(signo))
         case .pingWatchdog:
             readiness?.outputs.notify(.watchdog)
         case .childGone:
@@ -171,16 +190,19 @@ final class Supervisor: EventSource {
             lookForLeftovers()
         case .signalLeftovers(let signo):
             let who = leftovers
-            if let failure = who.signal(signo) { log.warning("cannot send \(Signals.name(signo)) to \(who): \(failure)") }
+            if let failure = who.signal(signo) {
+                log.warning("cannot send \(Signals.name(signo)) to \(who): \(failure)", LogField.signal(signo) + [.string("to", who.description), .error(failure)])
+            }
             if signo == SIGKILL {
-                log.warning("\(who) outlived \(options.leftoverGrace) after SIGTERM; sending SIGKILL")
+                log.warning("\(who) outlived \(options.leftoverGrace) after SIGTERM; sending SIGKILL",
+                            LogField.signal(signo) + [.string("to", who.description), .seconds("grace_seconds", options.leftoverGrace)])
             } else {
-                log.info("sending \(Signals.name(signo)) to \(who)")
+                log.info("sending \(Signals.name(signo)) to \(who)", LogField.signal(signo) + [.string("to", who.description)])
             }
         case .leftoversAbandoned:
-            log.warning("\(leftovers) still present after SIGKILL; exiting without them")
+            log.warning("\(leftovers) still present after SIGKILL; exiting without them", [.string("to", leftovers.description)])
         case .remapped(let code):
-            log.info("exit status \(code) remapped to 0")
+            log.info("exit status \(code) remapped to 0", [.integer("exit_code", code)])
         case .exit:
             break
         }
@@ -197,23 +219,31 @@ final class Supervisor: EventSource {
             cshim_spawn(cArgs[0], &cArgs, &mask, 1, foreground, activation.count, &report)
         }
         if pid < 0 {
-            log.error("cannot start \(options.command[0]): fork: \(Errno.current)")
+            let code = Errno.current
+            log.error("cannot start \(options.command[0]): fork: \(code)", [.command(options.command[0]), .string("call", "fork"), .error(code)])
             return 1
         }
         child = pid
         let failures = ChildFailure.all(in: report)
         for failure in failures where !failure.fatal {
-            log.warning("\(options.command[0]) (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same")
+            log.warning("\(options.command[0]) (pid \(pid)): \(failure.call) before exec: \(failure.code); it runs all the same",
+                        [.command(options.command[0]), .pid(pid), .string("call", failure.call), .error(failure.code)])
         }
         guard let fatal = failures.first(where: { $0.fatal }) else { return nil }
         // The failed child has exited (it wrote why and called _exit).
         var status: Int32 = 0
-        if retryingOnInterrupt({ waitpid(pid, &status, 0) }) < 0 { log.warning("cannot reap pid \(pid): \(Errno.current)") }
-        if fatal.isExec {
-            log.error("cannot run \(options.command[0]): \(fatal.code)")
-            return fatal.code.rawValue == ENOENT ? 127 : 126
+        if retryingOnInterrupt({ waitpid(pid, &status, 0) }) < 0 {
+            let code = Errno.current
+            log.warning("cannot reap pid \(pid): \(code)", [.pid(pid), .error(code)])
         }
-        log.error("cannot run \(options.command[0]): \(fatal.call): \(fatal.code)")
+        if fatal.isExec {
+            let exit: Int32 = fatal.code.rawValue == ENOENT ? 127 : 126
+            log.error("cannot run \(options.command[0]): \(fatal.code)",
+                      [.command(options.command[0]), .string("call", fatal.call), .error(fatal.code), .integer("exit_code", exit)])
+            return exit
+        }
+        log.error("cannot run \(options.command[0]): \(fatal.call): \(fatal.code)",
+                  [.command(options.command[0]), .string("call", fatal.call), .error(fatal.code), .integer("exit_code", 126)])
         return 126
     }
 
@@ -221,9 +251,11 @@ final class Supervisor: EventSource {
         let target = options.processGroup ? -child : child
         // The signal first, then the log line: a log that cannot be written must not delay it.
         if kill(target, signo) != 0 && errno != ESRCH {
-            log.warning("cannot forward \(Signals.name(signo)): \(Errno.current)")
+            let code = Errno.current
+            log.warning("cannot forward \(Signals.name(signo)): \(code)", LogField.signal(signo) + [.pid(child), .error(code)])
         } else {
-            log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)")
+            log.info("forwarding \(Signals.name(signo)) to \(options.processGroup ? "process group" : "pid") \(child)",
+                     LogField.signal(signo) + [options.processGroup ? .integer("process_group", child) : .pid(child)])
         }
     }
 
@@ -233,16 +265,19 @@ final class Supervisor: EventSource {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
-            if pid < 0 && errno != ECHILD { log.warning("waitpid: \(Errno.current)") }
+            if pid < 0 && errno != ECHILD {
+                let code = Errno.current
+                log.warning("waitpid: \(code)", [.string("call", "waitpid"), .error(code)])
+            }
             if pid <= 0 { return }
             if readiness?.reaped(pid, status: status) == true { continue }
             if pid == child && !decisions.childExited {
-                log.info("child pid \(pid) \(describe(status))")
+                log.info("child pid \(pid) \(describe(status))", [.pid(pid)] + LogField.ended(WaitStatus(status)))
                 decide(.childExited(status: status))
             } else if options.warnReaped {
-                log.warning("reaped zombie pid \(pid) (\(describe(status)))")
+                log.warning("reaped zombie pid \(pid) (\(describe(status)))", [.pid(pid)] + LogField.ended(WaitStatus(status)))
             } else {
-                log.info("reaped pid \(pid) (\(describe(status)))")
+                log.info("reaped pid \(pid) (\(describe(status)))", [.pid(pid)] + LogField.ended(WaitStatus(status)))
             }
         }
     }

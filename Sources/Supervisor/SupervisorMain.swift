@@ -21,6 +21,11 @@ public enum SupervisorMain {
                 Output.line(SupervisorOptions.usage, to: STDOUT_FILENO)
                 return 0
             case .usage(let message?):
+                // A log read as JSON gets one JSON line, without the usage's lines of text.
+                if SupervisorOptions.logFormat(forErrorsIn: arguments, environment: Environment.value) == .json {
+                    Output.line(SupervisorLog.render(.json, .error, message))
+                    return 1
+                }
                 Output.line("[grpc-init] error: " + message)
                 Output.line(SupervisorOptions.usage)
                 return 1

@@ -11,6 +11,8 @@ public struct SupervisorOptions: Equatable {
     public var remapExit: Set<Int32> = []
     public var parentDeathSignal: Int32? = nil
     public var verbose = false
+    /// -log-format: grpc-init's own lines as text or as JSON.
+    public var logFormat = LogFormat.text
     public var warnReaped = false
     public var grace = GoDuration(nanoseconds: 0)
     /// -drain-delay: SIGTERM reaches the child this long after it reached grpc-init.
@@ -45,6 +47,8 @@ public struct SupervisorOptions: Equatable {
         })
         static let parentDeathSignal = Flag<String>("parent-death-signal", placeholder: "SIGNAL", aliases: ["p"], usage: "signal grpc-init receives when its parent dies (e.g. SIGKILL)")
         static let verbose = Flag<Bool>("verbose", aliases: ["v"], usage: "log every event (spawn, forwarded signals, exits)")
+        static let logFormat = Flag<String>("log-format", default: "text", placeholder: "FORMAT",
+              usage: "grpc-init's own lines: text ([grpc-init] ...) or json (one object per line: time, level, msg and the event's fields); the child's output is untouched")
         static let warnReaped = Flag<Bool>("warn-reaped", aliases: ["w"], usage: "warn when a zombie other than the child is reaped")
         static let grace = Flag<GoDuration>("grace", usage: "after forwarding the stop signal (SIGTERM unless -stop-signal) or SIGINT, SIGKILL the child's group if it still runs this long later (0: never)")
         static let leftoverGrace = Flag<GoDuration>("leftover-grace", default: SupervisorOptions.defaultLeftoverGrace,
@@ -105,7 +109,7 @@ public struct SupervisorOptions: Equatable {
     }
 
     static let flagSet = FlagSet([Keys.subreaper.definition, Keys.processGroup.definition, Keys.remapExit.definition, Keys.parentDeathSignal.definition,
-                                  Keys.verbose.definition, Keys.warnReaped.definition, Keys.grace.definition, Keys.leftoverGrace.definition,
+                                  Keys.verbose.definition, Keys.logFormat.definition, Keys.warnReaped.definition, Keys.grace.definition, Keys.leftoverGrace.definition,
                                   Keys.ready.definition] + Keys.Gate.definitions + [Keys.drainDelay.definition, Keys.stopSignal.definition,
                                                                                     Keys.rewriteSignal.definition, Keys.version.definition])
 
@@ -315,6 +319,11 @@ public struct SupervisorOptions: Equatable {
             fromEnvironment.contains(flag) && !parsed.given.contains(flag) ? environmentName(flag) : "-" + flag
         }
         var o = SupervisorOptions()
+        let format = parsed[Keys.logFormat]
+        guard let logFormat = LogFormat(rawValue: format) else {
+            throw .usage("invalid value \(goQuote(format)) for \(source(Keys.logFormat.name)): want text or json")
+        }
+        o.logFormat = logFormat
         o.processGroup = parsed[Keys.processGroup]
         o.remapExit = Set(parsed[Keys.remapExit].compactMap { Int32($0) })
         o.verbose = parsed[Keys.verbose]

@@ -26,12 +26,29 @@ public final class LogStream {
     public private(set) var dropped = 0
     /// A line was cut short by a full pipe: the next write starts a new line first.
     private var midLine = false
+    /// With `completesCutLines`: the rest of a line a socket took only in part, written before
+    /// anything else (a line is whole or absent, never cut short).
+    private var unfinished: [UInt8] = []
+    private let completesCutLines: Bool
+    /// The line that says how many were dropped, in the log's format.
+    private let droppedNotice: (Int) -> String
 
     /// The longest line written whole: pipes take writes of up to PIPE_BUF bytes at once or not
     /// at all, so lines from several processes never interleave.
     public static let maxLine = 4096
 
-    public init(fd: Int32) {
+    /// What the notice about dropped lines says.
+    public static func droppedMessage(_ count: Int) -> String {
+        "\(count) log line\(count == 1 ? "" : "s") dropped: stderr was not being read"
+    }
+
+    /// `completesCutLines`: a line a socket takes only in part (a pipe takes a line whole or not
+    /// at all) is finished before the next one, instead of ended by a newline; for lines a
+    /// reader parses (JSON), where half a line would be an invalid one.
+    public init(fd: Int32, completesCutLines: Bool = false,
+                droppedNotice: @escaping (Int) -> String = { "[grpc-init] warning: " + LogStream.droppedMessage($0) }) {
+        self.completesCutLines = completesCutLines
+        self.droppedNotice = droppedNotice
         var status = stat()
         guard fstat(fd, &status) == 0 else {
             writer = .closed
@@ -49,31 +66,76 @@ public final class LogStream {
     }
 
     public func line(_ text: String) {
-        var bytes: [UInt8] = []
+        var bytes: [UInt8] = unfinished
+        let before = bytes.count
         if midLine { bytes.append(0x0A) }
         if dropped > 0 {
-            bytes.append(contentsOf: "[grpc-init] warning: \(dropped) log line\(dropped == 1 ? "" : "s") dropped: stderr was not being read\n".utf8)
+            bytes.append(contentsOf: droppedNotice(dropped).utf8)
+            bytes.append(0x0A)
         }
         var body = Array(text.utf8)
-        let room = LogStream.maxLine - bytes.count - 1
+        let room = LogStream.maxLine - (bytes.count - before) - 1
         if body.count > room { body = Array(body.prefix(room - 3)) + Array("...".utf8) }
         bytes.append(contentsOf: body)
         bytes.append(0x0A)
-        switch write(bytes) {
-        case .all:
+        let written = write(bytes)
+        if completesCutLines {
+            if written <= before {
+                // Nothing of this line went out (at most the rest of the last one): dropped.
+                unfinished.removeFirst(written)
+                dropped += 1
+            } else {
+                // The notice and this line went out, or will before anything else does.
+                unfinished = Array(bytes[written...])
+                dropped = 0
+            }
+            return
+        }
+        if written == bytes.count {
             dropped = 0
             midLine = false
-        case .none:
+        } else {
             dropped += 1
-        case .part:
-            dropped += 1
-            midLine = true
+            if written > 0 { midLine = true }
         }
     }
 
-    private enum Written { case all, part, none }
+    /// While the rest of a line cut short waits: the descriptor to poll for room (POLLOUT).
+    public var waitingDescriptor: Int32? {
+        guard !unfinished.isEmpty else { return nil }
+        switch writer {
+        case .direct(let fd), .socket(let fd), .polled(let fd): return fd
+        case .closed: return nil
+        }
+    }
 
-    private func write(_ bytes: [UInt8]) -> Written {
+    /// The descriptor has room: more of the rest of the line cut short goes out.
+    public func writable() {
+        guard !unfinished.isEmpty else { return }
+        unfinished.removeFirst(write(unfinished))
+        if case .closed = writer { unfinished = [] }
+    }
+
+    /// The rest of a line cut short (`completesCutLines`), written as the descriptor takes it
+    /// within `nanoseconds`; past that it stays unwritten. Nothing to do otherwise.
+    public func finish(within nanoseconds: Int64) {
+        guard !unfinished.isEmpty else { return }
+        let fd: Int32
+        switch writer {
+        case .direct(let own), .socket(let own), .polled(let own): fd = own
+        case .closed: return
+        }
+        let deadline = MonotonicClock.deadline(after: nanoseconds)
+        // Each round waits for room until the deadline and writes what the descriptor takes.
+        for _ in 0..<64 where !unfinished.isEmpty {
+            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            guard retryingOnInterrupt({ poll(&pfd, 1, MonotonicClock.pollTimeout(until: deadline)) }) == 1 else { return }
+            unfinished.removeFirst(write(unfinished))
+        }
+    }
+
+    /// Writes what it can without blocking; returns how many bytes went out.
+    private func write(_ bytes: [UInt8]) -> Int {
         bytes.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {
@@ -81,14 +143,14 @@ public final class LogStream {
                 let n: Int
                 switch writer {
                 case .closed:
-                    return .none
+                    return offset
                 case .direct(let fd):
                     n = retryingOnInterrupt { Glibc.write(fd, raw.baseAddress! + offset, rest) }
                 case .socket(let fd):
                     n = retryingOnInterrupt { send(fd, raw.baseAddress! + offset, rest, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
                 case .polled(let fd):
                     var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    guard poll(&pfd, 1, 0) == 1, pfd.revents & Int16(POLLOUT) != 0 else { return offset == 0 ? .none : .part }
+                    guard poll(&pfd, 1, 0) == 1, pfd.revents & Int16(POLLOUT) != 0 else { return offset }
                     n = retryingOnInterrupt { Glibc.write(fd, raw.baseAddress! + offset, rest) }
                 }
                 if n < 0 {
@@ -98,12 +160,12 @@ public final class LogStream {
                         cshim_discard_own_sigpipe()
                         writer = .closed
                     }
-                    return offset == 0 ? .none : .part
+                    return offset
                 }
-                if n == 0 { return offset == 0 ? .none : .part }
+                if n == 0 { return offset }
                 offset += n
             }
-            return .all
+            return offset
         }
     }
 }

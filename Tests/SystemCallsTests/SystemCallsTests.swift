@@ -38,6 +38,51 @@ final class LogStreamTests: XCTestCase {
     }
 }
 
+final class LogStreamCutLineTests: XCTestCase {
+    /// A stream socket with a small buffer takes a long line only in part: the rest goes out
+    /// before anything else (when the socket has room, or in front of the next line), so the
+    /// reader sees whole lines only.
+    func testALineASocketTookInPartIsFinishedFirst() throws {
+        var fds: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        var least: Int32 = 1
+        XCTAssertEqual(setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &least, socklen_t(MemoryLayout<Int32>.size)), 0)
+        let log = LogStream(fd: fds[1], completesCutLines: true) { "dropped \($0)" }
+        let long = String(repeating: "l", count: 3_800)
+        var sent: [String] = []
+        // Short lines, then a long one, until the socket takes a line only in part.
+        for i in 0..<64 where log.waitingDescriptor == nil {
+            let line = i % 3 == 2 ? long : "short \(i)"
+            log.line(line)
+            sent.append(line)
+        }
+        XCTAssertNotNil(log.waitingDescriptor, "the socket took a line in part")
+        log.line("next")
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        for _ in 0..<1_000 where log.waitingDescriptor != nil {
+            let n = recv(fds[0], &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { received += buffer.prefix(n) }
+            log.writable()
+        }
+        XCTAssertNil(log.waitingDescriptor)
+        log.line("last")
+        while true {
+            let n = recv(fds[0], &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n <= 0 { break }
+            received += buffer.prefix(n)
+        }
+        let lines = String(decoding: received, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        XCTAssertEqual(lines.last, "", "ends with a newline")
+        for line in lines.dropLast() {
+            XCTAssertTrue(line == long || line.hasPrefix("short ") || line.hasPrefix("dropped ") || line == "last", "a whole line: \(line.prefix(40))")
+        }
+        XCTAssertEqual(lines.dropLast().last, "last")
+        XCTAssertTrue(lines.contains(Substring(long)))
+    }
+}
+
 final class DeadlineTests: XCTestCase {
     func testCappingKeepsTheEarlierInstant() {
         let later = Deadline.after(10_000_000_000)

@@ -111,6 +111,9 @@ FIXED = {
                              + hpack_literal("grpc-message", "first%0Asecond%0D%1B[31mred")),
     "raw-control-value": frame(1, 5, 1, OK_HEADERS + hpack_literal("grpc-status", "14")
                                + hpack_literal("grpc-message", "raw \x1b[2J escape")),
+    # Quotes, a backslash, control characters, bytes that are not UTF-8 and U+2028 in a message.
+    "message-hostile": frame(1, 5, 1, OK_HEADERS + hpack_literal("grpc-status", "14")
+                             + hpack_literal("grpc-message", '"quoted" back\\slash %1B[31m%0A%00 caf%FF%C3%28 %E2%80%A8end')),
     "goaway-control": frame(7, 0, 0, struct.pack(">II", 0, 2) + b"bye\nnext line\x1b[2J"),
     "priority-bad-length": frame(2, 0, 1, b"\x00\x00\x00\x00"),
     # SERVING after a group field (field 5: start group, a varint inside, end group).
