@@ -248,19 +248,24 @@ def test_a_full_stderr_pipe_never_gets_half_a_json_line(bindir):
             proc.send_signal(signo)
             assert lines.next(time.monotonic() + 5) == f"GOT {signo}"
         filler = drain(read_end)
-        assert set(filler) == {ord("x")}, "nothing of grpc-init's among the filler"
+        # grpc-init forwards a signal before it logs it: its line about SIGHUP may come once the
+        # drain made room. Whatever it wrote follows the filler whole.
+        written = filler.lstrip(b"x")
+        assert written == b"" or written.endswith(b"\n"), written
         proc.send_signal(signal.SIGUSR2)
         assert lines.next(time.monotonic() + 5) == f"GOT {signal.SIGUSR2}"
         deadline = time.monotonic() + 5
-        log = b""
+        log = written
         while b"forwarding SIGUSR2" not in log:
             assert time.monotonic() < deadline, log
             select.select([read_end], [], [], 0.1)
             log += drain(read_end)
         assert log.endswith(b"\n"), log
         records = [parse(raw) for raw in log.splitlines()]
-        notice = records[0]
-        assert notice["level"] == "warning" and notice["dropped"] in (2, 3), records
+        notices = [r for r in records if "dropped" in r]
+        assert len(notices) == 1, records
+        notice = notices[0]
+        assert notice["level"] == "warning" and 1 <= notice["dropped"] <= 3, records
         assert notice["msg"] == f"{notice['dropped']} log lines dropped: stderr was not being read"
         assert records[-1]["signal"] == "SIGUSR2"
     finally:
