@@ -5,8 +5,8 @@ import SystemCalls
 import Transport
 import Wire
 
-/// The health agent: a process of its own, started by the supervisor, that finds the server
-/// (or is told where it is), keeps one connection to it, holds the one health model and reports
+/// The health agent: a process of its own, started by the supervisor, that finds the servers
+/// (or is told where the one is), keeps one connection to each, holds the one health model and reports
 /// each change to the supervisor as a typed message. It parses every byte a peer sends, so it
 /// runs outside PID 1: a crash here costs a restart of the agent, not the container.
 ///
@@ -41,13 +41,6 @@ public enum AgentMain {
 }
 
 final class Agent: EventSource {
-    private enum Phase {
-        case locating
-        case watching(Watcher)
-        /// After a lost connection: locate again at `until`.
-        case pausing(until: Int64)
-    }
-
     let plan: AgentPlan
     let reactor: Reactor
     let link: SupervisorLink
@@ -57,7 +50,13 @@ final class Agent: EventSource {
     let locator: Locator
     let endpoint: HealthEndpoint?
     let localProbes: LocalProbes?
-    private var phase = Phase.locating
+    /// Each server watched, by name: with discovery every gRPC server of the tree, with
+    /// -ready-addr the one named.
+    private var watchers: [String: Watcher] = [:]
+    /// The locator is in the reactor (searching, or scanning on until the tree settles).
+    private var locating = false
+    /// With -ready-addr, after a lost connection: locate again at this time.
+    private var pausedUntil: Int64?
     private var redials = Agent.redials
 
     /// Pauses between redials of a lost server.
@@ -103,6 +102,7 @@ final class Agent: EventSource {
 
     func run() -> AgentExit {
         reactor.add(locator)
+        locating = true
         reactor.add(self)
         switch reactor.run(until: { link.ended != nil }) {
         case .interrupted, .done, .failed: return link.ended ?? .stopped
@@ -110,31 +110,54 @@ final class Agent: EventSource {
     }
 
     private func watch(_ server: Found) {
-        reactor.remove(locator)
-        // Until each service's first answer, what was said of it before does not hold.
-        if !model.state.isServing { model.awaitAnswers() }
+        if let old = watchers.removeValue(forKey: server.name) { reactor.remove(old) }
+        // Until its first answer, what was said of this server before does not hold.
+        model.add(server: server.name)
         let watcher = Watcher(server, plan: plan, model: model, reporter: reporter)
         watcher.channel.onUnaryCallEnded = { [model] path, nanoseconds, _ in
             if path == Health.checkPath { model.counters.checks.observe(nanoseconds: nanoseconds) }
         }
-        phase = .watching(watcher)
+        watchers[server.name] = watcher
         reactor.add(watcher)
-        // The servers of probes take their turns after the channel's: a Check that ended in
+        // The servers of probes take their turns after the channels': a Check that ended in
         // this turn is answered in it, not one poll later.
         for server in [endpoint as EventSource?, localProbes].compactMap({ $0 }) {
             reactor.remove(server)
             reactor.add(server)
         }
         model.found = server.name
-        endpoint?.attach(watcher.channel)
-        localProbes?.attach(watcher.channel)
+        attachProbes()
+    }
+
+    /// The server the probes' fresh Checks go to: the first by name of those that count (one
+    /// with a health service), so that it does not depend on which answered first.
+    private var probed: Watcher? {
+        let names = watchers.keys.sorted()
+        let name = names.first(where: { model.counts(server: $0) }) ?? names.first
+        return name.flatMap { watchers[$0] }
+    }
+
+    /// Whether the probes hold a channel other than the one they should.
+    private var probesMisattached: Bool {
+        guard endpoint != nil || localProbes != nil else { return false }
+        let channel = probed?.channel
+        return (endpoint != nil && endpoint?.channel !== channel) || (localProbes != nil && localProbes?.channel !== channel)
+    }
+
+    private func attachProbes() {
+        guard probesMisattached else { return }
+        endpoint?.detach()
+        localProbes?.detach()
+        if let channel = probed?.channel {
+            endpoint?.attach(channel)
+            localProbes?.attach(channel)
+        }
     }
 
     private func finished(_ watcher: Watcher, _ end: Watcher.End, now: Int64) {
         reactor.remove(watcher)
-        endpoint?.detach()
-        localProbes?.detach()
         let server = watcher.server
+        watchers[server.name] = nil
         if case .goAway = end {
             // The same server, at once, with fresh credentials; no rediscovery and no report in
             // between.
@@ -148,9 +171,22 @@ final class Agent: EventSource {
                 break
             }
         }
+        attachProbes()
+        if server.discovered {
+            // Looked for again at once: found again if its listener is still there, gone if not.
+            locator.restart(now: now, lost: server.name)
+            startLocating()
+            return
+        }
         // A server that stayed up a while gets the first pause again, not the longest.
         if now - watcher.started > redials.maximum.multipliedSaturated(by: 10) { redials.reset() }
-        phase = .pausing(until: now.addingSaturated(redials.next()))
+        pausedUntil = now.addingSaturated(redials.next())
+    }
+
+    private func startLocating() {
+        guard !locating else { return }
+        reactor.add(locator)
+        locating = true
     }
 
     // MARK: EventSource
@@ -158,25 +194,31 @@ final class Agent: EventSource {
     func descriptors(into set: inout [pollfd]) {}
 
     var wakeAt: Int64? {
-        switch phase {
-        case .locating: return locator.found != nil ? 0 : nil
-        case .watching(let watcher): return watcher.end != nil ? 0 : nil
-        case .pausing(let until): return until
-        }
+        if !locator.found.isEmpty || !locator.gone.isEmpty || (locating && locator.stopped) { return 0 }
+        if watchers.values.contains(where: { $0.end != nil }) || probesMisattached { return 0 }
+        return pausedUntil
     }
 
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        switch phase {
-        case .locating:
-            if let server = locator.found { watch(server) }
-        case .watching(let watcher):
+        for watcher in watchers.values.sorted(by: { $0.server.name < $1.server.name }) {
             if let end = watcher.end { finished(watcher, end, now: now) }
-        case .pausing(let until):
-            guard now >= until else { return }
-            phase = .locating
-            locator.restart(now: now)
-            reactor.add(locator)
-            if let server = locator.found { watch(server) }
         }
+        if let until = pausedUntil, now >= until {
+            pausedUntil = nil
+            locator.restart(now: now)
+            startLocating()
+        }
+        for name in locator.takeGone() {
+            if let watcher = watchers.removeValue(forKey: name) { reactor.remove(watcher) }
+            model.remove(server: name)
+            reporter.send(.gone(server: name))
+            attachProbes()
+        }
+        for server in locator.takeFound() { watch(server) }
+        if locating && locator.stopped {
+            reactor.remove(locator)
+            locating = false
+        }
+        attachProbes()
     }
 }

@@ -4,12 +4,27 @@ import GateProtocol
 import Glibc
 import SystemCalls
 
-/// Finds the server to watch: the one -ready-addr names, or the first listener of the process
-/// tree that answers the Health service. Listeners are tried concurrently as they appear, each
-/// by a `ListenerAttempt`; the tree is scanned again after a pause that starts short and grows
-/// while nothing changes. Why nothing is found yet goes to the health model as it changes.
+/// Finds the servers to watch: the one -ready-addr names, or every listener of the process tree
+/// that answers the Health service. Listeners are tried concurrently as they appear, each by a
+/// `ListenerAttempt`; the tree is scanned again after a pause that starts short and grows while
+/// nothing changes, and a watched server whose listener is gone is said to be gone. Once every
+/// server found is SERVING and no listener waits to be judged, the scans stop a little later
+/// (the idle agent does not wake); a lost connection starts them again. Why nothing is found
+/// yet goes to the health model as it changes.
 final class Locator: EventSource {
-    private(set) var found: Found?
+    /// Servers found and not yet taken by the agent.
+    private(set) var found: [Found] = []
+    /// Watched servers whose listener is gone, not yet taken by the agent.
+    private(set) var gone: [String] = []
+    /// The listeners of the servers handed to the agent: not tried again while watched.
+    private var watched: [Listener] = []
+    /// The listeners of watched servers whose connection was lost: tried again while they
+    /// listen, gone once they do not.
+    private var retrying: [Listener] = []
+    /// Scans have stopped (the tree is ready and settled, or -ready-addr's server is found).
+    private(set) var stopped = false
+    /// Once the tree is ready with nothing left to judge: when the scans stop.
+    private var settleBy: Int64?
     private let plan: AgentPlan
     private let credentials: Credentials
     private let model: HealthModel
@@ -35,6 +50,9 @@ final class Locator: EventSource {
     private var retries = Locator.retries
 
     static let maxRejected = 1024
+    /// How long the scans go on once the tree is ready: a second server started beside the
+    /// first is found before the agent goes idle.
+    static let settle: Int64 = 1_000_000_000
     /// Listeners tried at once; more wait for the next scan.
     static let maxAttempts = 16
     /// Rescans while nothing is found: every `quickRescan` for the first `quickPeriod` of a
@@ -55,27 +73,48 @@ final class Locator: EventSource {
 
     /// A probe came while nothing is found: the next scan is due now.
     func scanSoon() {
-        guard found == nil, !named else { return }
+        guard watched.isEmpty, found.isEmpty, !named, !stopped else { return }
         nextScan = MonotonicClock.now()
     }
 
-    /// Looks again (the server found was lost): what was rejected stays rejected.
-    func restart(now: Int64) {
-        found = nil
-        attempts = []
+    /// Looks again (a server was lost): what was rejected stays rejected. With discovery, the
+    /// lost server's listener is tried again if it is still there, and said gone if not.
+    func restart(now: Int64, lost: String? = nil) {
+        if let lost, let index = watched.firstIndex(where: { $0.description == lost }) {
+            retrying.append(watched.remove(at: index))
+        }
+        if named {
+            found = []
+            attempts = []
+            retryAt = nil
+        }
+        stopped = false
+        settleBy = nil
         nextScan = nil
-        retryAt = nil
         rescans.reset()
         searching = now
         step(now: now)
+    }
+
+    /// The servers found since the last call, for the agent to watch.
+    func takeFound() -> [Found] {
+        defer { found = [] }
+        return found
+    }
+
+    /// The watched servers whose listener is gone since the last call.
+    func takeGone() -> [String] {
+        defer { gone = [] }
+        return gone
     }
 
     private var named: Bool { !plan.configuration.addr.isEmpty }
 
     /// Moves on: with -ready-addr, the credentials; otherwise a scan when one is due.
     private func step(now: Int64) {
-        guard found == nil else { return }
+        guard !stopped else { return }
         if named {
+            guard found.isEmpty else { return }
             if let retryAt, now < retryAt { return }
             retryAt = nil
             let target: Target
@@ -85,9 +124,11 @@ final class Locator: EventSource {
             }
             switch credentials.current(discovering: false) {
             case .ready(let security, let reach):
-                found = Found(target: target, security: security, reach: reach, name: plan.configuration.addr, discovered: false)
+                found = [Found(target: target, security: security, reach: reach, name: plan.configuration.addr, discovered: false)]
+                stopped = true
             case .discover:
-                found = Found(target: target, security: .plaintext, reach: .plaintext, name: plan.configuration.addr, discovered: false)
+                found = [Found(target: target, security: .plaintext, reach: .plaintext, name: plan.configuration.addr, discovered: false)]
+                stopped = true
             case .unavailable(let why):
                 model.update(.notServing(why))
                 // SPIFFE credentials on their way wake us when they arrive; a failure waits.
@@ -95,6 +136,18 @@ final class Locator: EventSource {
                 retryAt = now.addingSaturated(retries.next())
             }
             return
+        }
+        if attempts.isEmpty && found.isEmpty && retrying.isEmpty && !watched.isEmpty && model.state.isServing {
+            let settleBy = self.settleBy ?? now.addingSaturated(Locator.settle)
+            self.settleBy = settleBy
+            if now >= settleBy {
+                stopped = true
+                nextScan = nil
+                survey.release()
+                return
+            }
+        } else {
+            settleBy = nil
         }
         if let nextScan, now < nextScan { return }
         scan(now: now)
@@ -111,6 +164,13 @@ final class Locator: EventSource {
             let listening = Set(lastScan)
             unavailable = unavailable.filter { listening.contains($0.key) }
             candidates = nil
+            for listener in watched where !listening.contains(listener) { gone.append(listener.description) }
+            watched.removeAll { !listening.contains($0) }
+        }
+        if !retrying.isEmpty {
+            let listening = Set(lastScan)
+            for listener in retrying where !listening.contains(listener) { gone.append(listener.description) }
+            retrying.removeAll { !listening.contains($0) }
         }
         nextScan = now.addingSaturated(now - searching < Locator.quickPeriod ? Locator.quickRescan : rescans.next())
         let security = credentials.current(discovering: true)
@@ -119,7 +179,7 @@ final class Locator: EventSource {
             return
         }
         for listener in result.listeners where rejected[listener] == nil && attempts.count < Locator.maxAttempts {
-            guard !attempts.contains(where: { $0.listener == listener }) else { continue }
+            guard !attempts.contains(where: { $0.listener == listener }), !watched.contains(listener) else { continue }
             let owner = result.owners[listener.inode]
             let attempt: ListenerAttempt
             switch security {
@@ -130,7 +190,6 @@ final class Locator: EventSource {
             }
             attempts.append(attempt)
             judged(attempt)
-            if found != nil { return }
         }
         explain()
     }
@@ -142,11 +201,16 @@ final class Locator: EventSource {
         let listener = attempt.listener
         switch verdict {
         case .grpc(let server):
-            found = server
-            attempts = []
-            survey.release()
+            found.append(server)
+            retrying.removeAll { $0 == listener }
+            watched.append(listener)
             reporter.send(.found(server: listener.description, pid: attempt.owner, reach: server.reach))
         case .rejected(let why):
+            if let index = retrying.firstIndex(of: listener) {
+                // A server watched until now that no longer answers as one: it no longer counts.
+                retrying.remove(at: index)
+                gone.append(listener.description)
+            }
             if rejected.count < Locator.maxRejected { rejected[listener] = why }
             unavailable[listener] = nil
             candidates = nil
@@ -158,7 +222,7 @@ final class Locator: EventSource {
 
     /// Why nothing is found yet, from what the last scan saw and what the attempts said.
     private func explain() {
-        guard found == nil else { return }
+        guard found.isEmpty, watched.isEmpty else { return }
         if lastScan.isEmpty {
             model.update(.notServing(.noListener))
             return
@@ -185,7 +249,7 @@ final class Locator: EventSource {
     }
 
     var wakeAt: Int64? {
-        guard found == nil else { return nil }
+        guard !stopped else { return nil }
         var earliest = [nextScan, retryAt].compactMap { $0 }.min() ?? .max
         for attempt in attempts { if let wake = attempt.wakeAt { earliest = min(earliest, wake) } }
         if named && retryAt == nil && credentials.svids?.latest != nil { earliest = 0 }
@@ -193,7 +257,7 @@ final class Locator: EventSource {
     }
 
     func turn(_ polled: ArraySlice<pollfd>, now: Int64) {
-        guard found == nil else { return }
+        guard !stopped else { return }
         var index = polled.startIndex
         let current = attempts
         for (offset, attempt) in current.enumerated() {
@@ -201,7 +265,6 @@ final class Locator: EventSource {
             attempt.turn(polled[index..<min(index + count, polled.endIndex)], now: now)
             index += count
             judged(attempt)
-            if found != nil { return }
         }
         if current.contains(where: { $0.verdict != nil }) || !current.isEmpty { explain() }
         step(now: now)

@@ -54,8 +54,8 @@ final class Watcher: EventSource {
         channel = Channel(target: server.target, security: server.security, userAgent: plan.userAgent,
                           connectTimeout: plan.connectTimeout, authority: plan.authority)
         if model.listing {
-            if model.listUnimplementedBy == server.name {
-                model.update(.notServing(Watcher.listUnimplemented))
+            if model.listUnimplementedBy.contains(server.name) {
+                model.update(server: server.name, .notServing(Watcher.listUnimplemented))
             } else {
                 askList()
             }
@@ -92,7 +92,7 @@ final class Watcher: EventSource {
                 if model.readyWithoutHealth { noWatchUnsaid = true } else { reportNoWatch() }
                 nextCheck = now
             } else {
-                model.update(.notServing(status.fromServer ? .watchEnded(status) : Watcher.reason(ended.handle)))
+                model.update(server: server.name, .notServing(status.fromServer ? .watchEnded(status) : Watcher.reason(ended.handle)))
                 end = .lost
                 return
             }
@@ -102,7 +102,7 @@ final class Watcher: EventSource {
                 let status = handle.status!
                 if status.isServerUnimplemented && model.readyWithoutHealth {
                     model.answered(now: now)
-                    model.answeredWithoutHealth(server: server.name)
+                    model.answeredWithoutHealth(server: server.name, status)
                     withoutHealth = true
                     noWatchUnsaid = false
                     nextCheck = nil
@@ -117,10 +117,10 @@ final class Watcher: EventSource {
                     // is grpc-go's "server sent no response message").
                     model.answered(now: now)
                     if case .rpcFailed(let failed) = Verdict(checkStatus: status, message: nil) {
-                        model.update(service: service, .notServing(.rpc(failed)))
+                        model.update(server: server.name, service: service, .notServing(.rpc(failed)))
                     }
                 } else {
-                    model.update(service: service, .notServing(Watcher.reason(handle)))
+                    model.update(server: server.name, service: service, .notServing(Watcher.reason(handle)))
                     if server.discovered && status.code == .unavailable {
                         end = .lost
                         return
@@ -128,6 +128,13 @@ final class Watcher: EventSource {
                 }
             }
             checks = []
+            // A server without a health service beside one with it is listed, not waited
+            // for: no more Checks (the idle agent does not wake for it), and only the loss of
+            // its connection is news.
+            if !model.counts(server: server.name) {
+                nextCheck = nil
+                withoutHealth = true
+            }
         }
         if checks.isEmpty, let due = nextCheck, now >= due {
             // One round per interval, counted from each start: a change is seen within one interval.
@@ -135,7 +142,7 @@ final class Watcher: EventSource {
             let interval = plan.configuration.interval.nanoseconds
             let next = due.addingSaturated(interval)
             nextCheck = next < now ? now.addingSaturated(interval) : next
-            checks = model.services.map { service in
+            checks = model.services(of: server.name).map { service in
                 (service, channel.start(path: Health.checkPath, metadata: plan.metadata, request: Health.request(service: service),
                                         timeout: plan.rpcTimeout))
             }
@@ -153,7 +160,7 @@ final class Watcher: EventSource {
             if now - started >= Watcher.settled {
                 end = .goAway
             } else {
-                model.update(.notServing(.rpc(GRPCStatus(.unavailable, "the server closed the connection"))))
+                model.update(server: server.name, .notServing(.rpc(GRPCStatus(.unavailable, "the server closed the connection"))))
                 end = .lost
             }
             return
@@ -187,13 +194,13 @@ final class Watcher: EventSource {
             if status.fromServer { model.answered(now: now) }
             if status.isServerUnimplemented {
                 // Remembered: this server is not asked again; nothing changes until it is gone.
-                model.listUnimplementedBy = server.name
-                model.update(.notServing(Watcher.listUnimplemented))
+                model.listUnimplementedBy.insert(server.name)
+                model.update(server: server.name, .notServing(Watcher.listUnimplemented))
                 return true
             }
             // Any other failure (RESOURCE_EXHAUSTED for more than 100 services among them) is
             // retried as a Watch's is: on a new connection, after the redial pause.
-            model.update(.notServing(.service(every, Watcher.reason(handle))))
+            model.update(server: server.name, .notServing(.service(every, Watcher.reason(handle))))
             end = .lost
             return false
         }
@@ -202,11 +209,11 @@ final class Watcher: EventSource {
         do {
             listed = try Health.decodeListResponse(message).map(\.service)
         } catch .tooMany(let count) {
-            model.update(.notServing(.service(every, .rpc(GRPCStatus(.resourceExhausted, Health.ListFailure.tooMany(count).description)))))
+            model.update(server: server.name, .notServing(.service(every, .rpc(GRPCStatus(.resourceExhausted, Health.ListFailure.tooMany(count).description)))))
             end = .lost
             return false
         } catch {
-            model.update(.notServing(.service(every, .undecodable("\(error)"))))
+            model.update(server: server.name, .notServing(.service(every, .undecodable("\(error)"))))
             end = .lost
             return false
         }
@@ -215,7 +222,7 @@ final class Watcher: EventSource {
             watches.remove(at: index)
         }
         let new = listed.filter { name in !watches.contains { $0.service == name } }
-        model.listed(listed)
+        model.listed(server: server.name, listed)
         if nextCheck == nil && checks.isEmpty { watchEach(new) }
         return true
     }
@@ -226,14 +233,14 @@ final class Watcher: EventSource {
     }
 
     private func report(_ message: [UInt8], service: String) {
-        model.answeredWithHealth()
+        model.answeredWithHealth(server: server.name)
         do {
             let status = try Health.decodeResponse(message)
-            model.update(service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status)))
+            model.update(server: server.name, service: service, status == .serving ? .serving(server: server.name) : .notServing(.status(status)))
             // A listed service that turned unknown may have left the list.
             if model.listing && status == .serviceUnknown { askList() }
         } catch {
-            model.update(service: service, .notServing(.undecodable("\(error)")))
+            model.update(server: server.name, service: service, .notServing(.undecodable("\(error)")))
         }
     }
 

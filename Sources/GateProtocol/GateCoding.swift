@@ -4,7 +4,7 @@ import Flags
 /// skipped: a newer peer's extra messages do not break an older one.
 extension AgentMessage {
     private enum Kind: UInt8 {
-        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration, service, answered, noHealthService
+        case health = 1, found, passedOver, goAway, noWatch, svid, tlsOnHealthPort, invalidConfiguration, service, answered, noHealthService, gone
     }
 
     public var frame: [UInt8] {
@@ -20,6 +20,9 @@ extension AgentMessage {
             state.encode(into: &w)
         case .answered:
             kind = .answered
+        case .gone(let server):
+            kind = .gone
+            w.string(server)
         case .found(let server, let pid, let reach):
             kind = .found
             w.string(server)
@@ -64,6 +67,7 @@ extension AgentMessage {
             let name = try r.string()
             message = .service(name: name, state: try HealthState.decode(from: &r))
         case .answered: message = .answered
+        case .gone: message = .gone(server: try r.string())
         case .found:
             let server = try r.string()
             let pid = try r.pid()

@@ -76,6 +76,8 @@ public enum AgentMessage: Equatable, Sendable {
     /// is ready because it answers gRPC, and gets no periodic Checks (said once, until a server
     /// found answers its health service again).
     case noHealthService(server: String)
+    /// A server found by discovery is gone (its listener closed): it no longer counts.
+    case gone(server: String)
 }
 
 /// How the agent's process ends, for the supervisor's log.

@@ -168,6 +168,8 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
     case awaitingAnswer
     /// With several services: this one is not SERVING, and why.
     indirect case service(String, Reason)
+    /// With several servers found: this one (as an -addr would name it) is not SERVING, and why.
+    indirect case server(String, Reason)
 
     public struct Candidate: Equatable, Sendable {
         public let listener: String
@@ -194,12 +196,20 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         case .draining: return Drain.word
         case .awaitingAnswer: return "waiting for the server's first health answer"
         case .service(let name, let why): return "service \(goQuote(name)): \(why)"
+        case .server(let name, let why): return "\(name): \(why)"
         }
     }
 
-    /// The reason itself, without the service it is about.
+    /// The reason itself, without the service or the server it is about.
     public var innermost: Reason {
         if case .service(_, let why) = self { return why.innermost }
+        if case .server(_, let why) = self { return why.innermost }
+        return self
+    }
+
+    /// The reason without the service it is about (the server, if named, kept).
+    public var withoutService: Reason {
+        if case .service(_, let why) = self { return why.withoutService }
         return self
     }
 }
@@ -341,6 +351,10 @@ extension Reason {
             w.byte(11)
             w.string(name)
             // One level: a service's reason is never another service's.
+            why.withoutService.encode(into: &w)
+        case .server(let name, let why):
+            w.byte(13)
+            w.string(name)
             why.innermost.encode(into: &w)
         }
     }
@@ -372,6 +386,13 @@ extension Reason {
             let why = try Reason.decode(from: &r)
             if case .service = why { throw .malformed(kind: r.kind) }
             return .service(name, why)
+        case 13:
+            let name = try r.string()
+            let why = try Reason.decode(from: &r)
+            switch why {
+            case .service, .server: throw .malformed(kind: r.kind)
+            default: return .server(name, why)
+            }
         default: throw .malformed(kind: r.kind)
         }
     }

@@ -17,11 +17,14 @@ public struct HealthSnapshot: Equatable, Sendable {
     /// A connection to the server is kept (a Check can be made).
     public var connected: Bool
     /// The server has no health service (it answered UNIMPLEMENTED itself) and, with no
-    /// service asked for by name, is ready because it answers gRPC.
+    /// service asked for by name, is ready because it answers gRPC; with several servers, every
+    /// one that counts.
     public var withoutHealth: Bool
+    /// With several servers found: each one's services, in the order of their names.
+    public var servers: [ServerStates]
 
     public init(services: [String], states: [String: HealthState], overall: HealthState, draining: Bool, server: String, connected: Bool,
-                withoutHealth: Bool = false) {
+                withoutHealth: Bool = false, servers: [ServerStates] = []) {
         self.services = services
         self.states = states
         self.overall = overall
@@ -29,6 +32,7 @@ public struct HealthSnapshot: Equatable, Sendable {
         self.server = server
         self.connected = connected
         self.withoutHealth = withoutHealth
+        self.servers = servers
     }
 
     /// Why the server is not ready as a whole; nil when it is.
@@ -37,14 +41,37 @@ public struct HealthSnapshot: Equatable, Sendable {
         return nil
     }
 
-    /// Each configured service with its verdict, for verbose answers.
+    /// Each configured service with its verdict, for verbose answers; with several servers,
+    /// each server's, named (a server without a health service is listed with its answer).
     public var lines: [ServiceLine] {
-        services.map { service in
-            switch states[service] ?? .notServing(.starting) {
-            case .serving: return ServiceLine(service: service, verdict: draining ? .draining : .serving)
-            case .notServing(let why): return ServiceLine(service: service, verdict: Verdict(why))
+        guard !servers.isEmpty else { return services.map { line($0, states[$0]) } }
+        return servers.flatMap { server in
+            // Each service this server has: with `-ready-service '*'`, the ones it lists.
+            (services.filter { server.states[$0] != nil } + server.states.keys.filter { !services.contains($0) }.sorted()).map { service in
+                ServiceLine(service: server.name + (service.isEmpty ? "" : " " + service), verdict: line(service, server.states[service]).verdict)
             }
         }
+    }
+
+    private func line(_ service: String, _ state: HealthState?) -> ServiceLine {
+        switch state ?? .notServing(.starting) {
+        case .serving: return ServiceLine(service: service, verdict: draining ? .draining : .serving)
+        case .notServing(let why): return ServiceLine(service: service, verdict: Verdict(why))
+        }
+    }
+}
+
+/// One server found by discovery, and its services' states.
+public struct ServerStates: Equatable, Sendable {
+    public var name: String
+    public var states: [String: HealthState]
+    /// It has a health service (or no server has one): its states hold readiness back.
+    public var counts: Bool
+
+    public init(name: String, states: [String: HealthState], counts: Bool) {
+        self.name = name
+        self.states = states
+        self.counts = counts
     }
 }
 

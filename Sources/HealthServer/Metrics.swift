@@ -78,7 +78,7 @@ public enum ServiceStatusLabel: Int, CaseIterable, Sendable {
         case .rpc(let status): self = status.fromServer ? .error : .noAnswer
         case .watchEnded: self = .noAnswer
         case .undecodable: self = .error
-        case .service(_, let why): self.init(why)
+        case .service(_, let why), .server(_, let why): self.init(why)
         case .starting, .noListener, .noProc, .noGRPCServer, .unreachable, .setup, .draining, .awaitingAnswer: self = .noAnswer
         }
     }
@@ -207,6 +207,14 @@ public enum Metrics {
         for (service, label) in states {
             for status in ServiceStatusLabel.allCases {
                 out.sample("grpc_init_service_status", [("service", service), ("status", status.label)], status == label ? 1 : 0)
+            }
+        }
+        if !health.servers.isEmpty {
+            out.family("grpc_init_server_serving", .gauge, "With several gRPC servers found: 1 when the server reports SERVING for the configured service.")
+            for server in health.servers {
+                for service in health.services {
+                    out.sample("grpc_init_server_serving", [("server", server.name), ("service", service)], server.states[service]?.isServing == true ? 1 : 0)
+                }
             }
         }
         out.family("grpc_init_service_transitions", .counter, "Times the configured service entered each status since the agent started.")

@@ -54,6 +54,7 @@ struct LogField: Equatable {
     static func reason(_ reason: Reason) -> [LogField] {
         var fields: [LogField] = []
         if case .service(let name, _) = reason { fields.append(string("service", name)) }
+        if case .server(let name, _) = reason.withoutService { fields.append(string("server", name)) }
         let inner = reason.innermost
         fields.append(string("reason", LogField.caseName(inner)))
         switch inner {
@@ -71,7 +72,7 @@ struct LogField: Equatable {
             fields.append(string("detail", text))
         case .noGRPCServer(let candidates):
             fields.append(LogField("candidates", .strings(candidates.map { "\($0.listener): \($0.why)" })))
-        case .starting, .noListener, .noProc, .draining, .awaitingAnswer, .service:
+        case .starting, .noListener, .noProc, .draining, .awaitingAnswer, .service, .server:
             break
         }
         return fields
@@ -93,6 +94,7 @@ struct LogField: Equatable {
         case .draining: return "draining"
         case .awaitingAnswer: return "awaitingAnswer"
         case .service: return "service"
+        case .server: return "server"
         }
     }
 

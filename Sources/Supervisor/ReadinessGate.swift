@@ -391,6 +391,8 @@ final class ReadinessGate {
             }
         case .answered:
             events.append(.answered)
+        case .gone(let server):
+            say(.event, now, [.string("server", server)]) { "health: \(server) is gone; it no longer counts" }
         case .service(let name, let state):
             if draining { return }
             switch state {

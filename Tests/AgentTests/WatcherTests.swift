@@ -185,7 +185,7 @@ final class WatcherTests: XCTestCase {
         let (watcher, model) = watcher(services: ["*"])
         turn(until: { model.state == .notServing(Watcher.listUnimplemented) }, "no List")
         XCTAssertNil(watcher.end, "nothing to retry")
-        XCTAssertEqual(model.listUnimplementedBy, "in-process")
+        XCTAssertEqual(model.listUnimplementedBy, ["in-process"])
         let again = Watcher(watcher.server, plan: AgentPlan({ var c = GateConfiguration(); c.services = ["*"]; return c }()), model: model,
                             reporter: Reporter { _ in })
         XCTAssertEqual(again.channel.dials, 0, "remembered: not asked again, nothing else to ask")
@@ -202,5 +202,35 @@ final class WatcherTests: XCTestCase {
         guard case .notServing(let why) = model.state else { return XCTFail("\(model.state)") }
         XCTAssertEqual(why.description, "service \"*\": rpc error: code = ResourceExhausted desc = server health list exceeds maximum capacity: 100")
         XCTAssertTrue(Verdict(why) == .rpcFailed(GRPCStatus(.resourceExhausted, "server health list exceeds maximum capacity: 100")))
+    }
+}
+
+/// Two servers of one tree watched into one model, each by a watcher of its own.
+final class TwoServersWatcherTests: XCTestCase {
+    func testReadyOnlyWhenBothServersAre() throws {
+        let first = try XCTUnwrap(InProcessHealthServer(), "an abstract unix socket to listen on")
+        let second = try XCTUnwrap(InProcessHealthServer(), "an abstract unix socket to listen on")
+        second.set("", .notServing)
+        let reactor = Reactor()
+        reactor.add(first)
+        reactor.add(second)
+        let model = HealthModel(services: [""], answerInterval: 0, reporter: Reporter { _ in })
+        let plan = AgentPlan(GateConfiguration())
+        for (server, name) in [(first, "a"), (second, "b")] {
+            model.add(server: name)
+            reactor.add(Watcher(Found(target: server.target, security: .plaintext, reach: .plaintext, name: name, discovered: true),
+                                plan: plan, model: model, reporter: Reporter { _ in }))
+        }
+        func turn(until done: () -> Bool, _ what: String) {
+            let outcome = reactor.run(until: { first.flush(); second.flush(); return done() },
+                                      deadline: MonotonicClock.deadline(after: 2_000_000_000))
+            XCTAssertEqual(outcome, .done, "waiting for \(what)")
+        }
+        turn(until: { model.state == .notServing(.server("b", .status(.notServing))) }, "b NOT_SERVING holds the tree back")
+        second.set("", .serving)
+        turn(until: { model.state.isServing }, "both SERVING")
+        XCTAssertEqual(model.state, .serving(server: "a, b"))
+        first.set("", .notServing)
+        turn(until: { model.state == .notServing(.server("a", .status(.notServing))) }, "a NOT_SERVING")
     }
 }
