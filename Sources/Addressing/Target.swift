@@ -39,7 +39,11 @@ public enum Target: Equatable, Sendable {
     public static func resolve(_ address: String) throws(ParseError) -> (target: Target, authority: String) {
         if address.hasPrefix("unix:") || address.hasPrefix("unix-abstract:") { return (try unixTarget(address), "localhost") }
         let url: TargetURL
-        if let direct = try? TargetURL.parse(Array(address.utf8)), direct.scheme == "passthrough" || direct.scheme == "dns" {
+        // Read as a URL of its own only when it names a scheme grpc-go resolves: the usual
+        // host:port is parsed once.
+        let scheme = address.prefix { $0 != ":" }.lowercased()
+        if scheme == "passthrough" || scheme == "dns", let direct = try? TargetURL.parse(Array(address.utf8)),
+           direct.scheme == "passthrough" || direct.scheme == "dns" {
             url = direct
         } else {
             let canonical = "passthrough:///" + address

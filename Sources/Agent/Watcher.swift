@@ -208,12 +208,11 @@ final class Watcher: EventSource {
         let listed: [String]
         do {
             listed = try Health.decodeListResponse(message).map(\.service)
-        } catch .tooMany(let count) {
-            model.update(server: server.name, .notServing(.service(every, .rpc(GRPCStatus(.resourceExhausted, Health.ListFailure.tooMany(count).description)))))
-            end = .lost
-            return false
         } catch {
-            model.update(server: server.name, .notServing(.service(every, .undecodable("\(error)"))))
+            // Past the list's cap the server's answer is a status of its own; anything else does
+            // not decode.
+            let why: Reason = if case .tooMany = error { .rpc(GRPCStatus(.resourceExhausted, error.description)) } else { .undecodable("\(error)") }
+            model.update(server: server.name, .notServing(.service(every, why)))
             end = .lost
             return false
         }

@@ -139,3 +139,23 @@ public struct GoDuration: Hashable, Comparable, Sendable, CustomStringConvertibl
         return String(decoding: out.reversed(), as: UTF8.self)
     }
 }
+
+extension GoDuration {
+    /// Nanoseconds as a decimal number of seconds, exactly and without trailing zeros: 1.5,
+    /// 0.25, 2 (any Int64, Int64.min included, renders without trapping). The JSON log's
+    /// durations and /metrics' samples both read it.
+    public static func decimalSeconds(_ nanoseconds: Int64) -> String {
+        let magnitude = nanoseconds.magnitude
+        var text = (nanoseconds < 0 ? "-" : "") + String(magnitude / 1_000_000_000)
+        var fraction = magnitude % 1_000_000_000
+        guard fraction != 0 else { return text }
+        var width = 9
+        while fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        let digits = String(fraction)
+        text += "." + String(repeating: "0", count: width - digits.count) + digits
+        return text
+    }
+}

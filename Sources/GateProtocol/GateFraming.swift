@@ -72,6 +72,22 @@ public enum GateFraming {
             for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: raw >> UInt64(shift))) }
         }
 
+        /// A count and the entries, as many as fit in a frame after what is written so far,
+        /// within the list cap (`Reader.count()` reads the count back).
+        mutating func list<Entry>(_ entries: some Sequence<Entry>, _ encode: (Entry, inout Writer) -> Void) {
+            var written = Writer()
+            var count = 0
+            for item in entries.prefix(GateFraming.maxList) {
+                var entry = Writer()
+                encode(item, &entry)
+                if bytes.count + 1 + written.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
+                written.bytes += entry.bytes
+                count += 1
+            }
+            byte(UInt8(count))
+            bytes += written.bytes
+        }
+
         mutating func flag(_ value: Bool) { bytes.append(value ? 1 : 0) }
         mutating func byte(_ value: UInt8) { bytes.append(value) }
     }

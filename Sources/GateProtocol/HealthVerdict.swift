@@ -317,19 +317,10 @@ extension Reason {
         case .noProc: w.byte(2)
         case .noGRPCServer(let candidates):
             w.byte(3)
-            // As many as fit in a frame, within the list cap.
-            var entries = GateFraming.Writer()
-            var count = 0
-            for candidate in candidates.prefix(GateFraming.maxList) {
-                var entry = GateFraming.Writer()
+            w.list(candidates) { candidate, entry in
                 entry.string(candidate.listener)
                 entry.string(candidate.why)
-                if w.bytes.count + 1 + entries.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
-                entries.bytes += entry.bytes
-                count += 1
             }
-            w.byte(UInt8(count))
-            w.bytes += entries.bytes
         case .unreachable(let why):
             w.byte(4)
             w.byte(why.kind.rawValue)

@@ -59,19 +59,10 @@ public struct LocalAnswer: Equatable, Sendable {
         var w = GateFraming.Writer()
         verdict.encode(into: &w)
         w.string(server)
-        // As many lines as fit in a frame, within the list cap.
-        var entries = GateFraming.Writer()
-        var count = 0
-        for line in services.prefix(GateFraming.maxList) {
-            var entry = GateFraming.Writer()
+        w.list(services) { line, entry in
             entry.string(line.service)
             line.verdict.encode(into: &entry)
-            if w.bytes.count + 1 + entries.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
-            entries.bytes += entry.bytes
-            count += 1
         }
-        w.byte(UInt8(count))
-        w.bytes += entries.bytes
         return GateFraming.frame(kind: LocalAnswer.kind, w)
     }
 

@@ -351,19 +351,11 @@ struct Exposition {
         return out
     }
 
-    /// Nanoseconds as seconds, exactly: the integer part and up to nine decimals.
+    /// Nanoseconds as seconds, exactly, always with a decimal point (a float, as OpenMetrics
+    /// writes its bounds: `1.0`, `0.005`).
     static func seconds(_ nanoseconds: Int64) -> String {
-        let negative = nanoseconds < 0
-        let magnitude = nanoseconds.magnitude
-        let whole = magnitude / 1_000_000_000
-        let fraction = magnitude % 1_000_000_000
-        var text = (negative ? "-" : "") + String(whole)
-        guard fraction != 0 else { return text + ".0" }
-        var digits = String(fraction)
-        digits = String(repeating: "0", count: 9 - digits.count) + digits
-        while digits.last == "0" { digits.removeLast() }
-        text += "." + digits
-        return text
+        let text = GoDuration.decimalSeconds(nanoseconds)
+        return text.contains(".") ? text : text + ".0"
     }
 
     /// A bucket's bound, as OpenMetrics wants it (a float: `1.0`, `0.005`).

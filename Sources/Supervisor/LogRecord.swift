@@ -115,9 +115,8 @@ struct WallTime: Equatable {
     var nanoseconds: Int64
 
     static func now() -> WallTime {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return WallTime(seconds: Int64(ts.tv_sec), nanoseconds: Int64(ts.tv_nsec))
+        let now = WallClock.now()
+        return WallTime(seconds: now / 1_000_000_000, nanoseconds: now % 1_000_000_000)
     }
 
     /// RFC 3339 in UTC to the microsecond: "2026-12-07T17:03:07.123456Z". The proleptic
@@ -235,23 +234,7 @@ enum JSONLogLine {
     }
 
     /// Nanoseconds as a JSON number of seconds, exact: 1500000000 is 1.5, 250000000 is 0.25.
-    static func seconds(_ nanoseconds: Int64) -> String {
-        let negative = nanoseconds < 0
-        // The magnitude as UInt64: Int64.min has none as Int64.
-        let magnitude = nanoseconds.magnitude
-        let whole = magnitude / 1_000_000_000
-        var fraction = magnitude % 1_000_000_000
-        var text = (negative ? "-" : "") + String(whole)
-        guard fraction != 0 else { return text }
-        var width = 9
-        while fraction % 10 == 0 {
-            fraction /= 10
-            width -= 1
-        }
-        let digits = String(fraction)
-        text += "." + String(repeating: "0", count: width - digits.count) + digits
-        return text
-    }
+    static func seconds(_ nanoseconds: Int64) -> String { GoDuration.decimalSeconds(nanoseconds) }
 
     private static func escapedCount(_ text: String) -> Int {
         var count = 0

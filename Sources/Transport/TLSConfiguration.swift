@@ -54,14 +54,6 @@ public enum TLSFailure: Error, Equatable, CustomStringConvertible {
     /// Another OpenSSL failure: its packed error code, the function that raised it, its reason.
     case openSSL(code: UInt, function: String, reason: String)
 
-    /// The handshake met something that is likely plaintext: a caller may name its flag for TLS.
-    public var suggestsPlaintext: Bool {
-        switch self {
-        case .closedDuringHandshake, .notTLS: return true
-        default: return false
-        }
-    }
-
     public var description: String { described(hint: "is the server speaking plaintext?") }
 
     /// The account, with `hint` in parentheses where the server seems to speak plaintext.

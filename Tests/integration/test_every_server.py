@@ -19,12 +19,16 @@ def two_servers(first_port, first_status, second_port, second_status):
 
 
 def await_found(log, *ports, timeout=10):
-    """Once a line has said each server on `ports` is found, in whatever order."""
+    """Once a line has said each server on `ports` is found, in whatever order. Returns every
+    line read on the way (what else grpc-init said meanwhile)."""
     deadline = time.monotonic() + timeout
     waiting = set(ports)
+    seen = []
     while waiting:
-        line = log.until("[grpc-init] health: found the gRPC server at ", deadline)
-        waiting -= {port for port in waiting if f"127.0.0.1:{port} " in line}
+        seen.append(line := log.next(deadline))
+        if line.startswith("[grpc-init] health: found the gRPC server at "):
+            waiting -= {port for port in waiting if f"127.0.0.1:{port} " in line}
+    return seen
 
 
 def await_readyz(port, status, said=lambda lines: True, timeout=10):
@@ -127,15 +131,20 @@ def test_servers_all_without_health_are_ready_because_they_answer_grpc(bindir):
     proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}"],
                           two_servers(first, "NO_HEALTH", second, "NO_HEALTH"), stdin=subprocess.PIPE)
     try:
-        await_found(log, first, second)
+        earlier = await_found(log, first, second)
         lines = await_readyz(health, 200, lambda lines: len(lines) == 3)
         assert line_of(lines, first) == f"[+]127.0.0.1:{first} SERVING", lines
         assert line_of(lines, second) == f"[+]127.0.0.1:{second} SERVING", lines
         said = set()
+
+        def note(line):
+            if line.startswith("[grpc-init] health: 127.0.0.1:") and "has no health service" in line:
+                said.update(port for port in (first, second) if f"127.0.0.1:{port} " in line)
+
+        for line in earlier:  # one may have been said before the other server was found
+            note(line)
         while len(said) < 2:
-            line = await_line(log, "[grpc-init] health: 127.0.0.1:", timeout=10)
-            if "has no health service" in line:
-                said |= {port for port in (first, second) if f"127.0.0.1:{port} " in line}
+            note(await_line(log, "[grpc-init] health: 127.0.0.1:", timeout=10))
     finally:
         proc.terminate()
         proc.wait(timeout=15)

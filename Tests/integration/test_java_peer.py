@@ -310,7 +310,9 @@ def test_a_tls_only_server_found_with_no_flags_stops_gracefully(bindir, pki):
     assert pinged and pinged == acked, seen
     assert not [f for f in seen if f[0] == "INBOUND" and f[1] == "PING" and "ack=false" in f[3]], "the agent never pings"
     assert [f for f in seen if f[1] == "GO_AWAY" and "errorCode=0 " in f[3]], "Netty's GOAWAY"
-    assert not [f for f in seen if f[1] == "GO_AWAY" and "errorCode=0 " not in f[3]], seen
+    # Netty's only other GOAWAY: INTERNAL_ERROR "Connection reset" for a connection of the agent's
+    # that the kernel reset as grpc-init ended (its agent stopped with a call still open).
+    assert not [f for f in seen if f[1] == "GO_AWAY" and "errorCode=0 " not in f[3] and "debug=Connection reset" not in f[3]], seen
     assert "[grpc-init] health: NOT_SERVING (was SERVING)" in log_lines, log_lines
     # The agent leaves the old connection: at the GOAWAY, or, when the server closes it first,
     # at the close, finding its listener gone (which of the two comes first is the JVM's timing).
