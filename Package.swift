@@ -2,19 +2,22 @@
 import PackageDescription
 
 // One module per concern; dependencies point one way:
-//   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire -> GateProtocol, Flags -> Addressing, HPACK,
+//   grpc-init -> Probe -> Client, SPIFFE -> Transport, Wire -> GateProtocol, Addressing -> Flags, HPACK,
 //     SystemCalls, TLSShim -> CShim, CZlib, COpenSSL
 //   grpc-init -> Agent -> HealthServer, Client, ...   (the readiness gate's network side, a process of its own)
 //   grpc-init -> Supervisor -> GateProtocol, Addressing, Flags, SystemCalls -> CShim   (PID 1: no network code)
 // Concrete generic types get direct metadata accessors instead of mangled names that the
 // runtime demangles on first use: that demangling was most of a probe's instructions. Nothing
 // here uses Swift concurrency or Regex: without their implicit imports, the static binary does
-// not carry their runtimes (and libdispatch; docs/performance.md has the figure).
+// not carry their runtimes (and libdispatch; docs/performance.md has the figure). Each function
+// gets a section of its own, so that scripts/link-order.txt places single functions: without it,
+// listing one function of a file places the whole file's code among the probe's.
 let fastMetadata: [SwiftSetting] = [
     .unsafeFlags([
         "-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors",
         "-Xfrontend", "-disable-implicit-concurrency-module-import",
         "-Xfrontend", "-disable-implicit-string-processing-module-import",
+        "-Xfrontend", "-function-sections",
     ]),
 ]
 
@@ -40,7 +43,7 @@ let package = Package(
         .target(name: "Flags", swiftSettings: fastMetadata),
         // The -addr forms, parsed without any network code: the supervisor checks -ready-addr
         // with it and must not link what talks to peers.
-        .target(name: "Addressing", swiftSettings: fastMetadata),
+        .target(name: "Addressing", dependencies: ["Flags"], swiftSettings: fastMetadata),
         .target(name: "HPACK", swiftSettings: fastMetadata),
         .target(name: "Wire", dependencies: ["Flags", "GateProtocol", "HPACK", "CZlib"], swiftSettings: fastMetadata),
         .target(

@@ -10,9 +10,14 @@ without events, so that wait begins one wake-up after the last event. RSS is VmR
 the released pages stay in the page cache (they count towards a memory cgroup's page cache,
 not towards the process).
 
-Usage: scripts/bench-idle.py [SECONDS]     (after scripts/install-deps.sh --bench and a release build;
+With --list, two rows instead, each gated on the same grpcio server listing three services, all
+SERVING (Tests/peers/listserver.py, Health/List of its own): -ready-service '*' (a List, then a
+Watch for each listed service) and -ready-service for one of them (one Watch).
+
+Usage: scripts/bench-idle.py [--list] [SECONDS]     (after scripts/install-deps.sh --bench and a release build;
        BENCH_BASELINE=BINARY adds a row for another grpc-init binary)
 """
+import json
 import os
 import subprocess
 import tempfile
@@ -21,7 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
+LIST = "--list" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--list"]
+SECONDS = float(ARGS[0]) if ARGS else 10.0
 
 
 def status(pid):
@@ -93,7 +100,24 @@ def main():
         if Path(tini).exists():
             candidates.append((Path(tini).name, [tini, "--", "sleep", "1000"]))
             break
-    procs = [(name, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)) for name, argv in candidates]
+    print(f"{'supervisor':24} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}"
+          f" {'agent RSS MiB':>14} {'agent wakeups':>14}")
+    if LIST:
+        # One row at a time, so that the two do not compete for the local probe socket (one name
+        # per network namespace: the first grpc-init takes it).
+        python = ROOT / ".venv/bin/python"
+        listed = [str(python if python.exists() else sys.executable), str(ROOT / "Tests/peers/listserver.py"),
+                  "--services", json.dumps([["a", "SERVING"], ["b", "SERVING"], ["c", "SERVING"]])]
+        measure([("grpc-init, gated '*' (3)", [binary, "-ready-service", "*", "--", *listed])])
+        measure([("grpc-init, gated one", [binary, "-ready-service", "a", "--", *listed])])
+    else:
+        measure(candidates)
+
+
+def measure(candidates):
+    """Starts each candidate, waits until every one is idle, and prints its row after SECONDS."""
+    procs = [(name, subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             for name, argv in candidates]
     try:
         deadline = time.monotonic() + 10
         for name, p in procs:
@@ -105,8 +129,6 @@ def main():
         before = {name: switches(p.pid) for name, p in procs}
         before_agents = {name: switches(a) for name, a in agents.items() if a}
         time.sleep(SECONDS)  # the measurement itself: idle time
-        print(f"{'supervisor':24} {'RSS MiB':>8} {'wakeups in ' + str(int(SECONDS)) + ' s':>16}"
-              f" {'agent RSS MiB':>14} {'agent wakeups':>14}")
         for name, p in procs:
             rss = int(status(p.pid)["VmRSS"].split()[0]) / 1024
             row = f"{name:24} {rss:8.2f} {switches(p.pid) - before[name]:16d}"
@@ -114,9 +136,9 @@ def main():
             if agent:
                 agent_rss = int(status(agent)["VmRSS"].split()[0]) / 1024
                 row += f" {agent_rss:14.2f} {switches(agent) - before_agents[name]:14d}"
-            print(row)
+            print(row, flush=True)
     finally:
-        # SIGTERM, which each supervisor forwards to its sleep; SIGKILL would orphan the sleep.
+        # SIGTERM, which each supervisor forwards to its child; SIGKILL would orphan the child.
         for _, p in procs:
             p.terminate()
         for _, p in procs:
@@ -125,7 +147,6 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,8 @@ packages=(libssl-dev zlib1g-dev golang-go golang-google-grpc-dev openssl file ut
 packages+=(containerd)
 # The metrics tests (Tests/integration/test_metrics.py): promtool, and a Prometheus server of their own.
 packages+=(prometheus)
+# The probe's instruction budget (Tests/integration/test_probe_cost.py) and scripts/bench-instructions.sh.
+packages+=(valgrind)
 if [ "${1:-}" = "--bench" ]; then packages+=(hyperfine); fi
 missing=()
 for p in "${packages[@]}"; do

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates scripts/link-order.txt (and link-order-notls.txt, the same less OpenSSL's names,
-# for the build without TLS): the functions a probe and the supervisor run,
-# in the order they first run, recorded with callgrind, then the data they use. lld lays them out side by side
-# (--symbol-ordering-file), so a probe faults in a few hundred KiB of code instead of pages
+# for the build without TLS): the functions a probe and the supervisor run, in the order they
+# first run (valgrind's lackey traces each run), then the data they use. lld lays them out side
+# by side (--symbol-ordering-file), so a probe faults in a few hundred KiB of code instead of pages
 # scattered over megabytes. Run after changes to the probe's path; a stale list only costs memory.
 # lld places whole input sections, and some hot functions share a section with cold code, so a new
 # list is not always better: compare peak RSS before and after with scripts/bench-probe.py as root
@@ -15,8 +15,8 @@ scripts/install-deps.sh >/dev/null
 swift build -c release >/dev/null
 work=$(mktemp -d)
 trap 'kill $server $tls_server $gated 2>/dev/null || true; rm -rf "$work"' EXIT
-# valgrind's DWARF reader gives up on this binary's debug info; the symbol table is all that
-# callgrind needs for function names.
+# valgrind's DWARF reader gives up on this binary's debug info; lackey gives addresses, and the
+# symbol table names them.
 strip -g -o "$work/grpc-init" .build/release/grpc-init
 ln -s "$work/grpc-init" "$work/grpc_health_probe"
 .build/peers/goserver -addr 127.0.0.1:0 -services svc=NOT_SERVING > "$work/server.out" &
@@ -53,16 +53,41 @@ runs=(
     "$work/grpc-init -ready=false -- true"
     "$work/grpc-init -ready=false -v -- sh -c exit"
 )
+# Each run's code in the order it first runs, as code that runs together is best placed together
+# (callgrind's output names functions in no such order): lackey names each superblock as it runs
+# it, and the function holding its address is listed the first time one of its blocks runs.
+# --vex-guest-chase=no: a superblock would otherwise follow calls and jumps into other functions,
+# which would then go unnamed.
 i=0
 for run in "${runs[@]}"; do
     i=$((i + 1))
-    valgrind --tool=callgrind --demangle=no --callgrind-out-file="$work/cg.$i" $run >/dev/null 2>&1 || true
+    { valgrind --tool=lackey --vex-guest-chase=no --trace-superblocks=yes --log-fd=9 $run 9>&1 >/dev/null 2>/dev/null || true; } \
+        | awk '$1 == "SB" && !seen[$2]++ {print $2}' > "$work/sb.$i"
 done
-for i in $(seq 1 ${#runs[@]}); do
-    grep -E '^c?fn=\([0-9]+\) ' "$work/cg.$i" | sed -E 's/^c?fn=\([0-9]+\) //'
-done > "$work/order"
+nm -n -S --defined-only "$work/grpc-init" > "$work/symbols"
+.venv/bin/python - "$work" ${#runs[@]} > "$work/order" <<'EOF'
+import bisect, sys
+work, runs = sys.argv[1], int(sys.argv[2])
+functions = []  # (start, end, name) of the code symbols, by address
+for line in open(f"{work}/symbols"):
+    fields = line.split()
+    if len(fields) == 4 and fields[2] in "tTwWiI":
+        start = int(fields[0], 16)
+        functions.append((start, start + max(int(fields[1], 16), 1), fields[3]))
+starts = [f[0] for f in functions]
+for i in range(1, runs + 1):
+    for line in open(f"{work}/sb.{i}"):
+        address = int(line, 16)
+        j = bisect.bisect_right(starts, address) - 1
+        # the symbol that holds the address: the last one to start at or before it, or one
+        # that starts before that and is longer
+        while j >= 0 and not address < functions[j][1] and address - functions[j][0] < 1 << 20:
+            j -= 1
+        if j >= 0 and functions[j][0] <= address < functions[j][1]:
+            print(functions[j][2])
+EOF
 # glibc picks string-function variants (AVX2, EVEX, AVX-512) for the CPU it runs on; valgrind's
-# emulated CPU makes it pick others. List every variant, so the real CPU's are placed too.
+# emulated CPU may make it pick others. List every variant, so the real CPU's are placed too.
 nm .build/release/grpc-init | awk '$3 ~ /^__(mem|str|stp|wmem|wcs|raw)[a-z0-9]*_(sse|avx|evex|erms)/ {print $3}' >> "$work/order"
 # With --append, the current list stays as it is and only functions it lacks are added at its end.
 if [ "${1:-}" = "--append" ]; then
@@ -74,8 +99,8 @@ fi
 # windows around each.
 nm .build/release/grpc-init | awk '$2 ~ /^[dDrRbB]$/ && $3 ~ /^\$s(6Client|4Wire|9Transport|5Probe|5HPACK|11SystemCalls|5Flags|6SPIFFE|10Addressing)/ {print $3}' >> "$work/order"
 nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >> "$work/order"
-# The C library's start-up (and its ifunc resolvers), which every process runs before main and
-# callgrind does not name, go first.
+# The C library's start-up (and its ifunc resolvers), which every process runs before main, go
+# first.
 {
     printf '%s\n' _start __libc_start_main_impl __libc_start_call_main _dl_aux_init __tunables_init __init_misc \
         __libc_setup_tls _dl_relocate_static_pie __libc_init_secure _dl_non_dynamic_init __libc_init_first \
@@ -84,9 +109,9 @@ nm .build/release/grpc-init | awk '$2 ~ /^[dDrR]$/ && $3 ~ /^\$ss/ {print $3}' >
     nm .build/release/grpc-init | awk '$3 ~ /_ifunc$/ {print $3}'
     cat "$work/order"
 } | awk '!seen[$0]++' > "$work/list"
-# Only names the binary has: callgrind's artefacts (addresses, "'2" recursion marks) and names
-# that are gone (kept by --append from an older list) would each be a warning of lld's, and
-# test_the_link_order_names_only_what_the_binary_has checks that none is left.
+# Only names the binary has: names that are gone (kept by --append from an older list) would each
+# be a warning of lld's, and test_the_link_order_names_only_what_the_binary_has checks that none
+# is left.
 nm --defined-only .build/release/grpc-init | awk '{print $3}' | sort -u > "$work/defined"
 awk -v defined="$work/defined" 'BEGIN { while ((getline line < defined) > 0) have[line] = 1 } ($0 in have)' \
     "$work/list" > scripts/link-order.txt

@@ -38,16 +38,21 @@ public enum Target: Equatable, Sendable {
     /// `localhost:PORT`.
     public static func resolve(_ address: String) throws(ParseError) -> (target: Target, authority: String) {
         if address.hasPrefix("unix:") || address.hasPrefix("unix-abstract:") { return (try unixTarget(address), "localhost") }
+        let bytes = Array(address.utf8)
+        // The usual host:port: printable ASCII that names no scheme and holds nothing a URL reads
+        // (`%`, `?`, `#`) is its own endpoint under passthrough:///, and is parsed as that.
+        if !namesResolvedScheme(bytes) && bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "%") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }) {
+            return (try hostPort(address), bytes.first == UInt8(ascii: ":") ? "localhost" + address : encodeAuthority(bytes[...]))
+        }
         let url: TargetURL
         // Read as a URL of its own only when it names a scheme grpc-go resolves: the usual
         // host:port is parsed once.
         let scheme = address.prefix { $0 != ":" }.lowercased()
-        if scheme == "passthrough" || scheme == "dns", let direct = try? TargetURL.parse(Array(address.utf8)),
+        if scheme == "passthrough" || scheme == "dns", let direct = try? TargetURL.parse(bytes),
            direct.scheme == "passthrough" || direct.scheme == "dns" {
             url = direct
         } else {
-            let canonical = "passthrough:///" + address
-            do { url = try TargetURL.parse(Array(canonical.utf8)) } catch {
+            do { url = try TargetURL.parse(Array("passthrough:///".utf8) + bytes) } catch {
                 let named = String(decoding: error.url, as: UTF8.self)
                 switch error.failure {
                 case .controlCharacter: throw .controlCharacter(url: named)
@@ -71,6 +76,19 @@ public enum Target: Equatable, Sendable {
         return (target, authority)
     }
 
+    /// Whether `address` may name passthrough: or dns: (the letters before its first colon, in any
+    /// case): only then is it read as a URL of its own.
+    private static func namesResolvedScheme(_ address: [UInt8]) -> Bool {
+        func starts(with scheme: StaticString) -> Bool {
+            let count = scheme.utf8CodeUnitCount
+            guard address.count > count, address[count] == UInt8(ascii: ":") else { return false }
+            let letters = UnsafeBufferPointer(start: scheme.utf8Start, count: count)
+            for (index, letter) in letters.enumerated() where address[index] | 0x20 != letter { return false }
+            return true
+        }
+        return starts(with: "dns") || starts(with: "passthrough")
+    }
+
     private static func unixTarget(_ address: String) throws(ParseError) -> Target {
         if address.hasPrefix("unix-abstract:") {
             let name = String(address.dropFirst("unix-abstract:".count))
@@ -92,31 +110,40 @@ public enum Target: Equatable, Sendable {
 
     /// HOST:PORT as Go's dialer splits it (net.SplitHostPort, then the port).
     private static func hostPort(_ endpoint: String) throws(ParseError) -> Target {
-        let hostPort = Substring(endpoint)
-        let host: Substring
-        let portText: Substring
-        if hostPort.hasPrefix("[") {
-            guard let close = hostPort.firstIndex(of: "]") else { throw .invalid(endpoint, "missing ']' in address") }
-            host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
-            let rest = hostPort[hostPort.index(after: close)...]
-            guard rest.hasPrefix(":") else {
-                if rest.isEmpty { throw .missingPort(endpoint) }
+        // In printable ASCII each byte is a character: the bytes are searched, without the
+        // grapheme breaking a search of the characters costs.
+        let (host, portText) = endpoint.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+            ? try splitHostPort(endpoint.utf8, of: endpoint, colon: UInt8(ascii: ":"), open: UInt8(ascii: "["), close: UInt8(ascii: "]"))
+            : try splitHostPort(endpoint, of: endpoint, colon: ":", open: "[", close: "]")
+        // Go's port parser takes a sign before the digits.
+        let digits = portText.utf8.first == UInt8(ascii: "+") ? portText.utf8.dropFirst() : portText.utf8[...]
+        var port: UInt32 = 0
+        for digit in digits {
+            guard digit >= 48 && digit <= 57 else { throw .invalidPort(endpoint) }
+            port = port * 10 + UInt32(digit - 48)
+            if port > UInt32(UInt16.max) { throw .invalidPort(endpoint) }
+        }
+        guard !digits.isEmpty else { throw .invalidPort(endpoint) }
+        // ":port" means this host, as Go's dialer reads it.
+        return .tcp(host: host.isEmpty ? "localhost" : String(host), port: UInt16(port))
+    }
+
+    /// The host and the port of `endpoint`, searched in `text`: its bytes or its characters.
+    private static func splitHostPort<Text: BidirectionalCollection>(_ text: Text, of endpoint: String, colon: Text.Element,
+                                                                     open: Text.Element, close: Text.Element)
+        throws(ParseError) -> (host: Substring, port: Substring) where Text.Index == String.Index, Text.Element: Equatable {
+        if text.first == open {
+            guard let closing = text.firstIndex(of: close) else { throw .invalid(endpoint, "missing ']' in address") }
+            let afterClosing = text.index(after: closing)
+            guard afterClosing < text.endIndex, text[afterClosing] == colon else {
+                if afterClosing == text.endIndex { throw .missingPort(endpoint) }
                 throw .invalid(endpoint, "unexpected characters after ']'")
             }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = hostPort.lastIndex(of: ":") else { throw .missingPort(endpoint) }
-            host = hostPort[..<colon]
-            portText = hostPort[hostPort.index(after: colon)...]
-            if host.contains(":") { throw .invalid(endpoint, "too many colons in address") }
+            return (endpoint[text.index(after: text.startIndex)..<closing], endpoint[text.index(after: afterClosing)...])
         }
-        // Go's port parser takes a sign before the digits.
-        let digits = portText.hasPrefix("+") ? portText.dropFirst() : portText
-        guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let port = UInt16(digits) else {
-            throw .invalidPort(endpoint)
-        }
-        // ":port" means this host, as Go's dialer reads it.
-        return .tcp(host: host.isEmpty ? "localhost" : String(host), port: port)
+        guard let last = text.lastIndex(of: colon) else { throw .missingPort(endpoint) }
+        if text[..<last].contains(colon) { throw .invalid(endpoint, "too many colons in address") }
+        return (endpoint[..<last], endpoint[text.index(after: last)...])
     }
 
     /// An authority as grpc-go escapes an endpoint to make one (RFC 3986 §3.2): unreserved
@@ -124,10 +151,14 @@ public enum Target: Equatable, Sendable {
     static func encodeAuthority(_ bytes: ArraySlice<UInt8>) -> String {
         func stays(_ c: UInt8) -> Bool {
             switch c {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
+                 UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
+                 UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"),
+                 UInt8(ascii: "@"):
                 return true
             default:
-                return Array("-_.~!$&'()*+,;=:[]@".utf8).contains(c)
+                return false
             }
         }
         guard !bytes.allSatisfy(stays) else { return String(decoding: bytes, as: UTF8.self) }

@@ -1,3 +1,5 @@
+import Flags
+
 /// A dial target read as Go's url.Parse reads it, as far as grpc-go's resolvers look at it: the
 /// scheme (lower-cased), the host of an authority, what follows a scheme's colon when no `/` does
 /// (`opaque`, as written), the path with its %XX escapes decoded. A query (`?`) and a fragment
@@ -104,14 +106,6 @@ struct TargetURL {
     /// Go's unescape: each `%` must start %XX; in a host, only bytes outside ASCII (or `%25`) may
     /// be escaped and the characters a host may not hold are refused.
     static func unescape(_ text: ArraySlice<UInt8>, inHost: Bool) throws(Failure) -> [UInt8] {
-        func hexValue(_ c: UInt8) -> UInt8? {
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-        }
         guard text.contains(UInt8(ascii: "%")) || inHost else { return Array(text) }
         var out: [UInt8] = []
         out.reserveCapacity(text.count)
@@ -119,7 +113,7 @@ struct TargetURL {
         while i < text.endIndex {
             let c = text[i]
             if c == UInt8(ascii: "%") {
-                guard text.endIndex - i > 2, let high = hexValue(text[i + 1]), let low = hexValue(text[i + 2]) else {
+                guard text.endIndex - i > 2, let high = ASCII.hexDigitValue(text[i + 1]), let low = ASCII.hexDigitValue(text[i + 2]) else {
                     throw .invalidEscape(Array(text[i..<min(i + 3, text.endIndex)]))
                 }
                 if inHost && high < 8 && !(high == 2 && low == 5) { throw .invalidEscape(Array(text[i..<(i + 3)])) }
@@ -138,8 +132,13 @@ struct TargetURL {
         switch c {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
+        case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
+             UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
+             UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"),
+             UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "\""):
+            return true
         default:
-            return Array("-_.~!$&'()*+,;=:[]<>\"".utf8).contains(c)
+            return false
         }
     }
 }

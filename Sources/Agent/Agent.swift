@@ -50,6 +50,8 @@ final class Agent: EventSource {
     let locator: Locator
     let endpoint: HealthEndpoint?
     let localProbes: LocalProbes?
+    /// Fresh Lists of the servers watched, for the verbose answers and the endpoint's List.
+    let lists: ServiceLists
     /// Each server watched, by name: with discovery every gRPC server of the tree, with
     /// -ready-addr the one named.
     private var watchers: [String: Watcher] = [:]
@@ -74,19 +76,24 @@ final class Agent: EventSource {
         model = HealthModel(services: configuration.services, answerInterval: configuration.answerInterval.nanoseconds, reporter: reporter)
         let svids = configuration.spiffe ? SVIDSource(userAgent: plan.userAgent, timeout: plan.rpcTimeout) : nil
         credentials = Credentials(configuration, svids: svids, reporter: reporter)
-        // The supervisor binds -health-addr and hands the socket down as descriptor 3, so that
-        // the port stays bound while an agent restarts.
+        lists = ServiceLists(model: model, metadata: plan.metadata)
         var limits = HealthEndpoint.Limits()
         limits.defaultTimeout = configuration.healthTimeout.nanoseconds
+        // The supervisor binds -health-addr and hands the socket down as descriptor 3, so that
+        // the port stays bound while an agent restarts.
         endpoint = configuration.servesHealth
-            ? HealthEndpoint(listener: Socket.adopt(listening: 3), model: model, metadata: plan.metadata, limits: limits, reporter: reporter)
+            ? HealthEndpoint(listener: Socket.adopt(listening: 3), model: model, lists: lists, metadata: plan.metadata, limits: limits,
+                             reporter: reporter)
             : nil
         // The supervisor binds the local probe socket too, and hands it down as descriptor 4.
-        localProbes = configuration.servesLocalProbes ? LocalProbes(listener: Socket.adopt(listening: 4), model: model, metadata: plan.metadata) : nil
+        localProbes = configuration.servesLocalProbes ? LocalProbes(listener: Socket.adopt(listening: 4), model: model, lists: lists, metadata: plan.metadata)
+            : nil
         if let svids { reactor.add(svids) }
         if let endpoint { reactor.add(endpoint) }
         if let localProbes { reactor.add(localProbes) }
         locator = Locator(plan: plan, credentials: credentials, model: model, reporter: reporter)
+        // Every server found SERVING is ready only once discovery has settled.
+        model.settle = { [unowned locator] in locator.confirm(now: MonotonicClock.now()) }
         // A probe while nothing is found yet looks at once, not at the next scan.
         endpoint?.onProbe = { [locator] in locator.scanSoon() }
         localProbes?.onProbe = { [locator] in locator.scanSoon() }
@@ -98,6 +105,7 @@ final class Agent: EventSource {
             model.drain()
             endpoint?.startDraining()
         }
+        lists.channels = { [unowned self] in watchers.mapValues(\.channel) }
     }
 
     func run() -> AgentExit {

@@ -7,8 +7,9 @@ import SystemCalls
 import Wire
 
 /// What the health endpoint answers: `/readyz` and `/livez` over HTTP/1.1 and HTTP/2, gRPC
-/// Health Check and Watch over h2c, each from a fresh Check of the child (a Watch relayed), and
-/// a small answer with a body for anything else.
+/// Health Check, Watch and List over h2c, each from a fresh Check of the child (a Watch relayed,
+/// a List from the model and the servers' fresh Lists), and a small answer with a body for
+/// anything else.
 extension HealthEndpoint {
     // MARK: Requests
 
@@ -20,15 +21,32 @@ extension HealthEndpoint {
     }
 
     /// The question a request asks of the health server.
-    static func question(_ kind: Kind, service: String?) -> HealthQuestion {
+    static func question(_ kind: Kind, service: String?, verbose: Bool = false, listings: [ServerListing]? = nil) -> HealthQuestion {
         switch kind {
-        case .readyz, .check: return HealthQuestion(.ready, service: service)
+        case .readyz: return HealthQuestion(.ready, service: service, verbose: verbose, listings: listings)
+        case .check: return HealthQuestion(.ready, service: service)
         case .livez: return HealthQuestion(.live, service: service)
         case .watch: return HealthQuestion(.watch, service: service)
+        case .list: return HealthQuestion(.list, service: nil, listings: listings)
         }
     }
 
     var snapshot: HealthSnapshot { model.snapshot(connected: channel != nil) }
+
+    /// The model as a question decides from: the servers a List may be asked of are looked up
+    /// only for a question that takes Lists.
+    func snapshot(for question: HealthQuestion) -> HealthSnapshot {
+        var snapshot = self.snapshot
+        if question.needsLists { snapshot.listable = lists.listable }
+        return snapshot
+    }
+
+    /// An answer to /readyz or /livez decided without a Check; counted as answered.
+    func httpNow(_ kind: Kind, _ verdict: Verdict, about: String?, verbose: Bool, listings: [ServerListing]?) -> (status: Int, body: [String]) {
+        count(kind, verdict)
+        return HealthServer.http(verdict, HealthEndpoint.question(kind, service: nil).kind, verbose: verbose ? snapshot.lines(listings ?? []) : nil,
+                                 service: about)
+    }
 
     func healthRequest(method: String, path: String, parameter: (String) -> String?, stream: UInt32?) -> HealthRequest {
         let head = method == "HEAD"
@@ -45,16 +63,81 @@ extension HealthEndpoint {
             timeout = min(parsed.nanoseconds, limits.maxTimeout)
         }
         onProbe()
+        let now = MonotonicClock.now()
+        let deadline = now.addingSaturated(timeout)
         let verbose = parameter("verbose") != nil
-        let question = HealthEndpoint.question(kind, service: parameter("service"))
-        switch HealthServer.decide(question, snapshot) {
+        let asked = parameter("service")
+        let question = HealthEndpoint.question(kind, service: asked, verbose: verbose)
+        switch HealthServer.decide(question, snapshot(for: question)) {
         case .now(let verdict, let about):
-            count(kind, verdict)
-            let (status, body) = HealthServer.http(verdict, question.kind, verbose: verbose ? snapshot.lines : nil, service: about)
+            let (status, body) = httpNow(kind, verdict, about: about, verbose: verbose, listings: nil)
             return .now(status: status, body: body, extra: "")
         case .check(let service), .watch(let service):
             let handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service), timeout: timeout)
-            return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, handle: handle, service: service))
+            return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, handle: handle, service: service, asked: asked,
+                                  deadline: deadline))
+        case .list(let servers):
+            let waiting = lists.wait(for: servers, until: HealthServer.listsDeadline(now: now, deadline: deadline), now: now)
+            return .check(Pending(kind: kind, stream: stream, headOnly: head, verbose: verbose, asked: asked, deadline: deadline, waiting: waiting))
+        }
+    }
+
+    /// Questions whose Lists ended (or whose deadline passed) are asked again with what the
+    /// Lists gave: answered now, or after a Check with what is left of the question's time. A
+    /// connection that closes once flushed answers nothing more: its waits are let go.
+    func resumeListed(_ peer: Peer, now: Int64) {
+        guard peer.awaitsLists else { return }
+        defer { peer.awaitsLists = peer.pending.contains { $0.waiting != nil } }
+        var index = 0
+        while index < peer.pending.count {
+            if peer.closeWhenFlushed {
+                peer.pending.removeAll { $0.waiting != nil }
+                return
+            }
+            guard let listings = peer.pending[index].waiting?.listings(now: now) else {
+                index += 1
+                continue
+            }
+            lists.settle()
+            var entry = peer.pending[index]
+            entry.waiting = nil
+            entry.listings = listings
+            peer.pending[index] = entry
+            let question = HealthEndpoint.question(entry.kind, service: entry.asked, verbose: entry.verbose, listings: listings)
+            switch HealthServer.decide(question, snapshot) {
+            case .now(let verdict, let about):
+                peer.pending.remove(at: index)
+                switch peer.speaks {
+                case .http1:
+                    let (status, body) = httpNow(entry.kind, verdict, about: about, verbose: entry.verbose, listings: listings)
+                    respond(peer, status: status, body: body, head: entry.headOnly)
+                case .http2(let connection):
+                    guard let stream = entry.stream else { continue }
+                    if case .list = entry.kind {
+                        grpcListAnswer(connection, stream, verdict, listings)
+                    } else {
+                        let (status, body) = httpNow(entry.kind, verdict, about: about, verbose: entry.verbose, listings: listings)
+                        respond(connection, stream, status: status, body: body, head: entry.headOnly)
+                    }
+                    pull(connection, into: peer)
+                case .undecided:
+                    break
+                }
+                continue
+            case .check(let service), .watch(let service):
+                peer.pending[index].service = service
+                peer.pending[index].handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
+                                                            timeout: HealthServer.remaining(until: entry.deadline, now: now))
+                if channel == nil {
+                    answerWithoutChild(peer, index)
+                    continue
+                }
+            case .list:
+                // Asked again with its Lists, a question takes none.
+                answerWithoutChild(peer, index)
+                continue
+            }
+            index += 1
         }
     }
 
@@ -70,7 +153,7 @@ extension HealthEndpoint {
             return handleGRPC(stream: stream, path: path, fields: request.fields, body: request.body, on: peer, connection)
         }
         if path == "/metrics" { return metrics(connection, stream, method: method, accept: value("accept")) }
-        if path == Health.checkPath || path == Health.watchPath {
+        if path == Health.checkPath || path == Health.watchPath || path == Health.listPath {
             return respond(connection, stream, status: 415, body: ["a gRPC method: POST with content-type application/grpc"], head: method == "HEAD")
         }
         switch healthRequest(method: method, path: path, parameter: { name in query.first { $0.0 == name }?.1 }, stream: stream) {
@@ -78,7 +161,8 @@ extension HealthEndpoint {
             respond(connection, stream, status: status, body: body, head: method == "HEAD")
         case .check(let pending):
             peer.pending.append(pending)
-            if pending.handle == nil { answerWithoutChild(peer, peer.pending.count - 1) }
+            if pending.waiting != nil { peer.awaitsLists = true }
+            if pending.handle == nil && pending.waiting == nil { answerWithoutChild(peer, peer.pending.count - 1) }
         }
     }
 
@@ -115,7 +199,8 @@ extension HealthEndpoint {
     func httpAnswer(_ entry: Pending, _ verdict: Verdict) -> (Int, [String]) {
         count(entry.kind, verdict)
         let snapshot = self.snapshot
-        return HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind, verbose: entry.verbose ? snapshot.lines : nil,
+        return HealthServer.http(verdict, HealthEndpoint.question(entry.kind, service: nil).kind,
+                                 verbose: entry.verbose ? snapshot.lines(entry.listings ?? []) : nil,
                                  withoutHealth: snapshot.withoutHealth && entry.service.isEmpty)
     }
 
@@ -127,11 +212,20 @@ extension HealthEndpoint {
         connection.sendHeaders(streamID: stream, GRPCServerCall.trailers(status), endStream: true)
     }
 
+    /// The endpoint's List, on a stream whose response headers went out.
+    func grpcListAnswer(_ connection: HTTP2Connection, _ stream: UInt32, _ verdict: Verdict, _ listings: [ServerListing]) {
+        count(.list, verdict)
+        let (entries, status) = HealthServer.grpcList(verdict, snapshot, listings)
+        if let entries { connection.sendData(streamID: stream, GRPCServerCall.message(Health.listResponse(entries)), endStream: false) }
+        connection.sendHeaders(streamID: stream, GRPCServerCall.trailers(status), endStream: true)
+    }
+
     // MARK: gRPC over h2c
 
     func handleGRPC(stream: UInt32, path: String, fields: [HeaderField], body: [UInt8], on peer: Peer, _ connection: HTTP2Connection) {
         let watch = path == Health.watchPath
-        guard path == Health.checkPath || watch else {
+        let list = path == Health.listPath
+        guard path == Health.checkPath || watch || list else {
             return connection.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.unimplemented, "unknown method \(path)")), endStream: true)
         }
         let service: String
@@ -151,10 +245,19 @@ extension HealthEndpoint {
         if watch && peer.pending.filter({ if case .watch = $0.kind { return true } else { return false } }).count >= limits.maxWatches {
             return connection.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.resourceExhausted, "too many watches")), endStream: true)
         }
-        let kind: Kind = watch ? .watch : .check
-        let decision = HealthServer.decide(HealthEndpoint.question(kind, service: service), snapshot)
+        let kind: Kind = watch ? .watch : list ? .list : .check
+        let question = HealthEndpoint.question(kind, service: service)
+        let decision = HealthServer.decide(question, snapshot(for: question))
         connection.sendHeaders(streamID: stream, GRPCServerCall.responseHeaders, endStream: false)
         switch decision {
+        case .list(let servers):
+            let now = MonotonicClock.now()
+            let deadline = now.addingSaturated(timeout)
+            peer.pending.append(Pending(kind: .list, stream: stream, deadline: deadline,
+                                        waiting: lists.wait(for: servers, until: HealthServer.listsDeadline(now: now, deadline: deadline), now: now)))
+            peer.awaitsLists = true
+        case .now(let verdict, _) where list:
+            grpcListAnswer(connection, stream, verdict, [])
         case .now(.draining, _) where watch:
             // The Watch stays open: NOT_SERVING is its last word until the process ends.
             peer.pending.append(Pending(kind: .watch, stream: stream))
@@ -181,7 +284,8 @@ extension HealthEndpoint {
     }
 
     /// Answers what finished on the channel.
-    func progress(_ peer: Peer) {
+    func progress(_ peer: Peer, now: Int64) {
+        resumeListed(peer, now: now)
         switch peer.speaks {
         case .undecided:
             return
@@ -209,6 +313,8 @@ extension HealthEndpoint {
                     grpcAnswer(connection, stream, verdict(entry, handle, status))
                     peer.pending.remove(at: index)
                     continue
+                case .list:
+                    break
                 case .watch:
                     while let message = handle.nextMessage() {
                         connection.sendData(streamID: stream, GRPCServerCall.message(message), endStream: false)
@@ -242,6 +348,8 @@ extension HealthEndpoint {
                     respond(connection, stream, status: code, body: body, head: entry.headOnly)
                 case .check:
                     grpcAnswer(connection, stream, verdict)
+                case .list:
+                    grpcListAnswer(connection, stream, verdict, entry.listings ?? [])
                 case .watch:
                     connection.sendHeaders(streamID: stream, GRPCServerCall.trailers(HealthServer.grpc(verdict).status), endStream: true)
                 }

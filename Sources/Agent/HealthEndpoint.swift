@@ -39,6 +39,8 @@ final class HealthEndpoint: EventSource {
     private(set) var channel: Channel?
     /// What is known of the child's health: the reason for answers that need no Check, the drain.
     let model: HealthModel
+    /// Fresh Lists of the servers watched.
+    let lists: ServiceLists
     let metadata: [HeaderField]
 
     enum Speaks {
@@ -49,7 +51,7 @@ final class HealthEndpoint: EventSource {
 
     /// What a request waits for.
     enum Kind {
-        case readyz, livez, check, watch
+        case readyz, livez, check, watch, list
     }
 
     struct Pending {
@@ -63,6 +65,14 @@ final class HealthEndpoint: EventSource {
         var handle: Channel.CallHandle?
         /// The service the Check asks about.
         var service = ""
+        /// The service the request named (nil: every configured service).
+        var asked: String?
+        /// When the answer is due (monotonic clock): the Lists and the Check it needs share it.
+        var deadline: Int64 = 0
+        /// The servers' fresh Lists it waits for (a verbose answer, the gRPC List), then what
+        /// they gave.
+        var waiting: ServiceLists.Wait?
+        var listings: [ServerListing]?
     }
 
     /// An HTTP/2 request still arriving: its head and the body so far.
@@ -82,6 +92,9 @@ final class HealthEndpoint: EventSource {
         var arriving: [UInt32: Arriving] = [:]
         var closeWhenFlushed = false
         var closed = false
+        /// A request of this connection may wait for Lists (kept from the walk of every turn
+        /// when none does).
+        var awaitsLists = false
 
         init(socket: Socket, now: Int64) {
             self.socket = socket
@@ -92,7 +105,8 @@ final class HealthEndpoint: EventSource {
         var hasRequest: Bool { !pending.isEmpty }
     }
 
-    private var peers: [Peer] = []
+    /// The connections open (internal for the tests of what wakes the reactor).
+    var peers: [Peer] = []
 
     private let reporter: Reporter
 
@@ -103,8 +117,9 @@ final class HealthEndpoint: EventSource {
     /// This agent's start (wall clock, nanoseconds since the epoch), for `GET /metrics`.
     let started = WallClock.now()
 
-    init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
+    init(listener: Socket, model: HealthModel, lists: ServiceLists, metadata: [HeaderField], limits: Limits = Limits(), reporter: Reporter) {
         self.metadata = metadata
+        self.lists = lists
         self.model = model
         self.limits = limits
         self.reporter = reporter
@@ -135,14 +150,19 @@ final class HealthEndpoint: EventSource {
     }
 
     /// At once when a Check it waits for has ended or a Watch has news (the channel's turn may
-    /// come after ours); else the earliest peer deadline.
+    /// come after ours); else the earliest peer deadline. A connection that closes once flushed
+    /// resumes no Lists (`resumeListed`): its waits do not count, or a client that stopped
+    /// reading would wake us at once every turn.
     var wakeAt: Int64? {
-        for peer in peers {
+        var listed = Int64.max
+        for peer in peers where !peer.closed {
             for entry in peer.pending {
                 if let handle = entry.handle, handle.status != nil || !handle.messages.isEmpty { return 0 }
+                if peer.awaitsLists && !peer.closeWhenFlushed, let waiting = entry.waiting { listed = min(listed, waiting.wakeAt) }
             }
         }
-        let earliest = peers.map { deadline(of: $0) }.min()
+        var earliest = peers.map { deadline(of: $0) }.min()
+        if listed < .max { earliest = min(earliest ?? listed, listed) }
         guard let resting = listener.pausedUntil else { return earliest }
         return min(earliest ?? resting, resting)
     }
@@ -167,7 +187,7 @@ final class HealthEndpoint: EventSource {
         for (offset, peer) in peers.enumerated() where !peer.closed {
             let at = readable.startIndex + offset
             if at < readable.endIndex && readable[at].fd == peer.socket.fd && readable[at].revents != 0 { read(peer, now: now) }
-            progress(peer)
+            progress(peer, now: now)
             flush(peer)
             if !peer.closed && now >= deadline(of: peer) { close(peer) }
         }
@@ -274,7 +294,8 @@ final class HealthEndpoint: EventSource {
                 case .now(let status, let body, let extra): respond(peer, status: status, body: body, head: head, extra: extra)
                 case .check(let pending):
                     peer.pending = [pending]
-                    if pending.handle == nil { answerWithoutChild(peer, 0) }
+                    peer.awaitsLists = pending.waiting != nil
+                    if pending.handle == nil && pending.waiting == nil { answerWithoutChild(peer, 0) }
                 }
             }
         case .http2(let connection):

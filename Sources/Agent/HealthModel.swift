@@ -41,6 +41,7 @@ final class HealthModel {
     /// which holds only while no server is watched.
     func update(_ new: HealthState) {
         guard servers.isEmpty else { return }
+        held = false
         for service in services {
             counters.transition(service, from: byService[service], to: new)
             byService[service] = new
@@ -105,6 +106,7 @@ final class HealthModel {
     func remove(server name: String) {
         guard servers.contains(where: { $0.name == name }) else { return }
         servers.removeAll { $0.name == name }
+        held = false
         listUnimplementedBy.remove(name)
         if servers.isEmpty {
             for service in services {
@@ -209,7 +211,30 @@ final class HealthModel {
                 reporter.send(.noHealthService(server: servers[index].name))
             }
         }
-        if quietly, case .notServing = overall { state = overall } else { publish(overall) }
+        var new = overall
+        held = false
+        // READY=1 and the ready file cannot be taken back: every turn to SERVING waits until
+        // discovery has settled, so that what answered first does not decide.
+        if case .serving = new, !state.isServing, let settle, let why = settle() {
+            new = .notServing(why)
+            held = true
+        }
+        if quietly, case .notServing = new { state = new } else { publish(new) }
+    }
+
+    /// With discovery: asked when every server found turns SERVING, before that is said. Why
+    /// discovery has not settled (a listener of the tree waits to be judged), after a look at
+    /// the tree begun now; nil once that look found nothing new.
+    var settle: (() -> Reason?)?
+    /// Every server found is SERVING and `settle` held that back: `reconsider` asks it again.
+    private(set) var held = false
+
+    /// Discovery moved on (a listener judged): a SERVING that `settle` held back is asked for
+    /// again.
+    func reconsider() {
+        // With no server left, nothing held is SERVING any more (`remove` said so).
+        guard held, !servers.isEmpty else { return }
+        recompute(quietly: false)
     }
 
     private var overall: HealthState {

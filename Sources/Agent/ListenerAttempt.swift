@@ -14,7 +14,7 @@ final class ListenerAttempt: EventSource {
         /// It answered the Health service (any status), over this.
         case grpc(Found)
         /// Not a gRPC server, or one that refuses us whatever we retry: remembered.
-        case rejected(String)
+        case rejected(Rejection)
         /// Not now (the socket went away, a timeout): tried again on the next scan.
         case unavailable(String)
     }
@@ -86,7 +86,7 @@ final class ListenerAttempt: EventSource {
         guard case .plaintext = reach, plaintextOutcome == nil else {
             // The configured security, or the TLS fallback: this is the last try.
             if case .failed(.certificateRejected) = outcome, plaintextOutcome != nil {
-                verdict = .rejected("a TLS server that requires a client certificate (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)")
+                verdict = .rejected(.certificateRequired(foundByTLS: true))
             } else if case .answered = outcome {
                 verdict = .grpc(found())
             } else if let plaintextOutcome {
@@ -109,23 +109,24 @@ final class ListenerAttempt: EventSource {
                 reach = tlsReach
                 start()
             case .failure(let why):
-                verdict = .rejected(why.description)
+                verdict = .rejected(.other(why.description))
             }
         }
     }
 
     private func judge(_ outcome: Outcome) -> Verdict {
         switch outcome {
-        case .answered: return .rejected("no answer")
-        case .noAnswer(let why): return .rejected(why)
+        case .answered: return .rejected(.other("no answer"))
+        case .noAnswer(let why): return .rejected(.other(why))
         case .failed(let failure):
             switch failure {
             case .connect, .resolve: return .unavailable(failure.description)
             case .interrupted: return .unavailable("no HTTP/2 answer within \(plan.configuration.connectTimeout)")
-            case .handshake(let handshake): return .rejected(handshake.account)
+            case .handshake(let handshake): return .rejected(.other(handshake.account))
             case .certificateRejected:
-                return .rejected("the server requires a client certificate" + (plan.configuration.tls.clientCert.isEmpty
-                    ? " (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)" : " and rejected ours"))
+                // SPIFFE offers the SVID: refused, whatever the flags of a certificate say.
+                let offered = !plan.configuration.tls.clientCert.isEmpty || plan.configuration.spiffe
+                return .rejected(offered ? .certificateRefused : .certificateRequired(foundByTLS: false))
             }
         }
     }

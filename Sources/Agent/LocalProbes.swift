@@ -33,6 +33,12 @@ final class LocalProbes: EventSource {
         var handle: Channel.CallHandle?
         /// The service the Check asks about.
         var checked = ""
+        /// With -v: the servers' fresh Lists it waits for, then what they gave.
+        var waiting: ServiceLists.Wait?
+        /// When the answer is due (monotonic clock), from the query's timeout: the Lists and the
+        /// Check share it.
+        var deadline: Int64?
+        var listings: [ServerListing]?
         var outbound = ByteBuffer()
         var closed = false
 
@@ -45,6 +51,7 @@ final class LocalProbes: EventSource {
     let limits: Limits
     private let listener: ListeningSocket
     private let model: HealthModel
+    private let lists: ServiceLists
     private let metadata: [HeaderField]
     private(set) var channel: Channel?
     private var peers: [Peer] = []
@@ -55,8 +62,9 @@ final class LocalProbes: EventSource {
     var makeRoom: () -> Bool = { false }
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
-    init(listener: Socket, model: HealthModel, metadata: [HeaderField], limits: Limits = Limits()) {
+    init(listener: Socket, model: HealthModel, lists: ServiceLists, metadata: [HeaderField], limits: Limits = Limits()) {
         self.listener = ListeningSocket(listener)
+        self.lists = lists
         self.metadata = metadata
         self.model = model
         self.limits = limits
@@ -87,6 +95,7 @@ final class LocalProbes: EventSource {
         var earliest = Int64.max
         for peer in peers {
             if let handle = peer.handle, handle.status != nil { return 0 }
+            if let waiting = peer.waiting { earliest = min(earliest, waiting.wakeAt) }
             if peer.query == nil { earliest = min(earliest, peer.accepted.addingSaturated(limits.queryTimeout)) }
         }
         if let resting = listener.pausedUntil { earliest = min(earliest, resting) }
@@ -101,7 +110,13 @@ final class LocalProbes: EventSource {
         }
         for peer in peers where !peer.closed {
             if ready.contains(peer.socket.fd) {
-                if peer.query == nil { read(peer) } else { readAfterQuery(peer) }
+                if peer.query == nil { read(peer, now: now) } else { readAfterQuery(peer) }
+            }
+            if let waiting = peer.waiting, let query = peer.query, let listings = waiting.listings(now: now) {
+                peer.waiting = nil
+                peer.listings = listings
+                lists.settle()
+                ask(peer, query, now: now)
             }
             if let handle = peer.handle, let status = handle.status {
                 peer.handle = nil
@@ -134,7 +149,7 @@ final class LocalProbes: EventSource {
         }
     }
 
-    private func read(_ peer: Peer) {
+    private func read(_ peer: Peer, now: Int64) {
         switch buffer.withUnsafeMutableBytes({ peer.socket.read(into: $0) }) {
         case .bytes(let n):
             peer.received += n
@@ -145,7 +160,7 @@ final class LocalProbes: EventSource {
                 let query = try LocalQuery.decode(kind: frame.kind, payload: frame.payload)
                 peer.query = query
                 onProbe()
-                ask(peer, query)
+                ask(peer, query, now: now)
             } catch {
                 close(peer)
             }
@@ -166,17 +181,25 @@ final class LocalProbes: EventSource {
         }
     }
 
-    static func question(_ peer: Peer) -> HealthQuestion { HealthQuestion(.ready, service: peer.query?.service) }
+    static func question(_ peer: Peer) -> HealthQuestion {
+        HealthQuestion(.ready, service: peer.query?.service, verbose: peer.query?.verbose ?? false, listings: peer.listings)
+    }
 
-    private func ask(_ peer: Peer, _ query: LocalQuery) {
-        let snapshot = model.snapshot(connected: channel != nil)
-        switch HealthServer.decide(LocalProbes.question(peer), snapshot) {
+    private func ask(_ peer: Peer, _ query: LocalQuery, now: Int64) {
+        let question = LocalProbes.question(peer)
+        var snapshot = model.snapshot(connected: channel != nil)
+        if question.needsLists { snapshot.listable = lists.listable }
+        let deadline = peer.deadline ?? now.addingSaturated(min(query.timeout.nanoseconds, limits.maxTimeout))
+        peer.deadline = deadline
+        let timeout = HealthServer.remaining(until: deadline, now: now)
+        switch HealthServer.decide(question, snapshot) {
+        case .list(let servers):
+            peer.waiting = lists.wait(for: servers, until: HealthServer.listsDeadline(now: now, deadline: deadline), now: now)
         case .now(let verdict, _):
             answer(peer, verdict)
         case .check(let service), .watch(let service):
             peer.checked = service
-            peer.handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service),
-                                         timeout: min(query.timeout.nanoseconds, limits.maxTimeout))
+            peer.handle = channel?.start(path: Health.checkPath, metadata: metadata, request: Health.request(service: service), timeout: timeout)
         }
     }
 
@@ -184,7 +207,7 @@ final class LocalProbes: EventSource {
         model.counters.probe(.local, success: verdict.isServing)
         let verbose = peer.query?.verbose ?? false
         let snapshot = model.snapshot(connected: channel != nil)
-        let answer = LocalAnswer(verdict: verdict, server: snapshot.server, services: verbose ? snapshot.lines : [])
+        let answer = LocalAnswer(verdict: verdict, server: snapshot.server, services: verbose ? snapshot.lines(peer.listings ?? []) : [])
         peer.outbound.append(contentsOf: answer.frame)
     }
 
@@ -202,6 +225,7 @@ final class LocalProbes: EventSource {
     private func close(_ peer: Peer) {
         guard !peer.closed else { return }
         peer.closed = true
+        peer.waiting = nil
         if let handle = peer.handle { channel?.cancel(handle) }
         peer.handle = nil
         shutdown(peer.socket.fd, Int32(SHUT_RDWR))

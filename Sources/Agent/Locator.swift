@@ -7,10 +7,11 @@ import SystemCalls
 /// Finds the servers to watch: the one -ready-addr names, or every listener of the process tree
 /// that answers the Health service. Listeners are tried concurrently as they appear, each by a
 /// `ListenerAttempt`; the tree is scanned again after a pause that starts short and grows while
-/// nothing changes, and a watched server whose listener is gone is said to be gone. Once every
-/// server found is SERVING and no listener waits to be judged, the scans stop a little later
-/// (the idle agent does not wake); a lost connection starts them again. Why nothing is found
-/// yet goes to the health model as it changes.
+/// nothing changes, and a watched server whose listener is gone is said to be gone. The tree is
+/// ready only once discovery has settled: every server found SERVING, no listener waiting to be
+/// judged, and a scan begun after both found nothing new (`confirm`, asked by the health model
+/// at once). The scans stop a little later (the idle agent does not wake); a lost connection
+/// starts them again. Why nothing is found yet goes to the health model as it changes.
 final class Locator: EventSource {
     /// Servers found and not yet taken by the agent.
     private(set) var found: [Found] = []
@@ -31,11 +32,13 @@ final class Locator: EventSource {
     private let reporter: Reporter
     /// What the scans know of the namespace's listeners: whose each one is.
     private var survey = ListenerSurvey(root: getppid(), excluding: getpid())
+    /// The tree's listeners when not read from the system (a test's).
+    private let scanSource: (() -> Discovery.Scan)?
 
     /// Listeners that are not gRPC servers (or not ones we can talk to), and why: not tried again.
-    private var rejected: [Listener: String] = [:]
+    private var rejected: [Listener: Rejection] = [:]
     /// Why each listener of the last scan was not usable this time (tried again on the next).
-    private var unavailable: [Listener: String] = [:]
+    private var unavailable: [Listener: Rejection] = [:]
     private var attempts: [ListenerAttempt] = []
     private var lastScan: [Listener] = []
     /// Why each listener of the last scan is passed over, as `explain` last worked it out: nil
@@ -63,12 +66,43 @@ final class Locator: EventSource {
     /// Pauses before trying again what failed to set up (TLS files, SPIFFE credentials).
     static let retries = Backoff(first: 100_000_000, maximum: 5_000_000_000)
 
-    init(plan: AgentPlan, credentials: Credentials, model: HealthModel, reporter: Reporter) {
+    init(plan: AgentPlan, credentials: Credentials, model: HealthModel, reporter: Reporter, scanSource: (() -> Discovery.Scan)? = nil) {
+        self.scanSource = scanSource
         self.plan = plan
         self.credentials = credentials
         self.model = model
         self.reporter = reporter
         step(now: MonotonicClock.now())
+    }
+
+    /// How many scans `confirm` makes at most while each finds a listener judged at once.
+    static let maxConfirmingScans = 3
+
+    /// Whether discovery has settled, asked as every server found turns SERVING: a scan now,
+    /// then the first listener that waits to be judged (found and not yet watched, tried for the
+    /// first time, or not tried yet), or nil when there is none and the last scan found nothing
+    /// new. With -ready-addr, or once the scans have stopped, nothing is waited for.
+    func confirm(now: Int64) -> Reason? {
+        guard !named, !stopped else { return nil }
+        var appeared: Listener?
+        for _ in 0..<Locator.maxConfirmingScans {
+            let known = Set(lastScan)
+            scan(now: now)
+            if let waiting { return .server(waiting, .awaitingAnswer) }
+            // New listeners judged at once (one that refused the connection): look once more.
+            appeared = lastScan.first { !known.contains($0) }
+            if appeared == nil { return nil }
+        }
+        // Listeners keep appearing: held until a later turn asks again.
+        return appeared.map { .server($0.description, .awaitingAnswer) }
+    }
+
+    /// The first listener that waits to be judged, as an -addr would name it.
+    private var waiting: String? {
+        if let server = found.first { return server.name }
+        return lastScan.first { listener in
+            rejected[listener] == nil && unavailable[listener] == nil && !watched.contains(listener)
+        }?.description
     }
 
     /// A probe came while nothing is found: the next scan is due now.
@@ -154,7 +188,7 @@ final class Locator: EventSource {
     }
 
     private func scan(now: Int64) {
-        let result = survey.scan()
+        let result = scanSource?() ?? survey.scan()
         if result.procMissing {
             model.update(.notServing(.noProc))
         }
@@ -211,12 +245,17 @@ final class Locator: EventSource {
                 retrying.remove(at: index)
                 gone.append(listener.description)
             }
-            if rejected.count < Locator.maxRejected { rejected[listener] = why }
-            unavailable[listener] = nil
+            // Past the bound it is remembered as unavailable: judged, tried again, never waited for.
+            if rejected.count < Locator.maxRejected {
+                rejected[listener] = why
+                unavailable[listener] = nil
+            } else {
+                unavailable[listener] = why
+            }
             candidates = nil
             reporter.send(.passedOver(listener: listener.description, pid: attempt.owner, why: why))
         case .unavailable(let why):
-            if unavailable.updateValue(why, forKey: listener) != why { candidates = nil }
+            if unavailable.updateValue(.other(why), forKey: listener) != .other(why) { candidates = nil }
         }
     }
 
@@ -266,7 +305,12 @@ final class Locator: EventSource {
             index += count
             judged(attempt)
         }
-        if current.contains(where: { $0.verdict != nil }) || !current.isEmpty { explain() }
+        let judgedNow = current.contains { $0.verdict != nil }
+        if judgedNow || !current.isEmpty { explain() }
+        let scanDue = nextScan.map { now >= $0 } ?? true
         step(now: now)
+        // A SERVING held back for a listener that has now been judged (or for listeners that
+        // kept appearing until the last scan) is asked for again.
+        if judgedNow || scanDue { model.reconsider() }
     }
 }

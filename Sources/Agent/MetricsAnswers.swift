@@ -47,7 +47,7 @@ extension HealthEndpoint {
         switch kind {
         case .readyz: model.counters.probe(.readyz, success: verdict.isServing)
         case .livez: model.counters.probe(.livez, success: verdict.serverAnswered)
-        case .check, .watch: model.counters.probe(.grpc, success: verdict.isServing)
+        case .check, .watch, .list: model.counters.probe(.grpc, success: verdict.isServing)
         }
     }
 }

@@ -17,7 +17,9 @@ public struct FlagSet: Sendable {
         case list([String])
     }
 
-    public struct Flag: Sendable {
+    /// A class, not a struct: a flag is read (its name, its kind) far more often than made, and
+    /// each copy of a struct of this many fields is a call through its value witnesses.
+    public final class Flag: Sendable {
         public let name: String
         public let kind: Kind
         public let defaultValue: Value
@@ -26,11 +28,14 @@ public struct FlagSet: Sendable {
         public let placeholder: String?
         /// Other names for the same flag (tini's one-letter flags).
         public let aliases: [String]
+        /// How one text (an environment variable's) holds several values of a list.
+        public let splitting: Splitting
 
         public init(_ name: String, _ kind: Kind, default defaultValue: Value? = nil, placeholder: String? = nil,
-                    aliases: [String] = [], usage: String) {
+                    aliases: [String] = [], splitting: Splitting = .commasOrSpaces, usage: String) {
             self.name = name
             self.aliases = aliases
+            self.splitting = splitting
             self.kind = kind
             self.usage = usage
             self.placeholder = placeholder
@@ -43,6 +48,30 @@ public struct FlagSet: Sendable {
         }
     }
 
+    /// How one text holds several values of a list flag.
+    public enum Splitting: Sendable {
+        /// Separated by commas or spaces; nothing between two separators is no value.
+        case commasOrSpaces
+        /// Separated by commas only (a value may hold spaces), each value's leading spaces
+        /// dropped; nothing between two commas is no value.
+        case commas
+        /// Separated by commas only, each value trimmed of spaces; nothing between two commas is
+        /// an empty value, for the flag to refuse ("a,,b" is a mistake, not three values).
+        case commasKeepingEmpty
+
+        public func split(_ text: String) -> [String] {
+            switch self {
+            case .commasOrSpaces:
+                return text.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+            case .commas:
+                return text.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }
+            case .commasKeepingEmpty:
+                return text.split(separator: ",", omittingEmptySubsequences: false)
+                    .map { $0.trimmingASCIISpaces(tabs: false) }
+            }
+        }
+    }
+
     public enum ParseError: Error, Equatable {
         /// -h or -help was asked for and is not a defined flag.
         case help
@@ -51,6 +80,8 @@ public struct FlagSet: Sendable {
     }
 
     public struct Parsed: Sendable {
+        /// The values set, by the arguments or before them (`startingWith`); a flag not here has
+        /// its default.
         public var values: [String: Value]
         /// Arguments after the flags (after `--` when it ended them).
         public var remaining: [String]
@@ -93,14 +124,14 @@ public struct FlagSet: Sendable {
         case .list(let validate):
             if let problem = validate(text) { return problem }
             var current: [String] = []
-            if case .list(let l)? = values[flag.name] { current = l }
+            if case .list(let l) = values[flag.name] ?? flag.defaultValue { current = l }
             values[flag.name] = .list(current + [text])
         }
         return nil
     }
 
     public func defaults() -> [String: Value] {
-        var values: [String: Value] = [:]
+        var values: [String: Value] = Dictionary(minimumCapacity: flags.count)
         for f in flags { values[f.name] = f.defaultValue }
         return values
     }
@@ -110,12 +141,12 @@ public struct FlagSet: Sendable {
     /// `bundlingLetters`, a single dash before what is not a defined name also reads as getopt
     /// reads it: one-letter flags bundled (`-sgv`, `-vvv`), the last of them taking the rest as
     /// its value (`-e143`, `-pSIGKILL`) or the next argument.
-    public func parse<C: Collection>(_ arguments: C, startingWith initial: [String: Value]? = nil,
-                                     bundlingLetters: Bool = false) throws(ParseError) -> Parsed
-    where C.Element == String {
-        var values = initial ?? defaults()
+    public func parse(_ arguments: [String], startingWith initial: [String: Value]? = nil,
+                      bundlingLetters: Bool = false) throws(ParseError) -> Parsed {
+        // A flag not in `values` reads as its default.
+        var values = initial ?? [:]
         var given: Set<String> = []
-        var args = ArraySlice(arguments)
+        var args = arguments[...]
         while let s = args.first {
             let chars = Array(s.utf8)
             if chars.count < 2 || chars[0] != UInt8(ascii: "-") { break }
@@ -168,9 +199,11 @@ public struct FlagSet: Sendable {
 
     /// The values the arguments gave `flags`, byte for byte, in order: `arguments` are the bytes
     /// of what `parse` read as text (Go's flag package keeps a value's bytes; text made from
-    /// bytes that are not UTF-8 would not). Read with `parse`'s grammar, without bundling.
+    /// bytes that are not UTF-8 would not). Read with `parse`'s grammar, without bundling, and
+    /// read on past what `parse` refuses (a name not defined takes no value), so that a flag
+    /// is found in arguments that do not parse.
     public func rawValues(of flags: [Flag], in arguments: [[UInt8]]) -> RawValues {
-        RawValues(found: rawValues(of: Set(flags.map(\.name)), in: arguments))
+        RawValues(found: rawValues(of: flags.map(\.name), in: arguments))
     }
 
     /// The values `rawValues` found, read by each flag's key.
@@ -180,7 +213,7 @@ public struct FlagSet: Sendable {
         public subscript<V>(_ flag: Flags.Flag<V>) -> [[UInt8]] { found[flag.name] ?? [] }
     }
 
-    func rawValues(of names: Set<String>, in arguments: [[UInt8]]) -> [String: [[UInt8]]] {
+    func rawValues(of names: [String], in arguments: [[UInt8]]) -> [String: [[UInt8]]] {
         var found: [String: [[UInt8]]] = [:]
         var index = 0
         while index < arguments.count {
@@ -191,7 +224,7 @@ public struct FlagSet: Sendable {
             index += 1
             let body = argument[dashes...]
             let equals = body.firstIndex(of: UInt8(ascii: "="))
-            guard let flag = flag(named: String(decoding: body[..<(equals ?? body.endIndex)], as: UTF8.self)) else { break }
+            guard let flag = flag(named: String(decoding: body[..<(equals ?? body.endIndex)], as: UTF8.self)) else { continue }
             var value: [UInt8]? = equals.map { Array(body[($0 + 1)...]) }
             if case .bool = flag.kind {} else if value == nil, index < arguments.count {
                 value = arguments[index]
@@ -293,10 +326,12 @@ extension Flag where Value == GoDuration {
 }
 
 extension Flag where Value == [String] {
-    /// A repeatable flag; `validate` returns Go's error text for a bad value, or nil.
-    public init(_ name: String, placeholder: String? = nil, aliases: [String] = [], usage: String,
-                validate: @escaping @Sendable (String) -> String?) {
-        definition = FlagSet.Flag(name, .list(validate: validate), default: .list([]), placeholder: placeholder, aliases: aliases, usage: usage)
+    /// A repeatable flag; `validate` returns Go's error text for a bad value, or nil; `splitting`
+    /// is how one environment variable holds several values.
+    public init(_ name: String, placeholder: String? = nil, aliases: [String] = [], splitting: FlagSet.Splitting = .commasOrSpaces,
+                usage: String, validate: @escaping @Sendable (String) -> String?) {
+        definition = FlagSet.Flag(name, .list(validate: validate), default: .list([]), placeholder: placeholder, aliases: aliases,
+                                  splitting: splitting, usage: usage)
         defaultValue = []
     }
 }

@@ -10,8 +10,8 @@ public struct TLSFlags: Equatable, Sendable {
 
     public init() {}
 
-    /// The six flags' keys, as one side declares them (`-tls...` for the probe, `-ready-tls...`
-    /// for the gate).
+    /// The six flags' keys, as the probe declares them (`-tls...`; the gate's `-ready-tls...` are
+    /// fields of its configuration).
     public struct Keys: Sendable {
         public let tls, noVerify: Flag<Bool>
         public let caCert, clientCert, clientKey, serverName: Flag<String>

@@ -32,7 +32,7 @@ extension AgentMessage {
             kind = .passedOver
             w.string(listener)
             w.integer(Int64(pid ?? -1))
-            w.string(why)
+            why.encode(into: &w)
         case .goAway(let server):
             kind = .goAway
             w.string(server)
@@ -76,7 +76,7 @@ extension AgentMessage {
         case .passedOver:
             let listener = try r.string()
             let pid = try r.pid()
-            message = .passedOver(listener: listener, pid: pid, why: try r.string())
+            message = .passedOver(listener: listener, pid: pid, why: try Rejection.decode(from: &r))
         case .goAway: message = .goAway(server: try r.string())
         case .noWatch:
             let server = try r.string()

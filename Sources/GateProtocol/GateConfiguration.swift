@@ -3,33 +3,29 @@ import Glibc
 
 /// The readiness gate's configuration, one value for both sides: the supervisor fills it from
 /// its flags and keeps what is its own to act on (the ready file, the timeouts that stop the
-/// child); the agent is given it whole, as `fields` encodes it.
+/// child); the agent is given it whole, as `fields` encodes it. What each field means, and the
+/// flag that sets it, is said once, in `fields`.
 public struct GateConfiguration: Equatable, Sendable {
-    /// The server's address (-ready-addr); empty: find it.
+    /// Empty: find it.
     public var addr = ""
-    /// The services that must all be SERVING (-ready-service); [""]: the server as a whole.
+    /// Every one must be SERVING; [""]: the server as a whole.
     public var services = [""]
-    /// The Check interval for a server without Watch (-ready-interval).
     public var interval = GoDuration(nanoseconds: 250_000_000)
     public var connectTimeout = GoDuration.second
     public var rpcTimeout = GoDuration.second
-    /// -ready-tls and its companions.
     public var tls = TLSFlags()
     public var spiffe = false
-    /// -ready-rpc-header values, "name: value".
+    /// "name: value" each.
     public var rpcHeaders: [String] = []
-    /// -health-addr: where kubelet's native probes are answered (empty: nowhere). The supervisor
-    /// binds it; the agent serves its listening socket as descriptor 3.
+    /// Empty: nowhere. The supervisor binds it; the agent serves its listening socket as
+    /// descriptor 3.
     public var healthAddr = ""
-    /// An HTTP probe's answer deadline (-health-timeout): HTTP carries none.
     public var healthTimeout = GoDuration.second
-    /// -ready-file: this file exists while the server is SERVING.
     public var file = ""
-    /// -ready-timeout: not ready this long after start stops the child (zero: wait for ever).
+    /// Zero: wait for ever.
     public var startupTimeout = GoDuration(nanoseconds: 0)
-    /// -exit-unhealthy-after: after the first SERVING, not SERVING this long stops the child.
+    /// Nil: the action is off.
     public var exitUnhealthyAfter: GoDuration?
-    /// -exit-unresponsive-after: after the first SERVING, no answer this long stops the child.
     public var exitUnresponsiveAfter: GoDuration?
     /// The local probe socket (for `grpc_health_probe` with no -addr) is descriptor 4.
     public var servesLocalProbes = false
@@ -42,32 +38,126 @@ public struct GateConfiguration: Equatable, Sendable {
     /// The health endpoint's listening socket is descriptor 3.
     public var servesHealth: Bool { !healthAddr.isEmpty }
 
-    /// Every field once: its tag on the wire (never reused), the name users know it by, its
-    /// value, and what a value must be. Encoding, decoding and the supervisor's checks of what
-    /// the protocol carries all walk this table.
-    public mutating func fields(_ v: inout some GateFieldVisitor) throws(GateFraming.Failure) {
-        try v.field(1, "ready-addr", &addr)
-        try v.field(2, "ready-service", &services, .nonEmpty)
-        try v.field(3, "ready-interval", &interval, .positive)
-        try v.field(4, "ready-connect-timeout", &connectTimeout, .positive)
-        try v.field(5, "ready-rpc-timeout", &rpcTimeout, .positive)
-        try v.field(6, "ready-tls", &tls.tls)
-        try v.field(7, "ready-tls-no-verify", &tls.noVerify)
-        try v.field(8, "ready-tls-ca-cert", &tls.caCert)
-        try v.field(9, "ready-tls-client-cert", &tls.clientCert)
-        try v.field(10, "ready-tls-client-key", &tls.clientKey)
-        try v.field(11, "ready-tls-server-name", &tls.serverName)
-        try v.field(12, "ready-spiffe", &spiffe)
-        try v.field(13, "ready-rpc-header", &rpcHeaders, .any)
-        try v.field(14, "health-addr", &healthAddr)
-        try v.field(15, "health-timeout", &healthTimeout, .positive)
-        try v.field(16, "ready-file", &file)
-        try v.field(17, "ready-timeout", &startupTimeout, .nonNegative)
-        try v.field(18, "exit-unhealthy-after", &exitUnhealthyAfter, .positive)
-        try v.field(19, "exit-unresponsive-after", &exitUnresponsiveAfter, .positive)
-        try v.field(20, "local probe socket", &servesLocalProbes)
-        try v.field(21, "answer interval", &answerInterval, .nonNegative)
+    /// Every field once (the flags in the order a refusal of several names the first): its tag
+    /// on the wire (never reused), the name users know it by, where
+    /// it is held, what a value must be, and the flag that sets it (named as the field, its
+    /// default the field's; nil: the supervisor sets it). Encoding, decoding, the flags the
+    /// supervisor takes, their reading and the checks of their values all walk this table.
+    public static func fields(_ v: inout some GateFieldVisitor) throws(GateFraming.Failure) {
+        try v.field(1, "ready-addr", \.addr, GateFlag(placeholder: "ADDR",
+            usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on"))
+        try v.field(2, "ready-service", \.services, .nonEmpty, GateFlag(placeholder: "NAME", splitting: .commasKeepingEmpty,
+            usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING ('*': every service the server lists with Health/List; default: the server as a whole)",
+            validate: { $0.isEmpty ? "a service name must not be empty" : nil }))
+        try v.field(3, "ready-interval", \.interval, .positive, GateFlag(usage: "pause between Checks, for a server without Health/Watch"))
+        try v.field(16, "ready-file", \.file, GateFlag(placeholder: "PATH", usage: "this file exists while the child reports SERVING"))
+        try v.field(17, "ready-timeout", \.startupTimeout, .nonNegative, GateFlag(
+            usage: "not ready this long after start: stop the child as the stop signal would, and exit with status 124 (0: wait for ever)"))
+        try v.field(6, "ready-tls", \.tls.tls, GateFlag(usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"))
+        try v.field(7, "ready-tls-no-verify", \.tls.noVerify, GateFlag(usage: "(with -ready-tls) don't verify the child's certificate"))
+        try v.field(8, "ready-tls-ca-cert", \.tls.caCert, GateFlag(placeholder: "FILE", usage: "(with -ready-tls) trusted certificates for verifying the child"))
+        try v.field(9, "ready-tls-client-cert", \.tls.clientCert,
+                    GateFlag(placeholder: "FILE", usage: "(with -ready-tls) client certificate (requires -ready-tls-client-key)"))
+        try v.field(10, "ready-tls-client-key", \.tls.clientKey,
+                    GateFlag(placeholder: "FILE", usage: "(with -ready-tls) client private key (requires -ready-tls-client-cert)"))
+        try v.field(11, "ready-tls-server-name", \.tls.serverName,
+                    GateFlag(placeholder: "NAME", usage: "(with -ready-tls) the host name to verify the child's certificate for"))
+        try v.field(12, "ready-spiffe", \.spiffe,
+                    GateFlag(usage: "reach the child with SPIFFE mTLS (credentials from the Workload API at SPIFFE_ENDPOINT_SOCKET)"))
+        try v.field(13, "ready-rpc-header", \.rpcHeaders, .any, GateFlag(placeholder: "'NAME: VALUE'", splitting: .commas,
+            usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)",
+            validate: { value in value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))" }))
+        try v.field(4, "ready-connect-timeout", \.connectTimeout, .positive, GateFlag(usage: "timeout for each of the gate's connection attempts"))
+        try v.field(5, "ready-rpc-timeout", \.rpcTimeout, .positive, GateFlag(usage: "timeout for each of the gate's health calls"))
+        try v.field(14, "health-addr", \.healthAddr, GateFlag(placeholder: "ADDR",
+            usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service, and those the child lists) and /livez, and grpc.health.v1.Health over h2c (Check, Watch, List), from its health model and a fresh Check of the child; GET /metrics for Prometheus"))
+        try v.field(15, "health-timeout", \.healthTimeout, .positive, GateFlag(
+            usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)"))
+        try v.field(18, "exit-unhealthy-after", \.exitUnhealthyAfter, .positive, GateFlag(
+            usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as the stop signal would and exit with status 125 (not once a stop has begun)"))
+        try v.field(19, "exit-unresponsive-after", \.exitUnresponsiveAfter, .positive, GateFlag(
+            usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as the stop signal would and exit with status 125; the agent Checks every quarter of it"))
+        try v.field(20, "local probe socket", \.servesLocalProbes, nil)
+        try v.field(21, "answer interval", \.answerInterval, .nonNegative, nil)
     }
+
+    /// The name `field` goes by in `fields` (its flag's, for a field a flag sets; empty for a
+    /// path the table does not hold).
+    public static func name(of field: PartialKeyPath<GateConfiguration>) -> String {
+        var finder = NameFinder(target: field)
+        try? fields(&finder)
+        return finder.name
+    }
+
+    /// What to give for a server that wants a client certificate, in the gate's flags.
+    public static var clientCertificateAdvice: String {
+        "give -\(name(of: \.tls.clientCert)) and -\(name(of: \.tls.clientKey)), or -\(name(of: \.spiffe))"
+    }
+}
+
+/// How a field is set from the command line: the words of its usage, the word after its name
+/// there, and for a list, what one value must be and how one environment variable holds
+/// several. The flag's name and default are its field's. A list flag starts empty: given no
+/// value, its field keeps its default. An optional field is set only when its flag is given.
+public struct GateFlag<Value: FlagValue>: Sendable {
+    public let usage: String
+    public let placeholder: String?
+    public let splitting: FlagSet.Splitting
+    public let validate: (@Sendable (String) -> String?)?
+}
+
+extension GateFlag where Value == String {
+    public init(placeholder: String? = nil, usage: String) {
+        (self.usage, self.placeholder, splitting, validate) = (usage, placeholder, .commasOrSpaces, nil)
+    }
+
+    /// The flag's key, named `name`, its default `value`.
+    public func key(_ name: String, default value: String) -> Flag<String> { Flag(name, default: value, placeholder: placeholder, usage: usage) }
+}
+
+extension GateFlag where Value == Bool {
+    public init(usage: String) { (self.usage, placeholder, splitting, validate) = (usage, nil, .commasOrSpaces, nil) }
+
+    public func key(_ name: String, default value: Bool) -> Flag<Bool> { Flag(name, default: value, usage: usage) }
+}
+
+extension GateFlag where Value == GoDuration {
+    public init(placeholder: String? = nil, usage: String) {
+        (self.usage, self.placeholder, splitting, validate) = (usage, placeholder, .commasOrSpaces, nil)
+    }
+
+    public func key(_ name: String, default value: GoDuration) -> Flag<GoDuration> { Flag(name, default: value, placeholder: placeholder, usage: usage) }
+}
+
+extension GateFlag where Value == [String] {
+    public init(placeholder: String? = nil, splitting: FlagSet.Splitting = .commasOrSpaces, usage: String,
+                validate: @escaping @Sendable (String) -> String?) {
+        (self.usage, self.placeholder, self.splitting, self.validate) = (usage, placeholder, splitting, validate)
+    }
+
+    /// The flag's key (empty until given, whatever its field's default).
+    public func key(_ name: String) -> Flag<[String]> {
+        Flag(name, placeholder: placeholder, splitting: splitting, usage: usage, validate: validate ?? { _ in nil })
+    }
+}
+
+/// Finds the name of the field at one key path.
+private struct NameFinder: GateFieldVisitor {
+    let target: AnyKeyPath
+    var name = ""
+
+    init(target: AnyKeyPath) { self.target = target }
+
+    private mutating func visit(_ name: String, _ path: AnyKeyPath) { if path == target { self.name = name } }
+
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, String>, _ flag: GateFlag<String>?) { visit(name, path) }
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, Bool>, _ flag: GateFlag<Bool>?) { visit(name, path) }
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, [String]>, _ rule: GateList,
+                        _ flag: GateFlag<[String]>?) { visit(name, path) }
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) { visit(name, path) }
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration?>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) { visit(name, path) }
 }
 
 /// The drain, one value for both sides: the stop signal (SIGTERM unless -stop-signal says
@@ -118,13 +208,18 @@ public enum GateList: Sendable {
 }
 
 /// One walk over a configuration's fields (`GateConfiguration.fields`), each given with its tag,
-/// its name and its value, to read or to set.
+/// its name, where a configuration holds it, and its flag.
 public protocol GateFieldVisitor {
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) throws(GateFraming.Failure)
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) throws(GateFraming.Failure)
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) throws(GateFraming.Failure)
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) throws(GateFraming.Failure)
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) throws(GateFraming.Failure)
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, String>,
+                        _ flag: GateFlag<String>?) throws(GateFraming.Failure)
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, Bool>,
+                        _ flag: GateFlag<Bool>?) throws(GateFraming.Failure)
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, [String]>, _ rule: GateList,
+                        _ flag: GateFlag<[String]>?) throws(GateFraming.Failure)
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) throws(GateFraming.Failure)
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration?>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) throws(GateFraming.Failure)
 }
 
 /// The configuration on the wire: a count of fields, then each field that differs from its
@@ -134,12 +229,10 @@ public protocol GateFieldVisitor {
 /// range is refused, and so is a payload with fewer fields than its count says.
 extension GateConfiguration {
     func encode(into w: inout GateFraming.Writer) {
-        var defaults = GateFieldWriter(skipping: nil)
-        var initial = GateConfiguration()
-        try? initial.fields(&defaults)
-        var writer = GateFieldWriter(skipping: defaults.written)
-        var copy = self
-        try? copy.fields(&writer)
+        var defaults = GateFieldWriter(GateConfiguration(), skipping: nil)
+        try? GateConfiguration.fields(&defaults)
+        var writer = GateFieldWriter(self, skipping: defaults.written)
+        try? GateConfiguration.fields(&writer)
         w.byte(writer.count)
         w.bytes += writer.out.bytes
     }
@@ -152,26 +245,31 @@ extension GateConfiguration {
             guard tag < 64 else { throw .unknownField(kind: r.kind, tag: tag) }
             if seen & (1 << UInt64(tag)) != 0 { throw .malformed(kind: r.kind) }
             seen |= 1 << UInt64(tag)
-            var reader = GateFieldReader(r, tag: tag)
-            try c.fields(&reader)
+            var reader = GateFieldReader(r, into: c, tag: tag)
+            try fields(&reader)
             guard reader.matched else { throw .unknownField(kind: r.kind, tag: tag) }
             r = reader.r
+            c = reader.configuration
         }
         try r.end()
         return c
     }
 }
 
-/// Writes each field as tag and value, leaving out those whose value's bytes are `skipping`'s
-/// (the defaults); records what it wrote by tag.
+/// Writes each field of `configuration` as tag and value, leaving out those whose value's bytes
+/// are `skipping`'s (the defaults); records what it wrote by tag.
 struct GateFieldWriter: GateFieldVisitor {
+    let configuration: GateConfiguration
     let skipping: [UInt8: [UInt8]]?
     var out = GateFraming.Writer()
     /// How many fields `out` holds.
     var count: UInt8 = 0
     var written: [UInt8: [UInt8]] = [:]
 
-    init(skipping: [UInt8: [UInt8]]?) { self.skipping = skipping }
+    init(_ configuration: GateConfiguration, skipping: [UInt8: [UInt8]]?) {
+        self.configuration = configuration
+        self.skipping = skipping
+    }
 
     private mutating func put(_ tag: UInt8, _ value: GateFraming.Writer) {
         if skipping?[tag] == value.bytes { return }
@@ -181,89 +279,101 @@ struct GateFieldWriter: GateFieldVisitor {
         count &+= 1
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, String>, _ flag: GateFlag<String>?) {
         var w = GateFraming.Writer()
-        w.string(value)
+        w.string(configuration[keyPath: path])
         put(tag, w)
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, Bool>, _ flag: GateFlag<Bool>?) {
         var w = GateFraming.Writer()
-        w.flag(value)
+        w.flag(configuration[keyPath: path])
         put(tag, w)
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, [String]>, _ rule: GateList,
+                        _ flag: GateFlag<[String]>?) {
         var w = GateFraming.Writer()
-        let entries = value.prefix(GateFraming.maxList)
+        let entries = configuration[keyPath: path].prefix(GateFraming.maxList)
         w.byte(UInt8(entries.count))
         for entry in entries { w.string(entry) }
         put(tag, w)
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) {
         var w = GateFraming.Writer()
-        w.integer(value.nanoseconds)
+        w.integer(configuration[keyPath: path].nanoseconds)
         put(tag, w)
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration?>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) {
         var w = GateFraming.Writer()
+        let value = configuration[keyPath: path]
         w.flag(value != nil)
         if let value { w.integer(value.nanoseconds) }
         put(tag, w)
     }
 }
 
-/// Reads the value of the field whose tag came, refusing one out of its range.
+/// Reads the value of the field whose tag came into `configuration`, refusing one out of its
+/// range.
 struct GateFieldReader: GateFieldVisitor {
     var r: GateFraming.Reader
+    var configuration: GateConfiguration
     let tag: UInt8
     private(set) var matched = false
 
-    init(_ r: GateFraming.Reader, tag: UInt8) {
+    init(_ r: GateFraming.Reader, into configuration: GateConfiguration, tag: UInt8) {
         self.r = r
+        self.configuration = configuration
         self.tag = tag
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) throws(GateFraming.Failure) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, String>,
+                        _ flag: GateFlag<String>?) throws(GateFraming.Failure) {
         guard tag == self.tag else { return }
         matched = true
-        value = try r.string()
+        configuration[keyPath: path] = try r.string()
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) throws(GateFraming.Failure) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, Bool>,
+                        _ flag: GateFlag<Bool>?) throws(GateFraming.Failure) {
         guard tag == self.tag else { return }
         matched = true
-        value = try r.flag()
+        configuration[keyPath: path] = try r.flag()
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) throws(GateFraming.Failure) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, [String]>, _ rule: GateList,
+                        _ flag: GateFlag<[String]>?) throws(GateFraming.Failure) {
         guard tag == self.tag else { return }
         matched = true
         var entries: [String] = []
         for _ in 0..<(try r.count()) { entries.append(try r.string()) }
         if rule == .nonEmpty && entries.isEmpty { throw .malformed(kind: r.kind) }
-        value = entries
+        configuration[keyPath: path] = entries
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) throws(GateFraming.Failure) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) throws(GateFraming.Failure) {
         guard tag == self.tag else { return }
         matched = true
         let span = GoDuration(nanoseconds: try r.integer())
         guard rule.admits(span) else { throw .malformed(kind: r.kind) }
-        value = span
+        configuration[keyPath: path] = span
     }
 
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) throws(GateFraming.Failure) {
+    mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration?>, _ rule: GateSpan,
+                        _ flag: GateFlag<GoDuration>?) throws(GateFraming.Failure) {
         guard tag == self.tag else { return }
         matched = true
         guard try r.flag() else {
-            value = nil
+            configuration[keyPath: path] = nil
             return
         }
         let span = GoDuration(nanoseconds: try r.integer())
         guard rule.admits(span) else { throw .malformed(kind: r.kind) }
-        value = span
+        configuration[keyPath: path] = span
     }
 }

@@ -72,20 +72,23 @@ public enum GateFraming {
             for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: raw >> UInt64(shift))) }
         }
 
-        /// A count and the entries, as many as fit in a frame after what is written so far,
-        /// within the list cap (`Reader.count()` reads the count back).
-        mutating func list<Entry>(_ entries: some Sequence<Entry>, _ encode: (Entry, inout Writer) -> Void) {
+        /// A count and the entries, as many as fit in a frame after what is written so far and
+        /// `reserving` bytes to follow, within the list cap (`Reader.count()` reads the count
+        /// back); how many were written.
+        @discardableResult
+        mutating func list<Entry>(_ entries: some Sequence<Entry>, reserving: Int = 0, _ encode: (Entry, inout Writer) -> Void) -> Int {
             var written = Writer()
             var count = 0
             for item in entries.prefix(GateFraming.maxList) {
                 var entry = Writer()
                 encode(item, &entry)
-                if bytes.count + 1 + written.bytes.count + entry.bytes.count > GateFraming.maxPayload { break }
+                if bytes.count + 1 + written.bytes.count + entry.bytes.count + reserving > GateFraming.maxPayload { break }
                 written.bytes += entry.bytes
                 count += 1
             }
             byte(UInt8(count))
             bytes += written.bytes
+            return count
         }
 
         mutating func flag(_ value: Bool) { bytes.append(value ? 1 : 0) }
@@ -142,5 +145,7 @@ public enum GateFraming {
         }
 
         func end() throws(Failure) { if offset != bytes.count { throw .malformed(kind: kind) } }
+
+        var atEnd: Bool { offset >= bytes.count }
     }
 }

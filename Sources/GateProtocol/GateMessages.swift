@@ -56,7 +56,7 @@ public enum AgentMessage: Equatable, Sendable {
     /// Discovery found the gRPC server: where, whose socket, and how it is reached.
     case found(server: String, pid: Int32?, reach: Reach)
     /// A listener that is not a gRPC server we can check, and why (said once per listener).
-    case passedOver(listener: String, pid: Int32?, why: String)
+    case passedOver(listener: String, pid: Int32?, why: Rejection)
     /// The server sent GOAWAY: the Watch moves to a new connection.
     case goAway(server: String)
     /// The server has no Watch: a Check every `interval` nanoseconds.

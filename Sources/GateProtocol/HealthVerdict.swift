@@ -1,5 +1,27 @@
 import Flags
 
+/// Why a listener is not a gRPC server the agent can check (or not now), as data: the flags
+/// that would help are named only where the reason is worded.
+public enum Rejection: Equatable, Sendable, CustomStringConvertible {
+    /// It requires a client certificate and was offered none; `foundByTLS`: it was found to
+    /// speak TLS once plaintext failed (no TLS flag was given).
+    case certificateRequired(foundByTLS: Bool)
+    /// It requires a client certificate and refused the one it was offered.
+    case certificateRefused
+    /// In the words of the step that failed.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .certificateRequired(let foundByTLS):
+            return (foundByTLS ? "a TLS server that requires" : "the server requires")
+                + " a client certificate (\(GateConfiguration.clientCertificateAdvice))"
+        case .certificateRefused: return "the server requires a client certificate and rejected ours"
+        case .other(let text): return text
+        }
+    }
+}
+
 /// The health protocol's facts as plain values, and the one verdict the agent reaches about a
 /// question: what the server said (its serving status, or the status its call ended with, and
 /// whether the server itself sent it), why there is no answer, or that grpc-init drains. Both
@@ -173,8 +195,8 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
 
     public struct Candidate: Equatable, Sendable {
         public let listener: String
-        public let why: String
-        public init(listener: String, why: String) {
+        public let why: Rejection
+        public init(listener: String, why: Rejection) {
             self.listener = listener
             self.why = why
         }
@@ -184,7 +206,7 @@ public enum Reason: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .starting: return "no report from the health agent yet"
         case .noListener: return "no listening socket found yet"
-        case .noProc: return "cannot find the server's port without /proc (give -ready-addr)"
+        case .noProc: return "cannot find the server's port without /proc (give -\(GateConfiguration.name(of: \.addr)))"
         case .noGRPCServer(let candidates):
             return "no gRPC server among the listening sockets: " + candidates.map { "\($0.listener): \($0.why)" }.joined(separator: "; ")
         case .unreachable(let why): return why.description
@@ -269,17 +291,42 @@ public enum Verdict: Equatable, Sendable {
 public func serviceLabel(_ service: String) -> String { service.isEmpty ? "(server)" : service }
 
 /// One configured service and its verdict, for verbose answers: "[+]db SERVING", as
-/// kube-apiserver lists its checks.
+/// kube-apiserver lists its checks; a service a fresh List names that is not watched, "[+]db
+/// SERVING (listed, not required)"; a List that could not be taken, "[?]services could not be
+/// listed: why" (named for its server, with several); an answer cut to fit ends with "[?]3 more
+/// services not shown".
 public struct ServiceLine: Equatable, Sendable, CustomStringConvertible {
-    public let service: String
-    public let verdict: Verdict
-
-    public init(service: String, verdict: Verdict) {
-        self.service = service
-        self.verdict = verdict
+    public enum Role: UInt8, Equatable, Sendable {
+        /// Watched: readiness waits for it.
+        case required = 0
+        /// Named by the server's List, not watched: said, not waited for.
+        case listed = 1
+        /// The server's List failed: `verdict` says why, `service` names the server (or is empty).
+        case listFailed = 2
     }
 
-    public var description: String { "[\(verdict.isServing ? "+" : "-")]\(serviceLabel(service)) \(verdict.words)" }
+    public let service: String
+    public let verdict: Verdict
+    public let role: Role
+
+    public init(service: String, verdict: Verdict, role: Role = .required) {
+        self.service = service
+        self.verdict = verdict
+        self.role = role
+    }
+
+    public var description: String {
+        let mark = verdict.isServing ? "+" : "-"
+        switch role {
+        case .required: return "[\(mark)]\(serviceLabel(service)) \(verdict.words)"
+        case .listed: return "[\(mark)]\(serviceLabel(service)) \(verdict.words) (listed, not required)"
+        case .listFailed: return "[?]\(service.isEmpty ? "" : service + " ")services could not be listed: \(verdict.words)"
+        }
+    }
+
+    /// The line that ends an answer cut to fit (the local probe socket's frame): how many lines
+    /// it leaves out.
+    public static func notShown(_ count: Int) -> String { "[?]\(count) more services not shown" }
 }
 
 // MARK: Coding
@@ -309,6 +356,29 @@ extension ServingStatus {
     }
 }
 
+extension Rejection {
+    func encode(into w: inout GateFraming.Writer) {
+        switch self {
+        case .other(let text):
+            w.byte(0)
+            w.string(text)
+        case .certificateRequired(let foundByTLS):
+            w.byte(1)
+            w.flag(foundByTLS)
+        case .certificateRefused: w.byte(2)
+        }
+    }
+
+    static func decode(from r: inout GateFraming.Reader) throws(GateFraming.Failure) -> Rejection {
+        switch try r.byte() {
+        case 0: return .other(try r.string())
+        case 1: return .certificateRequired(foundByTLS: try r.flag())
+        case 2: return .certificateRefused
+        default: throw .malformed(kind: r.kind)
+        }
+    }
+}
+
 extension Reason {
     func encode(into w: inout GateFraming.Writer) {
         switch self {
@@ -319,7 +389,7 @@ extension Reason {
             w.byte(3)
             w.list(candidates) { candidate, entry in
                 entry.string(candidate.listener)
-                entry.string(candidate.why)
+                candidate.why.encode(into: &entry)
             }
         case .unreachable(let why):
             w.byte(4)
@@ -359,7 +429,7 @@ extension Reason {
             var candidates: [Candidate] = []
             for _ in 0..<(try r.count()) {
                 let listener = try r.string()
-                candidates.append(Candidate(listener: listener, why: try r.string()))
+                candidates.append(Candidate(listener: listener, why: try Rejection.decode(from: &r)))
             }
             return .noGRPCServer(candidates)
         case 4:

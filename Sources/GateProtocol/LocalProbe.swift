@@ -44,25 +44,53 @@ public struct LocalAnswer: Equatable, Sendable {
     public var verdict: Verdict
     /// The server, as an -addr would name it; empty while none is found.
     public var server: String
-    /// Each configured service and its verdict (with -v).
+    /// Each configured service and its verdict (with -v); then the services the server lists
+    /// beyond those, or why its List could not be taken.
     public var services: [ServiceLine]
+    /// Lines of `services` the frame had no room for (a frame's lists hold `GateFraming.maxList`
+    /// entries, in `maxPayload` bytes); set by decoding.
+    public var notShown: Int
 
-    public init(verdict: Verdict, server: String, services: [ServiceLine]) {
+    public init(verdict: Verdict, server: String, services: [ServiceLine], notShown: Int = 0) {
         self.verdict = verdict
         self.server = server
         self.services = services
+        self.notShown = notShown
     }
 
     static let kind: UInt8 = 33
+    /// The bytes the listed lines' count and the count of lines not shown take after the
+    /// required lines.
+    private static let tail = 1 + 8
+
+    /// The answer's lines as the probe prints them: each service line, then how many the frame
+    /// left out.
+    public var lines: [String] {
+        services.map(\.description) + (notShown > 0 ? [ServiceLine.notShown(notShown)] : [])
+    }
 
     public var frame: [UInt8] {
         var w = GateFraming.Writer()
         verdict.encode(into: &w)
         w.string(server)
-        w.list(services) { line, entry in
+        let required = services.filter { $0.role == .required }
+        let listed = services.filter { $0.role != .required }
+        var shown = w.list(required, reserving: LocalAnswer.tail) { line, entry in
             entry.string(line.service)
             line.verdict.encode(into: &entry)
         }
+        // What follows the required lines is read only when present: an answer about the
+        // configured services alone stays that list, and the listed lines and the count of those
+        // left out are written only when there are any.
+        let left = services.count - shown - listed.count
+        guard !listed.isEmpty || left > 0 else { return GateFraming.frame(kind: LocalAnswer.kind, w) }
+        shown += w.list(listed, reserving: 8) { line, entry in
+            entry.byte(line.role.rawValue)
+            entry.string(line.service)
+            line.verdict.encode(into: &entry)
+        }
+        let notShown = services.count - shown
+        if notShown > 0 { w.integer(Int64(notShown)) }
         return GateFraming.frame(kind: LocalAnswer.kind, w)
     }
 
@@ -76,8 +104,21 @@ public struct LocalAnswer: Equatable, Sendable {
             let service = try r.string()
             services.append(ServiceLine(service: service, verdict: try Verdict.decode(from: &r)))
         }
+        if !r.atEnd {
+            for _ in 0..<(try r.count()) {
+                guard let role = ServiceLine.Role(rawValue: try r.byte()), role != .required else { throw .malformed(kind: kind) }
+                let service = try r.string()
+                services.append(ServiceLine(service: service, verdict: try Verdict.decode(from: &r), role: role))
+            }
+        }
+        var notShown = 0
+        if !r.atEnd {
+            let count = try r.integer()
+            guard count > 0 && count <= Int64(Int32.max) else { throw .malformed(kind: kind) }
+            notShown = Int(count)
+        }
         try r.end()
-        return LocalAnswer(verdict: verdict, server: server, services: services)
+        return LocalAnswer(verdict: verdict, server: server, services: services, notShown: notShown)
     }
 }
 

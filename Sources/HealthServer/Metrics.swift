@@ -25,11 +25,11 @@ public enum MetricsFormat: Equatable, Sendable {
     public static func negotiate(accept: String?) -> MetricsFormat {
         guard let accept else { return .prometheus }
         for range in accept.split(separator: ",").prefix(32) {
-            let parts = range.split(separator: ";").map { $0.trimmedOfSpaces.lowercased() }
+            let parts = range.split(separator: ";").map { $0.trimmingASCIISpaces().lowercased() }
             guard parts.first == "application/openmetrics-text" else { continue }
             var acceptable = true
             for parameter in parts.dropFirst() {
-                let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmedOfSpaces }
+                let pair = parameter.split(separator: "=", maxSplits: 1).map { $0.trimmingASCIISpaces() }
                 guard pair.count == 2 else { continue }
                 if pair[0] == "version" && pair[1] != "1.0.0" { acceptable = false }
                 if pair[0] == "q", let q = Double(pair[1]), q <= 0 { acceptable = false }
@@ -367,14 +367,5 @@ private extension String {
         var out = ""
         for scalar in unicodeScalars { if scalar == "\\" { out += "\\\\" } else { out.unicodeScalars.append(scalar) } }
         return out
-    }
-}
-
-private extension Substring {
-    var trimmedOfSpaces: String {
-        var text = self
-        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
-        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
-        return String(text)
     }
 }

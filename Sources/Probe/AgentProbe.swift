@@ -108,7 +108,7 @@ enum AgentProbe {
             return report(ProbeFailure.connectFailed(agentName, "the agent closed the connection without an answer"))
         }
         if options.verbose {
-            for line in answer.services { Output.line(line.description) }
+            for line in answer.lines { Output.line(line) }
         }
         let server = answer.server.isEmpty ? agentName : answer.server
         guard let failure = ProbeFailure(answer.verdict, server: server, timeout: options.rpcTimeout) else {

@@ -139,8 +139,6 @@ public struct ProbeOptions {
         if alts { try fail("-alts is not supported: ALTS needs Google Cloud's ALTS handshaker; use -tls or -spiffe") }
     }
 
-    /// `bytes` without the white space it starts with, as Go's TrimLeftFunc(unicode.IsSpace):
-    /// whole runes; bytes that are not UTF-8 end the trimming.
     /// The `-v` option lines, as the reference prints them: bytes, as Go's log writes a header
     /// value's (bytes that are not UTF-8 included).
     var verboseLines: [[UInt8]] {

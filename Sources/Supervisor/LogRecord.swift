@@ -294,30 +294,9 @@ extension SupervisorOptions {
     /// GRPC_INIT_LOG_FORMAT. A value other than `text` means JSON: whoever asked for a format
     /// other than the default reads JSON more likely than text.
     static func logFormat(forErrorsIn arguments: [String], environment: (String) -> String?) -> LogFormat {
-        var chosen = environment(environmentName("log-format")).flatMap { $0.isEmpty ? nil : $0 }
-        var index = 0
-        while index < arguments.count {
-            let argument = arguments[index]
-            index += 1
-            guard argument.hasPrefix("-"), argument != "-", argument != "--" else { break }
-            let name = argument.hasPrefix("--") ? argument.dropFirst(2) : argument.dropFirst()
-            let key = name.prefix { $0 != "=" }
-            let value = key.count < name.count ? String(name.dropFirst(key.count + 1)) : nil
-            if key == "log-format" {
-                if let value {
-                    chosen = value
-                } else if index < arguments.count {
-                    chosen = arguments[index]
-                    index += 1
-                }
-                continue
-            }
-            // A flag that takes a value takes the next argument when it has no `=`.
-            if value == nil, let flag = flagSet.flags.first(where: { $0.name == key || $0.aliases.contains(String(key)) }) {
-                if case .bool = flag.kind { continue }
-                index += 1
-            }
-        }
+        let given = flagSet.rawValues(of: [Keys.logFormat.definition], in: arguments.map { Array($0.utf8) })[Keys.logFormat].last
+        let chosen = given.map { String(decoding: $0, as: UTF8.self) }
+            ?? environment(environmentName(Keys.logFormat.name)).flatMap { $0.isEmpty ? nil : $0 }
         return chosen.map { $0 == "text" ? .text : .json } ?? .text
     }
 }

@@ -262,9 +262,10 @@ final class ReadinessGate {
         serving = false
         outputs.removeFile()
         outputs.notify(.status(Drain.word))
+        // The agent first, so that whoever reads the line finds the endpoint draining.
+        tell(.drain)
         log.event("\(Drain.word): \(Signals.name(signal)) goes to the child in \(drain.delay)" + (options.servesHealth ? "; the health endpoint answers \(Drain.word)" : "")
                   + (was ? " (was SERVING)" : ""), LogField.signal(signal) + [.seconds("delay_seconds", drain.delay), LogField("was_serving", .bool(was))])
-        tell(.drain)
     }
 
     private func tell(_ message: SupervisorMessage) {
@@ -367,7 +368,7 @@ final class ReadinessGate {
                 "health: found the gRPC server at \(server)\(self.owner(pid)), \(reach)"
             }
         case .passedOver(let listener, let pid, let why):
-            say(.info, now, [.string("listener", listener)] + (pid.map { [.pid($0)] } ?? []) + [.string("detail", why)]) {
+            say(.info, now, [.string("listener", listener)] + (pid.map { [.pid($0)] } ?? []) + [.string("detail", why.description)]) {
                 "health: \(listener)\(self.owner(pid)) is not a gRPC server we can check: \(why)"
             }
         case .goAway(let server):

@@ -63,54 +63,11 @@ public struct SupervisorOptions: Equatable {
               usage: "the child gets signal TO for FROM (15:3, TERM:QUIT; TO 0: not passed on), as dumb-init --rewrite; grpc-init reacts to FROM (a rewritten stop signal still drains); repeatable (in GRPC_INIT_REWRITE_SIGNAL, separated by commas)",
               validate: { SupervisorOptions.rewrite($0).problem })
         static let version = Flag<Bool>("version", usage: "print the version and exit")
-
-        /// The gate's flags: with -ready=false each is refused.
-        enum Gate {
-            static let addr = Flag<String>("ready-addr", placeholder: "ADDR",
-                  usage: "the child's health service is at ADDR (-addr of grpc_health_probe); default: found from the sockets the child listens on")
-            static let service = Flag<[String]>("ready-service", placeholder: "NAME",
-                  usage: "a service name the gate watches; repeatable (in GRPC_INIT_READY_SERVICE, separated by commas): ready when every one is SERVING ('*': every service the server lists with Health/List; default: the server as a whole)",
-                  validate: { $0.isEmpty ? "a service name must not be empty" : nil })
-            static let interval = Flag<GoDuration>("ready-interval", default: GateConfiguration().interval,
-                  usage: "pause between Checks, for a server without Health/Watch")
-            static let file = Flag<String>("ready-file", placeholder: "PATH", usage: "this file exists while the child reports SERVING")
-            static let timeout = Flag<GoDuration>("ready-timeout",
-                  usage: "not ready this long after start: stop the child as the stop signal would, and exit with status 124 (0: wait for ever)")
-            static let tls = TLSFlags.Keys(
-                tls: Flag("ready-tls", usage: "reach the child over TLS (a discovered TLS-only port needs no flag)"),
-                noVerify: Flag("ready-tls-no-verify", usage: "(with -ready-tls) don't verify the child's certificate"),
-                caCert: Flag("ready-tls-ca-cert", placeholder: "FILE", usage: "(with -ready-tls) trusted certificates for verifying the child"),
-                clientCert: Flag("ready-tls-client-cert", placeholder: "FILE", usage: "(with -ready-tls) client certificate (requires -ready-tls-client-key)"),
-                clientKey: Flag("ready-tls-client-key", placeholder: "FILE", usage: "(with -ready-tls) client private key (requires -ready-tls-client-cert)"),
-                serverName: Flag("ready-tls-server-name", placeholder: "NAME", usage: "(with -ready-tls) the host name to verify the child's certificate for"))
-            static let spiffe = Flag<Bool>("ready-spiffe", usage: "reach the child with SPIFFE mTLS (credentials from the Workload API at SPIFFE_ENDPOINT_SOCKET)")
-            static let rpcHeader = Flag<[String]>("ready-rpc-header", placeholder: "'NAME: VALUE'",
-                  usage: "metadata sent with the gate's health calls (repeatable; in GRPC_INIT_READY_RPC_HEADER, separated by commas)",
-                  validate: { value in value.contains(":") ? nil : "invalid RPC header, expected 'key: value', got \(goQuote(value))" })
-            static let connectTimeout = Flag<GoDuration>("ready-connect-timeout", default: GateConfiguration().connectTimeout,
-                  usage: "timeout for each of the gate's connection attempts")
-            static let rpcTimeout = Flag<GoDuration>("ready-rpc-timeout", default: GateConfiguration().rpcTimeout, usage: "timeout for each of the gate's health calls")
-            static let healthAddr = Flag<String>("health-addr", placeholder: "ADDR",
-                  usage: "the health agent answers kubelet's native probes here (:8086, 127.0.0.1:8086, [::]:8086): HTTP GET /readyz (?verbose lists each service) and /livez, and grpc.health.v1.Health over h2c, from its health model and a fresh Check of the child; GET /metrics for Prometheus")
-            static let healthTimeout = Flag<GoDuration>("health-timeout", default: GateConfiguration().healthTimeout,
-                  usage: "how long an HTTP probe of -health-addr waits for the child's answer (HTTP carries no deadline; ?timeout= overrides it)")
-            static let exitUnhealthyAfter = Flag<GoDuration>("exit-unhealthy-after",
-                  usage: "after the first SERVING, not SERVING (any other status, or no answer: the agent Checks every quarter of it) this long: stop the child as the stop signal would and exit with status 125 (not once a stop has begun)")
-            static let exitUnresponsiveAfter = Flag<GoDuration>("exit-unresponsive-after",
-                  usage: "after the first SERVING, no answer at all from the child's health service this long (hung or gone): stop the child as the stop signal would and exit with status 125; the agent Checks every quarter of it")
-
-            static var definitions: [FlagSet.Flag] {
-                [addr.definition, service.definition, interval.definition, file.definition, timeout.definition] + tls.definitions
-                    + [spiffe.definition, rpcHeader.definition, connectTimeout.definition, rpcTimeout.definition, healthAddr.definition,
-                       healthTimeout.definition, exitUnhealthyAfter.definition, exitUnresponsiveAfter.definition]
-            }
-        }
-
     }
 
     static let flagSet = FlagSet([Keys.subreaper.definition, Keys.processGroup.definition, Keys.remapExit.definition, Keys.parentDeathSignal.definition,
                                   Keys.verbose.definition, Keys.logFormat.definition, Keys.warnReaped.definition, Keys.grace.definition, Keys.leftoverGrace.definition,
-                                  Keys.ready.definition] + Keys.Gate.definitions + [Keys.drainDelay.definition, Keys.stopSignal.definition,
+                                  Keys.ready.definition] + GateFlagDefinitions.all + [Keys.drainDelay.definition, Keys.stopSignal.definition,
                                                                                     Keys.rewriteSignal.definition, Keys.version.definition])
 
     public static var usage: String {
@@ -154,53 +111,40 @@ public struct SupervisorOptions: Equatable {
         case usage(String?)
     }
 
+    /// The gate's flags read: each as `GateConfiguration.fields` declares it, then the rules
+    /// that involve more than one value, or code the gate protocol does not link.
     private static func gateConfiguration(_ parsed: FlagSet.Parsed, source: (String) -> String,
-                                          isSet: (String) -> Bool) throws(Failure) -> GateConfiguration {
-        var g = GateConfiguration()
-        g.addr = parsed[Keys.Gate.addr]
+                                          isSet: @escaping (String) -> Bool) throws(Failure) -> GateConfiguration {
+        var read = GateFlagValues(parsed, isGiven: isSet)
+        try? GateConfiguration.fields(&read)
+        let g = read.configuration
+        func flag(_ field: PartialKeyPath<GateConfiguration>) -> String { source(GateConfiguration.name(of: field)) }
         if !g.addr.isEmpty {
             // Checked now as the agent will read it: a malformed address would never be ready.
-            do { _ = try Target.parse(g.addr) } catch { throw .usage("invalid \(source(Keys.Gate.addr.name)): \(error.description)") }
+            do { _ = try Target.parse(g.addr) } catch { throw .usage("invalid \(flag(\.addr)): \(error.description)") }
         }
-        let services = parsed[Keys.Gate.service]
-        if !services.isEmpty { g.services = services }
-        if services.count > 1 && services.contains(GateConfiguration.everyListedService) {
-            throw .usage("\(source(Keys.Gate.service.name)) \"*\" (every service the server lists) cannot be given with service names")
+        if g.services.count > 1 && g.services.contains(GateConfiguration.everyListedService) {
+            throw .usage("\(flag(\.services)) \"*\" (every service the server lists) cannot be given with service names")
         }
         var seen: Set<String> = []
-        for service in services where !seen.insert(service).inserted {
-            throw .usage("\(source(Keys.Gate.service.name)) \(goQuote(service)) is given twice")
-        }
-        g.file = parsed[Keys.Gate.file]
-        g.interval = parsed[Keys.Gate.interval]
-        g.connectTimeout = parsed[Keys.Gate.connectTimeout]
-        g.rpcTimeout = parsed[Keys.Gate.rpcTimeout]
-        g.startupTimeout = parsed[Keys.Gate.timeout]
-        g.tls = TLSFlags(parsed, Keys.Gate.tls)
-        g.spiffe = parsed[Keys.Gate.spiffe]
-        g.rpcHeaders = parsed[Keys.Gate.rpcHeader]
-        g.healthAddr = parsed[Keys.Gate.healthAddr]
-        g.healthTimeout = parsed[Keys.Gate.healthTimeout]
-        // Only when given: unset, the health actions are off.
-        if parsed.isGiven(Keys.Gate.exitUnhealthyAfter) || isSet(Keys.Gate.exitUnhealthyAfter.name) { g.exitUnhealthyAfter = parsed[Keys.Gate.exitUnhealthyAfter] }
-        if parsed.isGiven(Keys.Gate.exitUnresponsiveAfter) || isSet(Keys.Gate.exitUnresponsiveAfter.name) {
-            g.exitUnresponsiveAfter = parsed[Keys.Gate.exitUnresponsiveAfter]
+        for service in g.services where !seen.insert(service).inserted {
+            throw .usage("\(flag(\.services)) \(goQuote(service)) is given twice")
         }
         // Each span within its field's range, and each value within what the gate protocol
         // carries: a value cut to fit would have the agent watch another service, or read
         // another file, and never say so.
         let problem = withoutActuallyEscaping(source) { source in
-            var check = GateLimits(source: source)
-            try? g.fields(&check)
+            var check = GateLimits(g, source: source)
+            try? GateConfiguration.fields(&check)
             return check.problem
         }
         if let problem { throw .usage(problem) }
         if !g.healthAddr.isEmpty && ListenAddress.parse(g.healthAddr) == nil {
-            throw .usage("invalid \(source(Keys.Gate.healthAddr.name)) \(goQuote(g.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
+            throw .usage("invalid \(flag(\.healthAddr)) \(goQuote(g.healthAddr)): want :PORT, IP:PORT or [IPv6]:PORT")
         }
         // The probe's rules, in its words, under the gate's names.
         if let problem = g.tls.problem(prefix: "-ready-") { throw .usage(problem) }
-        if g.tls.tls && g.spiffe { throw .usage("\(source(Keys.Gate.tls.tls.name)) and \(source(Keys.Gate.spiffe.name)) are mutually incompatible") }
+        if g.tls.tls && g.spiffe { throw .usage("\(flag(\.tls.tls)) and \(flag(\.spiffe)) are mutually incompatible") }
         if SupervisorMessage.configure(g).overflowsFrame {
             throw .usage("the -ready flags' values add up to more than the health agent is given (\(GateFraming.maxPayload) bytes)")
         }
@@ -284,19 +228,8 @@ public struct SupervisorOptions: Equatable {
             // variable blank means it).
             guard let raw = environment(environmentName(flag.name)), !raw.isEmpty else { continue }
             fromEnvironment.insert(flag.name)
-            // A list variable holds several values separated by commas or spaces.
             let values: [String]
-            if flag.name == Keys.Gate.rpcHeader.name {
-                // A header holds spaces ("name: value"): only commas separate them.
-                values = raw.split(separator: ",").map { String($0.drop(while: { $0 == " " })) }
-            } else if flag.name == Keys.Gate.service.name {
-                // Commas only, and every entry named: "db,,api" is a mistake, not the server.
-                values = raw.split(separator: ",", omittingEmptySubsequences: false).map { String($0.drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed()) }
-            } else if case .list = flag.kind {
-                values = raw.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
-            } else {
-                values = [raw]
-            }
+            if case .list = flag.kind { values = flag.splitting.split(raw) } else { values = [raw] }
             for value in values {
                 if let problem = FlagSet.assign(flag, value, into: &initial) {
                     throw .usage("invalid value \(goQuote(value)) for \(environmentName(flag.name)): \(problem)")
@@ -343,7 +276,7 @@ public struct SupervisorOptions: Equatable {
         if o.drain.delay.nanoseconds < 0 { throw .usage("\(source(Keys.drainDelay.name)) must not be negative (specified: \(o.drain.delay))") }
         try stopSignals(parsed, source: source, into: &o)
         if !parsed[Keys.ready] {
-            if let flag = Keys.Gate.definitions.map(\.name).first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
+            if let flag = GateFlagDefinitions.all.map(\.name).first(where: { parsed.given.contains($0) || fromEnvironment.contains($0) }) {
                 throw .usage("\(source(flag)) has no effect with \(source(Keys.ready.name))=false")
             }
         } else {
@@ -357,43 +290,5 @@ public struct SupervisorOptions: Equatable {
         }
         if o.command.isEmpty { throw .usage("no command given (usage: grpc-init [flags] [--] COMMAND [ARGS...])") }
         return .run(o)
-    }
-}
-
-/// The supervisor's checks of a configuration against each field's range and what the gate
-/// protocol carries, in its words: the first problem, naming where the value came from.
-private struct GateLimits: GateFieldVisitor {
-    let source: (String) -> String
-    private(set) var problem: String?
-
-    init(source: @escaping (String) -> String) { self.source = source }
-
-    private mutating func fail(_ text: String) { if problem == nil { problem = text } }
-
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) {
-        if value.utf8.count > GateFraming.maxString { fail("\(source(name)): a value of \(value.utf8.count) bytes; at most \(GateFraming.maxString)") }
-    }
-
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) {}
-
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) {
-        if value.count > GateFraming.maxList { fail("\(source(name)): at most \(GateFraming.maxList) values") }
-        if let long = value.first(where: { $0.utf8.count > GateFraming.maxString }) {
-            fail("\(source(name)): a value of \(long.utf8.count) bytes; at most \(GateFraming.maxString)")
-        }
-    }
-
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) { check(name, value, rule) }
-
-    mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) {
-        if let value { check(name, value, rule) }
-    }
-
-    private mutating func check(_ name: String, _ span: GoDuration, _ rule: GateSpan) {
-        guard !rule.admits(span) else { return }
-        switch rule {
-        case .positive: fail("\(source(name)) must be greater than zero (specified: \(span))")
-        case .nonNegative: fail("\(source(name)) must not be negative (specified: \(span))")
-        }
     }
 }

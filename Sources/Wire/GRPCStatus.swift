@@ -1,3 +1,4 @@
+import Flags
 import GateProtocol
 
 extension GRPCStatus {
@@ -34,18 +35,10 @@ extension GRPCStatus {
 public func percentDecode(_ text: String) -> String {
     let bytes = Array(text.utf8)
     guard bytes.contains(UInt8(ascii: "%")) else { return text }
-    func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 48...57: return c - 48
-        case 65...70: return c - 55
-        case 97...102: return c - 87
-        default: return nil
-        }
-    }
     var out: [UInt8] = []
     var i = 0
     while i < bytes.count {
-        if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = hexValue(bytes[i + 1]), let lo = hexValue(bytes[i + 2]) {
+        if bytes[i] == UInt8(ascii: "%"), i + 2 < bytes.count, let hi = ASCII.hexDigitValue(bytes[i + 1]), let lo = ASCII.hexDigitValue(bytes[i + 2]) {
             out.append(hi << 4 | lo)
             i += 3
         } else {

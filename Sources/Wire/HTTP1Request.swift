@@ -1,3 +1,5 @@
+import Flags
+
 /// An HTTP/1.1 request head (RFC 9112), as a health endpoint reads it: the request line and
 /// the header lines up to the blank line, within a size limit. Sans-IO: `parse` is given what
 /// arrived so far.
@@ -50,7 +52,7 @@ public struct HTTP1Request: Equatable, Sendable {
                 return .invalid(status: 400, reason: "malformed header line")
             }
             let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
-            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
+            let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingASCIISpaces()
             headers.append((name, value))
         }
         let path: String, query: [(String, String)]
@@ -104,18 +106,10 @@ public struct HTTP1Request: Equatable, Sendable {
     static func percentDecoded(_ bytes: ArraySlice<UInt8>, plusIsSpace: Bool) -> String? {
         var out: [UInt8] = []
         var index = bytes.startIndex
-        func hex(_ b: UInt8) -> UInt8? {
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-        }
         while index < bytes.endIndex {
             let b = bytes[index]
             if b == UInt8(ascii: "%") {
-                guard index + 2 < bytes.endIndex, let high = hex(bytes[index + 1]), let low = hex(bytes[index + 2]) else { return nil }
+                guard index + 2 < bytes.endIndex, let high = ASCII.hexDigitValue(bytes[index + 1]), let low = ASCII.hexDigitValue(bytes[index + 2]) else { return nil }
                 out.append(high << 4 | low)
                 index += 3
             } else {
@@ -124,11 +118,5 @@ public struct HTTP1Request: Equatable, Sendable {
             }
         }
         return String(validating: out, as: UTF8.self)
-    }
-}
-
-extension String {
-    fileprivate var trimmingSpaces: String {
-        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 }

@@ -147,6 +147,22 @@ final class HealthModelTests: XCTestCase {
         XCTAssertEqual(sent.last, .health(.notServing(.server("127.0.0.1:2", .status(.notServing)))))
     }
 
+    /// A SERVING held back while discovery settles is not said once the last server is gone,
+    /// when discovery then settles.
+    func testAHeldServingIsNotSaidWithNoServerLeft() {
+        let health = model([""])
+        var waiting: Reason? = .server("127.0.0.1:2", .awaitingAnswer)
+        health.settle = { waiting }
+        health.add(server: "127.0.0.1:1")
+        health.update(server: "127.0.0.1:1", service: "", .serving(server: "127.0.0.1:1"))
+        XCTAssertEqual(health.state, .notServing(.server("127.0.0.1:2", .awaitingAnswer)))
+        health.remove(server: "127.0.0.1:1")
+        waiting = nil
+        health.reconsider()
+        XCTAssertEqual(health.state, .notServing(.noListener))
+        XCTAssertFalse(sent.contains { if case .health(.serving) = $0 { return true } else { return false } }, "\(sent)")
+    }
+
     /// A server gone (its listener closed) stops counting: the other's word decides.
     func testAServerGoneStopsCounting() {
         let health = model([""])

@@ -39,6 +39,8 @@ final class InProcessHealthServer: EventSource {
     private(set) var lists = 0
     /// Checks are taken and never answered.
     var silent = false
+    /// Lists are taken and never answered.
+    var silentLists = false
     private(set) var checks = 0
     private(set) var watchesStarted = 0
 
@@ -149,6 +151,7 @@ final class InProcessHealthServer: EventSource {
             guard servesList else {
                 return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(GRPCStatus(.unimplemented, "unknown method List")), endStream: true)
             }
+            if silentLists { return }
             if let listFailure { return peer.http2.sendHeaders(streamID: stream, GRPCServerCall.trailersOnly(listFailure), endStream: true) }
             peer.http2.sendHeaders(streamID: stream, GRPCServerCall.responseHeaders, endStream: false)
             let listed = statuses.keys.sorted().map { (service: $0, status: statuses[$0]!) }

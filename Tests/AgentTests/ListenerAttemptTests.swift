@@ -41,7 +41,7 @@ final class ListenerAttemptTests: XCTestCase {
     func testAnotherProtocolIsPassedOverWithWhatItAnswered() throws {
         let banner = try XCTUnwrap(Banner("SSH-2.0-OpenSSH_9.2\r\n"))
         reactor.add(banner)
-        guard case .rejected(let why) = attempt(banner.name).verdict else { return XCTFail("not rejected") }
+        guard case .rejected(.other(let why)) = attempt(banner.name).verdict else { return XCTFail("not rejected for what it answered") }
         XCTAssertTrue(why.contains("does not speak HTTP/2 (it answered \"SSH-2.0-OpenSSH_9.2\")"), why)
         XCTAssertFalse(why.contains("-tls"), "the agent tried TLS itself: no flag to suggest")
     }

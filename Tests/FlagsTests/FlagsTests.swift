@@ -101,11 +101,40 @@ final class FlagSetTests: XCTestCase {
         XCTAssertTrue(try set.parse(["cmd"], startingWith: values)[tls])
     }
 
+    /// What was not set is not stored: parsing the usual few flags fills in no default.
+    func testValuesHoldOnlyWhatWasSet() throws {
+        XCTAssertEqual(try set.parse(["-tls", "-addr", "x:1"]).values.keys.sorted(), ["addr", "tls"])
+        XCTAssertEqual(try set.parse([]).values.count, 0)
+        let list = FlagSet([.init("list", .list(validate: { _ in nil }), default: .list(["a"]), usage: "l")])
+        XCTAssertEqual(try list.parse(["-list", "b"]).values["list"], .list(["a", "b"]), "a list adds to its default")
+    }
+
     func testRawValuesAreReadByKey() {
         let raw = set.rawValues(of: [addr.definition, header.definition], in: [Array("-addr".utf8), [0xFF, 0x3A], Array("-header=a:b".utf8), Array("-tls".utf8), Array("-header".utf8), Array("c: d".utf8)])
         XCTAssertEqual(raw[addr], [[0xFF, 0x3A]])
         XCTAssertEqual(raw[header], [Array("a:b".utf8), Array("c: d".utf8)])
         XCTAssertEqual(raw[tls], [], "not asked for")
+    }
+
+    /// Read on past a name `parse` refuses, which takes no value; stopped where `parse` stops.
+    func testRawValuesAreFoundInArgumentsThatDoNotParse() {
+        func addrs(_ arguments: [String]) -> [String] {
+            set.rawValues(of: [addr.definition], in: arguments.map { Array($0.utf8) })[addr].map { String(decoding: $0, as: UTF8.self) }
+        }
+        XCTAssertEqual(addrs(["-bogus", "-addr", "a", "--bogus=1", "--addr=b"]), ["a", "b"])
+        XCTAssertEqual(addrs(["-bogus", "cmd", "-addr", "a"]), [])
+        XCTAssertEqual(addrs(["-bogus", "--", "-addr", "a"]), [])
+        XCTAssertThrowsError(try set.parse(["-bogus", "-addr", "a"]))
+    }
+
+    /// How one text holds several values of a list is the list flag's own.
+    func testEachSplittingOfAList() {
+        let text = " a, b c,,d ,"
+        XCTAssertEqual(FlagSet.Splitting.commasOrSpaces.split(text), ["a", "b", "c", "d"])
+        XCTAssertEqual(FlagSet.Splitting.commas.split(text), ["a", "b c", "d "])
+        XCTAssertEqual(FlagSet.Splitting.commasKeepingEmpty.split(text), ["a", "b c", "", "d", ""])
+        let list = Flag<[String]>("list", splitting: .commas, usage: "u", validate: { _ in nil })
+        XCTAssertEqual(FlagSet([list.definition]).flags.first?.splitting, .commas)
     }
 
     func testBooleansTakeOnlyAttachedValues() throws {
@@ -165,5 +194,25 @@ final class EscapingTests: XCTestCase {
     func testControlCharactersAreEscapedAndTheRestKept() {
         XCTAssertEqual(escapingControlCharacters("plain café ✓"), "plain café ✓")
         XCTAssertEqual(escapingControlCharacters("a\nb\rc\td\u{1B}[2J\u{7F}\u{9B}e"), "a\\nb\\rc\\td\\x1b[2J\\x7f\\u009be")
+    }
+}
+
+final class ASCIITests: XCTestCase {
+    func testHexDigitValues() {
+        let digits = Array("0123456789abcdef".utf8)
+        for byte in UInt8.min...UInt8.max {
+            let expected = digits.firstIndex(of: byte) ?? Array("0123456789ABCDEF".utf8).firstIndex(of: byte)
+            XCTAssertEqual(ASCII.hexDigitValue(byte).map(Int.init), expected, "byte \(byte)")
+        }
+    }
+
+    func testSpacesTrimmedAtEitherEnd() {
+        XCTAssertEqual(" \t a b \t ".trimmingASCIISpaces(), "a b")
+        XCTAssertEqual("\ta b\t".trimmingASCIISpaces(tabs: false), "\ta b\t")
+        XCTAssertEqual("  a  ".trimmingASCIISpaces(tabs: false), "a")
+        XCTAssertEqual(" \t ".trimmingASCIISpaces(), "")
+        XCTAssertEqual("".trimmingASCIISpaces(), "")
+        XCTAssertEqual("a=b ".split(separator: "=")[1].trimmingASCIISpaces(), "b", "a Substring")
+        XCTAssertEqual(" \u{301}a\u{A0}".trimmingASCIISpaces(), " \u{301}a\u{A0}", "a space a mark follows, and a no-break space, are not spaces")
     }
 }

@@ -9,7 +9,9 @@ final class GateProtocolTests: XCTestCase {
         .health(.notServing(.starting)),
         .health(.notServing(.noListener)),
         .health(.notServing(.noProc)),
-        .health(.notServing(.noGRPCServer([.init(listener: "127.0.0.1:8080", why: "not HTTP/2"), .init(listener: "[::1]:9", why: "x")]))),
+        .health(.notServing(.noGRPCServer([.init(listener: "127.0.0.1:8080", why: .other("not HTTP/2")), .init(listener: "[::1]:9", why: .certificateRequired(foundByTLS: true)),
+                                             .init(listener: "[::1]:10", why: .certificateRequired(foundByTLS: false)),
+                                             .init(listener: "[::1]:11", why: .certificateRefused)]))),
         .health(.notServing(.unreachable(Unreachable(.connect, "dial tcp 127.0.0.1:1: connect: connection refused")))),
         .health(.notServing(.unreachable(Unreachable(.timeout, "i/o timeout")))),
         .health(.notServing(.status(.notServing))),
@@ -26,7 +28,8 @@ final class GateProtocolTests: XCTestCase {
         .answered,
         .found(server: "[::1]:50051", pid: 42, reach: .tlsUnverified),
         .found(server: "unix:/run/s", pid: nil, reach: .plaintext),
-        .passedOver(listener: "127.0.0.1:9090", pid: 7, why: "HTTP/1.1"),
+        .passedOver(listener: "127.0.0.1:9090", pid: 7, why: .other("HTTP/1.1")),
+        .passedOver(listener: "127.0.0.1:9091", pid: nil, why: .certificateRequired(foundByTLS: true)),
         .goAway(server: "127.0.0.1:1"),
         .noWatch(server: "127.0.0.1:1", interval: 250_000_000),
         .noHealthService(server: "127.0.0.1:1"),
@@ -113,12 +116,12 @@ final class GateProtocolTests: XCTestCase {
 
     func testLongTextIsCutToFitOneFrame() throws {
         let long = String(repeating: "é", count: 10_000)
-        let many = (0..<100).map { Reason.Candidate(listener: "127.0.0.1:\($0)", why: long) }
+        let many = (0..<100).map { Reason.Candidate(listener: "127.0.0.1:\($0)", why: .other(long)) }
         let frame = AgentMessage.health(.notServing(.noGRPCServer(many))).frame
         XCTAssertLessThanOrEqual(frame.count, 4 + GateFraming.maxPayload)
         guard case .health(.notServing(.noGRPCServer(let got))) = try decodeAll(frame).first else { return XCTFail() }
         XCTAssertGreaterThan(got.count, 0)
-        XCTAssertTrue(got.allSatisfy { $0.why.utf8.count <= GateFraming.maxString && $0.why.allSatisfy { $0 == "é" } })
+        XCTAssertTrue(got.allSatisfy { $0.why.description.utf8.count <= GateFraming.maxString && $0.why.description.allSatisfy { $0 == "é" } })
     }
 
     /// Random bytes never crash the decoder, and what it accepts encodes back the same.
@@ -169,8 +172,15 @@ final class GateProtocolTests: XCTestCase {
     }
 
     func testReasonsAreWordedOnce() {
-        XCTAssertEqual(Reason.noGRPCServer([.init(listener: "a", why: "b"), .init(listener: "c", why: "d")]).description,
+        XCTAssertEqual(Reason.noGRPCServer([.init(listener: "a", why: .other("b")), .init(listener: "c", why: .other("d"))]).description,
                        "no gRPC server among the listening sockets: a: b; c: d")
+        // The advice names the gate's flags as its table declares them.
+        XCTAssertEqual(Rejection.certificateRequired(foundByTLS: true).description,
+                       "a TLS server that requires a client certificate (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)")
+        XCTAssertEqual(Rejection.certificateRequired(foundByTLS: false).description,
+                       "the server requires a client certificate (give -ready-tls-client-cert and -ready-tls-client-key, or -ready-spiffe)")
+        XCTAssertEqual(Rejection.certificateRefused.description, "the server requires a client certificate and rejected ours")
+        XCTAssertEqual(Reason.noProc.description, "cannot find the server's port without /proc (give -ready-addr)")
         XCTAssertEqual(Reason.rpc(GRPCStatus(.unavailable, "x")).description, "rpc error: code = Unavailable desc = x")
         XCTAssertEqual(Reason.service("db", .status(.serviceUnknown)).description, "service \"db\": SERVICE_UNKNOWN")
     }

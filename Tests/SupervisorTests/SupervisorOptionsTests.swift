@@ -110,23 +110,36 @@ final class SupervisorOptionsTests: XCTestCase {
         XCTAssertEqual(options.readiness, readiness)
     }
 
-    /// Each gate flag is a field of the one configuration, named in its table as the flag is
-    /// (the table's names are what the checks of its values say).
+    /// Each gate flag is a field of the one configuration, declared in its table (the table's
+    /// names are what the checks of its values say), and the supervisor takes each one.
     func testEveryGateFlagIsAFieldOfTheConfiguration() {
         struct Names: GateFieldVisitor {
-            var names: [String] = []
-            mutating func field(_ tag: UInt8, _ name: String, _ value: inout String) { names.append(name) }
-            mutating func field(_ tag: UInt8, _ name: String, _ value: inout Bool) { names.append(name) }
-            mutating func field(_ tag: UInt8, _ name: String, _ value: inout [String], _ rule: GateList) { names.append(name) }
-            mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration, _ rule: GateSpan) { names.append(name) }
-            mutating func field(_ tag: UInt8, _ name: String, _ value: inout GoDuration?, _ rule: GateSpan) { names.append(name) }
+            var flags: [String] = []
+            var others: [String] = []
+            mutating func note(_ name: String, _ isFlag: Bool) { if isFlag { flags.append(name) } else { others.append(name) } }
+            mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, String>, _ flag: GateFlag<String>?) {
+                note(name, flag != nil)
+            }
+            mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, Bool>, _ flag: GateFlag<Bool>?) {
+                note(name, flag != nil)
+            }
+            mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, [String]>, _ rule: GateList,
+                                _ flag: GateFlag<[String]>?) { note(name, flag != nil) }
+            mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration>, _ rule: GateSpan,
+                                _ flag: GateFlag<GoDuration>?) { note(name, flag != nil) }
+            mutating func field(_ tag: UInt8, _ name: String, _ path: WritableKeyPath<GateConfiguration, GoDuration?>, _ rule: GateSpan,
+                                _ flag: GateFlag<GoDuration>?) { note(name, flag != nil) }
         }
         var walk = Names()
-        var c = GateConfiguration()
-        try? c.fields(&walk)
-        let gateFlags = Set(SupervisorOptions.Keys.Gate.definitions.map(\.name))
-        XCTAssertEqual(Set(walk.names).intersection(gateFlags), gateFlags)
-        XCTAssertEqual(Set(walk.names).subtracting(gateFlags), ["local probe socket", "answer interval"], "set by the supervisor, not by a flag")
+        try? GateConfiguration.fields(&walk)
+        XCTAssertEqual(GateFlagDefinitions.all.map(\.name), walk.flags)
+        XCTAssertEqual(walk.others, ["local probe socket", "answer interval"], "set by the supervisor, not by a flag")
+        for name in walk.flags { XCTAssertNotNil(SupervisorOptions.flagSet.flag(named: name), name) }
+        // The fields the supervisor's own rules name, by their key paths.
+        XCTAssertEqual([\GateConfiguration.addr, \.services, \.healthAddr, \.tls.tls, \.tls.clientCert, \.tls.clientKey, \.spiffe]
+                        .map { GateConfiguration.name(of: $0) },
+                       ["ready-addr", "ready-service", "health-addr", "ready-tls", "ready-tls-client-cert", "ready-tls-client-key", "ready-spiffe"])
+        XCTAssertEqual(GateConfiguration.name(of: \.servesHealth), "", "not a field")
         XCTAssertEqual(failure(["true"], ["GRPC_INIT_READY_INTERVAL": "0s"]), "GRPC_INIT_READY_INTERVAL must be greater than zero (specified: 0s)")
         XCTAssertEqual(failure(["-ready-timeout=-1s", "true"]), "-ready-timeout must not be negative (specified: -1s)")
         XCTAssertEqual(failure(["-exit-unresponsive-after=0", "true"]), "-exit-unresponsive-after must be greater than zero (specified: 0s)")

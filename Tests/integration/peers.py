@@ -85,3 +85,32 @@ def read_to_end(stream, timeout, what):
                 return data
             data += chunk
     raise AssertionError(f"{what} was not closed within {timeout} s (read so far: {data[-500:]!r})")
+
+
+def protobuf_fields(data):
+    """A protobuf message's (field number, value) pairs in order: varints as ints, the other wire
+    types as their bytes."""
+    at = 0
+
+    def varint():
+        nonlocal at
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+    while at < len(data):
+        key = varint()
+        kind = key & 7
+        if kind == 0:
+            value = varint()
+        elif kind in (1, 2, 5):
+            size = {1: 8, 2: None, 5: 4}[kind]
+            size = varint() if size is None else size
+            value, at = data[at:at + size], at + size
+        else:
+            raise ValueError(f"wire type {kind}")
+        yield key >> 3, value

@@ -100,19 +100,25 @@ def probed_throughout(bindir, gate, command, env=None, during=None):
 def test_a_silent_listener_delays_neither_the_endpoint_nor_discovery(bindir):
     """The child listens on a port that never answers, then 0.8 s later starts its gRPC server.
     Every /readyz meanwhile is answered (503, with why), and the server is found soon after it
-    listens, not after the silent port's 10 s connect timeout."""
+    listens, not after the silent port's connect timeout. The tree is ready once the silent
+    port (a server still starting, for all the agent knows) has been judged: at that timeout,
+    said meanwhile as what readiness waits for."""
     def until_served(lines, log, prober):
+        silent = int(lines.until("SILENT ", time.monotonic() + 20).split()[1])
         lines.until("READY ", time.monotonic() + 20)
         listening = time.monotonic()
-        log.until("[grpc-init] ready: ", time.monotonic() + 20)
+        log.until("[grpc-init] health: found the gRPC server at ", time.monotonic() + 20)
         seen = time.monotonic() - listening
+        log.until("[grpc-init] ready: ", time.monotonic() + 20)
         assert prober.served.wait(5), "the endpoint says 200 once the gate is ready"
-        return seen
+        return seen, silent
 
     command = [sys.executable, str(PEERS / "silent_first.py"), "--after", "0.8", "--", *go_server()]
-    answers, seen = probed_throughout(bindir, [], command, during=until_served)
+    answers, (seen, silent) = probed_throughout(bindir, ["-ready-connect-timeout", "3s"], command, during=until_served)
     waiting = [a for a in answers if a[2] == 503]
     assert waiting and all(a[3] for a in waiting), "503 with the reason"
+    held = f"127.0.0.1:{silent}: waiting for the server's first health answer"
+    assert any(held in a[3] for a in waiting), [a[3] for a in waiting][-3:]
     assert seen < ANSWER_WITHIN, f"found {seen * 1000:.0f} ms after the server listened"
 
 

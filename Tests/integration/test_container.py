@@ -247,6 +247,59 @@ def test_native_probes_from_the_host_reach_the_health_port(podman, names):
     assert podman.exit_code(c) == 143
 
 
+def test_two_servers_in_the_containers_tree_are_both_waited_for(podman, names):
+    """The server spawns a second one as its child (a main port and an admin port, two
+    processes): /readyz names each; not ready while the main one is NOT_SERVING, ready once
+    SIGUSR2 (from `podman kill`, forwarded by grpc-init) turns it SERVING."""
+    from test_every_server import await_readyz, line_of
+
+    main, admin, health, c = free_port(), free_port(), free_port(), names()
+    podman.run(c, env={"GRPC_INIT_HEALTH_ADDR": f"127.0.0.1:{health}"},
+               image_args=server_args(main, "-status", "NOT_SERVING", "-serve-on-sigusr2", "-spawn", f"-addr 127.0.0.1:{admin}"))
+    podman.await_log(c, f"[grpc-init] health: found the gRPC server at 127.0.0.1:{admin} (pid ")
+    podman.await_log(c, f"[grpc-init] health: found the gRPC server at 127.0.0.1:{main} (pid ")
+    lines = await_readyz(health, 503, lambda lines: len(lines) == 3 and "waiting" not in "".join(lines))
+    assert line_of(lines, main) == f"[-]127.0.0.1:{main} NOT_SERVING", lines
+    assert line_of(lines, admin) == f"[+]127.0.0.1:{admin} SERVING", lines
+    assert "[grpc-init] ready: " not in podman.logs(c)
+    podman("kill", "-s", "SIGUSR2", c)
+    logs = podman.await_log(c, "[grpc-init] ready: ")
+    assert logs.index("SET - SERVING ") < logs.index("[grpc-init] ready: "), logs
+    ready = next(line for line in logs.splitlines() if line.startswith("[grpc-init] ready: "))
+    assert f"127.0.0.1:{main}" in ready and f"127.0.0.1:{admin}" in ready, ready
+    lines = await_readyz(health, 200)
+    assert line_of(lines, main).startswith("[+]") and line_of(lines, admin).startswith("[+]"), lines
+
+
+def test_every_listed_service_of_a_server_without_list(podman, names):
+    """-ready-service '*' in front of grpc-go 1.33, which has no Health/List: not ready, and
+    the line says why."""
+    port, c = free_port(), names()
+    podman.run(c, env={"GRPC_INIT_READY_SERVICE": "*", "GRPC_INIT_VERBOSE": "true"}, image_args=server_args(port))
+    logs = podman.await_log(c, '[grpc-init] not ready yet: service "*": ')
+    line = next(line for line in logs.splitlines() if line.startswith('[grpc-init] not ready yet: service "*": '))
+    assert line == ('[grpc-init] not ready yet: service "*": rpc error: code = Unimplemented desc = '
+                    "the server has no Health/List to list its services"), logs
+    assert "[grpc-init] ready: " not in logs, logs
+
+
+def test_every_listed_service_turns_serving_in_turn(podman, names):
+    """-ready-service '*' in front of a server that lists three services NOT_SERVING (Health/List
+    by hand, -list): each SIGUSR2 turns the next one SERVING; ready only after the last."""
+    port, c = free_port(), names()
+    podman.run(c, env={"GRPC_INIT_READY_SERVICE": "*", "GRPC_INIT_VERBOSE": "true"},
+               image_args=server_args(port, "-list", "-serve-on-sigusr2", "-services", "a=NOT_SERVING,b=NOT_SERVING,c=NOT_SERVING"))
+    podman.await_log(c, '[grpc-init] not ready yet: service "a": NOT_SERVING')
+    for name in ["a", "b", "c"]:
+        podman("kill", "-s", "SIGUSR2", c)
+        logs = podman.await_log(c, f'[grpc-init] health: service "{name}" SERVING')
+        if name != "c":
+            assert "[grpc-init] ready: " not in logs, logs
+    logs = podman.await_log(c, "[grpc-init] ready: ")
+    assert logs.index('[grpc-init] health: service "c" SERVING') < logs.index("[grpc-init] ready: "), logs
+    assert f"[grpc-init] ready: 127.0.0.1:{port} (every service it lists) reports SERVING, " in logs, logs
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     from pki import PKI

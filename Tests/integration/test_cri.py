@@ -24,6 +24,7 @@ import grpc
 import pytest
 
 from conftest import BIN, GO_SERVER, ROOT
+from peers import protobuf_fields
 
 pytestmark = [pytest.mark.containerd, pytest.mark.root]
 
@@ -70,32 +71,9 @@ def string_map(pairs):
 
 def decode(data):
     """{field number: [values]}: varints as ints, length-delimited fields as bytes."""
-    fields, at = {}, 0
-
-    def read_varint():
-        nonlocal at
-        value, shift = 0, 0
-        while True:
-            byte = data[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-    while at < len(data):
-        key = read_varint()
-        kind = key & 7
-        if kind == 0:
-            value = read_varint()
-        elif kind == 2:
-            size = read_varint()
-            value, at = data[at:at + size], at + size
-        elif kind in (1, 5):
-            size = 8 if kind == 1 else 4
-            value, at = data[at:at + size], at + size
-        else:
-            raise ValueError(f"wire type {kind}")
-        fields.setdefault(key >> 3, []).append(value)
+    fields = {}
+    for number, value in protobuf_fields(data):
+        fields.setdefault(number, []).append(value)
     return fields
 
 

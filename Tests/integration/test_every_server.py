@@ -13,9 +13,9 @@ from test_health_endpoint import get
 from test_readiness import agent_of, await_idle_forever, await_line, launch
 
 
-def two_servers(first_port, first_status, second_port, second_status):
+def two_servers(first_port, first_status, second_port, second_status, *options):
     return [sys.executable, str(PEERS / "two_servers.py"), str(GO_SERVER), f"127.0.0.1:{first_port}", first_status,
-            f"127.0.0.1:{second_port}", second_status]
+            f"127.0.0.1:{second_port}", second_status, *options]
 
 
 def await_found(log, *ports, timeout=10):
@@ -53,16 +53,22 @@ def line_of(lines, port):
 @pytest.mark.parametrize("run", range(8))
 def test_not_ready_while_one_of_two_servers_is_not_serving(bindir, run):
     # The start order alternates; which server answers first varies from run to run, and
-    # the verdict must not.
+    # the verdict must not. The second server starts as the first is being found, and the
+    # first turns SERVING once the second listens: the tree must not be ready on the first alone.
     serving_first = run % 2 == 0
     serving, not_serving, health = free_port(), free_port(), free_port()
-    command = (two_servers(serving, "SERVING", not_serving, "NOT_SERVING") if serving_first
-               else two_servers(not_serving, "NOT_SERVING", serving, "SERVING"))
+    command = (two_servers(serving, "SERVING", not_serving, "NOT_SERVING", "--second-once-asked") if serving_first
+               else two_servers(not_serving, "NOT_SERVING", serving, "SERVING", "--second-once-asked"))
     proc, _, log = launch(bindir, "subreaper", ["-health-addr", f"127.0.0.1:{health}"], command, stdin=subprocess.PIPE)
     try:
-        await_found(log, serving, not_serving)
-        # Once both have answered: not ready, and the one holding readiness back is named.
-        lines = await_readyz(health, 503, lambda lines: "waiting" not in "".join(lines))
+        # Readiness said once cannot be taken back (the ready file, READY=1): nothing is ready
+        # before discovery has found both servers, whichever answered first.
+        earlier = await_found(log, serving, not_serving)
+        assert not [line for line in earlier if line.startswith("[grpc-init] ready: ")], earlier
+        # Once both have answered (the serving one its status, given once both listen): not
+        # ready, and the one holding readiness back is named.
+        lines = await_readyz(health, 503, lambda lines: "waiting" not in "".join(lines)
+                             and f"[+]127.0.0.1:{serving} SERVING" in lines)
         assert line_of(lines, not_serving) == f"[-]127.0.0.1:{not_serving} NOT_SERVING", lines
         assert line_of(lines, serving) == f"[+]127.0.0.1:{serving} SERVING", lines
         assert lines[-1] == "readyz check failed: NOT_SERVING", lines

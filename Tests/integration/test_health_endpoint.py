@@ -75,7 +75,7 @@ def test_readyz_livez_and_grpc_check_in_front_of_a_plaintext_child(bindir, kind)
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             with pytest.raises(grpc.RpcError) as e:
-                channel.unary_unary("/grpc.health.v1.Health/List")(b"", timeout=5)
+                channel.unary_unary("/grpc.health.v1.Health/Nope")(b"", timeout=5)
             assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         stop(proc, "subreaper")

@@ -14,6 +14,7 @@ import pytest
 from conftest import PEERS
 from peers import free_port
 from test_health_endpoint import get
+from test_no_health_service import lines_until
 from test_readiness import await_line, launch
 from test_supervisor import supervisor_pid
 
@@ -40,8 +41,8 @@ def datagrams(sock):
 def drained(bindir, tmp_path, mode, flags, child_stops_on, send):
     """grpc-init with `flags`, -drain-delay and the health port in front of a grpcio child that
     ends on `child_stops_on`; `send` to grpc-init once ready. Returns (when `send` was sent, when
-    /readyz first answered draining, the child's signals, grpc-init's lines, NOTIFY_SOCKET's
-    messages, grpc-init's exit status)."""
+    /readyz answered draining once grpc-init said the drain began, the child's signals,
+    grpc-init's lines from `send` on, NOTIFY_SOCKET's messages, grpc-init's exit status)."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     port = free_port()
@@ -53,14 +54,14 @@ def drained(bindir, tmp_path, mode, flags, child_stops_on, send):
         assert get(port, "/readyz") == (200, "SERVING")
         sent = time.monotonic()
         os.kill(supervisor_pid(proc, mode), send)
-        deadline = sent + 10
-        while (answer := get(port, "/readyz")) != (503, "draining"):
-            assert time.monotonic() < deadline, answer
-            time.sleep(0.01)  # the agent told of the drain, which nothing here can await; bounded
+        # grpc-init writes the drain's line and tells the agent at once: a request sent once the
+        # line is read finds the agent draining.
+        said = lines_until(log, "[grpc-init] draining: ", timeout=10)
+        assert get(port, "/readyz") == (503, "draining"), said
         draining = time.monotonic()
         code = proc.wait(timeout=DRAIN + 15)
         child = out.rest(time.monotonic() + 5)
-        lines = log.rest(time.monotonic() + 5)
+        lines = said + log.rest(time.monotonic() + 5)
         return sent, draining, signals_of(child), lines, datagrams(notify), code
     finally:
         if proc.poll() is None:

@@ -3,13 +3,15 @@ protobuf written by hand, so that a test decides what List answers: services add
 removed on stdin, more than List may answer, names with any characters.
 
 --services is a JSON list of [name, STATUS] pairs. Each line on stdin is a JSON command:
-["SET", name, STATUS] or ["REMOVE", name]. Prints "READY <port>" once it listens, "LIST" for each
-List, and each command (as JSON) once applied.
+["SET", name, STATUS], ["REMOVE", name] or ["DELAY", seconds] (Check and List answer that much
+later). Prints "READY <port>" once it listens, "LIST" for each List (with --no-list too, which
+answers it UNIMPLEMENTED as a server without List), and each command (as JSON) once applied.
 """
 import argparse
 import json
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -59,13 +61,16 @@ def service_of(request):
 
 
 class Health:
-    def __init__(self, services):
+    def __init__(self, services, lists=True):
         self.statuses = dict(services)
+        self.lists = lists
+        self.delay = 0.0
         self.changed = threading.Condition()
         self.version = 0
 
     def check(self, request, context):
         service = service_of(request)
+        time.sleep(self.delay)
         with self.changed:
             if service not in self.statuses:
                 context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
@@ -86,6 +91,9 @@ class Health:
 
     def list(self, request, context):
         print("LIST", flush=True)
+        if not self.lists:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "unknown method List for service grpc.health.v1.Health")
+        time.sleep(self.delay)
         with self.changed:
             if len(self.statuses) > MAX_LISTED:
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"server health list exceeds maximum capacity: {MAX_LISTED}")
@@ -98,6 +106,8 @@ class Health:
                 self.statuses[command[1]] = STATUSES[command[2]]
             elif command[0] == "REMOVE":
                 self.statuses.pop(command[1], None)
+            elif command[0] == "DELAY":
+                self.delay = float(command[1])
             self.version += 1
             self.changed.notify_all()
 
@@ -107,10 +117,11 @@ def main():
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--services", default="[]", help='JSON: [["name", "STATUS"], ...]')
     p.add_argument("--many", type=int, default=0, help="this many more services, SERVING")
+    p.add_argument("--no-list", action="store_true", help="answer List UNIMPLEMENTED")
     args = p.parse_args()
     services = [(name, STATUSES[status]) for name, status in json.loads(args.services)]
     services += [(f"svc{i}", 1) for i in range(args.many)]
-    health = Health(services)
+    health = Health(services, lists=not args.no_list)
     identity = lambda b: b
     handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
         "Check": grpc.unary_unary_rpc_method_handler(health.check, request_deserializer=identity, response_serializer=identity),

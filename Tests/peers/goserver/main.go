@@ -3,7 +3,10 @@
 // request header it receives when -echo-headers is set, and "SIGNAL <name>" for SIGUSR1, SIGUSR2
 // and SIGHUP when -report-signals is set. With -control it reads "SET <service|-> <STATUS>" lines
 // on stdin and prints "SET <service|-> <STATUS> <unix nanoseconds>" as each takes effect; Watch
-// streams every change (or is UNIMPLEMENTED with -no-watch).
+// streams every change (or is UNIMPLEMENTED with -no-watch). With -serve-on-sigusr2 each SIGUSR2
+// sets the next status that is not SERVING to SERVING and prints the same SET line. -list answers
+// Health/List (gRFC A90), which grpc-go 1.33 does not have, with every status, by hand. -spawn
+// starts a second copy of this server as its child, so that one command is a tree of two servers.
 package main
 
 import (
@@ -11,12 +14,15 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"net"
 	"io/ioutil"
 	"os"
+	"os/exec"
 	"os/signal"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +31,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/keepalive"
 	_ "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -116,6 +123,95 @@ func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.H
 	}
 }
 
+// serveNext sets the first status that is not SERVING (the empty name first, then the services
+// in name order) to SERVING, and says so as -control does.
+func (h *healthServer) serveNext() {
+	h.mu.Lock()
+	next, found := "", false
+	for _, name := range h.names() {
+		if h.statuses[name] != healthpb.HealthCheckResponse_SERVING {
+			next, found = name, true
+			break
+		}
+	}
+	h.mu.Unlock()
+	if !found {
+		return
+	}
+	at := time.Now().UnixNano()
+	h.set(next, healthpb.HealthCheckResponse_SERVING)
+	if next == "" {
+		next = "-"
+	}
+	fmt.Printf("SET %s SERVING %d\n", next, at)
+	os.Stdout.Sync()
+}
+
+// names are the services in name order, the empty name first; h.mu is held.
+func (h *healthServer) names() []string {
+	names := make([]string, 0, len(h.statuses))
+	for name := range h.statuses {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// rawBytes is a message the codec passes as it is: Health/List's, written by hand.
+type rawBytes []byte
+
+type rawCodec struct{ proto encoding.Codec }
+
+func (c rawCodec) Marshal(v interface{}) ([]byte, error) {
+	if raw, ok := v.(*rawBytes); ok {
+		return *raw, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c rawCodec) Unmarshal(data []byte, v interface{}) error {
+	if raw, ok := v.(*rawBytes); ok {
+		*raw = append((*raw)[:0], data...)
+		return nil
+	}
+	return c.proto.Unmarshal(data, v)
+}
+
+func (c rawCodec) String() string { return "proto" }
+
+// field is a length-delimited protobuf field.
+func field(number int, payload []byte) []byte {
+	var n [binary.MaxVarintLen64]byte
+	out := append([]byte{}, n[:binary.PutUvarint(n[:], uint64(number<<3|2))]...)
+	out = append(out, n[:binary.PutUvarint(n[:], uint64(len(payload)))]...)
+	return append(out, payload...)
+}
+
+// list answers Health/List, a method the Health service registered here does not have (grpc-go
+// sends a known service's unknown methods to the unknown-service handler): a HealthListResponse,
+// map<string, HealthCheckResponse> statuses = 1, every status in name order.
+func (h *healthServer) list(_ interface{}, stream grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(stream)
+	if method != "/grpc.health.v1.Health/List" {
+		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
+	}
+	var request rawBytes
+	if err := stream.RecvMsg(&request); err != nil {
+		return err
+	}
+	var out rawBytes
+	h.mu.Lock()
+	for _, name := range h.names() {
+		var response []byte
+		if st := h.statuses[name]; st != 0 {
+			response = []byte{0x08, byte(st)}
+		}
+		out = append(out, field(1, append(field(1, []byte(name)), field(2, response)...))...)
+	}
+	h.mu.Unlock()
+	return stream.SendMsg(&out)
+}
+
 func main() {
 	network := flag.String("network", "tcp", "tcp, tcp4, tcp6 or unix")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
@@ -137,7 +233,22 @@ func main() {
 	noWatch := flag.Bool("no-watch", false, "answer Health/Watch with UNIMPLEMENTED (a server that only has Check)")
 	control := flag.Bool("control", false, "read SET <service|-> <STATUS> lines on stdin")
 	maxStreams := flag.Uint("max-concurrent-streams", 0, "SETTINGS_MAX_CONCURRENT_STREAMS (0: grpc-go's default, unlimited)")
+	serveOnSignal := flag.Bool("serve-on-sigusr2", false, "on each SIGUSR2 set the next status that is not SERVING to SERVING")
+	list := flag.Bool("list", false, "answer Health/List with every status")
+	spawn := flag.String("spawn", "", "start this server again as a child with these space-separated arguments")
 	flag.Parse()
+	if *spawn != "" {
+		self, err := os.Executable()
+		if err == nil {
+			second := exec.Command(self, strings.Fields(*spawn)...)
+			second.Stdout, second.Stderr = os.Stdout, os.Stderr
+			err = second.Start()
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	if *ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
 	}
@@ -210,10 +321,13 @@ func main() {
 	if *maxStreams > 0 {
 		opts = append(opts, grpc.MaxConcurrentStreams(uint32(*maxStreams)))
 	}
+	h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo,
+		noWatch: *noWatch, watchers: map[chan struct{}]struct{}{}}
+	if *list && !*noHealth {
+		opts = append(opts, grpc.CustomCodec(rawCodec{encoding.GetCodec("proto")}), grpc.UnknownServiceHandler(h.list))
+	}
 	srv := grpc.NewServer(opts...)
 	if !*noHealth {
-		h := &healthServer{statuses: map[string]healthpb.HealthCheckResponse_ServingStatus{}, delay: *delay, echoHeaders: *echo,
-			noWatch: *noWatch, watchers: map[chan struct{}]struct{}{}}
 		h.statuses[""] = healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[*serving])
 		for _, pair := range strings.Split(*services, ",") {
 			if kv := strings.SplitN(pair, "=", 2); len(kv) == 2 {
@@ -237,6 +351,15 @@ func main() {
 					h.set(service, healthpb.HealthCheckResponse_ServingStatus(healthpb.HealthCheckResponse_ServingStatus_value[f[2]]))
 					fmt.Printf("SET %s %s %d\n", f[1], f[2], at)
 					os.Stdout.Sync()
+				}
+			}()
+		}
+		if *serveOnSignal {
+			signals := make(chan os.Signal, 16)
+			signal.Notify(signals, syscall.SIGUSR2)
+			go func() {
+				for range signals {
+					h.serveNext()
 				}
 			}()
 		}
