@@ -46,7 +46,7 @@ final class Credentials {
                 return .unavailable(.setup("TLS set-up failed: \(error)"))
             }
             #else
-            return .unavailable(.setup("-ready-tls is not available: this grpc-init was built without TLS"))
+            return .unavailable(.setup("-\(GateConfiguration.name(of: \.tls.tls)) is not available: this grpc-init was built without TLS"))
             #endif
         }
         return discovering ? .discover : .ready(.plaintext, .plaintext)
@@ -94,7 +94,7 @@ final class Credentials {
             return .unavailable(.setup("SPIFFE credentials unusable: \(error)"))
         }
         #else
-        return .unavailable(.setup("-ready-spiffe is not available: this grpc-init was built without TLS"))
+        return .unavailable(.setup("-\(GateConfiguration.name(of: \.spiffe)) is not available: this grpc-init was built without TLS"))
         #endif
     }
 }

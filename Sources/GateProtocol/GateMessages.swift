@@ -43,8 +43,8 @@ public enum Reach: UInt8, Equatable, Sendable, CustomStringConvertible {
         case .plaintext: return "plaintext"
         case .tls: return "TLS"
         case .spiffe: return "SPIFFE mTLS"
-        case .tlsVerified: return "TLS, certificate verified (-ready-tls-ca-cert)"
-        case .tlsUnverified: return "TLS, certificate not verified (the socket is the child's; -ready-tls-ca-cert verifies it)"
+        case .tlsVerified: return "TLS, certificate verified (-\(GateConfiguration.name(of: \.tls.caCert)))"
+        case .tlsUnverified: return "TLS, certificate not verified (the socket is the child's; -\(GateConfiguration.name(of: \.tls.caCert)) verifies it)"
         }
     }
 }

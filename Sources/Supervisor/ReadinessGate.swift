@@ -152,13 +152,13 @@ final class ReadinessGate {
         switch cause {
         case .signal(let signo): return "\(Signals.name(signo))"
         case .notReady:
-            return "not ready within \(options.startupTimeout) (-ready-timeout): \(lastReason); stopping the child"
+            return "not ready within \(options.startupTimeout) (-\(GateConfiguration.name(of: \.startupTimeout))): \(lastReason); stopping the child"
         case .unhealthy(answering: true):
-            return "health: not SERVING for \(options.exitUnhealthyAfter ?? .second) (-exit-unhealthy-after): \(lastReason); stopping the child"
+            return "health: not SERVING for \(options.exitUnhealthyAfter ?? .second) (-\(GateConfiguration.name(of: \.exitUnhealthyAfter))): \(lastReason); stopping the child"
         case .unhealthy(answering: false):
-            return "health: no answer from the health service for \(options.exitUnhealthyAfter ?? .second) (-exit-unhealthy-after); stopping the child"
+            return "health: no answer from the health service for \(options.exitUnhealthyAfter ?? .second) (-\(GateConfiguration.name(of: \.exitUnhealthyAfter))); stopping the child"
         case .unresponsive:
-            return "health: no answer from the health service for \(options.exitUnresponsiveAfter ?? .second) (-exit-unresponsive-after); stopping the child"
+            return "health: no answer from the health service for \(options.exitUnresponsiveAfter ?? .second) (-\(GateConfiguration.name(of: \.exitUnresponsiveAfter))); stopping the child"
         }
     }
 
