@@ -39,16 +39,16 @@ public enum Target: Equatable, Sendable {
     public static func resolve(_ address: String) throws(ParseError) -> (target: Target, authority: String) {
         if address.hasPrefix("unix:") || address.hasPrefix("unix-abstract:") { return (try unixTarget(address), "localhost") }
         let bytes = Array(address.utf8)
+        let resolvedScheme = namesResolvedScheme(bytes)
         // The usual host:port: printable ASCII that names no scheme and holds nothing a URL reads
         // (`%`, `?`, `#`) is its own endpoint under passthrough:///, and is parsed as that.
-        if !namesResolvedScheme(bytes) && bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "%") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }) {
+        if !resolvedScheme && bytes.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "%") && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }) {
             return (try hostPort(address), bytes.first == UInt8(ascii: ":") ? "localhost" + address : encodeAuthority(bytes[...]))
         }
         let url: TargetURL
         // Read as a URL of its own only when it names a scheme grpc-go resolves: the usual
         // host:port is parsed once.
-        let scheme = address.prefix { $0 != ":" }.lowercased()
-        if scheme == "passthrough" || scheme == "dns", let direct = try? TargetURL.parse(bytes),
+        if resolvedScheme, let direct = try? TargetURL.parse(bytes),
            direct.scheme == "passthrough" || direct.scheme == "dns" {
             url = direct
         } else {

@@ -261,6 +261,14 @@ public enum Verdict: Equatable, Sendable {
         }
     }
 
+    /// The verdict a service's state in the health model amounts to.
+    public init(_ state: HealthState) {
+        switch state {
+        case .serving: self = .serving
+        case .notServing(let why): self.init(why)
+        }
+    }
+
     public static func undecodableMessage(_ why: String) -> String { "grpc: failed to unmarshal the received message: \(why)" }
 
     public var isServing: Bool { self == .serving }

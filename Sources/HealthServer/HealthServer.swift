@@ -86,10 +86,8 @@ public struct HealthSnapshot: Equatable, Sendable {
     }
 
     private func line(_ service: String, _ state: HealthState?) -> ServiceLine {
-        switch state ?? .notServing(.starting) {
-        case .serving: return ServiceLine(service: service, verdict: draining ? .draining : .serving)
-        case .notServing(let why): return ServiceLine(service: service, verdict: Verdict(why))
-        }
+        let verdict = Verdict(state ?? .notServing(.starting))
+        return ServiceLine(service: service, verdict: draining && verdict == .serving ? .draining : verdict)
     }
 }
 
@@ -337,16 +335,11 @@ public enum HealthServer {
     public static func grpcList(_ verdict: Verdict, _ snapshot: HealthSnapshot, _ listings: [ServerListing])
         -> (response: [(service: String, status: ServingStatus)]?, status: GRPCStatus) {
         if !snapshot.connected, case .unreachable = verdict { return (nil, grpc(verdict).status) }
-        func status(_ verdict: Verdict) -> ServingStatus {
-            switch verdict {
-            case .serving: return .serving
-            case .notServing(let status): return status
-            case .draining, .unreachable, .rpcFailed: return .notServing
-            }
-        }
+        // What a List entry can say: a verdict without a response of its own is NOT_SERVING.
+        func status(_ verdict: Verdict) -> ServingStatus { grpc(verdict).response ?? .notServing }
         var statuses: [String: ServingStatus] = ["": status(verdict)]
         for service in snapshot.services where !service.isEmpty {
-            statuses[service] = status(snapshot.draining ? .draining : snapshot.states[service].map(HealthServer.verdict) ?? .unreachable(.starting))
+            statuses[service] = status(snapshot.draining ? .draining : snapshot.states[service].map { Verdict($0) } ?? .unreachable(.starting))
         }
         let watched = Set(statuses.keys)
         for listing in listings.sorted(by: { $0.server < $1.server }) {
@@ -360,13 +353,6 @@ public enum HealthServer {
         }
         guard statuses.count <= Health.maxListed else { return (nil, listTooLong) }
         return (statuses.keys.sorted().map { ($0, statuses[$0]!) }, GRPCStatus(.ok))
-    }
-
-    private static func verdict(_ state: HealthState) -> Verdict {
-        switch state {
-        case .serving: return .serving
-        case .notServing(let why): return Verdict(why)
-        }
     }
 
     /// The Watch relayed: an ended call's status as the endpoint's client gets it.

@@ -225,16 +225,13 @@ enum JSONLogLine {
                 }
                 out.append(0x5D)
             case .integer(let n): out.append(contentsOf: String(n).utf8)
-            case .seconds(let ns): out.append(contentsOf: seconds(ns).utf8)
+            case .seconds(let ns): out.append(contentsOf: GoDuration.decimalSeconds(ns).utf8)
             case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
             }
         }
         out.append(0x7D)
         return out
     }
-
-    /// Nanoseconds as a JSON number of seconds, exact: 1500000000 is 1.5, 250000000 is 0.25.
-    static func seconds(_ nanoseconds: Int64) -> String { GoDuration.decimalSeconds(nanoseconds) }
 
     private static func escapedCount(_ text: String) -> Int {
         var count = 0

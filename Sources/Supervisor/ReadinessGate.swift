@@ -167,13 +167,13 @@ final class ReadinessGate {
         switch cause {
         case .signal(let signo): return [.string("cause", "signal")] + LogField.signal(signo)
         case .notReady:
-            return [.string("cause", "ready-timeout"), .seconds("after_seconds", options.startupTimeout)] + LogField.reason(lastReason)
+            return [.string("cause", GateConfiguration.name(of: \.startupTimeout)), .seconds("after_seconds", options.startupTimeout)] + LogField.reason(lastReason)
         case .unhealthy(answering: true):
-            return [.string("cause", "exit-unhealthy-after"), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second)] + LogField.reason(lastReason)
+            return [.string("cause", GateConfiguration.name(of: \.exitUnhealthyAfter)), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second)] + LogField.reason(lastReason)
         case .unhealthy(answering: false):
-            return [.string("cause", "exit-unhealthy-after"), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second), LogField("answering", .bool(false))]
+            return [.string("cause", GateConfiguration.name(of: \.exitUnhealthyAfter)), .seconds("after_seconds", options.exitUnhealthyAfter ?? .second), LogField("answering", .bool(false))]
         case .unresponsive:
-            return [.string("cause", "exit-unresponsive-after"), .seconds("after_seconds", options.exitUnresponsiveAfter ?? .second)]
+            return [.string("cause", GateConfiguration.name(of: \.exitUnresponsiveAfter)), .seconds("after_seconds", options.exitUnresponsiveAfter ?? .second)]
         }
     }
 

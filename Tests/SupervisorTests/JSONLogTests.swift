@@ -69,7 +69,7 @@ final class JSONLogTests: XCTestCase {
             (10_000_000_010, "10.00000001"), (-1_500_000_000, "-1.5"),
             (.max, "9223372036.854775807"), (.min, "-9223372036.854775808"),
         ]
-        for (ns, text) in cases { XCTAssertEqual(JSONLogLine.seconds(ns), text) }
+        for (ns, text) in cases { XCTAssertEqual(GoDuration.decimalSeconds(ns), text) }
     }
 
     func testTheFieldsAreTyped() throws {
